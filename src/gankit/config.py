@@ -1,0 +1,267 @@
+"""Typed configuration: dataclasses, TOML presets and ``--set section.key=value`` overrides.
+
+A run is described by one :class:`Config` with four sections (``model``, ``train``, ``data``,
+``eval``). Presets in ``gankit/presets/*.toml`` only list the fields that differ from the
+defaults below. Unknown keys and ill-typed values raise :class:`ConfigError` with a one-line
+message naming the key and listing the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+import tomli_w
+
+from gankit.errors import GankitError
+
+DEFAULT_PRESET = "mnist-sagan"
+
+
+class ConfigError(GankitError, ValueError):
+    """A bad preset name, key or value. The message is one line meant for the user."""
+
+
+@dataclass
+class ModelConfig:
+    """Generator/discriminator architecture (see ``gankit.models``)."""
+
+    arch: str = "biggan"  # biggan | sagan | sngan | dcgan
+    resolution: int = 32  # output side length in pixels
+    channels: int = 3  # image channels (1 = grey, 3 = RGB)
+    n_classes: int = 10  # 1 = unconditional
+    dim_z: int = 128
+    G_ch: int = 64  # channel multiplier of G
+    D_ch: int = 64  # channel multiplier of D
+    G_attn: list[int] = field(default_factory=list)  # resolutions with self-attention in G
+    D_attn: list[int] = field(default_factory=list)  # resolutions with self-attention in D
+    attn_k: int = 8  # SAGAN attention reduction C -> C/k
+    attn_pool: bool = True  # BigGAN's pooled attention variant (False: SAGAN's)
+    shared_dim: int = 0  # BigGAN shared class embedding size (0: one embedding per BN layer)
+    hier: bool = False  # hierarchical z: one chunk of z per G block
+    G_sn: bool = True  # spectral norm in G
+    D_sn: bool = True  # spectral norm in D (always on for BigGAN/SAGAN/SNGAN presets)
+    sn_eps: float = 1e-6
+    bn_eps: float = 1e-5
+    init: str = "ortho"  # ortho | xavier | normal | default
+    aux_classifier: bool = False  # extra class head on D (AC-GAN term, see train.aux_weight)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and loop settings (see ``gankit.training``)."""
+
+    steps: int = 1000  # G steps
+    batch_size: int = 64  # per-process batch
+    n_D: int = 2  # D steps per G step
+    lr_G: float = 1e-4
+    lr_D: float = 4e-4
+    betas_G: list[float] = field(default_factory=lambda: [0.0, 0.999])
+    betas_D: list[float] = field(default_factory=lambda: [0.0, 0.999])
+    adam_eps: float = 1e-8
+    loss: str = "hinge"  # hinge | nonsaturating | wgan-gp
+    gp_weight: float = 10.0  # for wgan-gp
+    ortho_reg: float = 0.0  # BigGAN modified orthogonal regularisation beta (0: off)
+    aux_weight: float = 0.0  # weight of the auxiliary-classifier term (needs model.aux_classifier)
+    accumulate: int = 1  # gradient accumulation steps per optimizer step
+    ema: bool = True
+    ema_decay: float = 0.999
+    ema_start: int = 0  # G step from which EMA averages (before it, EMA copies G)
+    standing_stats: int = 0  # batches for BigGAN standing BN statistics at sampling (0: off)
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    compile: bool = False  # torch.compile the D and G steps
+    channels_last: bool = True
+    seed: int = 0
+    log_every: int = 50
+    snapshot_every: int = 500
+    keep_last: int = 3
+    sigma_layers: int = 4  # how many weights per network to track sigma_0..2 for
+    collapse_rollback: bool = False  # roll back to the last healthy checkpoint on collapse
+    num_workers: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where training images come from (see ``gankit.data``)."""
+
+    path: str = ""  # image folder, .npz, CIFAR batch dir, .npy/.h5 cache; "" = embedded MNIST
+    skip_bad: bool = False  # skip unreadable images (counted) instead of failing
+    cache: str = ""  # optional .npy/.h5 cache file written on first use
+
+
+@dataclass
+class EvalConfig:
+    """Metric settings (see ``gankit.metrics``)."""
+
+    metrics: list[str] = field(default_factory=lambda: ["fid"])
+    n: int = 50000
+    batch_size: int = 100
+    truncation: float = 0.0  # 0 = no truncation
+    inception_weights: str = ""
+    every: int = 0  # evaluate every N G steps during training (0: off)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    preset: str = ""
+
+
+SECTIONS = ("model", "train", "data", "eval")
+
+
+def _field_types(section_obj: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(section_obj))
+    return {f.name: hints[f.name] for f in dataclasses.fields(section_obj)}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) if typing.get_origin(tp) is None else str(tp)
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Convert ``value`` (TOML value or override string) to field type ``tp`` or raise."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):
+            text = value.strip().strip("[]")
+            value = [v.strip().strip("'\"") for v in text.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' expects a list of {item_tp.__name__}, got {value!r}")
+        return [_coerce(key, v, item_tp) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"config key '{key}' expects true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' expects an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{key}' expects an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ConfigError(f"config key '{key}' expects an integer, got {value!r}")
+        return int(as_float)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' expects a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{key}' expects a number, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' expects a string, got {value!r}")
+        return value
+    raise ConfigError(f"config key '{key}' has unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _section(cfg: Config, name: str) -> Any:
+    if name not in SECTIONS:
+        raise ConfigError(f"unknown config section '{name}'; valid sections: {', '.join(SECTIONS)}")
+    return getattr(cfg, name)
+
+
+def set_value(cfg: Config, dotted_key: str, value: Any) -> None:
+    """Set ``section.key`` on ``cfg`` after type checking ``value``."""
+    if "." not in dotted_key:
+        raise ConfigError(
+            f"config key '{dotted_key}' must look like section.key "
+            f"(sections: {', '.join(SECTIONS)})"
+        )
+    section_name, key = dotted_key.split(".", 1)
+    section = _section(cfg, section_name)
+    types = _field_types(section)
+    if key not in types:
+        raise ConfigError(
+            f"unknown config key '{dotted_key}'; valid keys in [{section_name}]: "
+            f"{', '.join(sorted(types))}"
+        )
+    setattr(section, key, _coerce(dotted_key, value, types[key]))
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``["section.key=value", ...]`` (the CLI's ``--set``) to ``cfg`` in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like section.key=value")
+        key, value = item.split("=", 1)
+        set_value(cfg, key.strip(), value.strip())
+    return cfg
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    """Build a :class:`Config` from nested dicts (TOML), checking every key and type."""
+    cfg = Config()
+    for section_name, values in data.items():
+        if section_name == "preset":
+            cfg.preset = str(values)
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: '{section_name}' must be a [section] table")
+        try:
+            _section(cfg, section_name)
+            for key, value in values.items():
+                set_value(cfg, f"{section_name}.{key}", value)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _preset_dir() -> Any:
+    return resources.files("gankit") / "presets"
+
+
+def list_presets() -> list[str]:
+    return sorted(p.name[:-5] for p in _preset_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str = DEFAULT_PRESET, overrides: list[str] | None = None) -> Config:
+    """Load preset ``name`` and apply ``overrides``. Unknown names list the valid presets."""
+    names = list_presets()
+    if name not in names:
+        raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(names)}")
+    text = (_preset_dir() / f"{name}.toml").read_text()
+    cfg = from_dict(tomllib.loads(text), source=f"preset {name}")
+    cfg.preset = name
+    return apply_overrides(cfg, overrides or [])
+
+
+def load_toml(path: str | Path) -> Config:
+    """Read a config written by :func:`save_toml` (e.g. a run dir's ``config.toml``)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    return from_dict(data, source=str(path))
+
+
+def save_toml(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(tomli_w.dumps(to_dict(cfg)))

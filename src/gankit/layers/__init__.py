@@ -1,0 +1,19 @@
+"""Building blocks: attention (non-local family, SAGAN), spectral norm, conditional batch norm."""
+
+from gankit.layers.spectral_norm import (
+    SpectralNorm,
+    sn_conv2d,
+    sn_embedding,
+    sn_linear,
+    spectral_norm,
+    spectral_norms,
+)
+
+__all__ = [
+    "SpectralNorm",
+    "sn_conv2d",
+    "sn_embedding",
+    "sn_linear",
+    "spectral_norm",
+    "spectral_norms",
+]

@@ -1,0 +1,96 @@
+"""Spectral normalisation (Miyato et al. 2018, SNGAN; used in G and D by SAGAN and BigGAN).
+
+``W_SN = W / sigma(W)`` where ``sigma`` is the largest singular value of ``W`` reshaped to
+``(out, fan_in)``, estimated by power iteration. The iteration's vectors ``u`` (out,) and
+``v`` (fan_in,) are buffers, so they are saved in the state dict and a resumed run continues the
+same estimate. The power iteration always runs in fp32 (outside autocast) and without grad;
+the gradient flows through ``sigma = u^T W v`` with ``u, v`` held fixed, as in the paper.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+
+class SpectralNorm(nn.Module):
+    """Parametrization ``W -> W / sigma(W)``; register with :func:`spectral_norm`.
+
+    Args:
+        weight: the weight to normalise, any shape ``(out, ...)``.
+        n_power_iterations: power-iteration steps per training forward.
+        eps: added to norms when normalising ``u`` and ``v``.
+    """
+
+    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, eps: float = 1e-6):
+        super().__init__()
+        if n_power_iterations < 1:
+            raise ValueError(f"n_power_iterations must be >= 1, got {n_power_iterations}")
+        self.n_power_iterations = n_power_iterations
+        self.eps = eps
+        w = weight.detach().flatten(1).float()
+        u = F.normalize(torch.randn(w.shape[0], device=w.device), dim=0, eps=eps)
+        v = F.normalize(w.t() @ u, dim=0, eps=eps)
+        self.register_buffer("u", u)
+        self.register_buffer("v", v)
+
+    @torch.no_grad()
+    def power_iteration(self, w2d: torch.Tensor, n: int) -> None:
+        """Run ``n`` steps ``v <- W^T u / ||.||``, ``u <- W v / ||.||`` in place (fp32)."""
+        w = w2d.detach().float()
+        u, v = self.u, self.v
+        for _ in range(n):
+            v = F.normalize(w.t() @ u, dim=0, eps=self.eps)
+            u = F.normalize(w @ v, dim=0, eps=self.eps)
+        self.u.copy_(u)
+        self.v.copy_(v)
+
+    def sigma(self, weight: torch.Tensor) -> torch.Tensor:
+        """Current estimate ``u^T W v`` (differentiable in ``weight``), fp32 scalar."""
+        return torch.dot(self.u, weight.flatten(1).float() @ self.v)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(weight.device.type, enabled=False):
+            if self.training:
+                self.power_iteration(weight.flatten(1), self.n_power_iterations)
+            return (weight.float() / self.sigma(weight)).to(weight.dtype)
+
+
+def spectral_norm(
+    module: nn.Module, name: str = "weight", n_power_iterations: int = 1, eps: float = 1e-6
+) -> nn.Module:
+    """Register :class:`SpectralNorm` on ``module.<name>`` and return ``module``.
+
+    The raw weight lives at ``module.parametrizations.<name>.original``; the buffers ``u``/``v``
+    at ``module.parametrizations.<name>.0.u`` / ``.v``.
+    """
+    weight = getattr(module, name)
+    parametrize.register_parametrization(
+        module, name, SpectralNorm(weight, n_power_iterations, eps), unsafe=False
+    )
+    return module
+
+
+def spectral_norms(module: nn.Module) -> list[tuple[str, SpectralNorm]]:
+    """All ``(qualified name, SpectralNorm)`` pairs inside ``module``."""
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, SpectralNorm)]
+
+
+def sn_conv2d(*args, sn: bool = True, eps: float = 1e-6, **kwargs) -> nn.Module:
+    """``nn.Conv2d`` with optional spectral norm."""
+    conv = nn.Conv2d(*args, **kwargs)
+    return spectral_norm(conv, eps=eps) if sn else conv
+
+
+def sn_linear(*args, sn: bool = True, eps: float = 1e-6, **kwargs) -> nn.Module:
+    """``nn.Linear`` with optional spectral norm."""
+    lin = nn.Linear(*args, **kwargs)
+    return spectral_norm(lin, eps=eps) if sn else lin
+
+
+def sn_embedding(*args, sn: bool = True, eps: float = 1e-6, **kwargs) -> nn.Module:
+    """``nn.Embedding`` with optional spectral norm (projection discriminator's class embedding)."""
+    emb = nn.Embedding(*args, **kwargs)
+    return spectral_norm(emb, eps=eps) if sn else emb
