@@ -142,7 +142,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             text = value.strip().strip("[]")
             value = [v.strip().strip("'\"") for v in text.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' expects a list of {item_tp.__name__}, got {value!r}")
+            expected = f"a list of {item_tp.__name__}"
+            raise ConfigError(f"config key '{key}' expects {expected}, got {value!r}")
         return [_coerce(key, v, item_tp) for v in value]
     if tp is bool:
         if isinstance(value, bool):
@@ -173,7 +174,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}' expects a string, got {value!r}")
         return value
-    raise ConfigError(f"config key '{key}' has unsupported type {_type_name(tp)}")  # pragma: no cover
+    raise ConfigError(f"config key '{key}' has unsupported type {_type_name(tp)}")
 
 
 def _section(cfg: Config, name: str) -> Any:
