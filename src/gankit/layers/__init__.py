@@ -1,5 +1,6 @@
 """Building blocks: attention (non-local family, SAGAN), spectral norm, conditional batch norm."""
 
+from gankit.layers.attention import SelfAttention, attention, attention_reference
 from gankit.layers.spectral_norm import (
     SpectralNorm,
     sn_conv2d,
@@ -10,6 +11,9 @@ from gankit.layers.spectral_norm import (
 )
 
 __all__ = [
+    "SelfAttention",
+    "attention",
+    "attention_reference",
     "SpectralNorm",
     "sn_conv2d",
     "sn_embedding",

@@ -1,0 +1,147 @@
+"""Attention layers: SAGAN / BigGAN self-attention and the non-local block family.
+
+Papers:
+- Wang et al. 2018, "Non-local Neural Networks", https://arxiv.org/abs/1711.07971 (Eq. 1-6).
+- Zhang et al. 2019, "Self-Attention GANs", https://arxiv.org/abs/1805.08318 (Sec. 3).
+- Brock et al. 2019, "Large Scale GAN Training" (BigGAN), https://arxiv.org/abs/1809.11096.
+
+Every layer has two numerically equal paths: :func:`attention_reference` builds the explicit
+``N x M`` score matrix and its softmax; :func:`attention` (the default) calls
+``F.scaled_dot_product_attention`` (SDPA) with ``scale=1.0`` because these papers' scores are
+unscaled dot products (SDPA would otherwise divide by ``sqrt(d)``). SDPA's fused kernels
+(flash on CPU, flash / memory-efficient on CUDA) never store the ``N x M`` matrix, but the CPU
+flash kernel only engages when q, k and v share a head dim; with a wider v (BigGAN: C/2 vs C/8)
+it silently falls back to the math path, which does (DESIGN.md Sec. 8: +6.2 GB at N = 16,384).
+:func:`attention` therefore zero-pads the narrower side to the wider width: padding q and k adds
+zero terms to every dot product, so the scores are unchanged; padding v adds zero output columns,
+which are sliced off. Padding was chosen over splitting v into q-width chunks (one SDPA call per
+chunk) because both cost the same matmul FLOPs (``N M (d_qk + d_v)``), but chunking repeats the
+softmax ``d_v / d_qk`` times and keeps that many copies of the per-row statistics and partial
+outputs for the backward pass, while padding keeps one extra ``(N + M) x d_v`` copy of q, k.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gankit.config import ConfigError
+from gankit.layers.spectral_norm import sn_conv2d
+
+__all__ = ["SelfAttention", "attention", "attention_reference"]
+
+
+def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T) v`` with the explicit score matrix (unscaled; the reference path).
+
+    Args:
+        q: queries ``(B, N, d_qk)``; k: keys ``(B, M, d_qk)``; v: values ``(B, M, d_v)``.
+
+    Returns:
+        ``(B, N, d_v)``; row ``n`` is ``sum_m softmax_m(q_n . k_m) v_m``. Memory ``O(B N M)``.
+    """
+    scores = torch.bmm(q, k.transpose(1, 2))  # (B, N, M)
+    return torch.bmm(scores.softmax(dim=-1), v)
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fused: bool = True
+) -> torch.Tensor:
+    """Same result as :func:`attention_reference`; with ``fused`` it runs one SDPA call.
+
+    q and k, or v, are zero-padded to a common head dim so that SDPA's fused kernel engages (see
+    the module docstring); the layout passed to SDPA is ``(B, heads=1, N, d)``.
+
+    Args:
+        q: ``(B, N, d_qk)``; k: ``(B, M, d_qk)``; v: ``(B, M, d_v)``.
+        fused: ``False`` selects :func:`attention_reference`.
+
+    Returns:
+        ``(B, N, d_v)``.
+    """
+    if not fused:
+        return attention_reference(q, k, v)
+    d_qk, d_v = q.shape[-1], v.shape[-1]
+    if d_qk < d_v:
+        q, k = F.pad(q, (0, d_v - d_qk)), F.pad(k, (0, d_v - d_qk))
+    elif d_v < d_qk:
+        v = F.pad(v, (0, d_qk - d_v))
+    out = F.scaled_dot_product_attention(
+        q.unsqueeze(1).contiguous(),
+        k.unsqueeze(1).contiguous(),
+        v.unsqueeze(1).contiguous(),
+        scale=1.0,
+    )
+    return out.squeeze(1)[..., :d_v]
+
+
+def _positions(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, *spatial)`` -> ``(B, N, C)`` with ``N = prod(spatial)`` (one row per position)."""
+    return x.flatten(2).transpose(1, 2)
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention (``pool=False``) or BigGAN's pooled variant (``pool=True``).
+
+    ``x: (B, C, H, W) -> y: (B, C, H, W)``, ``y = gamma * o + x`` with the learnable scalar
+    ``gamma`` initialised to 0, so the layer starts as the identity (SAGAN Eq. 3).
+
+    The four 1x1 convolutions are named by role: ``query``, ``key``, ``value``, ``out``.
+
+    - ``pool=False`` (SAGAN Sec. 3): ``s_ij = f(x_i)^T g(x_j)``, ``beta_{j,i} = softmax_i(s_ij)``,
+      ``o_j = v(sum_i beta_{j,i} h(x_i))``; f, g, h: C -> C/k and v: C/k -> C. Output position j
+      attends over all i, so ``query = g``, ``key = f``, ``value = h``, ``out = v``.
+    - ``pool=True`` (BigGAN): ``query = theta`` (C -> C/k), ``key = phi`` (C -> C/k),
+      ``value = g`` (C -> C/2), ``out = o`` (C/2 -> C); phi(x) and g(x) are max-pooled 2x2 after
+      the conv, so there are ``M = N/4`` keys. With ``k = 8`` the parameter count is BigGAN's,
+      ``2 C^2/8 + 2 C^2/2 + 1``.
+
+    All convs are bias-free in both variants: the SAGAN equations are pure linear maps
+    (``f(x) = W_f x``, ...), and a bias would be redundant for ``f`` (a constant shift of
+    ``s_ij`` over the softmax axis i) and for ``h`` (the softmax weights sum to 1, so it only
+    adds a constant after ``v``). With ``sn=True`` all four convs are spectrally normalised.
+
+    Args:
+        channels: C, the input and output channels (divisible by k; by 2 too when pooled).
+        k: channel reduction for the query/key (and, without pooling, value) maps.
+        pool: BigGAN's variant instead of SAGAN's.
+        sn: spectral norm on the four convs; ``sn_eps`` its epsilon.
+        fused: SDPA path (default) or the explicit softmax reference (``False``).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        k: int = 8,
+        pool: bool = False,
+        sn: bool = True,
+        sn_eps: float = 1e-6,
+        fused: bool = True,
+    ):
+        super().__init__()
+        if k < 1 or channels % k or (pool and channels % 2):
+            need = f"divisible by k={k}" + (" and by 2 (pool=True)" if pool else "")
+            raise ConfigError(f"attention channels={channels}: expected a positive int {need}")
+        d_qk = channels // k
+        d_v = channels // 2 if pool else d_qk
+        self.channels, self.pool, self.fused = channels, pool, fused
+        conv = dict(kernel_size=1, bias=False, sn=sn, eps=sn_eps)
+        self.query = sn_conv2d(channels, d_qk, **conv)
+        self.key = sn_conv2d(channels, d_qk, **conv)
+        self.value = sn_conv2d(channels, d_v, **conv)
+        self.out = sn_conv2d(d_v, channels, **conv)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (B, C, H, W) -> (B, C, H, W)``."""
+        b, _, h, w = x.shape
+        key, value = self.key(x), self.value(x)
+        if self.pool:
+            key, value = F.max_pool2d(key, 2), F.max_pool2d(value, 2)
+        o = attention(_positions(self.query(x)), _positions(key), _positions(value), self.fused)
+        o = o.transpose(1, 2).reshape(b, -1, h, w)  # (B, d_v, H, W)
+        return self.gamma * self.out(o) + x
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, pool={self.pool}, fused={self.fused}"
