@@ -5,8 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.profiler import profile
 
-from gankit.layers.attention import SelfAttention, attention, attention_reference
+from gankit.config import ConfigError
+from gankit.errors import GankitError
+from gankit.layers.attention import (
+    ATTENTION_NAMES,
+    NONLOCAL_MODES,
+    NonLocal,
+    SelfAttention,
+    attention,
+    attention_reference,
+    build_attention,
+)
+
+SHAPES = {1: (2, 6, 12), 2: (2, 6, 6, 4), 3: (2, 6, 3, 4, 6)}
 
 
 def _w(conv: torch.nn.Module) -> torch.Tensor:
@@ -99,7 +112,135 @@ def test_attention_padding_keeps_scores(d_qk, d_v):
 
 @pytest.mark.parametrize(("c", "kw"), [(30, {}), (9, {"pool": True, "k": 3}), (6, {"k": 0})])
 def test_self_attention_rejects_bad_channels(c, kw):
-    from gankit.errors import GankitError
-
     with pytest.raises(GankitError, match=f"channels={c}"):
         SelfAttention(c, **kw)
+
+
+def test_fused_path_engages_flash_kernel_with_unequal_widths():
+    """BigGAN's v is 4x wider than q, k; padding keeps SDPA off its O(N M) math fallback."""
+    q, k, v = torch.randn(2, 64, 8), torch.randn(2, 16, 8), torch.randn(2, 16, 32)
+    with profile() as prof:
+        attention(q, k, v)
+    names = {e.name for e in prof.events()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in names
+    assert "aten::_scaled_dot_product_attention_math" not in names
+
+
+def _pool_by_reshape(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Max over non-overlapping pairs along the last ``min(dim, 2)`` axes (not T in 3-D)."""
+    for axis in range(x.dim() - min(dim, 2), x.dim()):
+        x = x.unflatten(axis, (x.shape[axis] // 2, 2)).amax(axis + 1)
+    return x
+
+
+def _nonlocal_einsum(m: NonLocal, x: torch.Tensor) -> torch.Tensor:
+    """Non-local Eq. 1 and 6 with an explicit (B, N, M) pairwise matrix."""
+    xs = x.flatten(2)
+    xh = (_pool_by_reshape(x, m.dim) if m.subsample else x).flatten(2)
+
+    def conv(c, t):
+        return torch.einsum("oc,bcn->bon", c.weight[..., 0], t) + c.bias[None, :, None]
+
+    g = conv(m.g, xh)
+    if m.mode == "gaussian":
+        f = torch.einsum("bci,bcj->bij", xs, xh).exp()
+    else:
+        th, ph = conv(m.theta, xs), conv(m.phi, xh)
+        f = torch.einsum("bci,bcj->bij", th, ph)
+    if m.mode == "embedded_gaussian":
+        f = f.exp()
+    if m.mode == "concatenation":
+        pair = torch.cat(
+            [
+                th.unsqueeze(3).expand(-1, -1, -1, ph.shape[-1]),
+                ph.unsqueeze(2).expand(-1, -1, th.shape[-1], -1),
+            ],
+            dim=1,
+        )  # [theta(x_i), phi(x_j)]: (B, 2 inter, N, M)
+        f = torch.relu(torch.einsum("c,bcij->bij", m.w_f.weight[0], pair))
+    if m.mode in ("gaussian", "embedded_gaussian"):
+        norm = f.sum(dim=2, keepdim=True)  # C(x) = sum_j f(x_i, x_j)
+    else:
+        norm = torch.tensor(float(xh.shape[-1]), dtype=x.dtype)  # C(x) = M
+    y = torch.einsum("bij,bcj->bci", f / norm, g)
+    return (conv(m.w_z, y) + xs).view_as(x)
+
+
+@pytest.mark.parametrize("mode", NONLOCAL_MODES)
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("subsample", [False, True])
+def test_nonlocal_matches_einsum(mode, dim, subsample):
+    torch.manual_seed(3)
+    m = NonLocal(6, mode, inter_channels=4, dim=dim, subsample=subsample).double()
+    torch.nn.init.normal_(m.w_z.weight)
+    torch.nn.init.normal_(m.w_z.bias)
+    x = 0.5 * torch.randn(*SHAPES[dim], dtype=torch.float64)
+    z = m(x)
+    assert z.shape == x.shape
+    torch.testing.assert_close(z, _nonlocal_einsum(m, x), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", NONLOCAL_MODES)
+def test_nonlocal_normalisation_invariant_to_duplicated_and_permuted_keys(mode):
+    """softmax modes: sum_j f and sum_j f g both double; C = M modes: sum and M both double."""
+    torch.manual_seed(4)
+    m = NonLocal(6, mode).double()
+    x, x_hat = torch.randn(2, 6, 20, dtype=torch.float64), torch.randn(2, 6, 7, dtype=torch.float64)
+    y = m.aggregate(x, x_hat)
+    torch.testing.assert_close(m.aggregate(x, torch.cat([x_hat, x_hat], dim=2)), y)
+    torch.testing.assert_close(m.aggregate(x, x_hat[..., torch.randperm(7)]), y)
+    assert not torch.allclose(m.aggregate(x, x_hat[..., :5]), y)
+
+
+@pytest.mark.parametrize("mode", ["gaussian", "embedded_gaussian"])
+@pytest.mark.parametrize("subsample", [False, True])
+def test_nonlocal_fused_equals_reference_values_and_grads(mode, subsample):
+    torch.manual_seed(5)
+    m = NonLocal(16, mode, subsample=subsample)
+    torch.nn.init.normal_(m.w_z.weight, std=0.1)
+    x = 0.3 * torch.randn(2, 16, 16, 16)
+    outs, grads = [], []
+    for fused in (False, True):
+        m.fused = fused
+        m.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        z = m(xi)
+        (z * torch.linspace(-1, 1, z.numel()).view_as(z)).sum().backward()
+        outs.append(z.detach())
+        grads.append([xi.grad] + [p.grad.clone() for p in m.parameters()])
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    for g_fused, g_ref in zip(grads[1], grads[0]):
+        torch.testing.assert_close(g_fused, g_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", NONLOCAL_MODES)
+@pytest.mark.parametrize("bn", [False, True])
+def test_nonlocal_block_starts_as_identity(mode, bn):
+    m = NonLocal(8, mode, bn=bn, subsample=True)
+    x = torch.randn(4, 8, 6, 6)
+    torch.testing.assert_close(m(x), x, rtol=0, atol=0)
+    zeroed = m.bn.weight if bn else m.w_z.weight
+    assert torch.count_nonzero(zeroed) == 0
+
+
+def test_nonlocal_rejects_bad_arguments_and_shapes():
+    with pytest.raises(ConfigError, match="expected one of gaussian, embedded_gaussian"):
+        NonLocal(8, "softmax")
+    with pytest.raises(ConfigError, match="dim=4"):
+        NonLocal(8, "gaussian", dim=4)
+    with pytest.raises(ValueError, match=r"expected \(B, 8\) \+ 2 spatial dims"):
+        NonLocal(8, "gaussian")(torch.randn(2, 8, 5))
+
+
+def test_build_attention_by_name():
+    assert ATTENTION_NAMES == ("sagan", "biggan", *NONLOCAL_MODES)
+    sagan, biggan = build_attention("sagan", 32, k=4), build_attention("biggan", 32, sn=False)
+    assert isinstance(sagan, SelfAttention) and not sagan.pool and sagan.query.out_channels == 8
+    assert isinstance(biggan, SelfAttention) and biggan.pool
+    for mode in NONLOCAL_MODES:
+        m = build_attention(mode, 32, dim=1)
+        assert isinstance(m, NonLocal) and m.mode == mode and m.dim == 1
+    with pytest.raises(ValueError, match="'transformer': expected one of sagan, biggan, gaussian"):
+        build_attention("transformer", 32)
+    with pytest.raises(GankitError):
+        build_attention("transformer", 32)

@@ -1,6 +1,14 @@
 """Building blocks: attention (non-local family, SAGAN), spectral norm, conditional batch norm."""
 
-from gankit.layers.attention import SelfAttention, attention, attention_reference
+from gankit.layers.attention import (
+    ATTENTION_NAMES,
+    NONLOCAL_MODES,
+    NonLocal,
+    SelfAttention,
+    attention,
+    attention_reference,
+    build_attention,
+)
 from gankit.layers.spectral_norm import (
     SpectralNorm,
     sn_conv2d,
@@ -11,6 +19,10 @@ from gankit.layers.spectral_norm import (
 )
 
 __all__ = [
+    "ATTENTION_NAMES",
+    "NONLOCAL_MODES",
+    "NonLocal",
+    "build_attention",
     "SelfAttention",
     "attention",
     "attention_reference",

@@ -29,7 +29,18 @@ from torch import nn
 from gankit.config import ConfigError
 from gankit.layers.spectral_norm import sn_conv2d
 
-__all__ = ["SelfAttention", "attention", "attention_reference"]
+__all__ = [
+    "ATTENTION_NAMES",
+    "NONLOCAL_MODES",
+    "NonLocal",
+    "SelfAttention",
+    "attention",
+    "attention_reference",
+    "build_attention",
+]
+
+NONLOCAL_MODES = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+ATTENTION_NAMES = ("sagan", "biggan", *NONLOCAL_MODES)
 
 
 def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -145,3 +156,141 @@ class SelfAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, pool={self.pool}, fused={self.fused}"
+
+
+class NonLocal(nn.Module):
+    """Non-local block (Wang et al. 2018, Eq. 1, 6): ``z_i = W_z y_i + x_i`` with
+    ``y_i = (1 / C(x)) sum_j f(x_i, x_j) g(x_j)``.
+
+    ``x: (B, C, T)`` for ``dim=1``, ``(B, C, H, W)`` for ``dim=2``, ``(B, C, T, H, W)`` for
+    ``dim=3``; ``z`` has the shape of ``x``. ``g``, ``theta``, ``phi`` map C -> ``inter_channels``
+    (biased 1x1(x1) convs). Pairwise functions ``f`` and normalisers ``C`` by ``mode`` (Sec. 3.2):
+
+    - ``gaussian``: ``f = exp(x_i^T x_j)``, ``C = sum_j f`` (a softmax over j of raw dot
+      products; no theta/phi).
+    - ``embedded_gaussian``: ``f = exp(theta(x_i)^T phi(x_j))``, ``C = sum_j f``.
+    - ``dot_product``: ``f = theta(x_i)^T phi(x_j)``, ``C = M``, the number of positions j.
+      Computed as ``theta_i^T (sum_j phi_j g_j^T) / M``, which never forms the ``N x M`` matrix.
+    - ``concatenation``: ``f = ReLU(w_f^T [theta(x_i), phi(x_j)])``, ``C = M``; this one does
+      form the ``(B, N, M)`` matrix.
+
+    With ``subsample=True`` the positions j come from ``x_hat``, ``x`` max-pooled by 2 over the
+    spatial dims (for ``dim=3`` only H and W, not T): phi and g (and, for ``gaussian``, the raw
+    x_j) see ``x_hat``, so ``M = N/2`` (1-D) or ``N/4``; the output keeps the size of ``x``.
+    The paper's code pools after phi and g instead; for max pooling the two differ, and pooling
+    first makes the convs 4x cheaper.
+
+    ``W_z`` is a 1x1 conv ``inter -> C``, optionally followed by BatchNorm (``bn=True``). It is
+    initialised so that the block starts as the identity: with BN the BN scale is zero (as in
+    the paper), without BN ``W_z``'s weight and bias are zero.
+
+    Because every map here is a 1x1(x1) conv, it is applied as a ``Conv1d`` on the flattened
+    positions ``(B, C, N)``; the result is the same as a 1x1 ``Conv2d``/``Conv3d``.
+    BatchNorm over ``(B, C, N)`` likewise equals ``BatchNorm2d``/``3d`` over the unflattened map.
+
+    Args:
+        in_channels: C.
+        mode: one of :data:`NONLOCAL_MODES`.
+        inter_channels: width of theta, phi, g (default ``C // 2``, at least 1).
+        dim: number of spatial dims of ``x`` (1, 2 or 3).
+        subsample: use the pooled ``x_hat`` for positions j.
+        bn: BatchNorm after ``W_z``.
+        fused: SDPA for the two softmax modes (default) or the explicit reference.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        mode: str,
+        inter_channels: int | None = None,
+        dim: int = 2,
+        subsample: bool = False,
+        bn: bool = False,
+        fused: bool = True,
+    ):
+        super().__init__()
+        if mode not in NONLOCAL_MODES:
+            valid = ", ".join(NONLOCAL_MODES)
+            raise ConfigError(f"non-local mode {mode!r}: expected one of {valid}")
+        if dim not in (1, 2, 3):
+            raise ConfigError(f"non-local dim={dim}: expected 1, 2 or 3")
+        inter = inter_channels or max(in_channels // 2, 1)
+        self.in_channels, self.inter_channels, self.mode = in_channels, inter, mode
+        self.dim, self.subsample, self.fused = dim, subsample, fused
+        self.g = nn.Conv1d(in_channels, inter, 1)
+        if mode != "gaussian":
+            self.theta = nn.Conv1d(in_channels, inter, 1)
+            self.phi = nn.Conv1d(in_channels, inter, 1)
+        if mode == "concatenation":
+            self.w_f = nn.Linear(2 * inter, 1, bias=False)
+        self.w_z = nn.Conv1d(inter, in_channels, 1, bias=not bn)
+        self.bn = nn.BatchNorm1d(in_channels) if bn else None
+        if self.bn is not None:
+            nn.init.zeros_(self.bn.weight)
+        else:
+            nn.init.zeros_(self.w_z.weight)
+            nn.init.zeros_(self.w_z.bias)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """``x_hat``: ``x`` max-pooled by 2 over its spatial dims (not T when ``dim=3``)."""
+        if self.dim == 1:
+            return F.max_pool1d(x, 2)
+        if self.dim == 2:
+            return F.max_pool2d(x, 2)
+        return F.max_pool3d(x, (1, 2, 2))
+
+    def aggregate(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """The non-local operation ``y`` (Eq. 1) for flattened positions.
+
+        Args:
+            x: positions i, ``(B, C, N)``; x_hat: positions j, ``(B, C, M)``.
+
+        Returns:
+            ``y: (B, inter_channels, N)``.
+        """
+        g = self.g(x_hat)  # (B, inter, M)
+        m = x_hat.shape[-1]
+        if self.mode == "gaussian":
+            y = attention(x.transpose(1, 2), x_hat.transpose(1, 2), g.transpose(1, 2), self.fused)
+            return y.transpose(1, 2)
+        theta, phi = self.theta(x), self.phi(x_hat)  # (B, inter, N), (B, inter, M)
+        if self.mode == "embedded_gaussian":
+            y = attention(theta.transpose(1, 2), phi.transpose(1, 2), g.transpose(1, 2), self.fused)
+            return y.transpose(1, 2)
+        if self.mode == "dot_product":
+            return torch.bmm(torch.bmm(g, phi.transpose(1, 2)), theta) / m
+        w_theta, w_phi = self.w_f.weight[0].split(self.inter_channels)
+        a = torch.einsum("c,bcn->bn", w_theta, theta)
+        b = torch.einsum("c,bcm->bm", w_phi, phi)
+        f = torch.relu(a.unsqueeze(2) + b.unsqueeze(1))  # (B, N, M)
+        return torch.bmm(g, f.transpose(1, 2)) / m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (B, C, *spatial) -> z`` of the same shape (``len(spatial) == dim``)."""
+        if x.dim() != self.dim + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"NonLocal(dim={self.dim}, in_channels={self.in_channels}) got x of shape "
+                f"{tuple(x.shape)}; expected (B, {self.in_channels}) + {self.dim} spatial dims"
+            )
+        x_hat = self.pool(x) if self.subsample else x
+        z = self.w_z(self.aggregate(x.flatten(2), x_hat.flatten(2)))
+        if self.bn is not None:
+            z = self.bn(z)
+        return z.view_as(x) + x
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, dim={self.dim}, subsample={self.subsample}, fused={self.fused}"
+
+
+def build_attention(name: str, channels: int, **kwargs) -> nn.Module:
+    """Attention layer by name (see :data:`ATTENTION_NAMES`) for ``channels`` input channels.
+
+    ``sagan`` / ``biggan``: :class:`SelfAttention` with ``pool=False`` / ``True``; the non-local
+    modes: :class:`NonLocal` with that ``mode``. ``kwargs`` go to the constructor. An unknown
+    name raises :class:`~gankit.config.ConfigError` (a ``ValueError`` and ``GankitError``).
+    """
+    if name in ("sagan", "biggan"):
+        return SelfAttention(channels, pool=name == "biggan", **kwargs)
+    if name in NONLOCAL_MODES:
+        return NonLocal(channels, name, **kwargs)
+    raise ConfigError(f"attention {name!r}: expected one of {', '.join(ATTENTION_NAMES)}")
