@@ -1,0 +1,12 @@
+"""Training data: every source becomes an in-memory (or memory-mapped) uint8 ``ImageDataset``.
+
+``load_dataset(cfg.data, resolution, channels)`` reads the embedded MNIST digits, an image
+folder, ``.npz``, CIFAR batches or a ``.npy``/HDF5 cache; ``BatchSampler`` draws seeded, resumable,
+rank-sharded index batches; ``to_float`` maps uint8 batches to ``[-1, 1]`` on the device.
+"""
+
+from gankit.data.dataset import ImageDataset, to_float, to_uint8
+from gankit.data.loader import load_dataset
+from gankit.data.sampler import BatchSampler
+
+__all__ = ["BatchSampler", "ImageDataset", "load_dataset", "to_float", "to_uint8"]

@@ -1,0 +1,200 @@
+"""Stored uint8 arrays: ``.npz`` (``x``, ``y``), ``.npy`` (memory-mapped) and HDF5 (``x``, ``y``).
+
+Image layouts accepted in a file: ``(N, H, W)`` grey, ``(N, H, W, C)`` or ``(N, C, H, W)`` with
+``C ∈ {1, 3, 4}`` (alpha dropped); they are returned as ``(N, C, H, W)``. Labels are integer
+``(N,)``. Optional metadata (``class_names``, ``resolution``, ``channels``, ``source``,
+``skipped``) lives in a ``.npz`` key ``class_names``, an HDF5 attribute, or, for ``X.npy``, a
+sibling ``X.meta.json``; labels of ``X.npy`` live in a sibling ``X.labels.npy`` (or ``X.npz``
+with key ``y``) — without one the images are unconditional.
+
+Writers are atomic: each file is written to a temporary name in the same folder, fsynced and
+renamed, so an interrupted write never leaves a half file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from gankit.data.dataset import ImageDataset
+from gankit.data.preprocess import fit_array
+from gankit.errors import GankitError
+
+_CHANNEL_COUNTS = (1, 3, 4)
+
+
+@dataclass
+class StoredArrays:
+    """What a stored file holds: ``x`` uint8 ``(N, C, H, W)``, ``y`` int64 ``(N,)`` or ``None``."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
+    """Check dtype/rank of ``x`` and return it as ``(N, C, H, W)`` (a view where possible)."""
+    if x.dtype != np.uint8:
+        raise GankitError(f"{path}: images 'x' must be uint8 (0..255), got {x.dtype}")
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4:
+        if x.shape[1] in _CHANNEL_COUNTS and x.shape[-1] not in _CHANNEL_COUNTS:
+            return x
+        if x.shape[-1] in _CHANNEL_COUNTS:
+            return x.transpose(0, 3, 1, 2)
+    raise GankitError(
+        f"{path}: images 'x' must be (N, H, W), (N, H, W, C) or (N, C, H, W) with C in 1/3/4, "
+        f"got shape {x.shape}"
+    )
+
+
+def check_y(y: np.ndarray, n: int, path: Path) -> np.ndarray:
+    """Labels must be integer ``(n,)``; returned as int64."""
+    if not np.issubdtype(y.dtype, np.integer):
+        raise GankitError(f"{path}: labels 'y' must be integers, got {y.dtype}")
+    if y.shape != (n,):
+        raise GankitError(f"{path}: labels 'y' must have shape ({n},), got {y.shape}")
+    return y.astype(np.int64, copy=False)
+
+
+def read_npz(path: Path) -> StoredArrays:
+    """``.npz`` with keys ``x``, ``y`` and optionally ``class_names`` (strings)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise GankitError(
+                    f"{path}: missing key(s) {', '.join(missing)} (expected 'x' images and "
+                    f"'y' labels; found {', '.join(f.files) or 'nothing'})"
+                )
+            x, y = to_nchw(f["x"], path), f["y"]
+            meta = {"class_names": [str(n) for n in f["class_names"]]} if "class_names" in f else {}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise GankitError(f"{path}: not a readable .npz file ({err})") from None
+    return StoredArrays(x, check_y(y, x.shape[0], path), meta)
+
+
+def _npy_siblings(path: Path) -> tuple[Path, Path, Path]:
+    """``X.npy`` → (``X.labels.npy``, ``X.npz``, ``X.meta.json``)."""
+    stem = path.with_suffix("")
+    return (
+        stem.with_name(stem.name + ".labels.npy"),
+        path.with_suffix(".npz"),
+        stem.with_name(stem.name + ".meta.json"),
+    )
+
+
+def read_npy(path: Path) -> StoredArrays:
+    """``X.npy`` memory-mapped read-only, with labels/metadata from its siblings (module doc)."""
+    labels_npy, labels_npz, meta_json = _npy_siblings(path)
+    try:
+        x = to_nchw(np.load(path, mmap_mode="r", allow_pickle=False), path)
+        y = None
+        if labels_npy.is_file():
+            y = check_y(np.load(labels_npy, allow_pickle=False), x.shape[0], labels_npy)
+        elif labels_npz.is_file():
+            with np.load(labels_npz, allow_pickle=False) as f:
+                if "y" not in f.files:
+                    raise GankitError(f"{labels_npz}: missing key 'y' (labels for {path.name})")
+                y = check_y(f["y"], x.shape[0], labels_npz)
+        meta = json.loads(meta_json.read_text()) if meta_json.is_file() else {}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise GankitError(f"{path}: not a readable .npy cache ({err})") from None
+    return StoredArrays(x, y, meta)
+
+
+def _import_h5py(path: Path) -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise GankitError(
+            f"{path}: reading/writing HDF5 needs h5py (pip install 'gankit[hdf5]')"
+        ) from None
+    return h5py
+
+
+def read_h5(path: Path) -> StoredArrays:
+    """HDF5 with datasets ``x``, ``y``; read fully into memory; metadata from file attributes."""
+    h5py = _import_h5py(path)
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("x", "y") if k not in f]
+            if missing:
+                raise GankitError(f"{path}: missing HDF5 dataset(s) {', '.join(missing)}")
+            x, y = to_nchw(f["x"][()], path), f["y"][()]
+            meta = {k: json.loads(v) for k, v in f.attrs.items() if isinstance(v, str)}
+    except OSError as err:
+        raise GankitError(f"{path}: not a readable HDF5 file ({err})") from None
+    return StoredArrays(x, check_y(y, x.shape[0], path), meta)
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` via a fsynced temporary file in the same folder and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_npy(path: Path, stored: StoredArrays) -> None:
+    """Write ``X.npy``, ``X.labels.npy`` and ``X.meta.json``; the metadata goes last.
+
+    The old metadata is removed first, so a reader never pairs stale metadata with new arrays
+    (a cache without metadata counts as invalid and is rebuilt).
+    """
+    labels_npy, _, meta_json = _npy_siblings(path)
+    meta_json.unlink(missing_ok=True)
+    _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(stored.x)))
+    if stored.y is not None:
+        _atomic_write(labels_npy, lambda f: np.save(f, stored.y))
+    _atomic_write(meta_json, lambda f: f.write(json.dumps(stored.meta).encode()))
+
+
+def write_h5(path: Path, stored: StoredArrays) -> None:
+    """Write datasets ``x``, ``y`` and JSON-encoded metadata attributes to an HDF5 file."""
+    h5py = _import_h5py(path)
+
+    def write(f: BinaryIO) -> None:
+        with h5py.File(f, "w") as h5:
+            h5.create_dataset("x", data=np.ascontiguousarray(stored.x))
+            h5.create_dataset("y", data=stored.y)
+            for key, value in stored.meta.items():
+                h5.attrs[key] = json.dumps(value)
+
+    _atomic_write(path, write)
+
+
+def to_dataset(stored: StoredArrays, path: Path, resolution: int, channels: int) -> ImageDataset:
+    """Stored arrays → :class:`ImageDataset` at ``resolution``/``channels`` (no copy if they fit).
+
+    Classes come from ``meta["class_names"]`` when present, else ``0..max(y)``; without labels
+    the set is unconditional (one class).
+    """
+    y = stored.y if stored.y is not None else np.zeros(stored.x.shape[0], dtype=np.int64)
+    names = stored.meta.get("class_names")
+    if names is None:
+        top = int(y.max()) if y.size and stored.y is not None else 0
+        names = [str(i) for i in range(max(top, 0) + 1)]
+    return ImageDataset(
+        x=fit_array(stored.x, resolution, channels),
+        y=y,
+        n_classes=len(names),
+        class_names=[str(n) for n in names],
+        source=str(stored.meta.get("source", path)),
+        skipped=int(stored.meta.get("skipped", 0)),
+    )

@@ -1,0 +1,80 @@
+"""Bring any image to the model's square resolution and channel count.
+
+Geometry (every source): scale the shorter side to ``resolution`` and keep the centred square,
+done in one PIL bilinear resample of the centred square box (PIL's bilinear filter widens its
+support when shrinking, so downscaling is antialiased). Channels: grey is repeated to RGB; RGB is
+reduced to grey with the ITU-R 601-2 luma weights ``L = 0.299 R + 0.587 G + 0.114 B`` (PIL's
+``convert("L")``); an alpha channel is dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+MIN_RESOLUTION = 8
+MAX_RESOLUTION = 1024
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def fit_square(img: Image.Image, resolution: int) -> Image.Image:
+    """Resize the centred ``min(W, H)`` square of ``img`` to ``resolution × resolution``."""
+    w, h = img.size
+    if (w, h) == (resolution, resolution):
+        return img
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2
+    box = (left, top, left + side, top + side)
+    return img.resize((resolution, resolution), Image.Resampling.BILINEAR, box=box)
+
+
+def to_grey_or_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode → mode ``L`` (grey modes) or ``RGB`` (colour modes), 8 bits per channel.
+
+    16-bit and 32-bit integer grey (``I;16*``, ``I``) are scaled from ``0..65535`` to ``0..255``;
+    float grey (``F``) is clipped to ``0..255``; palette images go through RGBA so a transparency
+    entry is honoured before the alpha is dropped; CMYK, YCbCr, LAB, HSV convert to RGB.
+    """
+    mode = img.mode
+    if mode.startswith("I") or mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        arr = arr / 257.0 if mode.startswith("I") else arr
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+    if mode in ("L", "1", "LA", "La"):
+        return img.convert("L")
+    if mode == "P":
+        img = img.convert("RGBA")
+    return img if mode == "RGB" else img.convert("RGB")
+
+
+def pil_to_chw(img: Image.Image) -> np.ndarray:
+    """PIL image in mode ``L`` or ``RGB`` → uint8 ``(C, H, W)`` with ``C`` = 1 or 3."""
+    arr = np.asarray(img)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 ``(N, C_in, H, W)``, ``C_in ∈ {1, 3, 4}`` → ``(N, channels, H, W)``, channels 1|3."""
+    if x.shape[1] == 4:
+        x = x[:, :3]
+    if x.shape[1] == channels:
+        return x
+    if channels == 3:
+        return np.repeat(x, 3, axis=1)
+    luma = np.einsum("nchw,c->nhw", x.astype(np.float64), _LUMA)
+    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[:, None]
+
+
+def fit_array(x: np.ndarray, resolution: int, channels: int) -> np.ndarray:
+    """uint8 ``(N, C, H, W)`` → ``(N, channels, resolution, resolution)``; as is if it already fits.
+
+    Each image goes through :func:`fit_square`, so array sources share the folder geometry.
+    """
+    x = convert_channels(x, channels)
+    if x.shape[2:] == (resolution, resolution):
+        return x
+    out = np.empty((x.shape[0], channels, resolution, resolution), dtype=np.uint8)
+    for i, img in enumerate(x):
+        hwc = np.ascontiguousarray(img[0] if channels == 1 else img.transpose(1, 2, 0))
+        out[i] = pil_to_chw(fit_square(Image.fromarray(hwc), resolution))
+    return out
