@@ -1,0 +1,157 @@
+"""Atomic, crash-safe checkpoints: safetensors weights plus a ``weights_only`` state file.
+
+Layout of one checkpoint, ``RUN/checkpoints/step_XXXXXXXX/``:
+
+- ``G.safetensors``, ``D.safetensors``, ``G_ema.safetensors``: ``state_dict()`` of each network
+  (spectral-norm ``u``/``v`` and batch-norm statistics included);
+- ``state.pt``: optimizer states, RNG states, data-sampler state, step and monitor history —
+  only tensors, dicts, lists, ints, floats and strings, so it loads with
+  ``torch.load(weights_only=True)`` and never unpickles code;
+- ``config.toml``: the run's resolved config, so a checkpoint directory alone can be sampled.
+
+Writing is atomic: every file goes into a hidden temp directory ``.tmp-<name>-<pid>``, each file
+is fsynced, the directory is renamed into place and the parent directory fsynced. A crash at any
+point leaves either the previous checkpoints untouched plus an ignored temp directory, or the new
+checkpoint complete. :func:`list_checkpoints` only returns complete ``step_*`` directories.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from gankit.config import Config, save_toml
+from gankit.errors import GankitError
+
+WEIGHT_FILES = ("G", "D", "G_ema")
+STATE_FILE = "state.pt"
+CONFIG_FILE = "config.toml"
+_STEP_DIR = re.compile(r"^step_(\d{8})$")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_complete(ckpt: Path) -> bool:
+    """True when ``ckpt`` holds every file a checkpoint needs."""
+    names = [f"{w}.safetensors" for w in WEIGHT_FILES] + [STATE_FILE, CONFIG_FILE]
+    return ckpt.is_dir() and all((ckpt / n).is_file() for n in names)
+
+
+def save_checkpoint(
+    root: str | Path,
+    name: str,
+    weights: dict[str, dict[str, torch.Tensor]],
+    state: dict[str, Any],
+    cfg: Config,
+) -> Path:
+    """Write checkpoint ``root/name`` atomically and return its path.
+
+    Args:
+        root: the run's ``checkpoints/`` directory (created if missing).
+        name: directory name, ``step_dir_name(step)`` or ``"best"``; an existing one is replaced.
+        weights: ``{"G": state_dict, "D": ..., "G_ema": ...}``.
+        state: the resumable state (see the module docstring for allowed types).
+        cfg: the run's config, written as ``config.toml``.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-*"):  # left by an earlier crash
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        for key in WEIGHT_FILES:
+            tensors = {k: v.detach().cpu().contiguous().clone() for k, v in weights[key].items()}
+            save_file(tensors, str(tmp / f"{key}.safetensors"))
+        torch.save(state, tmp / STATE_FILE)
+        save_toml(cfg, tmp / CONFIG_FILE)
+        for f in tmp.iterdir():
+            _fsync_file(f)
+        _fsync_dir(tmp)
+        final = root / name
+        if final.exists():  # e.g. "best", or a step rewritten after a rollback
+            old = root / f".tmp-old-{name}-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete ``step_*`` checkpoints under ``root``, oldest first (temp dirs are ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and is_complete(p)]
+    return sorted(found, key=lambda p: p.name)
+
+
+def checkpoint_step(ckpt: Path) -> int:
+    m = _STEP_DIR.match(ckpt.name)
+    return int(m.group(1)) if m else -1
+
+
+def prune_checkpoints(root: str | Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` step checkpoints (``keep_last <= 0``: keep all)."""
+    if keep_last <= 0:
+        return
+    for old in list_checkpoints(root)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(source: str | Path) -> Path:
+    """Resolve a run directory (→ its latest checkpoint) or a checkpoint directory.
+
+    Raises:
+        GankitError: ``source`` is missing, or is neither a run with a complete checkpoint nor a
+            complete checkpoint directory.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise GankitError(f"{source}: no such run or checkpoint directory")
+    if is_complete(source):
+        return source
+    ckpts = list_checkpoints(source / "checkpoints")
+    if not ckpts:
+        raise GankitError(
+            f"{source}: expected a run directory with checkpoints/step_*/ or a checkpoint "
+            "directory holding G.safetensors, G_ema.safetensors and state.pt; found none"
+        )
+    return ckpts[-1]
+
+
+def load_weights(ckpt: Path, which: str, device: str | torch.device = "cpu") -> dict:
+    """``state_dict`` of network ``which`` (``G``, ``D`` or ``G_ema``) from ``ckpt``."""
+    return load_file(str(Path(ckpt) / f"{which}.safetensors"), device=str(device))
+
+
+def load_state(ckpt: Path) -> dict[str, Any]:
+    """The resumable state of ``ckpt`` (``torch.load(weights_only=True)``, on CPU)."""
+    return torch.load(Path(ckpt) / STATE_FILE, map_location="cpu", weights_only=True)

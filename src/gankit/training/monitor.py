@@ -1,0 +1,145 @@
+"""Training monitor: ``metrics.jsonl``, TensorBoard, progress bar, NaN stop and collapse warnings.
+
+Every ``train.log_every`` G steps one JSON object per line goes to ``RUN/metrics.jsonl`` with
+``step``, ``loss_D``, ``loss_G``, ``D_real``, ``D_fake`` (mean logits), ``lr_G``, ``lr_D``,
+``img_per_s`` (real images consumed by D per second, all ranks) and, for the
+``train.sigma_layers`` tracked weights of each network, ``sigma0/G/<weight>`` ..
+``sigma2/D/<weight>`` (BigGAN §4.1). The same scalars go to TensorBoard under ``RUN/tb/``.
+
+Collapse rule (BigGAN §4.1/4.2 observations; checked at every log over the previous
+``window = 10`` logs, once at least 5 are available):
+
+1. ``sigma0`` of any tracked **D** weight exceeds 3x its median over the window
+   (D's spectral blow-up precedes collapse); or
+2. ``loss_D < 0.05`` while ``loss_G > 3 * max(|median loss_G over the window|, 0.1)``
+   (D wins outright and G's loss spikes).
+
+A warning is written to ``metrics.jsonl`` (key ``warning``) and stderr; with
+``train.collapse_rollback`` the trainer then rolls back to the last healthy checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from gankit.errors import GankitError
+
+WINDOW = 10
+MIN_HISTORY = 5
+SIGMA_FACTOR = 3.0
+D_LOSS_FLOOR = 0.05
+G_LOSS_FACTOR = 3.0
+
+
+class TrainingDivergedError(GankitError):
+    """A loss became NaN or Inf; the message names the step range and the last checkpoint."""
+
+
+class CollapseDetector:
+    """Applies the module's collapse rule to successive log records."""
+
+    def __init__(self, window: int = WINDOW):
+        self.window = window
+        self.history: dict[str, deque[float]] = {}
+
+    def _series(self, key: str) -> deque[float]:
+        return self.history.setdefault(key, deque(maxlen=self.window))
+
+    def check(self, record: dict[str, Any]) -> list[str]:
+        """Warnings raised by ``record`` (then appended to the history)."""
+        warnings = []
+        for key, value in record.items():
+            if not key.startswith("sigma0/D/"):
+                continue
+            past = self._series(key)
+            if len(past) >= MIN_HISTORY and value > SIGMA_FACTOR * statistics.median(past):
+                warnings.append(
+                    f"{key} = {value:.3g} exceeds {SIGMA_FACTOR:g}x its median "
+                    f"{statistics.median(past):.3g} over the last {len(past)} logs"
+                )
+        past_g = self._series("loss_G")
+        if len(past_g) >= MIN_HISTORY:
+            ref = G_LOSS_FACTOR * max(abs(statistics.median(past_g)), 0.1)
+            if record["loss_D"] < D_LOSS_FLOOR and record["loss_G"] > ref:
+                warnings.append(
+                    f"loss_D = {record['loss_D']:.3g} < {D_LOSS_FLOOR:g} while loss_G = "
+                    f"{record['loss_G']:.3g} > {ref:.3g}"
+                )
+        for key, value in record.items():
+            if key == "loss_G" or key.startswith("sigma0/D/"):
+                self._series(key).append(float(value))
+        return warnings
+
+    def state_dict(self) -> dict[str, list[float]]:
+        return {k: list(v) for k, v in self.history.items()}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+        self.history = {k: deque(v, maxlen=self.window) for k, v in state.items()}
+
+
+class Monitor:
+    """Writes log records of one run (a no-op except on the main rank).
+
+    Args:
+        run_dir: the run directory (``None``: log nothing, e.g. for benchmarks).
+        total_steps: target G step, for the progress bar.
+        start_step: step the run starts (or resumes) from.
+        quiet: no progress bar; the bar is only shown when stderr is a terminal.
+    """
+
+    def __init__(
+        self, run_dir: Path | None, total_steps: int, start_step: int = 0, quiet: bool = False
+    ):
+        self.run_dir = run_dir
+        self._jsonl = self._tb = self._bar = None
+        if run_dir is None:
+            return
+        self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` (must hold ``step``) to metrics.jsonl and TensorBoard."""
+        if self._jsonl is None:
+            return
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self._tb.add_scalar(key, value, record["step"])
+        self._tb.flush()
+
+    def warn(self, step: int, message: str) -> None:
+        """A warning on stderr and in metrics.jsonl."""
+        text = f"gankit: warning at step {step}: {message}"
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
+        self.write({"step": step, "warning": message})
+
+    def progress(self, step: int, record: dict[str, Any] | None = None) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(step - self._bar.n)
+        if record is not None:
+            self._bar.set_postfix(
+                D=f"{record['loss_D']:.3f}", G=f"{record['loss_G']:.3f}",
+                img_s=f"{record['img_per_s']:.0f}", refresh=False,
+            )
+
+    def close(self) -> None:
+        for handle in (self._bar, self._tb, self._jsonl):
+            if handle is not None:
+                handle.close()
+        self._jsonl = self._tb = self._bar = None
