@@ -1,0 +1,21 @@
+"""Generators and discriminators by name (contract in docs/architecture.md).
+
+``build(model_cfg) -> (G, D)``, ``count_params(module)``, ``sample_z(n, dim_z, truncation)``.
+Architectures: ``biggan``, ``sagan``, ``sngan`` (ResNet, :mod:`gankit.models.resnet`) and
+``dcgan``; importing this package registers them.
+"""
+
+from gankit.models import biggan, dcgan, sagan, sngan  # noqa: F401  (register the archs)
+from gankit.models.base import ConditionalGenerator, ProjectionDiscriminator
+from gankit.models.registry import build, count_params, list_archs, register
+from gankit.models.sampling_z import sample_z
+
+__all__ = [
+    "ConditionalGenerator",
+    "ProjectionDiscriminator",
+    "build",
+    "count_params",
+    "list_archs",
+    "register",
+    "sample_z",
+]

@@ -1,0 +1,175 @@
+"""What every gankit generator and discriminator share: conditioning and the projection head.
+
+- :class:`ConditionalGenerator` turns ``(z, y)`` into the input of the first layer and one
+  condition per conditional-BN layer: the label itself (per-class CBN), the shared class
+  embedding (BigGAN Sec. 3), or the embedding concatenated with one chunk of z (hierarchical z,
+  BigGAN Sec. 3 and Fig. 15).
+- :class:`ProjectionDiscriminator` is the projection head of Miyato & Koyama 2018 (Eq. 3),
+  ``D(x, y) = psi(phi(x)) + <V y, phi(x)>``, on top of a feature extractor ``phi`` that each
+  architecture provides, with an optional auxiliary classifier (AC-GAN, Odena et al. 2017).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gankit.config import ConfigError
+from gankit.errors import GankitError
+from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
+from gankit.layers.spectral_norm import sn_embedding, sn_linear
+
+__all__ = [
+    "ConditionalGenerator",
+    "ProjectionDiscriminator",
+    "check_attention_resolutions",
+    "check_resolution",
+]
+
+
+def check_resolution(arch: str, resolution: int, supported: list[int]) -> None:
+    """ConfigError naming the arch and its supported resolutions if ``resolution`` is not one."""
+    if resolution not in supported:
+        raise ConfigError(
+            f"config key 'model.resolution': arch '{arch}' does not support {resolution}; "
+            f"supported: {', '.join(map(str, sorted(supported)))}"
+        )
+
+
+def check_attention_resolutions(
+    arch: str, key: str, requested: list[int], available: list[int]
+) -> set[int]:
+    """The requested attention resolutions as a set, or ConfigError if a feature map lacks one."""
+    bad = sorted(set(requested) - set(available))
+    if bad:
+        raise ConfigError(
+            f"config key '{key}': {arch} has no feature map at {bad}; "
+            f"valid resolutions: {sorted(set(available))}"
+        )
+    return set(requested)
+
+
+class ConditionalGenerator(nn.Module):
+    """Base class of the generators: attributes of the contract and the conditioning of z, y.
+
+    Args:
+        dim_z: latent size. With ``hier`` it must split evenly into ``n_cbn + 1`` chunks.
+        n_classes: number of classes (1 = unconditional).
+        resolution, channels: output images are ``(B, channels, resolution, resolution)``.
+        n_cbn: number of conditional-BN layers that each take one condition.
+        shared_dim: size of the shared class embedding (0: per-class CBN tables instead).
+        hier: hierarchical z (needs ``shared_dim > 0``).
+        sn, sn_eps, bn_eps: spectral norm of the CBN linear maps, its epsilon, BN epsilon.
+
+    Attributes:
+        z_in: size of the part of z that feeds the first layer (``dim_z`` or one chunk).
+        cond_dim: size of each CBN condition in shared mode (``shared_dim`` + chunk size).
+        shared: the shared ``nn.Embedding(n_classes, shared_dim)`` (no SN, as in BigGAN) or None.
+    """
+
+    def __init__(
+        self,
+        dim_z: int,
+        n_classes: int,
+        resolution: int,
+        channels: int,
+        n_cbn: int,
+        shared_dim: int = 0,
+        hier: bool = False,
+        sn: bool = True,
+        sn_eps: float = 1e-6,
+        bn_eps: float = 1e-5,
+    ):
+        super().__init__()
+        if hier and shared_dim <= 0:
+            raise ConfigError("config key 'model.hier': hierarchical z needs model.shared_dim > 0")
+        n_slots = n_cbn + 1 if hier else 1
+        if dim_z % n_slots:
+            raise ConfigError(
+                f"config key 'model.dim_z': {dim_z} must be a multiple of {n_slots} with "
+                f"model.hier ({n_cbn} conditional BN layers + the input layer)"
+            )
+        self.dim_z, self.n_classes = dim_z, n_classes
+        self.resolution, self.channels = resolution, channels
+        self.hier, self.n_cbn = hier, n_cbn
+        self.chunk = dim_z // n_slots if hier else 0
+        self.z_in = dim_z // n_slots
+        self.cond_dim = shared_dim + self.chunk
+        self.shared = nn.Embedding(n_classes, shared_dim) if shared_dim > 0 else None
+        self._sn, self._sn_eps, self._bn_eps = sn, sn_eps, bn_eps
+
+    def make_cbn(self, num_features: int) -> ConditionalBatchNorm2d:
+        """A conditional BN layer of the right mode for this generator."""
+        return ConditionalBatchNorm2d(
+            num_features,
+            self.cond_dim,
+            self.n_classes,
+            shared=self.shared is not None,
+            sn=self._sn,
+            eps=self._bn_eps,
+            sn_eps=self._sn_eps,
+        )
+
+    def conditions(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """Split ``z: (B, dim_z)``, ``y: (B,)`` into the first layer's input ``(B, z_in)`` and
+        ``n_cbn`` conditions: ``y`` itself (per-class), ``e = shared(y): (B, shared_dim)``, or
+        with hierarchical z ``cat(e, z_k): (B, shared_dim + chunk)`` for chunk ``k = 1..n_cbn``
+        (chunk 0 feeds the first layer)."""
+        if self.shared is None:
+            return z, [y] * self.n_cbn
+        e = self.shared(y)
+        if not self.hier:
+            return z, [e] * self.n_cbn
+        z0, *chunks = torch.split(z, self.chunk, dim=1)
+        return z0, [torch.cat([e, zk], dim=1) for zk in chunks]
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim_z={self.dim_z}, n_classes={self.n_classes}, resolution={self.resolution}, "
+            f"channels={self.channels}, hier={self.hier}"
+        )
+
+
+class ProjectionDiscriminator(nn.Module):
+    """Base class of the discriminators: ``D(x, y) = psi(h) + <embed(y), h>``, ``h = phi(x)``.
+
+    Subclasses implement :meth:`features` (``phi``). ``psi`` is a linear map to one logit and
+    ``embed`` the class embedding ``V`` (both spectrally normalised with ``sn``); with
+    ``aux_classifier`` a linear head ``aux`` gives class logits from the same features.
+
+    Args:
+        feat_dim: size of ``h``. n_classes, resolution, channels: as the generator's.
+    """
+
+    def __init__(
+        self,
+        feat_dim: int,
+        n_classes: int,
+        resolution: int,
+        channels: int,
+        sn: bool = True,
+        sn_eps: float = 1e-6,
+        aux_classifier: bool = False,
+    ):
+        super().__init__()
+        self.n_classes, self.resolution, self.channels = n_classes, resolution, channels
+        self.psi = sn_linear(feat_dim, 1, sn=sn, eps=sn_eps)
+        self.embed = sn_embedding(n_classes, feat_dim, sn=sn, eps=sn_eps)
+        self.aux = sn_linear(feat_dim, n_classes, sn=sn, eps=sn_eps) if aux_classifier else None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``phi``: images ``(B, C, H, W) -> (B, feat_dim)``."""
+        raise NotImplementedError
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, return_aux: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``x: (B, C, H, W)``, ``y: (B,)`` long -> logits ``(B,)``; with ``return_aux`` also
+        class logits ``(B, n_classes)``."""
+        h = self.features(x)
+        logits = self.psi(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
+        if not return_aux:
+            return logits
+        if self.aux is None:
+            raise GankitError("D(x, y, return_aux=True) needs config key model.aux_classifier=true")
+        return logits, self.aux(h)

@@ -1,0 +1,61 @@
+"""Architectures by name: ``@register("biggan")`` on a factory ``ModelConfig -> (G, D)``.
+
+:func:`build` looks the name up, builds the pair and applies ``model.init`` to both
+(:func:`gankit.layers.init.init_weights`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from gankit.config import ConfigError, ModelConfig
+from gankit.layers.init import init_weights
+
+__all__ = ["build", "count_params", "list_archs", "register"]
+
+Factory = Callable[[ModelConfig], tuple[nn.Module, nn.Module]]
+_ARCHS: dict[str, Factory] = {}
+
+
+def register(name: str) -> Callable[[Factory], Factory]:
+    """Decorator registering ``factory(model_cfg) -> (G, D)`` as arch ``name``."""
+
+    def deco(factory: Factory) -> Factory:
+        if name in _ARCHS:
+            raise ValueError(f"arch '{name}' is already registered")
+        _ARCHS[name] = factory
+        return factory
+
+    return deco
+
+
+def list_archs() -> list[str]:
+    return sorted(_ARCHS)
+
+
+def _check_positive(cfg: ModelConfig) -> None:
+    for key in ("resolution", "channels", "n_classes", "dim_z", "G_ch", "D_ch", "attn_k"):
+        value = getattr(cfg, key)
+        if value < 1:
+            raise ConfigError(f"config key 'model.{key}': expected a positive integer, got {value}")
+    if cfg.shared_dim < 0:
+        raise ConfigError(f"config key 'model.shared_dim': expected >= 0, got {cfg.shared_dim}")
+
+
+def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
+    """``(G, D)`` for ``cfg.arch``, initialised with ``cfg.init`` (contract in
+    docs/architecture.md). Raises ConfigError for unknown archs or invalid settings."""
+    if cfg.arch not in _ARCHS:
+        raise ConfigError(
+            f"config key 'model.arch': unknown arch '{cfg.arch}'; valid: {', '.join(list_archs())}"
+        )
+    _check_positive(cfg)
+    G, D = _ARCHS[cfg.arch](cfg)
+    return init_weights(G, cfg.init), init_weights(D, cfg.init)
+
+
+def count_params(module: nn.Module) -> int:
+    """Sum of ``numel()`` over ``module.parameters()`` (how BigGAN-PyTorch counts)."""
+    return sum(p.numel() for p in module.parameters())

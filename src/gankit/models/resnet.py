@@ -1,0 +1,153 @@
+"""ResNet generator and projection discriminator shared by ``biggan``, ``sagan`` and ``sngan``.
+
+The three architectures differ only in their channel tables (:class:`ResNetSpec`), the kind of
+self-attention, the D block width and the conditioning of G (per-class CBN vs shared embedding
+and hierarchical z); everything else is this one pair of modules (BigGAN Fig. 15 / Table 4-5,
+SAGAN Sec. 5, SNGAN App. B).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gankit.config import ConfigError, ModelConfig
+from gankit.layers.attention import SelfAttention
+from gankit.layers.spectral_norm import sn_conv2d, sn_linear
+from gankit.models.base import (
+    ConditionalGenerator,
+    ProjectionDiscriminator,
+    check_attention_resolutions,
+    check_resolution,
+)
+from gankit.models.blocks import DBlock, GBlock
+
+__all__ = ["ResNetDiscriminator", "ResNetGenerator", "ResNetSpec", "build_resnet"]
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """Channel multipliers of one resolution.
+
+    Attributes:
+        g_widths: multipliers of ``G_ch``: the input of G's first block, then each block's
+            output (``len - 1`` upsampling blocks from ``resolution / 2^(len-1)``).
+        d_widths: multipliers of ``D_ch``: each D block's output.
+        d_down: whether each D block halves the resolution.
+    """
+
+    g_widths: tuple[int, ...]
+    d_widths: tuple[int, ...]
+    d_down: tuple[bool, ...]
+
+
+def _attention(channels: int, cfg: ModelConfig, pool: bool, sn: bool) -> SelfAttention:
+    return SelfAttention(channels, k=cfg.attn_k, pool=pool, sn=sn, sn_eps=cfg.sn_eps)
+
+
+class ResNetGenerator(ConditionalGenerator):
+    """``G(z: (B, dim_z), y: (B,)) -> (B, channels, R, R)`` in [-1, 1].
+
+    ``linear(z_0) -> (B, w_0, R/2^n, R/2^n)``, then ``n`` :class:`GBlock` s (each followed by
+    self-attention where its output resolution is in ``G_attn``), then
+    ``BN-ReLU-conv3-tanh``. Spectral norm on every conv/linear when ``cfg.G_sn``.
+    """
+
+    def __init__(self, cfg: ModelConfig, spec: ResNetSpec, arch: str, attn_pool: bool):
+        widths = [cfg.G_ch * m for m in spec.g_widths]
+        n = len(widths) - 1
+        super().__init__(
+            cfg.dim_z, cfg.n_classes, cfg.resolution, cfg.channels, n_cbn=n,
+            shared_dim=cfg.shared_dim, hier=cfg.hier, sn=cfg.G_sn, sn_eps=cfg.sn_eps,
+            bn_eps=cfg.bn_eps,
+        )  # fmt: skip
+        sn = dict(sn=cfg.G_sn, eps=cfg.sn_eps)
+        self.bottom_width = cfg.resolution >> n
+        resolutions = [self.bottom_width << (i + 1) for i in range(n)]
+        attn = check_attention_resolutions(arch, "model.G_attn", cfg.G_attn, resolutions)
+        self.linear = sn_linear(self.z_in, widths[0] * self.bottom_width**2, **sn)
+        self.blocks = nn.ModuleList(
+            GBlock(widths[i], widths[i + 1], self.make_cbn(widths[i]),
+                   self.make_cbn(widths[i + 1]), sn=cfg.G_sn, sn_eps=cfg.sn_eps)
+            for i in range(n)
+        )  # fmt: skip
+        self.attn = nn.ModuleList(
+            _attention(widths[i + 1], cfg, attn_pool, cfg.G_sn) if r in attn else nn.Identity()
+            for i, r in enumerate(resolutions)
+        )
+        self.out_bn = nn.BatchNorm2d(widths[-1], eps=cfg.bn_eps)
+        self.out_conv = sn_conv2d(widths[-1], cfg.channels, 3, padding=1, **sn)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z0, conds = self.conditions(z, y)
+        h = self.linear(z0).view(z.shape[0], -1, self.bottom_width, self.bottom_width)
+        for block, attn, c in zip(self.blocks, self.attn, conds):
+            h = attn(block(h, c))
+        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+
+
+class ResNetDiscriminator(ProjectionDiscriminator):
+    """``D(x: (B, channels, R, R), y: (B,)) -> (B,)`` logits (projection discriminator).
+
+    ``phi``: :class:`DBlock` s (the first without pre-activation; self-attention after a block
+    whose output resolution is in ``D_attn``), then ReLU and a sum over positions (SNGAN).
+    ``wide`` selects BigGAN/SAGAN's hidden width ``C_out`` instead of SNGAN's ``C_in``.
+    """
+
+    def __init__(self, cfg: ModelConfig, spec: ResNetSpec, arch: str, attn_pool: bool, wide: bool):
+        widths = [cfg.D_ch * m for m in spec.d_widths]
+        super().__init__(
+            widths[-1], cfg.n_classes, cfg.resolution, cfg.channels, sn=cfg.D_sn,
+            sn_eps=cfg.sn_eps, aux_classifier=cfg.aux_classifier,
+        )  # fmt: skip
+        ins = [cfg.channels, *widths[:-1]]
+        resolutions, r = [], cfg.resolution
+        for down in spec.d_down:
+            r //= 2 if down else 1
+            resolutions.append(r)
+        attn = check_attention_resolutions(arch, "model.D_attn", cfg.D_attn, resolutions)
+        self.blocks = nn.ModuleList(
+            DBlock(ins[i], widths[i], widths[i] if wide or i == 0 else ins[i], spec.d_down[i],
+                   preactivation=i > 0, sn=cfg.D_sn, sn_eps=cfg.sn_eps)
+            for i in range(len(widths))
+        )  # fmt: skip
+        self.attn = nn.ModuleList(
+            _attention(widths[i], cfg, attn_pool, cfg.D_sn) if r in attn else nn.Identity()
+            for i, r in enumerate(resolutions)
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W) -> (B, D_ch * d_widths[-1])``: blocks, ReLU, sum over H, W."""
+        h = x
+        for block, attn in zip(self.blocks, self.attn):
+            h = attn(block(h))
+        return F.relu(h).sum(dim=(2, 3))
+
+
+def build_resnet(
+    cfg: ModelConfig,
+    arch: str,
+    tables: dict[int, ResNetSpec],
+    attn_pool: bool,
+    wide_D: bool,
+    shared_ok: bool,
+) -> tuple[ResNetGenerator, ResNetDiscriminator]:
+    """Build the G/D pair of ``arch`` from its per-resolution ``tables``.
+
+    Raises:
+        ConfigError: unsupported resolution, attention resolution, or shared embedding /
+            hierarchical z on an arch that does not use them (``shared_ok=False``).
+    """
+    check_resolution(arch, cfg.resolution, list(tables))
+    if not shared_ok and (cfg.shared_dim or cfg.hier):
+        raise ConfigError(
+            f"config keys 'model.shared_dim'/'model.hier': arch '{arch}' uses per-class "
+            "conditional BN; expected shared_dim = 0 and hier = false (use arch 'biggan')"
+        )
+    spec = tables[cfg.resolution]
+    G = ResNetGenerator(cfg, spec, arch, attn_pool)
+    D = ResNetDiscriminator(cfg, spec, arch, attn_pool, wide_D)
+    return G, D

@@ -1,0 +1,23 @@
+"""SAGAN (Zhang et al. 2019, "Self-Attention GANs", arXiv:1805.08318).
+
+The ResNet G/D of SNGAN's projection model with the paper's self-attention
+(``SelfAttention(pool=False)``: f, g, h: C -> C/k, v: C/k -> C) after the blocks whose output
+resolution is in ``model.G_attn`` / ``model.D_attn``, per-class conditional BN in G, spectral
+norm in G and D (``model.G_sn`` / ``model.D_sn``) and a wide D. Channel multipliers are
+BigGAN's (which took them from SAGAN); ``model.attn_pool`` is ignored: this arch is defined
+by the paper's attention.
+"""
+
+from __future__ import annotations
+
+from gankit.config import ModelConfig
+from gankit.models.biggan import BIGGAN_TABLES
+from gankit.models.registry import register
+from gankit.models.resnet import ResNetDiscriminator, ResNetGenerator, build_resnet
+
+__all__ = ["build_sagan"]
+
+
+@register("sagan")
+def build_sagan(cfg: ModelConfig) -> tuple[ResNetGenerator, ResNetDiscriminator]:
+    return build_resnet(cfg, "sagan", BIGGAN_TABLES, attn_pool=False, wide_D=True, shared_ok=False)
