@@ -9,6 +9,8 @@ from gankit.layers.attention import (
     attention_reference,
     build_attention,
 )
+from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
+from gankit.layers.init import INIT_STYLES, init_weights, raw_weight
 from gankit.layers.spectral_norm import (
     SpectralNorm,
     sn_conv2d,
@@ -26,6 +28,10 @@ __all__ = [
     "SelfAttention",
     "attention",
     "attention_reference",
+    "ConditionalBatchNorm2d",
+    "INIT_STYLES",
+    "init_weights",
+    "raw_weight",
     "SpectralNorm",
     "sn_conv2d",
     "sn_embedding",
