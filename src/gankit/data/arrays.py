@@ -122,6 +122,13 @@ def _import_h5py(path: Path) -> Any:
     return h5py
 
 
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:  # a foreign attribute, not metadata written by gankit
+        return None
+
+
 def read_h5(path: Path) -> StoredArrays:
     """HDF5 with datasets ``x``, ``y``; read fully into memory; metadata from file attributes."""
     h5py = _import_h5py(path)
@@ -131,7 +138,7 @@ def read_h5(path: Path) -> StoredArrays:
             if missing:
                 raise GankitError(f"{path}: missing HDF5 dataset(s) {', '.join(missing)}")
             x, y = to_nchw(f["x"][()], path), f["y"][()]
-            meta = {k: json.loads(v) for k, v in f.attrs.items() if isinstance(v, str)}
+            meta = {k: _json_or_none(v) for k, v in f.attrs.items() if isinstance(v, str)}
     except OSError as err:
         raise GankitError(f"{path}: not a readable HDF5 file ({err})") from None
     return StoredArrays(x, check_y(y, x.shape[0], path), meta)
@@ -186,7 +193,7 @@ def to_dataset(stored: StoredArrays, path: Path, resolution: int, channels: int)
     the set is unconditional (one class).
     """
     y = stored.y if stored.y is not None else np.zeros(stored.x.shape[0], dtype=np.int64)
-    names = stored.meta.get("class_names")
+    names = stored.meta.get("class_names") or None
     if names is None:
         top = int(y.max()) if y.size and stored.y is not None else 0
         names = [str(i) for i in range(max(top, 0) + 1)]
@@ -195,6 +202,6 @@ def to_dataset(stored: StoredArrays, path: Path, resolution: int, channels: int)
         y=y,
         n_classes=len(names),
         class_names=[str(n) for n in names],
-        source=str(stored.meta.get("source", path)),
-        skipped=int(stored.meta.get("skipped", 0)),
+        source=str(stored.meta.get("source") or path),
+        skipped=int(stored.meta.get("skipped") or 0),
     )

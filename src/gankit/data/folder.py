@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -55,13 +54,11 @@ def decode_image(path: Path, resolution: int) -> np.ndarray:
     Raises whatever PIL raises for unreadable files (the caller names the file). JPEGs are
     decoded at the smallest DCT scale that still covers ``resolution`` (``Image.draft``).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "palette images with transparency"
-        with Image.open(path) as img:
-            if img.format == "JPEG":
-                img.draft(None, (resolution, resolution))
-            img.load()
-            return pil_to_chw(fit_square(to_grey_or_rgb(img), resolution))
+    with Image.open(path) as img:
+        if img.format == "JPEG":
+            img.draft(None, (resolution, resolution))
+        img.load()
+        return pil_to_chw(fit_square(to_grey_or_rgb(img), resolution))
 
 
 def _decode_or_error(item: tuple[Path, int]) -> np.ndarray | str:
