@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from training_fixtures import one_thread, tiny_cfg, tiny_data  # noqa: F401
 
 from gankit.config import load_toml, save_toml
 from gankit.errors import GankitError
-from gankit.training import resume, train
 from gankit.training import checkpoint as ckpt_io
-from training_fixtures import one_thread, tiny_cfg, tiny_data  # noqa: F401
+from gankit.training import resume, train
 
 
 def _weights(ckpt):
@@ -70,8 +70,11 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_keep_last_and_state_is_weights_only(tmp_path):
     data = tiny_data(tmp_path / "d.npz")
-    run = train(tiny_cfg(data, "train.steps=6", "train.snapshot_every=1", "train.keep_last=2"),
-                tmp_path / "r", quiet=True)
+    run = train(
+        tiny_cfg(data, "train.steps=6", "train.snapshot_every=1", "train.keep_last=2"),
+        tmp_path / "r",
+        quiet=True,
+    )
     names = [c.name for c in ckpt_io.list_checkpoints(run / "checkpoints")]
     assert names == ["step_00000005", "step_00000006"]
     state = torch.load(run / "checkpoints" / names[-1] / "state.pt", weights_only=True)
@@ -80,8 +83,9 @@ def test_keep_last_and_state_is_weights_only(tmp_path):
 
 def test_resume_with_different_model_config_names_keys(tmp_path):
     data = tiny_data(tmp_path / "d.npz")
-    run = train(tiny_cfg(data, "train.steps=1", "train.snapshot_every=1"), tmp_path / "r",
-                quiet=True)
+    run = train(
+        tiny_cfg(data, "train.steps=1", "train.snapshot_every=1"), tmp_path / "r", quiet=True
+    )
     cfg = load_toml(run / "config.toml")
     cfg.model.G_ch, cfg.model.dim_z = 16, 4
     save_toml(cfg, run / "config.toml")

@@ -11,10 +11,23 @@ import torch
 from gankit.config import Config, apply_overrides
 
 TINY = [
-    "model.arch=sagan", "model.resolution=32", "model.channels=1", "model.n_classes=3",
-    "model.dim_z=8", "model.G_ch=8", "model.D_ch=8", "model.G_attn=[]", "model.D_attn=[]",
-    "train.batch_size=4", "train.n_D=2", "train.steps=4", "train.log_every=1",
-    "train.snapshot_every=2", "train.sigma_layers=2", "train.device=cpu", "train.ema_decay=0.9",
+    "model.arch=sagan",
+    "model.resolution=32",
+    "model.channels=1",
+    "model.n_classes=3",
+    "model.dim_z=8",
+    "model.G_ch=8",
+    "model.D_ch=8",
+    "model.G_attn=[]",
+    "model.D_attn=[]",
+    "train.batch_size=4",
+    "train.n_D=2",
+    "train.steps=4",
+    "train.log_every=1",
+    "train.snapshot_every=2",
+    "train.sigma_layers=2",
+    "train.device=cpu",
+    "train.ema_decay=0.9",
 ]
 
 

@@ -74,21 +74,27 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "plots"
     out.mkdir(parents=True, exist_ok=True)
     paths = [
-        _plot(out / "losses.png", "losses and mean D logits",
-              _series(logs, ["loss_D", "loss_G", "D_real", "D_fake"]), log=False)
+        _plot(
+            out / "losses.png",
+            "losses and mean D logits",
+            _series(logs, ["loss_D", "loss_G", "D_real", "D_fake"]),
+            log=False,
+        )
     ]
     for net in ("G", "D"):
         keys = sorted({k for r in logs for k in r if k.startswith(f"sigma0/{net}/")})
         series = {k.split("/", 2)[2]: v for k, v in _series(logs, keys).items()}
-        paths.append(_plot(out / f"sigma0_{net}.png", f"sigma_0 of {net}'s weights", series,
-                           log=True))
+        paths.append(
+            _plot(out / f"sigma0_{net}.png", f"sigma_0 of {net}'s weights", series, log=True)
+        )
     last = logs[-1]
     summary = {
         "run_dir": str(run_dir),
         "steps": last["step"],
         "last": {k: last[k] for k in ("loss_D", "loss_G", "D_real", "D_fake", "img_per_s")},
-        "warnings": [{"step": r["step"], "warning": r["warning"]} for r in records
-                     if "warning" in r],
+        "warnings": [
+            {"step": r["step"], "warning": r["warning"]} for r in records if "warning" in r
+        ],
         "eval": [r for r in records if any(k.startswith("eval/") for k in r)],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

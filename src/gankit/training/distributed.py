@@ -131,7 +131,10 @@ def convert_batchnorm(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
         if isinstance(child, _BatchNorm) and not isinstance(child, CrossReplicaBatchNorm):
             new = CrossReplicaBatchNorm(
-                child.num_features, child.eps, child.momentum, child.affine,
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
                 child.track_running_stats,
             ).to(next(iter(child.buffers()), torch.empty(0)).device)
             new.load_state_dict(child.state_dict())

@@ -29,7 +29,7 @@ from gankit.errors import GankitError
 from gankit.losses import aux_classifier_loss, d_loss, g_loss
 from gankit.regularizers import gradient_penalty, orthogonal_reg
 from gankit.training import checkpoint as ckpt_io
-from gankit.training import distributed
+from gankit.training import distributed, speed
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.monitor import CollapseDetector, Monitor, TrainingDivergedError
 
@@ -106,25 +106,33 @@ class Trainer:
 
             G, D = build(cfg.model)
         self.G, self.D = G.to(self.device), D.to(self.device)
+        speed.configure_modules((self.G, self.D), t)  # channels_last, SDPA (issue 6 levers)
         self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
         if self.dist.enabled:
             distributed.convert_batchnorm(self.G)
         self.G_train = distributed.wrap(self.G, self.dist, self.device)
         self.D_train = distributed.wrap(self.D, self.dist, self.device)
-        self.opt_G = torch.optim.Adam(
-            self.G.parameters(), lr=t.lr_G, betas=tuple(t.betas_G), eps=t.adam_eps
-        )
-        self.opt_D = torch.optim.Adam(
-            self.D.parameters(), lr=t.lr_D, betas=tuple(t.betas_D), eps=t.adam_eps
-        )
+        # torch.compile'd calls (eager when train.compile is off or compiling fails):
+        # G_fn/D_fn train G/D (possibly DDP), G_fake/D_frozen are the unwrapped nets.
+        self.G_fn = speed.CompileOrEager(self.G_train, "G", t.compile)
+        self.D_fn = speed.CompileOrEager(self.D_train, "D", t.compile)
+        self.G_fake = speed.CompileOrEager(self.G, "G (fakes)", t.compile)
+        self.D_frozen = speed.CompileOrEager(self.D, "D (G step)", t.compile)
+        self.opt_G = speed.adam(self.G.parameters(), t.lr_G, t.betas_G, t.adam_eps, t, self.device)
+        self.opt_D = speed.adam(self.D.parameters(), t.lr_D, t.betas_D, t.adam_eps, t, self.device)
 
-        self.dataset = dataset if dataset is not None else load_dataset(
-            cfg.data, cfg.model.resolution, cfg.model.channels
+        self.dataset = (
+            dataset
+            if dataset is not None
+            else load_dataset(cfg.data, cfg.model.resolution, cfg.model.channels)
         )
         check_data(self.dataset, cfg)
         self.sampler = BatchSampler(
-            self.dataset, t.batch_size, torch.Generator().manual_seed(t.seed),
-            self.dist.rank, self.dist.world_size,
+            self.dataset,
+            t.batch_size,
+            torch.Generator().manual_seed(t.seed),
+            self.dist.rank,
+            self.dist.world_size,
         )
         self.gen = torch.Generator(self.device)
         self._seed_latents(0)
@@ -168,7 +176,10 @@ class Trainer:
 
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.dataset.batch(next(self.sampler))
-        return to_float(x.to(self.device, non_blocking=True)), y.to(self.device)
+        x = to_float(x.to(self.device, non_blocking=True))
+        if self.cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device)
 
     def _latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         from gankit.models import sample_z
@@ -196,17 +207,18 @@ class Trainer:
 
         # 1. D steps, each on fresh real images; G only produces fakes (no grad).
         self.D.requires_grad_(True)
-        for _ in range(t.n_D):
+        for d_step in range(t.n_D):
             self.opt_D.zero_grad(set_to_none=True)
             for micro in range(t.accumulate):
                 x, y = self._real_batch()
                 z, y_fake = self._latents(len(y))
                 with self._no_sync(self.D_train, micro):
                     with self._autocast():
-                        with torch.no_grad():
-                            fake = self.G(z, y_fake)
+                        once = t.sn_once and (d_step > 0 or micro > 0)  # see training.speed
+                        with torch.no_grad(), speed.frozen_power_iteration(self.G, once):
+                            fake = self.G_fake(z, y_fake)
                         logits, cls = self._discriminate(
-                            self.D_train, torch.cat([x, fake.to(x.dtype)]), torch.cat([y, y_fake])
+                            self.D_fn, torch.cat([x, fake.to(x.dtype)]), torch.cat([y, y_fake])
                         )
                         real_logits, fake_logits = logits.float().split([len(y), len(y_fake)])
                         loss_D = d_loss(t.loss, real_logits, fake_logits)
@@ -232,7 +244,7 @@ class Trainer:
             z, y_fake = self._latents(t.batch_size)
             with self._no_sync(self.G_train, micro):
                 with self._autocast():
-                    logits, cls = self._discriminate(self.D, self.G_train(z, y_fake), y_fake)
+                    logits, cls = self._discriminate(self.D_frozen, self.G_fn(z, y_fake), y_fake)
                     loss_G = g_loss(t.loss, logits.float())
                     if cls is not None:
                         loss_G = loss_G + t.aux_weight * aux_classifier_loss(cls, y_fake)
@@ -247,8 +259,12 @@ class Trainer:
         self.step += 1
         if self.ema is not None:
             self.ema.update(self.G, self.step)
-        return {"loss_D": loss_D_sum, "loss_G": loss_G_sum, "D_real": D_real_sum,
-                "D_fake": D_fake_sum}
+        return {
+            "loss_D": loss_D_sum,
+            "loss_G": loss_G_sum,
+            "D_real": D_real_sum,
+            "D_fake": D_fake_sum,
+        }
 
     # -- the run -----------------------------------------------------------------------------
     def fit(self, steps: int) -> None:
@@ -301,8 +317,12 @@ class Trainer:
         images = self._log_count * t.batch_size * t.n_D * t.accumulate * self.dist.world_size
         loss_D, loss_G, D_real, D_fake = means.tolist()
         record: dict[str, Any] = {
-            "step": self.step, "loss_D": loss_D, "loss_G": loss_G, "D_real": D_real,
-            "D_fake": D_fake, "lr_G": self.opt_G.param_groups[0]["lr"],
+            "step": self.step,
+            "loss_D": loss_D,
+            "loss_G": loss_G,
+            "D_real": D_real,
+            "D_fake": D_fake,
+            "lr_G": self.opt_G.param_groups[0]["lr"],
             "lr_D": self.opt_D.param_groups[0]["lr"],
             "img_per_s": images / max(now - self._log_time, 1e-9),
         }
@@ -326,12 +346,16 @@ class Trainer:
         """Reload the newest healthy checkpoint older than this step, with a new latent seed."""
         root = self.run_dir / "checkpoints" if self.run_dir else None
         healthy = [
-            c for c in (ckpt_io.list_checkpoints(root) if root else [])
+            c
+            for c in (ckpt_io.list_checkpoints(root) if root else [])
             if ckpt_io.checkpoint_step(c) < self.step and ckpt_io.load_state(c)["healthy"]
         ]
         if not healthy or self.rollbacks >= MAX_ROLLBACKS:
-            self.monitor.warn(self.step, "collapse rollback skipped (no healthy checkpoint left "
-                              f"or {MAX_ROLLBACKS} rollbacks done)")
+            self.monitor.warn(
+                self.step,
+                "collapse rollback skipped (no healthy checkpoint left "
+                f"or {MAX_ROLLBACKS} rollbacks done)",
+            )
             return
         from_step, rollbacks = self.step, self.rollbacks + 1
         self.load(healthy[-1])
@@ -360,8 +384,9 @@ class Trainer:
         from gankit.sampling import save_grid
 
         z, y = self._grid_latents()
-        save_grid(to_uint8(G(z, y)), self.run_dir / "samples" / f"step_{self.step:08d}.png",
-                  GRID_COLS)
+        save_grid(
+            to_uint8(G(z, y)), self.run_dir / "samples" / f"step_{self.step:08d}.png", GRID_COLS
+        )
         root = self.run_dir / "checkpoints"
         ckpt_io.save_checkpoint(
             root, ckpt_io.step_dir_name(self.step), self.weights(), state, self.cfg
@@ -396,14 +421,20 @@ class Trainer:
         if not self.best or value < self.best["value"]:
             self.best = {"key": key, "value": value, "step": self.step}
             ckpt_io.save_checkpoint(
-                self.run_dir / "checkpoints", "best", self.weights(), self.state_dict(),
+                self.run_dir / "checkpoints",
+                "best",
+                self.weights(),
+                self.state_dict(),
                 self.cfg,
             )
 
     # -- state -------------------------------------------------------------------------------
     def weights(self) -> dict[str, dict[str, torch.Tensor]]:
-        return {"G": self.G.state_dict(), "D": self.D.state_dict(),
-                "G_ema": self.sampling_G.state_dict()}
+        return {
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.sampling_G.state_dict(),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Everything besides the weights needed to continue exactly (``weights_only``-safe).
@@ -450,8 +481,9 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         self.detector.load_state_dict(state["collapse"])
         self.healthy, self.rollbacks, self.best = (
-            state["healthy"], state["rollbacks"], state["best"]
+            state["healthy"],
+            state["rollbacks"],
+            state["best"],
         )
         self._finite.fill_(True)
         self._log_sum, self._log_count = None, 0
-

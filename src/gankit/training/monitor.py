@@ -134,8 +134,10 @@ class Monitor:
         self._bar.update(step - self._bar.n)
         if record is not None:
             self._bar.set_postfix(
-                D=f"{record['loss_D']:.3f}", G=f"{record['loss_G']:.3f}",
-                img_s=f"{record['img_per_s']:.0f}", refresh=False,
+                D=f"{record['loss_D']:.3f}",
+                G=f"{record['loss_G']:.3f}",
+                img_s=f"{record['img_per_s']:.0f}",
+                refresh=False,
             )
 
     def close(self) -> None:

@@ -1,0 +1,134 @@
+"""Speed levers of the training step, each switched by a ``train.*`` flag (README "Performance").
+
+- ``train.amp``: bf16 autocast on CUDA with fp32 master weights (the optimizers and the EMA see
+  fp32 parameters; spectral norm's power iteration runs in fp32 outside autocast). fp32 on CPU,
+  where bf16 matmuls are far slower than fp32.
+- ``train.sdpa``: attention layers take the fused ``scaled_dot_product_attention`` path (else
+  the explicit-softmax reference, which stores the ``N x M`` score matrix).
+- ``train.channels_last``: weights and images in NHWC layout (oneDNN / cuDNN's fast layout).
+- ``train.fused_optim``: Adam's ``fused=True`` kernel on CUDA, ``foreach=True`` (one multi-tensor
+  op per state update) on CPU; else the per-parameter for-loop.
+- ``train.sn_once``: G's weights do not change during the D steps, so G's spectral-norm power
+  iteration runs only in the first D step's fake forward; the other ``n_D - 1`` no-grad
+  forwards reuse its ``u``, ``v`` (:func:`frozen_power_iteration`). Exact for ``n_D = 1``; for
+  ``n_D > 1`` G's ``u`` takes 2 instead of ``n_D + 1`` power-iteration steps per G step (still
+  at least SNGAN's one per update).
+- ``train.compile``: ``torch.compile`` of G and D (forward and, through AOTAutograd, backward).
+  If compilation fails, :class:`CompileOrEager` warns once and runs eagerly from then on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from gankit.config import TrainConfig
+from gankit.layers.spectral_norm import spectral_norms
+
+__all__ = [
+    "CompileOrEager",
+    "adam",
+    "configure_modules",
+    "flags",
+    "frozen_power_iteration",
+]
+
+
+def configure_modules(modules: Iterable[nn.Module], t: TrainConfig) -> None:
+    """Apply ``train.channels_last`` and ``train.sdpa`` to G and D in place."""
+    for module in modules:
+        if t.channels_last:
+            module.to(memory_format=torch.channels_last)
+        for m in module.modules():
+            if hasattr(m, "fused") and isinstance(m.fused, bool):  # attention layers
+                m.fused = t.sdpa
+
+
+def _adam_impl(t: TrainConfig, device: torch.device) -> dict[str, bool]:
+    if not t.fused_optim:
+        return {"foreach": False}
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+
+
+def adam(
+    params: Iterable[nn.Parameter],
+    lr: float,
+    betas: list[float],
+    eps: float,
+    t: TrainConfig,
+    device: torch.device,
+) -> torch.optim.Adam:
+    """Adam with the implementation chosen by ``train.fused_optim`` (see module docstring)."""
+    return torch.optim.Adam(
+        params, lr=lr, betas=tuple(float(b) for b in betas), eps=eps, **_adam_impl(t, device)
+    )
+
+
+@contextlib.contextmanager
+def frozen_power_iteration(module: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Inside the block the spectral-norm layers of ``module`` skip their power iteration and
+    use the stored ``u``, ``v`` (their ``training`` flag is cleared; other layers, e.g. batch
+    norm, keep their mode). A no-op when ``enabled`` is False."""
+    sns = [m for _, m in spectral_norms(module)] if enabled else []
+    modes = [m.training for m in sns]
+    for m in sns:
+        m.train(False)
+    try:
+        yield
+    finally:
+        for m, mode in zip(sns, modes):
+            m.train(mode)
+
+
+class CompileOrEager:
+    """Callable running ``torch.compile(module)``; on the first failure it warns once (one
+    line) and calls ``module`` eagerly from then on. Parameters are shared with ``module``.
+
+    Args:
+        module: the network (possibly DDP-wrapped) to run.
+        name: used in the warning, e.g. ``"D"``.
+        enabled: ``False`` skips compilation entirely.
+    """
+
+    def __init__(self, module: nn.Module, name: str, enabled: bool):
+        self.module, self.name = module, name
+        self.compiled: Any = torch.compile(module) if enabled else None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - any compiler failure means: run eagerly
+                msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+                warnings.warn(
+                    f"torch.compile of {self.name} failed ({type(err).__name__}: {msg}); "
+                    "running eagerly (set train.compile=false to skip compiling)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.compiled = None
+        return self.module(*args, **kwargs)
+
+    @property
+    def is_compiled(self) -> bool:
+        return self.compiled is not None
+
+
+def flags(t: TrainConfig, device: torch.device, amp: torch.dtype | None) -> dict[str, Any]:
+    """The levers in force, as reported by ``gankit bench`` (``flags`` key)."""
+    impl = _adam_impl(t, device)
+    return {
+        "amp": "bf16" if amp == torch.bfloat16 else "fp32",
+        "sdpa": t.sdpa,
+        "channels_last": t.channels_last,
+        "optimizer": "fused" if impl.get("fused") else "foreach" if impl["foreach"] else "for-loop",
+        "sn_once": t.sn_once,
+        "compile": t.compile,
+        "host_syncs_per_iter": 0,
+        "num_threads": torch.get_num_threads(),
+    }
