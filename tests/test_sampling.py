@@ -1,0 +1,103 @@
+"""Sampling: gankit.load, grids, .npz, interpolation strips, CLI errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from training_fixtures import one_thread, tiny_cfg, tiny_data  # noqa: F401
+
+import gankit
+from gankit.cli import main
+from gankit.errors import GankitError
+from gankit.sampling import _mixed_classes, make_grid, sample_command
+from gankit.training import train
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sampling")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(tiny_cfg(tiny_data(tmp / "d.npz"), "train.steps=2"), tmp / "r", quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_load_returns_ema_generator_with_config(run):
+    G = gankit.load(run)
+    assert not G.training and G.config.model.n_classes == 3
+    x = G(torch.randn(2, 8), torch.tensor([0, 2]))
+    assert x.shape == (2, 1, 32, 32) and x.abs().max() <= 1
+    ckpt = run / "checkpoints" / "step_00000002"
+    G2 = gankit.load(ckpt, ema=False)
+    assert any(
+        not torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values())
+    )
+
+
+def test_png_grid_size(run, tmp_path):
+    out = sample_command(run, n=7, out=tmp_path / "g.png", classes=[1, 2], device="cpu")
+    img = Image.open(out)
+    assert img.size == (2 * 34 + 2, 4 * 34 + 2) and img.mode == "L"  # 2 columns, 4 rows
+
+
+def test_npz_dtypes_shapes_and_class_cycle(run, tmp_path):
+    out = sample_command(run, n=5, out=tmp_path / "s.npz", classes=[2, 0], truncation=0.5)
+    data = np.load(out)
+    assert data["x"].dtype == np.uint8 and data["x"].shape == (5, 32, 32, 1)
+    assert data["y"].dtype == np.int64 and data["y"].tolist() == [2, 0, 2, 0, 2]
+
+
+def test_interpolation_strips(run, tmp_path):
+    for mode in ("z", "class"):
+        out = sample_command(
+            run, n=6, out=tmp_path / f"{mode}.png", classes=[0, 2], interpolate=mode
+        )
+        assert Image.open(out).size == (6 * 34 + 2, 36)
+
+
+def test_class_mixing_endpoints_equal_pure_classes(run):
+    """t = 0 gives class a, t = 1 class b, t = 0.5 differs from both (module doc)."""
+    G = gankit.load(run)
+    z = torch.randn(1, 8).expand(3, -1)
+    ya, yb = torch.zeros(3, dtype=torch.long), torch.full((3,), 2)
+    with torch.no_grad(), _mixed_classes(G, yb, torch.tensor([0.0, 1.0, 0.5])):
+        mixed = G(z, ya)
+    with torch.no_grad():
+        pure_a, pure_b = G(z[:1], ya[:1]), G(z[:1], yb[:1])
+    torch.testing.assert_close(mixed[0:1], pure_a)
+    torch.testing.assert_close(mixed[1:2], pure_b)
+    assert not torch.allclose(mixed[2:3], pure_a) and not torch.allclose(mixed[2:3], pure_b)
+
+
+def test_make_grid_places_tiles():
+    imgs = torch.arange(4, dtype=torch.uint8).view(4, 1, 1, 1).expand(4, 1, 2, 2)
+    grid = make_grid(imgs, ncol=2, pad=1)
+    assert grid.shape == (7, 7, 1)
+    assert grid[1, 1, 0] == 0 and grid[1, 4, 0] == 1 and grid[4, 1, 0] == 2 and grid[4, 4, 0] == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--out", "x.jpg"], "unknown extension .jpg"),
+        (["--out", "x.png", "--classes", "3,7"], "--classes: 3, 7 out of range"),
+        (["--out", "x.npz", "--interpolate", "z"], "use a .png"),
+        (["--out", "x.png", "--interpolate", "class", "--classes", "1"], "exactly two"),
+    ],
+)
+def test_sample_cli_errors(run, tmp_path, capsys, args, message):
+    args = [a.replace("x.", str(tmp_path / "x.")) for a in args]
+    assert main(["sample", str(run), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0
+
+
+def test_sample_cli_missing_run(tmp_path, capsys):
+    assert main(["sample", str(tmp_path / "nope"), "--out", str(tmp_path / "a.png")]) == 2
+    assert "no such run" in capsys.readouterr().err
+    with pytest.raises(GankitError, match="found none"):
+        gankit.load(tmp_path)
