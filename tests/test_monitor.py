@@ -1,0 +1,89 @@
+"""Monitor: collapse rule, metrics.jsonl/TensorBoard records, inspect report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from gankit.analysis.report import inspect_run
+from gankit.cli import main
+from gankit.errors import GankitError
+from gankit.training.monitor import CollapseDetector, Monitor
+
+
+def _rec(step, loss_D=1.0, loss_G=0.5, sigma=1.0):
+    return {"step": step, "loss_D": loss_D, "loss_G": loss_G, "sigma0/D/a.weight": sigma}
+
+
+def test_sigma_blow_up_warns_only_with_history():
+    det = CollapseDetector()
+    assert det.check(_rec(0, sigma=100.0)) == []  # no history yet
+    det = CollapseDetector()
+    for s in range(5):
+        assert det.check(_rec(s, sigma=1.0 + 0.1 * s)) == []
+    assert det.check(_rec(5, sigma=3.5)) == []  # 3.5 <= 3 x median 1.2
+    warnings = det.check(_rec(6, sigma=4.0))
+    assert len(warnings) == 1 and "sigma0/D/a.weight" in warnings[0]
+
+
+def test_d_loss_drop_with_g_spike_warns():
+    det = CollapseDetector()
+    for s in range(5):
+        det.check(_rec(s, loss_G=0.5))
+    assert det.check(_rec(5, loss_D=0.01, loss_G=1.4)) == []  # 1.4 <= 3 x 0.5
+    assert det.check(_rec(6, loss_D=0.2, loss_G=9.0)) == []  # D has not won
+    assert len(det.check(_rec(7, loss_D=0.01, loss_G=9.0))) == 1
+
+
+def test_detector_state_round_trip():
+    det = CollapseDetector()
+    for s in range(5):
+        det.check(_rec(s))
+    det2 = CollapseDetector()
+    det2.load_state_dict(det.state_dict())
+    assert det2.check(_rec(5, sigma=10.0)) == det.check(_rec(5, sigma=10.0)) != []
+
+
+def test_monitor_writes_jsonl_and_tb(tmp_path):
+    mon = Monitor(tmp_path, total_steps=2, quiet=True)
+    mon.write({**_rec(1), "img_per_s": 3.0})
+    mon.warn(1, "something odd")
+    mon.close()
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["loss_D"] == 1.0 and lines[1] == {"step": 1, "warning": "something odd"}
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_inspect_writes_plots_and_summary(tmp_path, capsys):
+    mon = Monitor(tmp_path, total_steps=3, quiet=True)
+    for s in (1, 2, 3):
+        mon.write(
+            {
+                **_rec(s),
+                "D_real": 0.1,
+                "D_fake": -0.1,
+                "img_per_s": 9.0,
+                "sigma0/G/b.weight": 1.0 + s,
+            }
+        )
+    mon.warn(3, "possible collapse: test")
+    mon.close()
+    assert main(["inspect", str(tmp_path)]) == 0
+    paths = capsys.readouterr().out.split()
+    assert {p.rsplit("/", 1)[-1] for p in paths} == {
+        "losses.png",
+        "sigma0_G.png",
+        "sigma0_D.png",
+        "summary.json",
+    }
+    for p in paths[:3]:
+        assert Image.open(p).size[0] > 100
+    summary = json.loads((tmp_path / "plots" / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["warnings"][0]["step"] == 3
+
+
+def test_inspect_without_metrics(tmp_path):
+    with pytest.raises(GankitError, match="no metrics.jsonl"):
+        inspect_run(tmp_path)
