@@ -126,6 +126,29 @@ def test_fused_path_engages_flash_kernel_with_unequal_widths():
     assert "aten::_scaled_dot_product_attention_math" not in names
 
 
+def _largest_allocation(m: SelfAttention, size: int) -> int:
+    """Bytes of the largest single CPU allocation by any op in ``m``'s fwd + bwd (profiler)."""
+    x = torch.randn(1, m.channels, size, size, requires_grad=True)
+    with profile(profile_memory=True) as prof:
+        m(x).sum().backward()
+    return max(e.self_cpu_memory_usage for e in prof.events())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pool", [False, True])
+def test_fused_self_attention_never_allocates_the_score_matrix(pool):
+    """128x128 maps (N = 16,384): no op on the fused path allocates N x M floats (1 GiB / 256 MiB;
+    the CPU flash kernel's scratch is ~2 MiB). Control: the reference path does, at 64x64."""
+
+    def score_bytes(size):
+        n = size * size
+        return n * (n // 4 if pool else n) * 4
+
+    fused, ref = (SelfAttention(32, pool=pool, fused=f, sn=False) for f in (True, False))
+    assert _largest_allocation(ref, 64) >= score_bytes(64)
+    assert _largest_allocation(fused, 128) < score_bytes(128) / 64
+
+
 def _pool_by_reshape(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Max over non-overlapping pairs along the last ``min(dim, 2)`` axes (not T in 3-D)."""
     for axis in range(x.dim() - min(dim, 2), x.dim()):
