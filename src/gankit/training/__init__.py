@@ -88,7 +88,8 @@ def resume(
     ckpts = ckpt_io.list_checkpoints(run_dir / "checkpoints")
     if not ckpts:
         raise GankitError(f"{run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
-    saved = ckpt_io.load_state(ckpts[-1])["config"]["model"]
+    state = ckpt_io.load_state(ckpts[-1])
+    saved = state["config"]["model"]
     current = to_dict(cfg)["model"]
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differing:
@@ -100,7 +101,11 @@ def resume(
         cfg.train.steps = steps
     if device is not None:
         cfg.train.device = device
-    _check_steps(cfg.train.steps)
+    if cfg.train.steps <= state["step"]:
+        raise GankitError(
+            f"{run_dir}: already at step {state['step']}; pass --steps N with N > {state['step']}"
+            " (the total number of G steps to reach)"
+        )
     prepare_run_dir(run_dir)
     try:
         trainer = Trainer(cfg, run_dir, quiet=quiet)

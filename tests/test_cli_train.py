@@ -1,0 +1,39 @@
+"""`gankit train` / `gankit resume` from the command line, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+from training_fixtures import TINY, one_thread, tiny_data  # noqa: F401
+
+from gankit.cli import main
+
+
+def _set(items):
+    return [a for item in items for a in ("--set", item)]
+
+
+def test_train_then_resume_cli(tmp_path, capsys):
+    data = tiny_data(tmp_path / "d.npz")
+    run = tmp_path / "r"
+    args = ["train", "--data", str(data), "--out", str(run), "--steps", "2", "--quiet"]
+    assert main(args + _set(t for t in TINY if not t.startswith("train.steps"))) == 0
+    assert main(["resume", str(run), "--steps", "2", "--quiet"]) == 2
+    assert "already at step 2" in capsys.readouterr().err
+    assert main(["resume", str(run), "--steps", "3", "--quiet"]) == 0
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert (run / "checkpoints" / "step_00000003").is_dir()
+    assert "steps = 3" in (run / "config.toml").read_text()
+
+
+def test_unknown_config_key(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "r"), "--set", "train.bogus=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'train.bogus'" in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_missing_dir(tmp_path, capsys):
+    assert main(["resume", str(tmp_path / "none")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
