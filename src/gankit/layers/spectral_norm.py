@@ -40,7 +40,7 @@ class SpectralNorm(nn.Module):
     def power_iteration(self, w2d: torch.Tensor, n: int) -> None:
         """Run ``n`` steps ``v <- W^T u / ||.||``, ``u <- W v / ||.||`` in place (fp32)."""
         w = w2d.detach().float()
-        u, v = self.u, self.v
+        u, v = self.u.float(), self.v.float()
         for _ in range(n):
             v = F.normalize(w.t() @ u, dim=0, eps=self.eps)
             u = F.normalize(w @ v, dim=0, eps=self.eps)
@@ -49,7 +49,7 @@ class SpectralNorm(nn.Module):
 
     def sigma(self, weight: torch.Tensor) -> torch.Tensor:
         """Current estimate ``u^T W v`` (differentiable in ``weight``), fp32 scalar."""
-        return torch.dot(self.u, weight.flatten(1).float() @ self.v)
+        return torch.dot(self.u.float(), weight.flatten(1).float() @ self.v.float())
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         with torch.autocast(weight.device.type, enabled=False):
