@@ -1,0 +1,335 @@
+"""``gankit bench``: time and memory of a full training iteration, or of one attention layer.
+
+Two kinds of workload:
+
+- **Training** (``cifar``, ``i128`` or any preset name): the *same* iteration ``gankit train``
+  runs, :meth:`gankit.training.loop.Trainer.train_iteration` (``n_D`` D steps, one G step, the
+  EMA update), on synthetic data: random uint8 images and labels held in memory, so the data
+  pipeline is not timed. ``cifar`` and ``i128`` are the BigGAN-PyTorch anchor workloads of
+  DESIGN.md Sec. 8 (presets ``biggan-cifar`` and ``biggan-128``).
+- **Attention** (``attention``): forward + backward of one :class:`~gankit.layers.attention.
+  SelfAttention` layer on ``(B, C, R, R)`` features, the fused SDPA path against the explicit
+  softmax reference, with the same weights.
+
+Timing: ``warmup`` untimed calls, then ``steps`` timed calls; the device is synchronised before
+each clock reading. Peak memory: on CUDA the caching allocator's peak
+(``torch.cuda.max_memory_allocated``); on CPU the process's peak resident set size
+(``resource.getrusage``) for training, and for the attention bench the growth of the resident
+set size over its value before the timed calls, sampled every millisecond from
+``/proc/self/statm`` by a background thread (:class:`RSSPeak`). Large tensors are ``mmap``-ed
+by glibc and given back on free, so RSS tracks live tensor memory at this scale.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from gankit.config import Config, ModelConfig, apply_overrides, list_presets, load_preset
+from gankit.data import ImageDataset
+from gankit.errors import GankitError
+
+WORKLOADS = {"cifar": "biggan-cifar", "i128": "biggan-128"}
+"""Anchor workload name -> preset (DESIGN.md Sec. 8)."""
+
+GiB = 2**30
+
+
+def device_name(device: torch.device) -> str:
+    """The CUDA card's name, or the CPU model from ``/proc/cpuinfo`` (with the core count)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels so that a clock reading covers them (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:
+    """Mean wall-clock seconds per call of ``fn`` over ``steps`` calls after ``warmup`` calls."""
+    if steps < 1 or warmup < 0:
+        raise GankitError(f"bench: expected --steps >= 1 and --warmup >= 0, got {steps}, {warmup}")
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / steps
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class RSSPeak:
+    """Context manager: peak growth of the resident set size (bytes) while it is open.
+
+    A daemon thread samples ``/proc/self/statm`` every ``interval`` seconds; ``growth`` is the
+    largest sample minus the value on entry (``None`` where ``/proc`` is unavailable).
+    """
+
+    def __init__(self, interval: float = 1e-3):
+        self.interval = interval
+        self.growth: int | None = None
+        self._stop = threading.Event()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, _rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> RSSPeak:
+        if not os.path.exists("/proc/self/statm"):
+            return self
+        self._base = self._peak = _rss_bytes()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not hasattr(self, "_thread"):
+            return
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, _rss_bytes())
+        self.growth = self._peak - self._base
+
+
+def measure(
+    fn: Callable[[], Any], steps: int, warmup: int, device: torch.device
+) -> dict[str, float | None]:
+    """``{"s_per_call", "peak_mem_GiB"}`` of ``fn``: time as :func:`time_calls`; memory, over the
+    timed calls only (after warm-up, so one-off library initialisation is not counted), is the
+    CUDA allocator's peak above the memory in use before them, or on CPU the RSS growth
+    (:class:`RSSPeak`)."""
+    if warmup:
+        time_calls(fn, warmup, 0, device)
+    if device.type == "cuda":
+        synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        seconds = time_calls(fn, steps, 0, device)
+        peak: float | None = (torch.cuda.max_memory_allocated(device) - base) / GiB
+    else:
+        with RSSPeak() as rss:
+            seconds = time_calls(fn, steps, 0, device)
+        peak = None if rss.growth is None else rss.growth / GiB
+    return {"s_per_call": seconds, "peak_mem_GiB": peak}
+
+
+def _available_bytes() -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` (bytes), or ``None``."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def bench_attention(
+    resolution: int,
+    channels: int,
+    batch_size: int,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    model_cfg: ModelConfig,
+) -> dict[str, Any]:
+    """Forward + backward of one :class:`SelfAttention` on ``x: (B, C, R, R)``, fused vs reference.
+
+    The layer's variant comes from ``model_cfg`` (``attn_k``, ``attn_pool``: BigGAN's pooled
+    variant by default, SAGAN's with ``--set model.attn_pool=false``), with spectral norm as in
+    the models. Both paths share one set of weights; ``gamma`` is set to 1 so the attention
+    output reaches the result. Each call is ``y = layer(x); y.backward(dy)`` with fixed ``dy``.
+
+    The reference path stores the ``(B, N, M)`` scores and their softmax and, in the backward,
+    their gradients; when about ``4 B N M`` floats would not fit in the free memory it is skipped
+    (``"reference": {"skipped": ...}``) instead of risking the out-of-memory killer.
+
+    Returns:
+        ``{"workload": "attention", "N", "M", "fused": {...}, "reference": {...}, ...}`` where
+        each path has ``s_per_iter`` and ``peak_mem_GiB``, plus ``max_abs_diff`` of the outputs.
+    """
+    from gankit.layers.attention import SelfAttention
+
+    if resolution < 2 or channels < 1 or batch_size < 1:
+        raise GankitError(
+            "bench attention: expected --resolution >= 2, --channels >= 1 and --batch-size >= 1, "
+            f"got {resolution}, {channels}, {batch_size}"
+        )
+    k, pool = model_cfg.attn_k, model_cfg.attn_pool
+    gen = torch.Generator().manual_seed(0)
+    fused = SelfAttention(channels, k=k, pool=pool, sn=True, sn_eps=model_cfg.sn_eps)
+    reference = SelfAttention(channels, k=k, pool=pool, sn=True, sn_eps=model_cfg.sn_eps)
+    with torch.no_grad():
+        fused.gamma.fill_(1.0)
+    reference.load_state_dict(fused.state_dict())
+    reference.fused = False
+    fused.to(device)
+    reference.to(device)
+    shape = (batch_size, channels, resolution, resolution)
+    x = torch.randn(shape, generator=gen).to(device).requires_grad_(True)
+    dy = torch.randn(shape, generator=gen).to(device)
+    n = resolution * resolution
+    m = (resolution // 2) ** 2 if pool else n
+    result: dict[str, Any] = {
+        "workload": "attention",
+        "variant": "biggan" if pool else "sagan",
+        "resolution": resolution,
+        "channels": channels,
+        "batch_size": batch_size,
+        "N": n,
+        "M": m,
+        "dtype": "float32",
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "mem_method": "cuda max_memory_allocated above baseline"
+        if device.type == "cuda"
+        else "RSS growth over baseline, /proc/self/statm sampled every 1 ms",
+    }
+
+    def step(layer: torch.nn.Module) -> Callable[[], None]:
+        def call() -> None:
+            x.grad = None
+            layer.zero_grad(set_to_none=True)
+            layer(x).backward(dy)
+
+        return call
+
+    for name, layer in (("fused", fused), ("reference", reference)):
+        need = 4 * batch_size * n * m * x.element_size()
+        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else _available_bytes()
+        if name == "reference" and free is not None and need > 0.8 * free:
+            result[name] = {
+                "skipped": f"needs ~{need / GiB:.1f} GiB for the (B, N, M) scores, "
+                f"{free / GiB:.1f} GiB free; use a smaller --batch-size"
+            }
+            continue
+        stats = measure(step(layer), steps, warmup, device)
+        result[name] = {"s_per_iter": stats["s_per_call"], "peak_mem_GiB": stats["peak_mem_GiB"]}
+    if "s_per_iter" in result["reference"]:
+        with torch.no_grad():
+            diff = (fused.eval()(x) - reference.eval()(x)).abs().max()
+        result["max_abs_diff"] = float(diff)
+    return result
+
+
+def synthetic_dataset(cfg: Config, n: int, seed: int = 0) -> ImageDataset:
+    """``n`` random uint8 images ``(n, C, R, R)`` with uniform labels, held in memory."""
+    m = cfg.model
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, m.channels, m.resolution, m.resolution), dtype=np.uint8)
+    y = rng.integers(0, m.n_classes, n, dtype=np.int64)
+    names = [str(c) for c in range(m.n_classes)]
+    return ImageDataset(x, y, m.n_classes, names, source="synthetic (gankit bench)")
+
+
+def bench_training(cfg: Config, steps: int, warmup: int) -> dict[str, Any]:
+    """Time :meth:`Trainer.train_iteration` (``n_D`` D steps, G step, EMA) on synthetic data.
+
+    The device is ``cfg.train.device``. Nothing is written to disk. Returns the JSON dict of
+    ``gankit bench`` (keys in README "Performance"); ``real_imgs_per_s`` counts the real images
+    D sees per second (``batch_size * n_D * accumulate`` per iteration).
+    """
+    from gankit.models import count_params
+    from gankit.training.loop import Trainer
+    from gankit.training.speed import flags
+
+    t = cfg.train
+    per_iter = t.batch_size * t.n_D * t.accumulate
+    trainer = Trainer(cfg, None, dataset=synthetic_dataset(cfg, 2 * per_iter), quiet=True)
+    dev = trainer.device
+    if warmup:
+        time_calls(trainer.train_iteration, warmup, 0, dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    seconds = time_calls(trainer.train_iteration, steps, 0, dev)
+    peak = torch.cuda.max_memory_allocated(dev) / GiB if dev.type == "cuda" else peak_rss_GiB()
+    return {
+        "preset": cfg.preset,
+        "s_per_iter": seconds,
+        "G_steps_per_s": 1.0 / seconds,
+        "real_imgs_per_s": per_iter / seconds,
+        "peak_mem_GiB": peak,
+        "peak_mem_kind": "cuda max_memory_allocated" if dev.type == "cuda" else "peak RSS",
+        "params_G": count_params(trainer.G),
+        "params_D": count_params(trainer.D),
+        "batch_size": t.batch_size,
+        "n_D": t.n_D,
+        "accumulate": t.accumulate,
+        "resolution": cfg.model.resolution,
+        "steps": steps,
+        "warmup": warmup,
+        "device": device_name(dev),
+        "torch": torch.__version__,
+        "flags": flags(t, dev, trainer.amp),
+        "loadavg_1min": os.getloadavg()[0],
+    }
+
+
+def bench_command(
+    workload: str = "cifar",
+    device: str = "auto",
+    steps: int = 3,
+    warmup: int = 1,
+    overrides: list[str] | None = None,
+    resolution: int = 64,
+    channels: int = 256,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Entry point of ``gankit bench`` (see the module docstring); returns the JSON dict.
+
+    ``workload``: ``cifar``, ``i128`` (the anchor presets), ``attention``, or any preset name.
+    ``overrides`` are ``--set`` items; for ``attention`` only ``model.attn_k`` and
+    ``model.attn_pool`` matter. ``batch_size`` overrides ``train.batch_size`` (attention
+    default: 8).
+    """
+    if workload == "attention":
+        from gankit.training.distributed import resolve_device
+
+        model_cfg = apply_overrides(Config(), overrides or []).model
+        dev = resolve_device(device)
+        return bench_attention(resolution, channels, batch_size or 8, dev, steps, warmup, model_cfg)
+    if workload not in WORKLOADS and workload not in list_presets():
+        valid = ", ".join([*WORKLOADS, "attention", *list_presets()])
+        raise GankitError(f"bench: unknown --workload {workload!r}; valid: {valid}")
+    cfg = load_preset(WORKLOADS.get(workload, workload), overrides or [])
+    cfg.train.device = device
+    if batch_size is not None:
+        cfg.train.batch_size = batch_size
+    if steps < 1 or warmup < 0:
+        raise GankitError(f"bench: expected --steps >= 1 and --warmup >= 0, got {steps}, {warmup}")
+    result = bench_training(cfg, steps, warmup)
+    result["workload"] = workload
+    return result
+
+
+def peak_rss_GiB() -> float:
+    """Peak resident set size of this process so far (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
