@@ -82,6 +82,10 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     compile: bool = False  # torch.compile the D and G steps
     channels_last: bool = True
+    # speed levers added for issue 6 (gankit.training.speed, README "Performance"):
+    sdpa: bool = True  # fused scaled_dot_product_attention in attention layers (else reference)
+    fused_optim: bool = True  # Adam fused=True on CUDA, foreach=True on CPU (else for-loop)
+    sn_once: bool = True  # G's SN power iteration once per iteration, shared by the D steps' fakes
     seed: int = 0
     log_every: int = 50
     snapshot_every: int = 500
