@@ -38,7 +38,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from gankit.models import build, count_params
 
     cfg = load_preset(args.preset, args.overrides)
-    G, D = build(cfg.model)
+    G, D = build(cfg.model, init=False)  # parameter counts do not depend on the values
     report = {"config": to_dict(cfg), "params_G": count_params(G), "params_D": count_params(D)}
     if args.json:
         print(json.dumps(report, indent=2))

@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 
 from gankit.config import ConfigError
 
-__all__ = ["INIT_STYLES", "init_weights", "raw_weight"]
+__all__ = ["INIT_STYLES", "init_fn", "init_weights", "raw_weight"]
 
 INIT_STYLES: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
     "ortho": nn.init.orthogonal_,
@@ -42,9 +42,8 @@ def raw_weight(module: nn.Module) -> torch.Tensor:
     return module.weight
 
 
-@torch.no_grad()
-def init_weights(module: nn.Module, style: str) -> nn.Module:
-    """Initialise every conv/linear/embedding weight inside ``module`` in place with ``style``.
+def init_fn(style: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The in-place initialiser of ``style`` (None for ``default``).
 
     Raises:
         ConfigError: unknown ``style`` (the message lists the valid ones).
@@ -53,7 +52,14 @@ def init_weights(module: nn.Module, style: str) -> nn.Module:
         raise ConfigError(
             f"config key 'model.init': unknown init '{style}'; valid: {', '.join(INIT_STYLES)}"
         )
-    fn = INIT_STYLES[style]
+    return INIT_STYLES[style]
+
+
+@torch.no_grad()
+def init_weights(module: nn.Module, style: str) -> nn.Module:
+    """Initialise every conv/linear/embedding weight inside ``module`` in place with ``style``
+    and return ``module``. Raises ConfigError for an unknown ``style``."""
+    fn = init_fn(style)
     if fn is None:
         return module
     for m in module.modules():

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from torch import nn
 
 from gankit.config import ConfigError, ModelConfig
-from gankit.layers.init import init_weights
+from gankit.layers.init import init_fn, init_weights
 
 __all__ = ["build", "count_params", "list_archs", "register"]
 
@@ -44,16 +44,24 @@ def _check_positive(cfg: ModelConfig) -> None:
         raise ConfigError(f"config key 'model.shared_dim': expected >= 0, got {cfg.shared_dim}")
 
 
-def build(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
+def build(cfg: ModelConfig, init: bool = True) -> tuple[nn.Module, nn.Module]:
     """``(G, D)`` for ``cfg.arch``, initialised with ``cfg.init`` (contract in
-    docs/architecture.md). Raises ConfigError for unknown archs or invalid settings."""
+    docs/architecture.md). Raises ConfigError for unknown archs or invalid settings.
+
+    ``init=False`` skips ``cfg.init`` (PyTorch's default values stay) for modules whose
+    weights are about to be loaded or never used (``gankit info``, EMA copies, checkpoints):
+    orthogonal init of biggan-128 takes tens of seconds on a CPU (one QR per weight)."""
     if cfg.arch not in _ARCHS:
         raise ConfigError(
             f"config key 'model.arch': unknown arch '{cfg.arch}'; valid: {', '.join(list_archs())}"
         )
     _check_positive(cfg)
+    init_fn(cfg.init)  # an unknown style fails before the (slow) construction
     G, D = _ARCHS[cfg.arch](cfg)
-    return init_weights(G, cfg.init), init_weights(D, cfg.init)
+    if init:
+        init_weights(G, cfg.init)
+        init_weights(D, cfg.init)
+    return G, D
 
 
 def count_params(module: nn.Module) -> int:
