@@ -1,0 +1,105 @@
+"""``gankit bench``: JSON keys, parameter counts and errors (no test looks at the timings)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gankit.bench import WORKLOADS, RSSPeak, bench_command, synthetic_dataset
+from gankit.cli import main
+from gankit.config import load_preset
+from gankit.errors import GankitError
+from gankit.models import build, count_params
+
+TINY = ["model.G_ch=4", "model.D_ch=4", "model.dim_z=16", "train.n_D=2"]
+TRAIN_KEYS = {
+    "s_per_iter", "G_steps_per_s", "real_imgs_per_s", "peak_mem_GiB", "params_G", "params_D",
+    "device", "torch", "flags", "workload", "batch_size", "n_D",
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cli_json(capsys: pytest.CaptureFixture, *argv: str) -> dict:
+    assert main(["bench", *argv, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1  # --json: one line
+    return json.loads(out)
+
+
+def test_bench_training_json(capsys):
+    args = ["--workload", "cifar", "--device", "cpu", "--steps", "1", "--warmup", "0"]
+    sets = [a for s in TINY for a in ("--set", s)]
+    result = _cli_json(capsys, *args, *sets, "--batch-size", "3")
+    assert TRAIN_KEYS <= set(result)
+    assert result["workload"] == "cifar" and result["preset"] == WORKLOADS["cifar"]
+    assert (result["batch_size"], result["n_D"]) == (3, 2)
+    G, D = build(load_preset("biggan-cifar", TINY).model)
+    assert (result["params_G"], result["params_D"]) == (count_params(G), count_params(D))
+    assert result["s_per_iter"] > 0 and result["peak_mem_GiB"] > 0
+    assert result["G_steps_per_s"] == pytest.approx(1 / result["s_per_iter"])
+    assert result["real_imgs_per_s"] == pytest.approx(3 * 2 / result["s_per_iter"])
+    assert result["device"] and result["torch"] == torch.__version__
+    assert result["flags"]["amp"] == "fp32" and result["flags"]["optimizer"] == "foreach"
+    assert result["flags"]["channels_last"] is True and result["flags"]["compile"] is False
+
+
+def test_bench_flags_follow_overrides():
+    result = bench_command(
+        "cifar", "cpu", 1, 0, [*TINY, "train.channels_last=false", "train.fused_optim=false"], 8
+    )
+    assert result["flags"]["channels_last"] is False
+    assert result["flags"]["optimizer"] == "for-loop"
+
+
+def test_bench_attention_json(capsys):
+    args = ["--workload", "attention", "--device", "cpu", "--steps", "1", "--warmup", "1"]
+    result = _cli_json(capsys, *args, "--resolution", "8", "--channels", "16", "--batch-size", "2")
+    assert result["workload"] == "attention" and result["variant"] == "biggan"
+    assert (result["N"], result["M"]) == (64, 16)  # pooled keys: M = N / 4
+    for path in ("fused", "reference"):
+        assert {"s_per_iter", "peak_mem_GiB"} <= set(result[path])
+    assert result["max_abs_diff"] < 1e-4  # the two paths compute the same layer
+    sagan = bench_command("attention", "cpu", 1, 0, ["model.attn_pool=false"], 8, 16, 2)
+    assert sagan["variant"] == "sagan" and sagan["M"] == 64
+
+
+def test_rss_peak_sees_a_large_allocation():
+    with RSSPeak() as rss:
+        buf = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        del buf
+    assert rss.growth is not None and rss.growth >= 48 * 2**20
+
+
+def test_synthetic_dataset_matches_the_model():
+    cfg = load_preset("biggan-cifar")
+    ds = synthetic_dataset(cfg, 5)
+    assert ds.x.shape == (5, 3, 32, 32) and ds.x.dtype.name == "uint8"
+    assert ds.n_classes == 10 and ds.y.max() < 10
+
+
+@pytest.mark.parametrize(
+    ("workload", "overrides", "kwargs"),
+    [
+        ("nope", [], {}),
+        ("cifar", [], {"steps": 0}),
+        ("attention", [], {"resolution": 1}),
+        ("cifar", ["train.bogus=1"], {}),
+    ],
+)
+def test_bench_bad_input(workload, overrides, kwargs):
+    with pytest.raises(GankitError):
+        bench_command(workload, "cpu", overrides=overrides, **kwargs)
+
+
+def test_bench_cli_bad_workload_exits_2(capsys):
+    assert main(["bench", "--workload", "nope", "--device", "cpu"]) == 2
+    assert "valid:" in capsys.readouterr().err
