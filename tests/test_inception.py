@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from golden import make_golden  # tests/ is on sys.path (pytest rootdir-relative import)
 
 from gankit.errors import GankitError
 from gankit.metrics.inception import (
@@ -20,9 +20,6 @@ from gankit.metrics.inception import (
 )
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
-_spec = importlib.util.spec_from_file_location("make_golden", GOLDEN_DIR / "make_golden.py")
-make_golden = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_golden)
 
 
 @pytest.fixture(scope="module")
