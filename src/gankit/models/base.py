@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gankit.config import ConfigError
+from gankit.config import ConfigError, ModelConfig
 from gankit.errors import GankitError
+from gankit.layers.attention import SelfAttention
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.layers.spectral_norm import sn_embedding, sn_linear
 
@@ -24,6 +25,7 @@ __all__ = [
     "ProjectionDiscriminator",
     "check_attention_resolutions",
     "check_resolution",
+    "make_attention",
 ]
 
 
@@ -47,6 +49,17 @@ def check_attention_resolutions(
             f"valid resolutions: {sorted(set(available))}"
         )
     return set(requested)
+
+
+def make_attention(cfg: ModelConfig, key: str, channels: int, pool: bool, sn: bool) -> nn.Module:
+    """``SelfAttention`` over ``channels`` for config key ``key`` (``model.G_attn``/``D_attn``)."""
+    if channels % cfg.attn_k or (pool and channels % 2):
+        need = f"divisible by model.attn_k={cfg.attn_k}" + (" and by 2 (pooled)" if pool else "")
+        raise ConfigError(
+            f"config key '{key}': the feature map there has {channels} channels, expected a "
+            f"number {need}; raise model.G_ch/D_ch or choose another resolution"
+        )
+    return SelfAttention(channels, k=cfg.attn_k, pool=pool, sn=sn, sn_eps=cfg.sn_eps)
 
 
 class ConditionalGenerator(nn.Module):

@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.config import ModelConfig
-from gankit.layers.attention import SelfAttention
 from gankit.layers.spectral_norm import sn_conv2d, sn_linear, spectral_norm
 from gankit.models.base import (
     ConditionalGenerator,
     ProjectionDiscriminator,
     check_attention_resolutions,
     check_resolution,
+    make_attention,
 )
 from gankit.models.registry import register
 
@@ -31,10 +31,6 @@ DCGAN_LAYOUTS: dict[int, tuple[int, int]] = {28: (7, 2), 32: (4, 3), 48: (6, 3),
 """resolution -> (bottom width b, number n of 2x resamplings)."""
 
 LRELU_SLOPE = 0.1  # SNGAN's standard CNN
-
-
-def _attention(channels: int, cfg: ModelConfig, sn: bool) -> SelfAttention:
-    return SelfAttention(channels, k=cfg.attn_k, pool=cfg.attn_pool, sn=sn, sn_eps=cfg.sn_eps)
 
 
 class DCGANGenerator(ConditionalGenerator):
@@ -58,7 +54,9 @@ class DCGANGenerator(ConditionalGenerator):
             up = nn.ConvTranspose2d(widths[i], widths[i + 1], 4, stride=2, padding=1)
             self.ups.append(spectral_norm(up, eps=cfg.sn_eps) if cfg.G_sn else up)
         self.attn = nn.ModuleList(
-            _attention(widths[i + 1], cfg, cfg.G_sn) if r in attn else nn.Identity()
+            make_attention(cfg, "model.G_attn", widths[i + 1], cfg.attn_pool, cfg.G_sn)
+            if r in attn
+            else nn.Identity()
             for i, r in enumerate(resolutions)
         )
         self.out_conv = sn_conv2d(widths[-1], cfg.channels, 3, padding=1, sn=cfg.G_sn,
@@ -96,7 +94,7 @@ class DCGANDiscriminator(ProjectionDiscriminator):
                 nn.LeakyReLU(LRELU_SLOPE),
             ]
             if r in attn:
-                layers.append(_attention(w, cfg, cfg.D_sn))
+                layers.append(make_attention(cfg, "model.D_attn", w, cfg.attn_pool, cfg.D_sn))
             c_in = w
         layers += [sn_conv2d(c_in, widths[-1], 3, padding=1, **sn), nn.LeakyReLU(LRELU_SLOPE)]
         self.body = nn.Sequential(*layers)

@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.config import ConfigError, ModelConfig
-from gankit.layers.attention import SelfAttention
 from gankit.layers.spectral_norm import sn_conv2d, sn_linear
 from gankit.models.base import (
     ConditionalGenerator,
     ProjectionDiscriminator,
     check_attention_resolutions,
     check_resolution,
+    make_attention,
 )
 from gankit.models.blocks import DBlock, GBlock
 
@@ -42,10 +42,6 @@ class ResNetSpec:
     g_widths: tuple[int, ...]
     d_widths: tuple[int, ...]
     d_down: tuple[bool, ...]
-
-
-def _attention(channels: int, cfg: ModelConfig, pool: bool, sn: bool) -> SelfAttention:
-    return SelfAttention(channels, k=cfg.attn_k, pool=pool, sn=sn, sn_eps=cfg.sn_eps)
 
 
 class ResNetGenerator(ConditionalGenerator):
@@ -75,7 +71,9 @@ class ResNetGenerator(ConditionalGenerator):
             for i in range(n)
         )  # fmt: skip
         self.attn = nn.ModuleList(
-            _attention(widths[i + 1], cfg, attn_pool, cfg.G_sn) if r in attn else nn.Identity()
+            make_attention(cfg, "model.G_attn", widths[i + 1], attn_pool, cfg.G_sn)
+            if r in attn
+            else nn.Identity()
             for i, r in enumerate(resolutions)
         )
         self.out_bn = nn.BatchNorm2d(widths[-1], eps=cfg.bn_eps)
@@ -115,7 +113,9 @@ class ResNetDiscriminator(ProjectionDiscriminator):
             for i in range(len(widths))
         )  # fmt: skip
         self.attn = nn.ModuleList(
-            _attention(widths[i], cfg, attn_pool, cfg.D_sn) if r in attn else nn.Identity()
+            make_attention(cfg, "model.D_attn", widths[i], attn_pool, cfg.D_sn)
+            if r in attn
+            else nn.Identity()
             for i, r in enumerate(resolutions)
         )
 
