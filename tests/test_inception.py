@@ -74,7 +74,9 @@ def _tf1_resize_numpy(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("shape,size", [((5, 7), (13, 17)), ((40, 30), (17, 23)), ((8, 8), (299, 299))])
+@pytest.mark.parametrize(
+    "shape,size", [((5, 7), (13, 17)), ((40, 30), (17, 23)), ((8, 8), (299, 299))]
+)
 def test_resize_matches_numpy_tf1_formula(shape, size):
     img = np.random.RandomState(0).rand(*shape) * 255
     ours = tf1_resize_bilinear(torch.tensor(img).view(1, 1, *shape), size)[0, 0].numpy()

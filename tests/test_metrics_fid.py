@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from golden.make_golden import golden_features
 
 from gankit.errors import GankitError

@@ -104,12 +104,15 @@ def main() -> None:
 
     fake, real, isc_logits = golden_features()
     stats = [fid_features_to_statistics(torch.from_numpy(f)) for f in (fake, real)]
-    out["fid"] = np.array(fid_statistics_to_metric(*stats, verbose=False)[
-        "frechet_inception_distance"
-    ])
-    isc = isc_features_to_metric(torch.from_numpy(isc_logits), splits=10, shuffle=True, rng_seed=2020)
-    out["is_mean"], out["is_std"] = np.array(isc["inception_score_mean"]), np.array(
-        isc["inception_score_std"]
+    out["fid"] = np.array(
+        fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"]
+    )
+    isc = isc_features_to_metric(
+        torch.from_numpy(isc_logits), splits=10, shuffle=True, rng_seed=2020
+    )
+    out["is_mean"], out["is_std"] = (
+        np.array(isc["inception_score_mean"]),
+        np.array(isc["inception_score_std"]),
     )
     kid = kid_features_to_metric(
         torch.from_numpy(fake), torch.from_numpy(real), kid_subsets=10, kid_subset_size=50,
