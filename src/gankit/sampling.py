@@ -74,7 +74,7 @@ def load(source: str | Path, device: str | torch.device = "cpu", ema: bool = Tru
     ckpt = ckpt_io.find_checkpoint(source)
     cfg = load_toml(ckpt / ckpt_io.CONFIG_FILE)
     dev = resolve_device(device) if device in ("auto", "cpu", "cuda") else torch.device(device)
-    G, _ = build(cfg.model)
+    G, _ = build(cfg.model, init=False)  # weights are loaded next
     G.load_state_dict(ckpt_io.load_weights(ckpt, "G_ema" if ema else "G"))
     G = G.to(dev).eval().requires_grad_(False)
     G.config = cfg
