@@ -27,12 +27,18 @@ class Extractor(Protocol):
 
 
 def array_batches(
-    x: np.ndarray | Tensor, y: np.ndarray | Tensor, batch_size: int = 100
+    x: np.ndarray | Tensor,
+    y: np.ndarray | Tensor,
+    batch_size: int = 100,
+    indices: np.ndarray | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield ``(uint8 (B, C, H, W), int64 (B,))`` batches of an in-memory (or memmap) array."""
-    for start in range(0, len(x), batch_size):
-        xb = torch.as_tensor(np.asarray(x[start : start + batch_size]))
-        yb = torch.as_tensor(np.asarray(y[start : start + batch_size]), dtype=torch.int64)
+    """Yield ``(uint8 (B, C, H, W), int64 (B,))`` batches of an in-memory (or memmap) array,
+    optionally only the rows ``indices`` (read batch by batch, never all at once)."""
+    rows = np.arange(len(x)) if indices is None else np.asarray(indices)
+    for start in range(0, len(rows), batch_size):
+        idx = rows[start : start + batch_size]
+        xb = torch.as_tensor(np.asarray(x[idx]))
+        yb = torch.as_tensor(np.asarray(y[idx]), dtype=torch.int64)
         yield xb, yb
 
 

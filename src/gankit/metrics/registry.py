@@ -28,6 +28,11 @@ Features = dict[str, np.ndarray]
 MetricFn = Callable[[Features, "Features | None"], dict[str, float]]
 
 EXTRACTORS = ("inception", "classifier", "swd")
+EXTRACTOR_OUTPUTS = {
+    "inception": ("pool3", "logits"),
+    "classifier": ("clf_features", "clf_logits"),
+    "swd": ("swd_proj",),
+}
 OFFLINE_EXTRACTORS = ("classifier", "swd")
 
 

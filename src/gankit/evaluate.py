@@ -1,0 +1,315 @@
+"""``gankit eval`` and the training loop's eval hook: generator samples → features → metrics.
+
+Two reference sets, both cached on disk (:mod:`gankit.metrics.stats_cache`):
+
+* Inception metrics (``fid``, ``is``, ``kid``, ``prdc``, ``intra_fid``; standard protocol of
+  DESIGN §7): a fixed random subset (seed 0) of ``min(n, N)`` images of the whole data set.
+* Offline metrics (``class_acc``, ``cfid``, ``swd``): a fixed subset of ``min(n, N_train)``
+  images of gankit's classifier *training* split; the classifier's held-out split is evaluated
+  the same way as the samples and reported as ``<metric>_real_heldout`` (the ceiling a perfect
+  generator would reach). These numbers are gankit-specific and not comparable to Inception-FID.
+
+Generated images: ``n`` samples from the EMA generator with balanced class labels (``i mod K``,
+shuffled), latents from :func:`gankit.models.sample_z` (optionally truncated), converted to uint8
+like real data (:func:`gankit.data.to_uint8`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gankit.config import Config, DataConfig
+from gankit.errors import GankitError
+from gankit.metrics import (
+    ClassifierExtractor,
+    InceptionExtractor,
+    PixelProjector,
+    array_batches,
+    compute,
+    extract,
+    get_metric,
+    heldout_split,
+    load_inception,
+    load_or_train_classifier,
+)
+from gankit.metrics.features import Extractor
+from gankit.metrics.registry import EXTRACTOR_OUTPUTS, Features
+from gankit.metrics.stats_cache import cache_key, load_reference, save_reference
+
+OFFLINE_NOTE = (
+    "class_acc, cfid and swd use gankit's own classifier / raw pixels: NOT comparable to "
+    "Inception-FID or to other code; compare with the *_real_heldout ceiling"
+)
+INCEPTION_NOTE = "TF-Inception protocol (pt_inception-2015-12-05, as torch-fidelity/pytorch-fid)"
+REFERENCE_SEED = 0
+
+
+@dataclass
+class EvalContext:
+    """What stays fixed across evaluations of one run: extractors and reference features."""
+
+    metrics: list[str]
+    extractors: dict[str, Extractor]  # by extractor kind (see gankit.metrics.registry)
+    reference: dict[str, Features]  # "inception" / "offline" → reference features
+    heldout: Features | None  # offline features of the classifier's held-out real images
+    info: dict
+
+
+def _subset(indices: np.ndarray, n: int) -> np.ndarray:
+    """A fixed random subset of ``n`` of ``indices`` (sorted, for sequential reads)."""
+    if n >= len(indices):
+        return indices
+    return np.sort(np.random.RandomState(REFERENCE_SEED).choice(indices, n, replace=False))
+
+
+def _real_features(
+    ds, indices: np.ndarray, extractors: dict[str, Extractor], subset: str, quiet: bool
+) -> Features:
+    """Features of ``ds.x[indices]``, per extractor cached under ``$GANKIT_CACHE/stats``."""
+    feats: Features = {"labels": np.asarray(ds.y)[indices].astype(np.int64)}
+    missing = []
+    for kind, extractor in extractors.items():
+        key = cache_key(
+            source=ds.source, shape=list(ds.x.shape), subset=subset, n=len(indices),
+            extractor=extractor.id,
+        )  # fmt: skip
+        cached = load_reference(key)
+        if cached is None:
+            missing.append((kind, extractor, key))
+        else:
+            feats.update(cached)
+    if missing:
+        new = extract(
+            array_batches(ds.x, ds.y, 100, indices),
+            [extractor for _, extractor, _ in missing],
+            total=len(indices),
+            quiet=quiet,
+            desc=f"reference ({subset})",
+        )
+        for kind, _, key in missing:
+            arrays = {name: new[name] for name in EXTRACTOR_OUTPUTS[kind]}
+            save_reference(key, arrays)
+            feats.update(arrays)
+    return feats
+
+
+def prepare(
+    metrics: Sequence[str],
+    data_cfg: DataConfig,
+    resolution: int,
+    channels: int,
+    n: int,
+    inception_weights: str | None,
+    device: torch.device,
+    quiet: bool = True,
+) -> EvalContext:
+    """Load extractors (Inception weights, cached/trained classifier) and reference features."""
+    from gankit.data import load_dataset
+
+    specs = [get_metric(name) for name in metrics]  # unknown names fail before any work
+    kinds = {spec.extractor for spec in specs}
+    ds = load_dataset(data_cfg, resolution, channels)
+    extractors: dict[str, Extractor] = {}
+    info: dict = {"data": ds.source}
+    if "inception" in kinds:
+        extractors["inception"] = InceptionExtractor(load_inception(inception_weights, device))
+    if "classifier" in kinds:
+        model, clf_info = load_or_train_classifier(
+            ds.x, ds.y, ds.n_classes, ds.source, device=device, quiet=quiet
+        )
+        extractors["classifier"] = ClassifierExtractor(model, clf_info["key"])
+        info["classifier_heldout_acc"] = clf_info["heldout_acc"]
+    if "swd" in kinds:
+        extractors["swd"] = PixelProjector()
+    reference: dict[str, Features] = {}
+    heldout = None
+    if "inception" in extractors:
+        idx = _subset(np.arange(len(ds)), n)
+        reference["inception"] = _real_features(
+            ds, idx, {"inception": extractors["inception"]}, "all", quiet
+        )
+        info["n_reference"] = len(idx)
+    offline = {k: e for k, e in extractors.items() if k != "inception"}
+    if offline:
+        train_idx, held_idx = heldout_split(len(ds))
+        idx = _subset(train_idx, n)
+        reference["offline"] = _real_features(ds, idx, offline, "clf-train", quiet)
+        heldout = _real_features(ds, held_idx, offline, "clf-heldout", quiet)
+        info["n_reference_offline"], info["n_real_heldout"] = len(idx), len(held_idx)
+    return EvalContext(list(metrics), extractors, reference, heldout, info)
+
+
+@torch.no_grad()
+def generate(
+    G: nn.Module,
+    n: int,
+    batch_size: int = 100,
+    truncation: float = 0.0,
+    seed: int = 0,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield ``(uint8 (B, C, H, W), labels (B,))`` batches of ``n`` samples of ``G``.
+
+    Labels are balanced (``i mod n_classes``) and shuffled with ``seed``; so is ``z``.
+    """
+    from gankit.data import to_uint8
+    from gankit.models import sample_z
+
+    device = next(G.parameters()).device
+    labels = torch.arange(n) % G.n_classes
+    labels = labels[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
+    gen = torch.Generator(device).manual_seed(seed)
+    for start in range(0, n, batch_size):
+        y = labels[start : start + batch_size]
+        z = sample_z(len(y), G.dim_z, truncation, generator=gen, device=device)
+        yield to_uint8(G(z, y.to(device))), y
+
+
+def evaluate_generator(
+    G: nn.Module,
+    ctx: EvalContext,
+    n: int,
+    batch_size: int = 100,
+    truncation: float = 0.0,
+    seed: int = 0,
+    quiet: bool = True,
+) -> dict[str, float]:
+    """Metric values of ``n`` samples of ``G`` (restores G's train/eval mode afterwards)."""
+    was_training = G.training
+    G.eval()
+    try:
+        fake = extract(
+            generate(G, n, batch_size, truncation, seed),
+            list(ctx.extractors.values()),
+            total=n,
+            quiet=quiet,
+            desc="generated",
+        )
+    finally:
+        G.train(was_training)
+    result: dict[str, float] = {}
+    for name in ctx.metrics:
+        spec = get_metric(name)
+        real = ctx.reference.get("inception" if spec.extractor == "inception" else "offline")
+        result.update(compute([name], fake, real))
+    return result
+
+
+def _heldout_ceiling(ctx: EvalContext) -> dict[str, float]:
+    names = [m for m in ctx.metrics if get_metric(m).offline]
+    if not names or ctx.heldout is None:
+        return {}
+    values = compute(names, ctx.heldout, ctx.reference["offline"])
+    return {f"{k}_real_heldout": v for k, v in values.items()}
+
+
+def _check_n(n: int, what: str) -> None:
+    if n < 10:
+        raise GankitError(f"{what}: expected at least 10 samples, got {n}")
+
+
+def eval_command(
+    source: str,
+    metrics: Sequence[str],
+    n: int = 50000,
+    data: str | None = None,
+    inception_weights: str | None = None,
+    truncation: float = 0.0,
+    device: str = "auto",
+    seed: int = 0,
+    quiet: bool = False,
+) -> dict:
+    """``gankit eval``: evaluate the EMA generator of a run/checkpoint; JSON-able result.
+
+    Also appends ``{"step", "eval": {...}}`` to the run's ``metrics.jsonl``.
+
+    Args:
+        source: run directory (latest checkpoint) or checkpoint directory.
+        metrics: registry names, e.g. ``["fid", "kid"]`` or ``["class_acc", "cfid", "swd"]``.
+        n: generated samples (and reference images, capped by the data set size).
+        data: reference data path; ``None``: the run's ``data.path``.
+        inception_weights: ``pt_inception-2015-12-05-6726825d.pth``; ``None``: the config's
+            ``eval.inception_weights`` or the cache path.
+    """
+    from gankit.sampling import load
+    from gankit.training.checkpoint import checkpoint_step, find_checkpoint
+    from gankit.training.distributed import resolve_device
+
+    if not metrics:
+        raise GankitError("--metrics: expected at least one metric name")
+    for name in metrics:
+        get_metric(name)
+    _check_n(n, "--n")
+    dev = resolve_device(device)
+    ckpt = find_checkpoint(source)
+    G = load(ckpt, device=dev)
+    cfg: Config = G.config
+    data_cfg = replace(cfg.data, path=data) if data is not None else cfg.data
+    ctx = prepare(
+        metrics,
+        data_cfg,
+        cfg.model.resolution,
+        cfg.model.channels,
+        n,
+        inception_weights or cfg.eval.inception_weights,
+        dev,
+        quiet,
+    )
+    values = evaluate_generator(G, ctx, n, cfg.eval.batch_size, truncation, seed, quiet)
+    values.update(_heldout_ceiling(ctx))
+    step = checkpoint_step(ckpt)
+    step = step if step >= 0 else None
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
+    if run_dir is not None:
+        with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "eval": values}) + "\n")
+    notes = {}
+    if any(get_metric(m).offline for m in metrics):
+        notes["offline"] = OFFLINE_NOTE
+    if any(not get_metric(m).offline for m in metrics):
+        notes["inception"] = INCEPTION_NOTE
+    return {
+        "source": str(ckpt),
+        "step": step,
+        "n": n,
+        "truncation": truncation,
+        "seed": seed,
+        **ctx.info,
+        "eval": {k: (v if math.isfinite(v) else None) for k, v in values.items()},
+        "notes": notes,
+    }
+
+
+_CONTEXTS: dict[tuple, EvalContext] = {}
+
+
+def periodic_eval(G: nn.Module, cfg: Config, step: int, device: torch.device) -> dict[str, float]:
+    """Training-loop hook (every ``cfg.eval.every`` steps): ``cfg.eval.metrics`` on
+    ``cfg.eval.n`` samples of ``G``. Extractors and reference features are prepared once per
+    process (and cached on disk). ``step`` is the caller's; the values are returned, not logged.
+    """
+    _check_n(cfg.eval.n, "eval.n")
+    key = (
+        cfg.data.path, cfg.model.resolution, cfg.model.channels, tuple(cfg.eval.metrics),
+        cfg.eval.n, cfg.eval.inception_weights, str(device),
+    )  # fmt: skip
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = prepare(
+            cfg.eval.metrics,
+            cfg.data,
+            cfg.model.resolution,
+            cfg.model.channels,
+            cfg.eval.n,
+            cfg.eval.inception_weights,
+            torch.device(device),
+        )
+    return evaluate_generator(
+        G, _CONTEXTS[key], cfg.eval.n, cfg.eval.batch_size, cfg.eval.truncation, cfg.train.seed
+    )
+
