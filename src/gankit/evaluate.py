@@ -312,4 +312,3 @@ def periodic_eval(G: nn.Module, cfg: Config, step: int, device: torch.device) ->
     return evaluate_generator(
         G, _CONTEXTS[key], cfg.eval.n, cfg.eval.batch_size, cfg.eval.truncation, cfg.train.seed
     )
-
