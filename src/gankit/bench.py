@@ -160,13 +160,15 @@ def bench_attention(
     steps: int,
     warmup: int,
     model_cfg: ModelConfig,
+    amp: torch.dtype | None = None,
 ) -> dict[str, Any]:
     """Forward + backward of one :class:`SelfAttention` on ``x: (B, C, R, R)``, fused vs reference.
 
     The layer's variant comes from ``model_cfg`` (``attn_k``, ``attn_pool``: BigGAN's pooled
     variant by default, SAGAN's with ``--set model.attn_pool=false``), with spectral norm as in
     the models. Both paths share one set of weights; ``gamma`` is set to 1 so the attention
-    output reaches the result. Each call is ``y = layer(x); y.backward(dy)`` with fixed ``dy``.
+    output reaches the result. Each call is ``y = layer(x); y.backward(dy)`` with fixed ``dy``,
+    under autocast to ``amp`` (``train.amp``: bf16 on CUDA by default, fp32 on CPU) if given.
 
     The reference path stores the ``(B, N, M)`` scores and their softmax and, in the backward,
     their gradients; when about ``4 B N M`` floats would not fit in the free memory it is skipped
@@ -206,7 +208,7 @@ def bench_attention(
         "batch_size": batch_size,
         "N": n,
         "M": m,
-        "dtype": "float32",
+        "dtype": "bfloat16 autocast" if amp == torch.bfloat16 else "float32",
         "device": device_name(device),
         "torch": torch.__version__,
         "mem_method": "cuda max_memory_allocated above baseline"
@@ -218,12 +220,14 @@ def bench_attention(
         def call() -> None:
             x.grad = None
             layer.zero_grad(set_to_none=True)
-            layer(x).backward(dy)
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                y = layer(x)
+            y.backward(dy.to(y.dtype))
 
         return call
 
     for name, layer in (("fused", fused), ("reference", reference)):
-        need = 4 * batch_size * n * m * x.element_size()
+        need = 4 * batch_size * n * m * (2 if amp is not None else 4)
         free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else _available_bytes()
         if name == "reference" and free is not None and need > 0.8 * free:
             result[name] = {
@@ -312,10 +316,13 @@ def bench_command(
     """
     if workload == "attention":
         from gankit.training.distributed import resolve_device
+        from gankit.training.loop import amp_dtype
 
-        model_cfg = apply_overrides(Config(), overrides or []).model
+        cfg = apply_overrides(Config(), overrides or [])
         dev = resolve_device(device)
-        return bench_attention(resolution, channels, batch_size or 8, dev, steps, warmup, model_cfg)
+        amp = amp_dtype(cfg.train.amp, dev)
+        size = batch_size or 8
+        return bench_attention(resolution, channels, size, dev, steps, warmup, cfg.model, amp)
     if workload not in WORKLOADS and workload not in list_presets():
         valid = ", ".join([*WORKLOADS, "attention", *list_presets()])
         raise GankitError(f"bench: unknown --workload {workload!r}; valid: {valid}")
