@@ -23,12 +23,14 @@ CONFIGS: dict[str, list[str]] = {
     "fused_optim=off": ["train.fused_optim=false"],
     "sn_once=off": ["train.sn_once=false"],
     "sdpa=off": ["train.sdpa=false"],
+    "fused_resample=off": ["train.fused_resample=false"],
     "compile=on": ["train.compile=true"],
     "reference": [
         "train.channels_last=false",
         "train.fused_optim=false",
         "train.sn_once=false",
         "train.sdpa=false",
+        "train.fused_resample=false",
         "train.compile=false",
     ],
 }

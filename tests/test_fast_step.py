@@ -2,7 +2,8 @@
 
 Reference = every lever off: NCHW, explicit-softmax attention, for-loop Adam, G's power
 iteration in every forward, eager. Tolerances (also in README "Performance"):
-- exact-semantics levers (channels_last, SDPA, foreach Adam, ``sn_once`` with ``n_D = 1``):
+- exact-semantics levers (channels_last, SDPA, foreach Adam, fused resampling convs,
+  ``sn_once`` with ``n_D = 1``):
   losses within 1e-4 relative / 1e-5 absolute over the first 3 iterations (only float
   summation order differs);
 - ``sn_once`` with ``n_D = 2``: G's ``u`` takes fewer power-iteration steps, so the losses are
@@ -43,6 +44,7 @@ REFERENCE = [
     "train.sdpa=false",
     "train.fused_optim=false",
     "train.sn_once=false",
+    "train.fused_resample=false",
     "train.compile=false",
 ]
 
@@ -73,6 +75,8 @@ def test_fast_step_matches_reference_exact_levers():
     attn = [m for m in fast_tr.G.modules() if hasattr(m, "fused")]
     assert attn and all(m.fused for m in attn)
     assert not any(m.fused for m in ref_tr.G.modules() if hasattr(m, "fused"))
+    assert all(b.fused_resample for b in fast_tr.G.blocks)
+    assert not any(b.fused_resample for b in ref_tr.D.blocks)
     for a, b in zip(fast, ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     # Compare what the networks compute, not raw parameters: a conv bias right before a batch

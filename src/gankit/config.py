@@ -85,6 +85,7 @@ class TrainConfig:
     # speed levers added for issue 6 (gankit.training.speed, README "Performance"):
     sdpa: bool = True  # fused scaled_dot_product_attention in attention layers (else reference)
     fused_optim: bool = True  # Adam fused=True on CUDA, foreach=True on CPU (else for-loop)
+    fused_resample: bool = True  # ResNet blocks: up/down-sampling fused into the 3x3 conv
     sn_once: bool = True  # G's SN power iteration once per iteration, shared by the D steps' fakes
     seed: int = 0
     log_every: int = 50

@@ -3,7 +3,9 @@
 Both blocks apply their 1x1 shortcut conv on the low-resolution side of the resampling. For
 nearest-neighbour upsampling and 2x2 average pooling this is exactly equal to BigGAN-PyTorch's
 order (a 1x1 conv acts per pixel, and commutes with copying pixels or averaging them) and
-costs 4x less.
+costs 4x less. With ``fused_resample`` (default; ``train.fused_resample``) the resampling and
+the adjacent 3x3 conv also run as one strided op (:mod:`gankit.layers.resample_conv`), exact
+up to fp32 rounding and about 2.2x cheaper; ``fused_resample = False`` is the plain reference.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
+from gankit.layers.resample_conv import conv3x3_avgpool, upsample_conv3x3
 from gankit.layers.spectral_norm import sn_conv2d
 
 __all__ = ["DBlock", "GBlock"]
@@ -44,10 +47,11 @@ class GBlock(nn.Module):
         self.conv1 = sn_conv2d(in_channels, out_channels, 3, padding=1, sn=sn, eps=sn_eps)
         self.conv2 = sn_conv2d(out_channels, out_channels, 3, padding=1, sn=sn, eps=sn_eps)
         self.conv_sc = sn_conv2d(in_channels, out_channels, 1, sn=sn, eps=sn_eps)
+        self.fused_resample = True
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.bn1(x, c))
-        h = self.conv1(F.interpolate(h, scale_factor=2, mode="nearest"))
+        h = upsample_conv3x3(h, self.conv1.weight, self.conv1.bias, self.fused_resample)
         h = self.conv2(F.relu(self.bn2(h, c)))
         return h + F.interpolate(self.conv_sc(x), scale_factor=2, mode="nearest")
 
@@ -84,12 +88,17 @@ class DBlock(nn.Module):
         self.conv_sc = (
             sn_conv2d(in_channels, out_channels, 1, sn=sn, eps=sn_eps) if learnable_sc else None
         )
+        self.fused_resample = True
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(x, 2) if self.downsample else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(x) if self.preactivation else x
-        h = self._pool(self.conv2(F.relu(self.conv1(h))))
+        h = F.relu(self.conv1(h))
+        if self.downsample:
+            h = conv3x3_avgpool(h, self.conv2.weight, self.conv2.bias, self.fused_resample)
+        else:
+            h = self.conv2(h)
         sc = self._pool(x)
         return h + (self.conv_sc(sc) if self.conv_sc is not None else sc)

@@ -8,6 +8,9 @@
 - ``train.channels_last``: weights and images in NHWC layout (oneDNN / cuDNN's fast layout).
 - ``train.fused_optim``: Adam's ``fused=True`` kernel on CUDA, ``foreach=True`` (one multi-tensor
   op per state update) on CPU; else the per-parameter for-loop.
+- ``train.fused_resample``: the ResNet blocks' "upsample, 3x3 conv" (G) and "3x3 conv, avg-pool"
+  (D) run as one stride-2 (transposed) conv with a composed 4x4 kernel
+  (:mod:`gankit.layers.resample_conv`): exact, ~2.2x fewer multiply-adds for those convs.
 - ``train.sn_once``: G's weights do not change during the D steps, so G's spectral-norm power
   iteration runs only in the first D step's fake forward; the other ``n_D - 1`` no-grad
   forwards reuse its ``u``, ``v`` (:func:`frozen_power_iteration`). Exact for ``n_D = 1``; for
@@ -40,13 +43,16 @@ __all__ = [
 
 
 def configure_modules(modules: Iterable[nn.Module], t: TrainConfig) -> None:
-    """Apply ``train.channels_last`` and ``train.sdpa`` to G and D in place."""
+    """Apply ``train.channels_last``, ``train.sdpa`` and ``train.fused_resample`` to G and D in
+    place."""
     for module in modules:
         if t.channels_last:
             module.to(memory_format=torch.channels_last)
         for m in module.modules():
             if hasattr(m, "fused") and isinstance(m.fused, bool):  # attention layers
                 m.fused = t.sdpa
+            if hasattr(m, "fused_resample"):  # ResNet blocks
+                m.fused_resample = t.fused_resample
 
 
 def _adam_impl(t: TrainConfig, device: torch.device) -> dict[str, bool]:
@@ -128,6 +134,7 @@ def flags(t: TrainConfig, device: torch.device, amp: torch.dtype | None) -> dict
         "channels_last": t.channels_last,
         "optimizer": "fused" if impl.get("fused") else "foreach" if impl["foreach"] else "for-loop",
         "sn_once": t.sn_once,
+        "fused_resample": t.fused_resample,
         "compile": t.compile,
         "host_syncs_per_iter": 0,
         "num_threads": torch.get_num_threads(),

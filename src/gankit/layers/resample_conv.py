@@ -1,0 +1,69 @@
+"""Exact fused forms of "resample, then 3x3 conv" and "3x3 conv, then resample".
+
+BigGAN's residual blocks (Brock et al. 2019, Fig. 15) upsample by nearest neighbour before a
+3x3 conv (G) and average-pool 2x2 after one (D). Both pairs are linear and compose into a
+single strided op on the low-resolution side, with the same 3x3 weight as the only parameter:
+
+- ``conv3x3(up2(x), K)`` = ``conv_transpose2d(x, U(K), stride=2, padding=1)`` with the 4x4
+  kernel ``U(K)[t] = K[2 - t] + K[3 - t]`` per spatial axis (K is 0 outside 0..2).
+  Derivation (1-D, padding 1): output ``r = 2m + t - 1`` receives ``x[m]`` through the taps
+  ``u`` of K that read upsampled positions ``2m`` and ``2m + 1``, i.e. ``u = 2 - t, 3 - t``.
+- ``avgpool2(conv3x3(x, K))`` = ``conv2d(x, P(K), stride=2, padding=1)`` with
+  ``P(K)[t] = (K[t] + K[t - 1]) / 2`` per axis: pooled output ``i`` averages conv outputs
+  ``2i, 2i + 1``, which read inputs ``2i + t - 1`` for ``t = 0..3``.
+
+Per output pixel that is 16 taps at a quarter of the positions instead of 9 at all of them:
+about 2.2x fewer multiply-adds for these convs, forward and backward, and the full-resolution
+intermediate is never stored. Values agree with the plain ops to fp32 rounding (tested against
+them, which stay the reference path: ``fused=False``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["conv3x3_avgpool", "pool_kernel", "upsample_conv3x3", "upsample_kernel"]
+
+
+def _check_3x3(weight: torch.Tensor) -> None:
+    if weight.dim() != 4 or weight.shape[-2:] != (3, 3):
+        raise ValueError(f"expected a (C_out, C_in, 3, 3) conv weight, got {tuple(weight.shape)}")
+
+
+def upsample_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """Conv weight ``K: (C_out, C_in, 3, 3)`` -> conv-transpose weight ``(C_in, C_out, 4, 4)``
+    with ``U[t] = K[2 - t] + K[3 - t]`` along each spatial axis."""
+    _check_3x3(weight)
+    k = weight.flip(2, 3)  # k[t] = K[2 - t]
+    k = F.pad(k, (0, 1, 0, 0)) + F.pad(k, (1, 0, 0, 0))  # width: k[t] + k[t - 1]
+    k = F.pad(k, (0, 0, 0, 1)) + F.pad(k, (0, 0, 1, 0))  # height
+    return k.transpose(0, 1)
+
+
+def pool_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """Conv weight ``K: (C_out, C_in, 3, 3)`` -> ``(C_out, C_in, 4, 4)`` stride-2 kernel with
+    ``P[t] = (K[t] + K[t - 1]) / 2`` along each spatial axis."""
+    _check_3x3(weight)
+    k = (F.pad(weight, (0, 1, 0, 0)) + F.pad(weight, (1, 0, 0, 0))) / 2
+    return (F.pad(k, (0, 0, 0, 1)) + F.pad(k, (0, 0, 1, 0))) / 2
+
+
+def upsample_conv3x3(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fused: bool = True
+) -> torch.Tensor:
+    """``conv3x3(nearest_upsample_2x(x))`` with padding 1: ``(B, C_in, H, W) -> (B, C_out, 2H,
+    2W)``. ``fused=False`` runs the two plain ops (the reference)."""
+    if not fused:
+        return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1)
+    return F.conv_transpose2d(x, upsample_kernel(weight), bias, stride=2, padding=1)
+
+
+def conv3x3_avgpool(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, fused: bool = True
+) -> torch.Tensor:
+    """``avg_pool2d(conv3x3(x), 2)`` with padding 1: ``(B, C_in, H, W) -> (B, C_out, H//2,
+    W//2)``. ``fused=False`` runs the two plain ops (the reference)."""
+    if not fused:
+        return F.avg_pool2d(F.conv2d(x, weight, bias, padding=1), 2)
+    return F.conv2d(x, pool_kernel(weight), bias, stride=2, padding=1)
