@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from training_fixtures import one_thread, tiny_cfg, tiny_data  # noqa: F401
+from training_fixtures import tiny_cfg, tiny_data
 
 from gankit.config import load_toml, save_toml
 from gankit.errors import GankitError
 from gankit.training import checkpoint as ckpt_io
 from gankit.training import resume, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _weights(ckpt):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
-from training_fixtures import TINY, one_thread, tiny_data  # noqa: F401
+import pytest
+from training_fixtures import TINY, tiny_data
 
 from gankit.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _set(items):

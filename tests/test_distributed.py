@@ -8,23 +8,14 @@ import socket
 
 import torch
 import torch.multiprocessing as mp
+from training_fixtures import TINY
 
 from gankit.config import Config, apply_overrides
 from gankit.losses import g_loss
 from gankit.models import build
 from gankit.training import distributed
 
-MODEL = [
-    "model.arch=sagan",
-    "model.resolution=32",
-    "model.channels=1",
-    "model.n_classes=3",
-    "model.dim_z=8",
-    "model.G_ch=8",
-    "model.D_ch=8",
-    "model.G_attn=[]",
-    "model.D_attn=[]",
-]
+MODEL = [o for o in TINY if o.startswith("model.")]
 B = 4  # per rank
 
 

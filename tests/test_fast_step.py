@@ -49,12 +49,7 @@ REFERENCE = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(overrides: list[str], iters: int = 3) -> tuple[list[torch.Tensor], Trainer]:

@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from training_fixtures import one_thread, tiny_cfg, tiny_data  # noqa: F401
+from training_fixtures import tiny_cfg, tiny_data
 
 import gankit
 from gankit.cli import main
 from gankit.errors import GankitError
 from gankit.sampling import _mixed_classes, make_grid, sample_command
 from gankit.training import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from training_fixtures import one_thread, tiny_cfg, tiny_data  # noqa: F401
+from training_fixtures import tiny_cfg, tiny_data
 
 from gankit.data import ImageDataset
 from gankit.errors import GankitError
@@ -18,6 +18,8 @@ from gankit.training import train
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.loop import Trainer
 from gankit.training.monitor import TrainingDivergedError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_ema_update_matches_formula():

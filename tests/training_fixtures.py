@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
 from gankit.config import Config, apply_overrides
 
@@ -43,12 +41,3 @@ def tiny_cfg(data: Path, *overrides: str) -> Config:
     cfg = apply_overrides(Config(), TINY + list(overrides))
     cfg.data.path = str(data)
     return cfg
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run a test single-threaded: on a shared 2-core machine 2 threads are often much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

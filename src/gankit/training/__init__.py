@@ -46,9 +46,6 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
             :func:`resume`), data that does not fit the model, bad config values.
     """
-    from gankit.training.distributed import cleanup
-    from gankit.training.loop import Trainer
-
     _check_steps(cfg.train.steps)
     run_dir = prepare_run_dir(out_dir)
     if ckpt_io.list_checkpoints(run_dir / "checkpoints"):
@@ -56,8 +53,19 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
             f"run dir {run_dir} already has checkpoints; continue it with `gankit resume "
             f"{run_dir}` or choose another --out"
         )
+    return _fit(cfg, run_dir, quiet)
+
+
+def _fit(cfg: Config, run_dir: Path, quiet: bool, checkpoint: Path | None = None) -> Path:
+    """Build the :class:`~gankit.training.loop.Trainer` (loading ``checkpoint`` if given), write
+    the resolved ``config.toml`` and train up to ``cfg.train.steps``."""
+    from gankit.training.distributed import cleanup
+    from gankit.training.loop import Trainer
+
     try:
         trainer = Trainer(cfg, run_dir, quiet=quiet)
+        if checkpoint is not None:
+            trainer.load(checkpoint)
         if trainer.writes:
             save_toml(cfg, run_dir / "config.toml")
         trainer.fit(cfg.train.steps)
@@ -78,9 +86,6 @@ def resume(
         GankitError: missing run dir/config/checkpoint, or ``config.toml`` whose ``model.*``
             differs from the checkpoint's (the message names the keys).
     """
-    from gankit.training.distributed import cleanup
-    from gankit.training.loop import Trainer
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
         raise GankitError(f"{run_dir}: not a run directory (no config.toml)")
@@ -107,12 +112,4 @@ def resume(
             " (the total number of G steps to reach)"
         )
     prepare_run_dir(run_dir)
-    try:
-        trainer = Trainer(cfg, run_dir, quiet=quiet)
-        trainer.load(ckpts[-1])
-        if trainer.writes:
-            save_toml(cfg, run_dir / "config.toml")
-        trainer.fit(cfg.train.steps)
-    finally:
-        cleanup()
-    return run_dir
+    return _fit(cfg, run_dir, quiet, checkpoint=ckpts[-1])
