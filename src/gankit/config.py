@@ -93,7 +93,6 @@ class TrainConfig:
     keep_last: int = 3
     sigma_layers: int = 4  # how many weights per network to track sigma_0..2 for
     collapse_rollback: bool = False  # roll back to the last healthy checkpoint on collapse
-    num_workers: int = 0
 
 
 @dataclass
