@@ -86,6 +86,7 @@ class TrainConfig:
     sdpa: bool = True  # fused scaled_dot_product_attention in attention layers (else reference)
     fused_optim: bool = True  # Adam fused=True on CUDA, foreach=True on CPU (else for-loop)
     fused_resample: bool = True  # ResNet blocks: up/down-sampling fused into the 3x3 conv
+    checkpoint_activations: bool = False  # ResNet blocks recompute activations in backward
     sn_once: bool = True  # G's SN power iteration once per iteration, shared by the D steps' fakes
     seed: int = 0
     log_every: int = 50

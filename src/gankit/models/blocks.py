@@ -5,7 +5,8 @@ nearest-neighbour upsampling and 2x2 average pooling this is exactly equal to Bi
 order (a 1x1 conv acts per pixel, and commutes with copying pixels or averaging them) and
 costs 4x less. With ``fused_resample`` (default; ``train.fused_resample``) the resampling and
 the adjacent 3x3 conv also run as one strided op (:mod:`gankit.layers.resample_conv`), exact
-up to fp32 rounding and about 2.2x cheaper; ``fused_resample = False`` is the plain reference.
+up to fp32 rounding and about 2.2x cheaper; ``fused_resample = False`` is the plain reference. Both blocks support activation
+checkpointing (``checkpoint_activations``, :mod:`gankit.layers.checkpointing`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit.layers.checkpointing import CheckpointableBlock
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.layers.resample_conv import conv3x3_avgpool, upsample_conv3x3
 from gankit.layers.spectral_norm import sn_conv2d
@@ -21,7 +23,7 @@ from gankit.layers.spectral_norm import sn_conv2d
 __all__ = ["DBlock", "GBlock"]
 
 
-class GBlock(nn.Module):
+class GBlock(CheckpointableBlock):
     """Generator block: ``CBN-ReLU-up-conv3-CBN-ReLU-conv3`` plus an upsampled shortcut.
 
     ``x: (B, C_in, H, W)``, condition ``c`` (see :class:`ConditionalBatchNorm2d`)
@@ -49,14 +51,14 @@ class GBlock(nn.Module):
         self.conv_sc = sn_conv2d(in_channels, out_channels, 1, sn=sn, eps=sn_eps)
         self.fused_resample = True
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def block_forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.bn1(x, c))
         h = upsample_conv3x3(h, self.conv1.weight, self.conv1.bias, self.fused_resample)
         h = self.conv2(F.relu(self.bn2(h, c)))
         return h + F.interpolate(self.conv_sc(x), scale_factor=2, mode="nearest")
 
 
-class DBlock(nn.Module):
+class DBlock(CheckpointableBlock):
     """Discriminator block: ``[ReLU]-conv3-ReLU-conv3-[avgpool2]`` plus a shortcut.
 
     ``x: (B, C_in, H, W) -> (B, C_out, H', W')`` with ``H' = H/2`` when ``downsample``. The
@@ -93,7 +95,7 @@ class DBlock(nn.Module):
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(x, 2) if self.downsample else x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def block_forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(x) if self.preactivation else x
         h = F.relu(self.conv1(h))
         if self.downsample:

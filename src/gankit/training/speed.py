@@ -11,6 +11,9 @@
 - ``train.fused_resample``: the ResNet blocks' "upsample, 3x3 conv" (G) and "3x3 conv, avg-pool"
   (D) run as one stride-2 (transposed) conv with a composed 4x4 kernel
   (:mod:`gankit.layers.resample_conv`): exact, ~2.2x fewer multiply-adds for those convs.
+- ``train.checkpoint_activations`` (off by default: it costs one more forward of each block):
+  the ResNet blocks of G and D keep only their inputs and recompute the rest in backward
+  (:mod:`gankit.layers.checkpointing`), without a second SN power iteration or BN update.
 - ``train.sn_once``: G's weights do not change during the D steps, so G's spectral-norm power
   iteration runs only in the first D step's fake forward; the other ``n_D - 1`` no-grad
   forwards reuse its ``u``, ``v`` (:func:`frozen_power_iteration`). Exact for ``n_D = 1``; for
@@ -43,8 +46,8 @@ __all__ = [
 
 
 def configure_modules(modules: Iterable[nn.Module], t: TrainConfig) -> None:
-    """Apply ``train.channels_last``, ``train.sdpa`` and ``train.fused_resample`` to G and D in
-    place."""
+    """Apply ``train.channels_last``, ``train.sdpa``, ``train.fused_resample`` and
+    ``train.checkpoint_activations`` to G and D in place."""
     for module in modules:
         if t.channels_last:
             module.to(memory_format=torch.channels_last)
@@ -53,6 +56,7 @@ def configure_modules(modules: Iterable[nn.Module], t: TrainConfig) -> None:
                 m.fused = t.sdpa
             if hasattr(m, "fused_resample"):  # ResNet blocks
                 m.fused_resample = t.fused_resample
+                m.checkpoint_activations = t.checkpoint_activations
 
 
 def _adam_impl(t: TrainConfig, device: torch.device) -> dict[str, bool]:
@@ -135,6 +139,7 @@ def flags(t: TrainConfig, device: torch.device, amp: torch.dtype | None) -> dict
         "optimizer": "fused" if impl.get("fused") else "foreach" if impl["foreach"] else "for-loop",
         "sn_once": t.sn_once,
         "fused_resample": t.fused_resample,
+        "checkpoint_activations": t.checkpoint_activations,
         "compile": t.compile,
         "host_syncs_per_iter": 0,
         "num_threads": torch.get_num_threads(),

@@ -1,0 +1,70 @@
+"""Activation checkpointing of residual blocks (Chen et al. 2016, "Training Deep Nets with
+Sublinear Memory Cost").
+
+A block with ``checkpoint_activations = True`` keeps only its inputs during the forward pass and
+recomputes its inner activations in the backward pass, trading one more forward of the block
+for their memory. The recomputation must not change any state a second time: spectral-norm
+layers reuse the ``u``, ``v`` of the forward (no second power-iteration step) and batch norms
+keep their running statistics (momentum 0 during the recompute, ``num_batches_tracked``
+restored). Gradients, outputs and state are therefore those of the plain block (tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
+
+from gankit.layers.spectral_norm import SpectralNorm
+
+__all__ = ["CheckpointableBlock", "no_state_updates"]
+
+
+@contextlib.contextmanager
+def no_state_updates(module: nn.Module) -> Iterator[None]:
+    """Inside the block, ``module``'s spectral norms skip their power iteration and its batch
+    norms (in training mode) normalise with batch statistics without updating running ones."""
+    sns = [m for m in module.modules() if isinstance(m, SpectralNorm)]
+    bns = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    sn_modes = [m.training for m in sns]
+    bn_saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+    for m in sns:
+        m.train(False)
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mode in zip(sns, sn_modes):
+            m.train(mode)
+        for m, (momentum, tracked) in zip(bns, bn_saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
+class CheckpointableBlock(nn.Module):
+    """Base of a block whose ``block_forward(*args)`` may run under activation checkpointing.
+
+    ``checkpoint_activations`` (default False; set by ``train.checkpoint_activations``) takes
+    effect only when autograd is recording; otherwise the block runs as usual.
+    """
+
+    checkpoint_activations: bool = False
+
+    def block_forward(self, *args: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, *args: Any) -> torch.Tensor:
+        if not (self.checkpoint_activations and torch.is_grad_enabled()):
+            return self.block_forward(*args)
+        return checkpoint(
+            self.block_forward,
+            *args,
+            use_reentrant=False,
+            context_fn=lambda: (contextlib.nullcontext(), no_state_updates(self)),
+        )
