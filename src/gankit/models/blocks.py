@@ -5,15 +5,15 @@ nearest-neighbour upsampling and 2x2 average pooling this is exactly equal to Bi
 order (a 1x1 conv acts per pixel, and commutes with copying pixels or averaging them) and
 costs 4x less. With ``fused_resample`` (default; ``train.fused_resample``) the resampling and
 the adjacent 3x3 conv also run as one strided op (:mod:`gankit.layers.resample_conv`), exact
-up to fp32 rounding and about 2.2x cheaper; ``fused_resample = False`` is the plain reference. Both blocks support activation
-checkpointing (``checkpoint_activations``, :mod:`gankit.layers.checkpointing`).
+up to fp32 rounding and about 2.2x cheaper; ``fused_resample = False`` is the plain reference.
+Both blocks support activation checkpointing (``checkpoint_activations``,
+:mod:`gankit.layers.checkpointing`).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from gankit.layers.checkpointing import CheckpointableBlock
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
