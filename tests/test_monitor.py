@@ -69,7 +69,10 @@ def test_inspect_writes_plots_and_summary(tmp_path, capsys):
             }
         )
     mon.warn(3, "possible collapse: test")
+    mon.write({"step": 3, "eval": {"cfid": 12.5, "class_acc": 0.9}})  # as `gankit eval` writes
     mon.close()
+    tags = _tensorboard_tags(tmp_path / "tb")
+    assert {"loss_D", "eval/cfid", "eval/class_acc"} <= tags
     assert main(["inspect", str(tmp_path)]) == 0
     paths = capsys.readouterr().out.split()
     assert {p.rsplit("/", 1)[-1] for p in paths} == {
@@ -82,6 +85,15 @@ def test_inspect_writes_plots_and_summary(tmp_path, capsys):
         assert Image.open(p).size[0] > 100
     summary = json.loads((tmp_path / "plots" / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["warnings"][0]["step"] == 3
+    assert summary["eval"] == [{"step": 3, "cfid": 12.5, "class_acc": 0.9}]
+
+
+def _tensorboard_tags(tb_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir))
+    acc.Reload()
+    return set(acc.Tags()["scalars"])
 
 
 def test_inspect_without_metrics(tmp_path):

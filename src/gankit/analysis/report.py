@@ -95,7 +95,7 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
         "warnings": [
             {"step": r["step"], "warning": r["warning"]} for r in records if "warning" in r
         ],
-        "eval": [r for r in records if any(k.startswith("eval/") for k in r)],
+        "eval": [{"step": r["step"], **r["eval"]} for r in records if "eval" in r],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     paths.append(out / "summary.json")

@@ -413,7 +413,7 @@ class Trainer:
             self.monitor.warn(self.step, "eval.every > 0 but gankit.evaluate is unavailable")
             return
         results = periodic_eval(self.sampling_G, self.cfg, self.step, self.device)
-        self.monitor.write({"step": self.step, **{f"eval/{k}": v for k, v in results.items()}})
+        self.monitor.write({"step": self.step, "eval": results})  # same row as `gankit eval`
         keys = sorted((k for k in results if "fid" in k), key=lambda k: (k != "fid", k))
         if not keys:
             return

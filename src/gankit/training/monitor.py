@@ -109,14 +109,17 @@ class Monitor:
             self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
 
     def write(self, record: dict[str, Any]) -> None:
-        """Append ``record`` (must hold ``step``) to metrics.jsonl and TensorBoard."""
+        """Append ``record`` (must hold ``step``) to metrics.jsonl and TensorBoard (a nested dict
+        such as ``{"eval": {"fid": ...}}`` becomes the TensorBoard tag ``eval/fid``)."""
         if self._jsonl is None:
             return
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
         for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)):
-                self._tb.add_scalar(key, value, record["step"])
+            values = value if isinstance(value, dict) else {None: value}  # e.g. "eval": {...}
+            for sub, v in values.items():
+                if key != "step" and isinstance(v, (int, float)):
+                    self._tb.add_scalar(key if sub is None else f"{key}/{sub}", v, record["step"])
         self._tb.flush()
 
     def warn(self, step: int, message: str) -> None:
