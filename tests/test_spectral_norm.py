@@ -3,7 +3,13 @@
 import torch
 from torch import nn
 
-from gankit.layers.spectral_norm import SpectralNorm, sn_conv2d, spectral_norm, spectral_norms
+from gankit.layers.spectral_norm import (
+    SpectralNorm,
+    sn_conv2d,
+    sn_linear,
+    spectral_norm,
+    spectral_norms,
+)
 
 
 def _sn(module: nn.Module) -> SpectralNorm:
@@ -52,3 +58,15 @@ def test_eval_mode_freezes_u_and_spectral_norms_lists_them():
     u0 = _sn(lin).u.clone()
     lin(torch.randn(2, 4))
     torch.testing.assert_close(_sn(lin).u, u0, rtol=0, atol=0)
+
+
+def test_two_training_forwards_before_backward():
+    """A second forward (e.g. the gradient penalty's D pass) updates u, v in place; the first
+    graph's backward must still work and use the u, v it was built with."""
+    torch.manual_seed(0)
+    m = sn_linear(4, 3)
+    x = torch.randn(5, 4)
+    a = m(x).sum()
+    b = m(x).sum()
+    (a + b).backward()
+    assert torch.isfinite(m.parametrizations.weight.original.grad).all()

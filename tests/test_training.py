@@ -167,3 +167,24 @@ def test_aux_classifier_and_accumulation_run(tmp_path):
     before = [p.detach().clone() for p in trainer.D.parameters()]
     trainer.train_iteration()
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.D.parameters()))
+
+
+@pytest.mark.parametrize("loss", ["wgan-gp", "nonsaturating"])
+def test_other_losses_train(tmp_path, loss):
+    """wgan-gp runs a second D forward (the penalty) before backward: SN must allow it."""
+    trainer = Trainer(tiny_cfg(tmp_path, f"train.loss={loss}"), None, dataset=_dataset(3))
+    out = trainer.train_iteration()
+    assert all(torch.isfinite(v) for v in out.values())
+
+
+def test_snapshot_without_ema_leaves_training_G_untouched(tmp_path):
+    """With train.ema=false the grid comes from a copy: G's BN statistics, SN vectors and
+    training mode stay as they were."""
+    cfg = tiny_cfg(tmp_path, "train.ema=false", "train.standing_stats=2")
+    trainer = Trainer(cfg, tmp_path / "run", dataset=_dataset(3))
+    trainer.train_iteration()
+    before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+    trainer.snapshot()
+    assert trainer.G.training
+    for k, v in trainer.G.state_dict().items():
+        assert torch.equal(v, before[k]), k

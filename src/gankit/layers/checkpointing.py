@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from gankit.layers.spectral_norm import SpectralNorm
+from gankit.layers.spectral_norm import frozen_power_iteration
 
 __all__ = ["CheckpointableBlock", "no_state_updates"]
 
@@ -29,19 +29,14 @@ __all__ = ["CheckpointableBlock", "no_state_updates"]
 def no_state_updates(module: nn.Module) -> Iterator[None]:
     """Inside the block, ``module``'s spectral norms skip their power iteration and its batch
     norms (in training mode) normalise with batch statistics without updating running ones."""
-    sns = [m for m in module.modules() if isinstance(m, SpectralNorm)]
     bns = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    sn_modes = [m.training for m in sns]
     bn_saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
-    for m in sns:
-        m.train(False)
     for m in bns:
         m.momentum = 0.0
     try:
-        yield
+        with frozen_power_iteration(module):
+            yield
     finally:
-        for m, mode in zip(sns, sn_modes):
-            m.train(mode)
         for m, (momentum, tracked) in zip(bns, bn_saved):
             m.momentum = momentum
             m.num_batches_tracked.copy_(tracked)

@@ -9,6 +9,9 @@ the gradient flows through ``sigma = u^T W v`` with ``u, v`` held fixed, as in t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,7 +52,10 @@ class SpectralNorm(nn.Module):
 
     def sigma(self, weight: torch.Tensor) -> torch.Tensor:
         """Current estimate ``u^T W v`` (differentiable in ``weight``), fp32 scalar."""
-        return torch.dot(self.u.float(), weight.flatten(1).float() @ self.v.float())
+        # clones: autograd saves u, v for backward, and a later training forward (e.g. the
+        # gradient penalty's second D pass) updates the buffers in place before that backward
+        u, v = self.u.clone().float(), self.v.clone().float()
+        return torch.dot(u, weight.flatten(1).float() @ v)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         with torch.autocast(weight.device.type, enabled=False):
@@ -76,6 +82,22 @@ def spectral_norm(
 def spectral_norms(module: nn.Module) -> list[tuple[str, SpectralNorm]]:
     """All ``(qualified name, SpectralNorm)`` pairs inside ``module``."""
     return [(name, m) for name, m in module.named_modules() if isinstance(m, SpectralNorm)]
+
+
+@contextlib.contextmanager
+def frozen_power_iteration(module: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Inside the block the spectral-norm layers of ``module`` skip their power iteration and
+    use the stored ``u``, ``v`` (their ``training`` flag is cleared; other layers, e.g. batch
+    norm, keep their mode). A no-op when ``enabled`` is False."""
+    sns = [m for _, m in spectral_norms(module)] if enabled else []
+    modes = [m.training for m in sns]
+    for m in sns:
+        m.train(False)
+    try:
+        yield
+    finally:
+        for m, mode in zip(sns, modes):
+            m.train(mode)
 
 
 def sn_conv2d(*args, sn: bool = True, eps: float = 1e-6, **kwargs) -> nn.Module:

@@ -16,6 +16,7 @@ also across :func:`gankit.training.resume`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -370,7 +371,8 @@ class Trainer:
         state = self.state_dict()  # collective under DDP: every rank calls it
         if not self.writes:
             return
-        G = self.sampling_G
+        # without EMA, sample from a copy so that G's BN statistics, SN vectors and mode stay
+        G = self.sampling_G if self.ema is not None else copy.deepcopy(self.G).eval()
         if self.cfg.train.standing_stats > 0:
             gen = torch.Generator(self.device).manual_seed(self.cfg.train.seed + self.step)
             from gankit.models import sample_z
@@ -388,8 +390,9 @@ class Trainer:
             to_uint8(G(z, y)), self.run_dir / "samples" / f"step_{self.step:08d}.png", GRID_COLS
         )
         root = self.run_dir / "checkpoints"
+        weights = {**self.weights(), "G_ema": G.state_dict()}  # the grid's generator
         ckpt_io.save_checkpoint(
-            root, ckpt_io.step_dir_name(self.step), self.weights(), state, self.cfg
+            root, ckpt_io.step_dir_name(self.step), weights, state, self.cfg
         )
         ckpt_io.prune_checkpoints(root, self.cfg.train.keep_last)
 
@@ -405,12 +408,10 @@ class Trainer:
     def evaluate(self) -> None:
         """Eval hook: ``gankit.evaluate.periodic_eval`` (main rank); keeps ``checkpoints/best``
         by the lowest value of the first metric whose name contains ``fid`` (``fid`` first)."""
+        from gankit.evaluate import periodic_eval
+
+        state = self.state_dict()  # collective under DDP: every rank calls it
         if not self.writes:
-            return
-        try:
-            from gankit.evaluate import periodic_eval
-        except ImportError:
-            self.monitor.warn(self.step, "eval.every > 0 but gankit.evaluate is unavailable")
             return
         results = periodic_eval(self.sampling_G, self.cfg, self.step, self.device)
         self.monitor.write({"step": self.step, "eval": results})  # same row as `gankit eval`
@@ -424,7 +425,7 @@ class Trainer:
                 self.run_dir / "checkpoints",
                 "best",
                 self.weights(),
-                self.state_dict(),
+                {**state, "best": self.best},
                 self.cfg,
             )
 

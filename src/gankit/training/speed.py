@@ -25,16 +25,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
 from gankit.config import TrainConfig
-from gankit.layers.spectral_norm import spectral_norms
+from gankit.layers.spectral_norm import frozen_power_iteration
 
 __all__ = [
     "CompileOrEager",
@@ -77,22 +76,6 @@ def adam(
     return torch.optim.Adam(
         params, lr=lr, betas=tuple(float(b) for b in betas), eps=eps, **_adam_impl(t, device)
     )
-
-
-@contextlib.contextmanager
-def frozen_power_iteration(module: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """Inside the block the spectral-norm layers of ``module`` skip their power iteration and
-    use the stored ``u``, ``v`` (their ``training`` flag is cleared; other layers, e.g. batch
-    norm, keep their mode). A no-op when ``enabled`` is False."""
-    sns = [m for _, m in spectral_norms(module)] if enabled else []
-    modes = [m.training for m in sns]
-    for m in sns:
-        m.train(False)
-    try:
-        yield
-    finally:
-        for m, mode in zip(sns, modes):
-            m.train(mode)
 
 
 class CompileOrEager:
