@@ -60,6 +60,12 @@ def test_overrides_are_typed():
         ("model.G_attn=a,b", "'model.G_attn' expects an integer"),
         ("steps=3", "must look like section.key"),
         ("train.steps", "must look like section.key=value"),
+        ("train.accumulate=0", "'train.accumulate' must be > 0, got 0"),
+        ("train.log_every=0", "'train.log_every' must be > 0"),
+        ("train.lr_D=-1e-4", "'train.lr_D' must be > 0"),
+        ("train.ema_decay=1.5", "'train.ema_decay' must be in [0, 1]"),
+        ("train.betas_G=0.5,1.0", "'train.betas_G' must be in [0, 1)"),
+        ("train.ema_start=-1", "'train.ema_start' must be >= 0"),
     ],
 )
 def test_bad_overrides_name_the_key(override, fragment):

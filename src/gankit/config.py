@@ -182,6 +182,40 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise ConfigError(f"config key '{key}' has unsupported type {_type_name(tp)}")
 
 
+_BOUNDS: dict[str, tuple[Any, str]] = {
+    "positive": (lambda v: v > 0, "> 0"),
+    "non_negative": (lambda v: v >= 0, ">= 0"),
+    "unit": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "beta": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+_POSITIVE = (
+    "model.resolution model.channels model.n_classes model.dim_z model.G_ch model.D_ch "
+    "model.attn_k model.sn_eps model.bn_eps train.steps train.batch_size train.n_D train.lr_G "
+    "train.lr_D train.adam_eps train.accumulate train.log_every train.snapshot_every eval.n "
+    "eval.batch_size"
+).split()
+_NON_NEGATIVE = (
+    "train.gp_weight train.ortho_reg train.aux_weight train.ema_start train.standing_stats "
+    "train.sigma_layers train.keep_last eval.truncation eval.every"
+).split()
+_RANGES: dict[str, str] = {
+    **dict.fromkeys(_POSITIVE, "positive"),
+    **dict.fromkeys(_NON_NEGATIVE, "non_negative"),
+    "train.ema_decay": "unit",
+    "train.betas_G": "beta",
+    "train.betas_D": "beta",
+}
+
+
+def _check_range(key: str, value: Any) -> None:
+    """ConfigError if ``value`` (or any item of a list) is outside the range of ``key``."""
+    if key not in _RANGES:
+        return
+    ok, text = _BOUNDS[_RANGES[key]]
+    if not all(ok(v) for v in (value if isinstance(value, list) else [value])):
+        raise ConfigError(f"config key '{key}' must be {text}, got {value!r}")
+
+
 def _section(cfg: Config, name: str) -> Any:
     if name not in SECTIONS:
         raise ConfigError(f"unknown config section '{name}'; valid sections: {', '.join(SECTIONS)}")
@@ -203,7 +237,9 @@ def set_value(cfg: Config, dotted_key: str, value: Any) -> None:
             f"unknown config key '{dotted_key}'; valid keys in [{section_name}]: "
             f"{', '.join(sorted(types))}"
         )
-    setattr(section, key, _coerce(dotted_key, value, types[key]))
+    value = _coerce(dotted_key, value, types[key])
+    _check_range(dotted_key, value)
+    setattr(section, key, value)
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
