@@ -188,3 +188,15 @@ def test_snapshot_without_ema_leaves_training_G_untouched(tmp_path):
     assert trainer.G.training
     for k, v in trainer.G.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_eval_setup_is_checked_at_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(GankitError, match="Inception weights not found"):
+        Trainer(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=fid"), None, dataset=_dataset(3))
+    with pytest.raises(GankitError, match="unknown metric 'fdi'"):
+        Trainer(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=fdi"), None, dataset=_dataset(3))
+    trainer = Trainer(
+        tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=class_acc,swd"), None, dataset=_dataset(3)
+    )
+    assert trainer.step == 0

@@ -314,14 +314,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_inception(
-    weights: str | Path | None = None, device: str | torch.device = "cpu"
-) -> FIDInceptionV3:
-    """The FID Inception with the real ``pt_inception-2015-12-05`` weights, in eval mode.
+def checked_weights_path(weights: str | Path | None = None) -> Path:
+    """The Inception weights file to use, after checking it exists and has the right SHA-256.
 
     Args:
         weights: path of the ``.pth`` file; ``None``/``""`` means :func:`default_weights_path`.
-        device: where to put the network.
     Raises:
         GankitError: the file is missing or its SHA-256 is not :data:`INCEPTION_SHA256`.
     """
@@ -341,6 +338,15 @@ def load_inception(
             f"Inception weights {path} have SHA-256 {digest}, expected {INCEPTION_SHA256} "
             f"({INCEPTION_FILENAME}); {where}"
         )
+    return path
+
+
+def load_inception(
+    weights: str | Path | None = None, device: str | torch.device = "cpu"
+) -> FIDInceptionV3:
+    """The FID Inception with the real ``pt_inception-2015-12-05`` weights, in eval mode
+    (``weights`` as in :func:`checked_weights_path`, which raises for a missing/wrong file)."""
+    path = checked_weights_path(weights)
     net = FIDInceptionV3()
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     return net.to(device).eval().requires_grad_(False)

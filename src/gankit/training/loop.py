@@ -69,6 +69,16 @@ def check_data(dataset: ImageDataset, cfg: Config) -> None:
         )
 
 
+def check_eval_setup(cfg: Config) -> None:
+    """With ``eval.every > 0``, fail at start-up (not hours later at the first eval) on an
+    unknown metric name or missing/wrong Inception weights for an Inception-based metric."""
+    from gankit.metrics import get_metric
+    from gankit.metrics.inception import checked_weights_path
+
+    if not all(get_metric(name).offline for name in cfg.eval.metrics):
+        checked_weights_path(cfg.eval.inception_weights)
+
+
 class Trainer:
     """G, D, EMA, optimizers, data and RNG of one training run.
 
@@ -101,6 +111,8 @@ class Trainer:
         if t.aux_weight > 0 and not cfg.model.aux_classifier:
             raise GankitError("train.aux_weight > 0 needs --set model.aux_classifier=true")
 
+        if cfg.eval.every > 0:
+            check_eval_setup(cfg)
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         if G is None or D is None:
             from gankit.models import build
@@ -391,9 +403,7 @@ class Trainer:
         )
         root = self.run_dir / "checkpoints"
         weights = {**self.weights(), "G_ema": G.state_dict()}  # the grid's generator
-        ckpt_io.save_checkpoint(
-            root, ckpt_io.step_dir_name(self.step), weights, state, self.cfg
-        )
+        ckpt_io.save_checkpoint(root, ckpt_io.step_dir_name(self.step), weights, state, self.cfg)
         ckpt_io.prune_checkpoints(root, self.cfg.train.keep_last)
 
     def _grid_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
