@@ -110,6 +110,10 @@ class Trainer:
             raise GankitError("train.loss: wgan-gp is not supported with DDP (double backward)")
         if t.aux_weight > 0 and not cfg.model.aux_classifier:
             raise GankitError("train.aux_weight > 0 needs --set model.aux_classifier=true")
+        if self.dist.enabled and cfg.model.aux_classifier and t.aux_weight == 0:
+            raise GankitError(  # DDP rejects parameters (the unused class head) without grads
+                "model.aux_classifier=true needs train.aux_weight > 0 under DDP"
+            )
 
         if cfg.eval.every > 0:
             check_eval_setup(cfg)
@@ -479,17 +483,14 @@ class Trainer:
         if self.ema is not None:
             self.ema.module.load_state_dict(ckpt_io.load_weights(ckpt, "G_ema", self.device))
         state = ckpt_io.load_state(ckpt)
+        self.sampler.load_state_dict(state["sampler"])  # one-line error if world size changed
         self.step = state["step"]
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
         torch.set_rng_state(state["rng_torch"])
-        if len(state["rng_latents"]) == self.dist.world_size:
-            self.gen.set_state(state["rng_latents"][self.dist.rank])
-        else:  # resumed on a different number of processes: fresh, distinct streams
-            self._seed_latents(state["step"])
+        self.gen.set_state(state["rng_latents"][self.dist.rank])
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
-        self.sampler.load_state_dict(state["sampler"])
         self.detector.load_state_dict(state["collapse"])
         self.healthy, self.rollbacks, self.best = (
             state["healthy"],
