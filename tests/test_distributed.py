@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 import torch
 import torch.multiprocessing as mp
@@ -68,9 +69,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _spawn_with_deadline(fn, args: tuple, nprocs: int, seconds: float) -> None:
+    """``mp.spawn`` that fails (and kills the workers) instead of hanging past ``seconds``."""
+    ctx = mp.spawn(fn, args=args, nprocs=nprocs, join=False)
+    deadline = time.monotonic() + seconds
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for proc in ctx.processes:
+                proc.kill()
+            raise AssertionError(f"DDP workers did not finish within {seconds} s")
+
+
 def test_ddp_gloo_equals_single_process_on_combined_batch(tmp_path):
     out = str(tmp_path / "rank0.pt")
-    mp.spawn(_worker, args=(_free_port(), out), nprocs=2, join=True)
+    _spawn_with_deadline(_worker, (_free_port(), out), nprocs=2, seconds=180)
     ddp = torch.load(out, weights_only=True)
 
     G, D = _build()
