@@ -40,3 +40,24 @@ def test_unknown_config_key(tmp_path, capsys):
 def test_resume_missing_dir(tmp_path, capsys):
     assert main(["resume", str(tmp_path / "none")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_train_stores_absolute_data_path(tmp_path, monkeypatch):
+    data = tiny_data(tmp_path / "d.npz")
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--data", "d.npz", "--out", "r", "--steps", "1", "--quiet"]
+    assert main(args + _set(t for t in TINY if not t.startswith("train.steps"))) == 0
+    assert f'path = "{data.resolve()}"' in (tmp_path / "r" / "config.toml").read_text()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["resume", str(tmp_path / "r"), "--steps", "2", "--quiet"]) == 0
+
+
+def test_data_path_helper(tmp_path, monkeypatch):
+    from gankit.cli import _data_path
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert _data_path("x/y.npz") == str(tmp_path.resolve() / "x" / "y.npz")
+    assert _data_path("~/d") == str((tmp_path / "home" / "d").resolve())
+    assert _data_path("") == ""

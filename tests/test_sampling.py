@@ -53,6 +53,30 @@ def test_npz_dtypes_shapes_and_class_cycle(run, tmp_path):
     assert data["y"].dtype == np.int64 and data["y"].tolist() == [2, 0, 2, 0, 2]
 
 
+def test_npz_batched_matches_unbatched(run, tmp_path, monkeypatch):
+    import gankit.sampling as sampling
+
+    sizes = []
+    real_load = sampling.load
+
+    def load(*args, **kwargs):
+        G = real_load(*args, **kwargs)
+        G.register_forward_hook(lambda m, inputs, out: sizes.append(len(inputs[0])))
+        return G
+
+    monkeypatch.setattr(sampling, "load", load)
+    common = dict(n=7, classes=[2, 0, 1], truncation=0.5, seed=3)
+    whole = np.load(sample_command(run, out=tmp_path / "a.npz", batch_size=7, **common))
+    assert sizes == [7]
+    sizes.clear()
+    parts = np.load(sample_command(run, out=tmp_path / "b.npz", batch_size=3, **common))
+    assert sizes == [3, 3, 1]
+    assert parts["y"].tolist() == whole["y"].tolist() == [2, 0, 1, 2, 0, 1, 2]
+    assert np.array_equal(parts["x"], whole["x"])
+    with pytest.raises(GankitError, match="--batch-size"):
+        sample_command(run, out=tmp_path / "c.npz", batch_size=0)
+
+
 def test_interpolation_strips(run, tmp_path):
     for mode in ("z", "class"):
         out = sample_command(

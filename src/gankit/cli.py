@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from gankit.config import DEFAULT_PRESET, apply_overrides, list_presets, load_preset, to_dict
 from gankit.errors import GankitError
@@ -54,12 +55,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_path(value: str) -> str:
+    """``--data`` as an absolute path (``~`` expanded) so that resume/eval work from any cwd;
+    ``""`` (embedded MNIST) stays empty."""
+    return str(Path(value).expanduser().resolve()) if value else value
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from gankit.training import train
 
     cfg = load_preset(args.preset or DEFAULT_PRESET)
     if args.data is not None:
-        cfg.data.path = args.data
+        cfg.data.path = _data_path(args.data)
     if args.steps is not None:
         cfg.train.steps = args.steps
     if args.seed is not None:
@@ -92,6 +99,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         seed=args.seed,
         interpolate=args.interpolate,
         device=args.device,
+        batch_size=args.batch_size,
     )
     return 0
 
@@ -185,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write an interpolation strip between two z (or the two --classes) instead",
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per forward pass")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("eval", help="compute metrics (FID, IS, KID, PRDC, offline metrics)")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gankit import sampling
 from gankit.config import Config, DataConfig
 from gankit.errors import GankitError
 from gankit.metrics import (
@@ -156,19 +157,14 @@ def generate(
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield ``(uint8 (B, C, H, W), labels (B,))`` batches of ``n`` samples of ``G``.
 
-    Labels are balanced (``i mod n_classes``) and shuffled with ``seed``; so is ``z``.
+    Labels are balanced (``i mod n_classes``) and shuffled with ``seed``; so is ``z``
+    (drawn batch by batch by :func:`gankit.sampling.generate`).
     """
-    from gankit.data import to_uint8
-    from gankit.models import sample_z
-
     device = next(G.parameters()).device
     labels = torch.arange(n) % G.n_classes
     labels = labels[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
     gen = torch.Generator(device).manual_seed(seed)
-    for start in range(0, n, batch_size):
-        y = labels[start : start + batch_size]
-        z = sample_z(len(y), G.dim_z, truncation, generator=gen, device=device)
-        yield to_uint8(G(z, y.to(device))), y
+    yield from sampling.generate(G, labels, batch_size, truncation, generator=gen)
 
 
 def evaluate_generator(

@@ -29,7 +29,7 @@ from gankit.config import load_toml
 from gankit.errors import GankitError
 from gankit.training import checkpoint as ckpt_io
 
-__all__ = ["load", "make_grid", "sample_command", "save_grid"]
+__all__ = ["generate", "load", "make_grid", "sample_command", "save_grid"]
 
 
 def make_grid(images: torch.Tensor, ncol: int, pad: int = 2) -> np.ndarray:
@@ -127,6 +127,38 @@ def _mixed_classes(G: nn.Module, y_b: torch.Tensor, t: torch.Tensor) -> Iterator
 
 
 @torch.no_grad()
+def generate(
+    G: nn.Module,
+    labels: torch.Tensor,
+    batch_size: int = 100,
+    truncation: float = 0.0,
+    generator: torch.Generator | None = None,
+    z: torch.Tensor | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(uint8 (B, C, H, W), labels (B,))`` batches of ``G(z, labels)``, at most
+    ``batch_size`` samples per forward pass (images on G's device, labels as given).
+
+    Args:
+        labels: ``(n,)`` class of every sample, in output order.
+        z: ``(n, dim_z)`` latents to use; if None each batch's ``z`` is drawn with
+            :func:`~gankit.models.sample_z` from ``generator`` (on G's device) and ``truncation``.
+    """
+    from gankit.data import to_uint8
+    from gankit.models import sample_z
+
+    if batch_size < 1:
+        raise GankitError(f"batch size: expected a positive number, got {batch_size}")
+    device = next(G.parameters()).device
+    for start in range(0, len(labels), batch_size):
+        y = labels[start : start + batch_size]
+        if z is None:
+            zb = sample_z(len(y), G.dim_z, truncation, generator=generator, device=device)
+        else:
+            zb = z[start : start + batch_size].to(device)
+        yield to_uint8(G(zb, y.to(device))), y
+
+
+@torch.no_grad()
 def sample_command(
     source: str | Path,
     n: int = 64,
@@ -136,6 +168,7 @@ def sample_command(
     seed: int = 0,
     interpolate: str | None = None,
     device: str = "auto",
+    batch_size: int = 256,
 ) -> Path:
     """``gankit sample``: write ``out`` and return its path.
 
@@ -144,9 +177,12 @@ def sample_command(
     - ``FILE.npz``: ``x`` uint8 ``(n, H, W, C)``, ``y`` int64 ``(n,)``;
     - with ``interpolate`` (``z`` or ``class``, PNG only): a strip of ``n`` frames (module doc).
 
+    Grid and array samples are generated ``batch_size`` at a time (the same images for any
+    ``batch_size``: all ``z`` are drawn up front) and gathered on the CPU.
+
     Raises:
         GankitError: missing source, unknown extension, class out of range, ``n < 1``,
-            ``--interpolate class`` without exactly two classes.
+            ``--interpolate class`` without exactly two classes, ``batch_size < 1``.
     """
     from gankit.data import to_uint8
     from gankit.models import sample_z
@@ -159,6 +195,8 @@ def sample_command(
         raise GankitError(f"--out {out}: --interpolate writes a strip, use a .png file")
     if n < 1:
         raise GankitError(f"--n: expected a positive number of samples, got {n}")
+    if batch_size < 1:
+        raise GankitError(f"--batch-size: expected a positive number, got {batch_size}")
     G = load(source, device=device)
     dev = next(G.parameters()).device
     chosen = _class_list(classes, G.config.model.n_classes)
@@ -166,8 +204,8 @@ def sample_command(
 
     if interpolate is None:
         z = sample_z(n, G.config.model.dim_z, truncation, generator=gen, device=dev)
-        y = torch.tensor(chosen, device=dev).repeat(-(-n // len(chosen)))[:n]
-        images = to_uint8(G(z, y))
+        y = torch.tensor(chosen).repeat(-(-n // len(chosen)))[:n]
+        images = torch.cat([b.cpu() for b, _ in generate(G, y, batch_size, z=z)])
     else:
         t = torch.linspace(0, 1, n, device=dev)
         ends = sample_z(2, G.config.model.dim_z, truncation, generator=gen, device=dev)
