@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from training_fixtures import tiny_cfg, tiny_data
 
-from gankit.config import load_toml, save_toml
+from gankit.config import Config, load_toml, save_toml
 from gankit.errors import GankitError
 from gankit.training import checkpoint as ckpt_io
 from gankit.training import resume, train
@@ -98,3 +100,62 @@ def test_resume_with_different_model_config_names_keys(tmp_path):
 def test_resume_missing_run_dir(tmp_path):
     with pytest.raises(GankitError, match="not a run directory"):
         resume(tmp_path / "nope")
+
+
+def _save(root, name, value):
+    w = {"w": torch.full((2,), float(value))}
+    weights = {k: w for k in ckpt_io.WEIGHT_FILES}
+    return ckpt_io.save_checkpoint(root, name, weights, {"step": value}, Config())
+
+
+def _rename_crashing_on_new(monkeypatch, crash):
+    """Path.rename that calls ``crash()`` when the new temp dir is renamed into place."""
+    real = ckpt_io.Path.rename
+
+    def rename(self, target):
+        if self.name.startswith(".tmp-") and not self.name.startswith(".tmp-old-"):
+            crash()
+        return real(self, target)
+
+    monkeypatch.setattr(ckpt_io.Path, "rename", rename)
+
+
+def test_kill_between_replace_renames_keeps_old_copy(tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    _save(root, "best", 1)
+    _save(root, "step_00000001", 1)
+    _rename_crashing_on_new(monkeypatch, lambda: os._exit(0))
+    for name in ("best", "step_00000001"):
+        pid = os.fork()  # the writer is killed after moving the old copy aside
+        if pid == 0:
+            try:
+                _save(root, name, 2)
+            finally:
+                os._exit(1)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert not (root / name).exists()
+        assert (root / f".tmp-old-{name}-{pid}").is_dir()
+    monkeypatch.undo()
+    # listing restores the orphaned step; the next save restores "best" instead of deleting it
+    assert [c.name for c in ckpt_io.list_checkpoints(root)] == ["step_00000001"]
+    _save(root, "step_00000002", 3)
+    assert ckpt_io.load_state(root / "best")["step"] == 1
+    assert ckpt_io.load_state(root / "step_00000001")["step"] == 1
+    assert not list(root.glob(".tmp-*"))
+    _save(root, "best", 4)
+    assert ckpt_io.load_state(root / "best")["step"] == 4
+
+
+def test_failed_replace_puts_old_checkpoint_back(tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    _save(root, "best", 1)
+
+    def fail():
+        raise OSError(5, "I/O error")
+
+    _rename_crashing_on_new(monkeypatch, fail)
+    with pytest.raises(OSError):
+        _save(root, "best", 2)
+    monkeypatch.undo()
+    assert ckpt_io.load_state(root / "best")["step"] == 1
+    assert not list(root.glob(".tmp-*"))

@@ -13,6 +13,11 @@ Writing is atomic: every file goes into a hidden temp directory ``.tmp-<name>-<p
 is fsynced, the directory is renamed into place and the parent directory fsynced. A crash at any
 point leaves either the previous checkpoints untouched plus an ignored temp directory, or the new
 checkpoint complete. :func:`list_checkpoints` only returns complete ``step_*`` directories.
+
+Replacing an existing checkpoint (``best``, or a step rewritten after a rollback) first moves it
+aside to ``.tmp-old-<name>-<pid>``. If the writer dies before the new one is renamed into place,
+that old copy is the only one: the next save or :func:`list_checkpoints` renames it back (once
+its writer is no longer running) instead of deleting it with the other temp directories.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ WEIGHT_FILES = ("G", "D", "G_ema")
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.toml"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
+_OLD_COPY = re.compile(r"^\.tmp-old-(.+)-(\d+)$")
 
 
 def step_dir_name(step: int) -> str:
@@ -50,6 +56,37 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _writer_gone(pid: int) -> bool:
+    """True when process ``pid`` (the writer of a temp dir) is this one or no longer runs."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. PermissionError: alive, someone else's
+        return False
+    return False
+
+
+def _restore_old_copies(root: Path) -> None:
+    """Rename orphaned ``.tmp-old-<name>-<pid>`` back to ``<name>`` when ``<name>`` is missing
+    and the writer is gone (it died between the two renames of a replace)."""
+    for old in root.glob(".tmp-old-*"):
+        m = _OLD_COPY.match(old.name)
+        final = root / m.group(1) if m else None
+        if final is not None and not final.exists() and _writer_gone(int(m.group(2))):
+            try:
+                old.rename(final)
+            except OSError:  # restored concurrently
+                pass
+
+
+def _is_orphaned_old_copy(path: Path) -> bool:
+    m = _OLD_COPY.match(path.name)
+    return m is not None and not (path.parent / m.group(1)).exists()
 
 
 def is_complete(ckpt: Path) -> bool:
@@ -76,9 +113,13 @@ def save_checkpoint(
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    _restore_old_copies(root)
     for stale in root.glob(".tmp-*"):  # left by an earlier crash
-        shutil.rmtree(stale, ignore_errors=True)
+        if not _is_orphaned_old_copy(stale):  # never delete the only copy of a checkpoint
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-{name}-{os.getpid()}"
+    final = root / name
+    old: Path | None = None
     tmp.mkdir()
     try:
         for key in WEIGHT_FILES:
@@ -89,17 +130,17 @@ def save_checkpoint(
         for f in tmp.iterdir():
             _fsync_file(f)
         _fsync_dir(tmp)
-        final = root / name
         if final.exists():  # e.g. "best", or a step rewritten after a rollback
             old = root / f".tmp-old-{name}-{os.getpid()}"
             final.rename(old)
-            tmp.rename(final)
+        tmp.rename(final)
+        if old is not None:
             shutil.rmtree(old)
-        else:
-            tmp.rename(final)
         _fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not final.exists():
+            old.rename(final)  # put the previous checkpoint back
         raise
     return final
 
@@ -109,6 +150,7 @@ def list_checkpoints(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
+    _restore_old_copies(root)
     found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and is_complete(p)]
     return sorted(found, key=lambda p: p.name)
 
