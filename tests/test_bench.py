@@ -88,6 +88,8 @@ def test_synthetic_dataset_matches_the_model():
     [
         ("nope", [], {}),
         ("cifar", [], {"steps": 0}),
+        ("attention", [], {"steps": 0}),
+        ("attention", [], {"warmup": -1}),
         ("attention", [], {"resolution": 1}),
         ("cifar", ["train.bogus=1"], {}),
     ],

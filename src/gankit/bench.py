@@ -66,9 +66,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_calls(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:
-    """Mean wall-clock seconds per call of ``fn`` over ``steps`` calls after ``warmup`` calls."""
-    if steps < 1 or warmup < 0:
-        raise GankitError(f"bench: expected --steps >= 1 and --warmup >= 0, got {steps}, {warmup}")
+    """Mean wall-clock seconds per call of ``fn`` over ``steps >= 1`` calls after ``warmup``
+    calls (:func:`bench_command` validates ``--steps``/``--warmup``)."""
     for _ in range(warmup):
         fn()
     synchronize(device)
@@ -314,6 +313,8 @@ def bench_command(
     ``model.attn_pool`` matter. ``batch_size`` overrides ``train.batch_size`` (attention
     default: 8).
     """
+    if steps < 1 or warmup < 0:
+        raise GankitError(f"bench: expected --steps >= 1 and --warmup >= 0, got {steps}, {warmup}")
     if workload == "attention":
         from gankit.training.distributed import resolve_device
         from gankit.training.loop import amp_dtype
@@ -330,8 +331,6 @@ def bench_command(
     cfg.train.device = device
     if batch_size is not None:
         cfg.train.batch_size = batch_size
-    if steps < 1 or warmup < 0:
-        raise GankitError(f"bench: expected --steps >= 1 and --warmup >= 0, got {steps}, {warmup}")
     result = bench_training(cfg, steps, warmup)
     result["workload"] = workload
     return result

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from gankit.layers.init import raw_weight
+
 
 def weight_matrices(
     module: nn.Module, embeddings: bool = True, exclude: Collection[str] = ()
@@ -38,10 +40,10 @@ def weight_matrices(
             continue
         if not embeddings and isinstance(m, nn.Embedding):
             continue
-        if parametrize.is_parametrized(m, "weight"):
-            w = m.parametrizations.weight.original
-        else:
-            w = dict(m.named_parameters(recurse=False)).get("weight")
+        own = parametrize.is_parametrized(m, "weight") or isinstance(
+            getattr(m, "weight", None), nn.Parameter
+        )
+        w = raw_weight(m) if own else None
         if w is not None and w.dim() >= 2:
             out.append((f"{path}.weight" if path else "weight", w))
     return out

@@ -14,10 +14,7 @@ renamed, so an interrupted write never leaves a half file under the final name.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,6 +24,7 @@ import numpy as np
 from gankit.data.dataset import ImageDataset
 from gankit.data.preprocess import fit_array
 from gankit.errors import GankitError
+from gankit.io_utils import atomic_write
 
 _CHANNEL_COUNTS = (1, 3, 4)
 
@@ -144,20 +142,6 @@ def read_h5(path: Path) -> StoredArrays:
     return StoredArrays(x, check_y(y, x.shape[0], path), meta)
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write ``path`` via a fsynced temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_npy(path: Path, stored: StoredArrays) -> None:
     """Write ``X.npy``, ``X.labels.npy`` and ``X.meta.json``; the metadata goes last.
 
@@ -166,10 +150,10 @@ def write_npy(path: Path, stored: StoredArrays) -> None:
     """
     labels_npy, _, meta_json = _npy_siblings(path)
     meta_json.unlink(missing_ok=True)
-    _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(stored.x)))
+    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(stored.x)))
     if stored.y is not None:
-        _atomic_write(labels_npy, lambda f: np.save(f, stored.y))
-    _atomic_write(meta_json, lambda f: f.write(json.dumps(stored.meta).encode()))
+        atomic_write(labels_npy, lambda f: np.save(f, stored.y))
+    atomic_write(meta_json, lambda f: f.write(json.dumps(stored.meta).encode()))
 
 
 def write_h5(path: Path, stored: StoredArrays) -> None:
@@ -183,7 +167,7 @@ def write_h5(path: Path, stored: StoredArrays) -> None:
             for key, value in stored.meta.items():
                 h5.attrs[key] = json.dumps(value)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def to_dataset(stored: StoredArrays, path: Path, resolution: int, channels: int) -> ImageDataset:

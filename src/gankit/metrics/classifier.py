@@ -26,11 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from gankit.errors import GankitError
+from gankit.io_utils import atomic_write
 from gankit.metrics.fid import fid_from_features
 from gankit.metrics.registry import Features, register_metric
 from gankit.metrics.stats_cache import cache_key, cache_root
@@ -193,10 +195,9 @@ def load_or_train_classifier(
 
 def _save(model: nn.Module, path: Path, info: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"info": json.dumps(info)})
-    tmp.replace(path)
+    blob = save_safetensors(state, metadata={"info": json.dumps(info)})
+    atomic_write(path, lambda f: f.write(blob))
 
 
 class ClassifierExtractor:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gankit.io_utils import atomic_write
+
 
 def cache_root() -> Path:
     """``$GANKIT_CACHE`` or ``~/.cache/gankit``."""
@@ -48,10 +50,7 @@ def load_reference(key: str) -> dict[str, np.ndarray] | None:
 
 
 def save_reference(key: str, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` atomically (temp file + rename) and return the path."""
+    """Write ``arrays`` atomically (:func:`gankit.io_utils.atomic_write`) and return the path."""
     path = stats_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: np.savez(f, **arrays))

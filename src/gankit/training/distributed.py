@@ -79,10 +79,6 @@ def wrap(module: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
 class CrossReplicaBatchNorm(_BatchNorm):
     """Batch norm whose training statistics are those of the batch over all ranks.
 

@@ -1,0 +1,29 @@
+"""Small file helpers shared by the data cache, the metric caches and the classifier cache."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write"]
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` atomically: ``write(f)`` fills a temporary file in the same folder, which is
+    flushed, fsynced and ``os.replace``-d onto ``path`` (removed if ``write`` fails). Readers see
+    the old file or the complete new one, never a partial one. Returns ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,51 @@
+"""atomic_write: the one temp-file + fsync + rename helper of the caches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gankit.io_utils import atomic_write
+from gankit.metrics import stats_cache
+
+
+def test_atomic_write_replaces_or_keeps_old(tmp_path):
+    path = tmp_path / "f.bin"
+    assert atomic_write(path, lambda f: f.write(b"one")) == path
+    assert path.read_bytes() == b"one"
+
+    def fail(f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(path, fail)
+    assert path.read_bytes() == b"one"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temp file left
+
+
+def test_save_reference_roundtrip_without_temp_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path))
+    path = stats_cache.save_reference("k", {"a": np.arange(3)})
+    assert path.name == "k.npz" and [p.name for p in path.parent.iterdir()] == ["k.npz"]
+    assert stats_cache.load_reference("k")["a"].tolist() == [0, 1, 2]
+
+
+def test_classifier_save_roundtrip(tmp_path):
+    import json
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from gankit.metrics.classifier import SmallClassifier, _save
+
+    model = SmallClassifier(1, 3)
+    path = tmp_path / "clf" / "m.safetensors"
+    _save(model, path, {"heldout_acc": 0.5})
+    with safe_open(str(path), "pt") as f:
+        assert json.loads(f.metadata()["info"]) == {"heldout_acc": 0.5}
+    loaded = load_file(str(path))
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded[k], v)
+    assert [p.name for p in path.parent.iterdir()] == ["m.safetensors"]
