@@ -36,32 +36,26 @@ def _plain_conv_pool(x, w, b):
     return h.reshape(n, c, hh // 2, 2, ww // 2, 2).mean(dim=(3, 5))
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 4, 4), (1, 4, 5, 7), (3, 2, 1, 1)])
-def test_upsample_conv_equals_plain_ops(shape):
+CASES = [
+    # (fused op, independent reference, input shape, output size from (H, W))
+    *[(upsample_conv3x3, _plain_upsample_conv, s, lambda h, w: (2 * h, 2 * w))
+      for s in [(2, 3, 4, 4), (1, 4, 5, 7), (3, 2, 1, 1)]],
+    *[(conv3x3_avgpool, _plain_conv_pool, s, lambda h, w: (h // 2, w // 2))
+      for s in [(2, 3, 8, 8), (1, 4, 6, 10), (2, 2, 7, 9)]],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("op, reference, shape, out_size", CASES)
+def test_fused_equals_plain_ops(op, reference, shape, out_size):
     x, w, b = _inputs(shape)
-    fast = upsample_conv3x3(x, w, b)
-    ref = _plain_upsample_conv(x, w, b)
-    assert fast.shape == (shape[0], 5, 2 * shape[2], 2 * shape[3])
+    fast, ref = op(x, w, b), reference(x, w, b)
+    assert fast.shape == (shape[0], 5, *out_size(*shape[2:]))
     torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
     grads = torch.autograd.grad(fast.square().sum(), (x, w, b))
     ref_grads = torch.autograd.grad(ref.square().sum(), (x, w, b))
     for g1, g2 in zip(grads, ref_grads):
         torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(upsample_conv3x3(x, w, b, fused=False), ref)
-
-
-@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 4, 6, 10), (2, 2, 7, 9)])
-def test_conv_pool_equals_plain_ops(shape):
-    x, w, b = _inputs(shape)
-    fast = conv3x3_avgpool(x, w, b)
-    ref = _plain_conv_pool(x, w, b)
-    assert fast.shape == ref.shape == (shape[0], 5, shape[2] // 2, shape[3] // 2)
-    torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
-    grads = torch.autograd.grad(fast.square().sum(), (x, w, b))
-    ref_grads = torch.autograd.grad(ref.square().sum(), (x, w, b))
-    for g1, g2 in zip(grads, ref_grads):
-        torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(conv3x3_avgpool(x, w, b, fused=False), ref)
+    torch.testing.assert_close(op(x, w, b, fused=False), ref)  # the module's reference path
 
 
 def test_composed_kernels_by_hand():
