@@ -89,3 +89,14 @@ def test_eval_command_writes_json_and_metrics_row(data_cfg, tmp_path):
         eval_command(str(run), ["fdi"], n=40, device="cpu")
     with pytest.raises(GankitError, match="Inception weights not found"):
         eval_command(str(run), ["fid"], n=40, device="cpu")
+
+
+def test_generated_labels_cycle_over_the_data_classes():
+    """A model with more classes than the data: labels stay within the data's classes."""
+    from gankit.evaluate import generate
+
+    G = PatternG(perfect=True)
+    labels = torch.cat([y for _, y in generate(G, 20, batch_size=7, n_classes=K - 1)])
+    assert sorted(labels.tolist()) == sorted([i % (K - 1) for i in range(20)])
+    labels = torch.cat([y for _, y in generate(G, 20, batch_size=7)])
+    assert set(labels.tolist()) == set(range(K))

@@ -61,6 +61,7 @@ class EvalContext:
     reference: dict[str, Features]  # "inception" / "offline" → reference features
     heldout: Features | None  # offline features of the classifier's held-out real images
     info: dict
+    n_classes: int  # classes of the reference data: generated labels cycle over these
 
 
 def _subset(indices: np.ndarray, n: int) -> np.ndarray:
@@ -144,7 +145,7 @@ def prepare(
         reference["offline"] = _real_features(ds, idx, offline, "clf-train", quiet)
         heldout = _real_features(ds, held_idx, offline, "clf-heldout", quiet)
         info["n_reference_offline"], info["n_real_heldout"] = len(idx), len(held_idx)
-    return EvalContext(list(metrics), extractors, reference, heldout, info)
+    return EvalContext(list(metrics), extractors, reference, heldout, info, ds.n_classes)
 
 
 @torch.no_grad()
@@ -154,14 +155,17 @@ def generate(
     batch_size: int = 100,
     truncation: float = 0.0,
     seed: int = 0,
+    n_classes: int | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield ``(uint8 (B, C, H, W), labels (B,))`` batches of ``n`` samples of ``G``.
 
-    Labels are balanced (``i mod n_classes``) and shuffled with ``seed``; so is ``z``
-    (drawn batch by batch by :func:`gankit.sampling.generate`).
+    Labels are balanced (``i mod n_classes``; default ``G.n_classes``, capped by it) and
+    shuffled with ``seed``; so is ``z`` (drawn batch by batch by
+    :func:`gankit.sampling.generate`). Pass the data's class count when the data has fewer
+    classes than the model, so that every label is one the reference (and classifier) knows.
     """
     device = next(G.parameters()).device
-    labels = torch.arange(n) % G.n_classes
+    labels = torch.arange(n) % min(n_classes or G.n_classes, G.n_classes)
     labels = labels[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
     gen = torch.Generator(device).manual_seed(seed)
     yield from sampling.generate(G, labels, batch_size, truncation, generator=gen)
@@ -181,7 +185,7 @@ def evaluate_generator(
     G.eval()
     try:
         fake = extract(
-            generate(G, n, batch_size, truncation, seed),
+            generate(G, n, batch_size, truncation, seed, ctx.n_classes),
             list(ctx.extractors.values()),
             total=n,
             quiet=quiet,
