@@ -182,11 +182,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise ConfigError(f"config key '{key}' has unsupported type {_type_name(tp)}")
 
 
-_BOUNDS: dict[str, tuple[Any, str]] = {
-    "positive": (lambda v: v > 0, "> 0"),
-    "non_negative": (lambda v: v >= 0, ">= 0"),
-    "unit": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "beta": (lambda v: 0 <= v < 1, "in [0, 1)"),
+_BOUNDS: dict[str, tuple[Any, str, str]] = {
+    "positive": (lambda v: v > 0, "> 0", "a positive value"),
+    "non_negative": (lambda v: v >= 0, ">= 0", "a non-negative value"),
+    "unit": (lambda v: 0 <= v <= 1, "in [0, 1]", "a fraction"),
+    "beta": (lambda v: 0 <= v < 1, "in [0, 1)", "an Adam beta"),
 }
 _POSITIVE = (
     "model.resolution model.channels model.n_classes model.dim_z model.G_ch model.D_ch "
@@ -195,8 +195,8 @@ _POSITIVE = (
     "eval.batch_size"
 ).split()
 _NON_NEGATIVE = (
-    "train.gp_weight train.ortho_reg train.aux_weight train.ema_start train.standing_stats "
-    "train.sigma_layers train.keep_last eval.truncation eval.every"
+    "model.shared_dim train.gp_weight train.ortho_reg train.aux_weight train.ema_start "
+    "train.standing_stats train.sigma_layers train.keep_last eval.truncation eval.every"
 ).split()
 _RANGES: dict[str, str] = {
     **dict.fromkeys(_POSITIVE, "positive"),
@@ -211,9 +211,16 @@ def _check_range(key: str, value: Any) -> None:
     """ConfigError if ``value`` (or any item of a list) is outside the range of ``key``."""
     if key not in _RANGES:
         return
-    ok, text = _BOUNDS[_RANGES[key]]
+    ok, text, what = _BOUNDS[_RANGES[key]]
     if not all(ok(v) for v in (value if isinstance(value, list) else [value])):
-        raise ConfigError(f"config key '{key}' must be {text}, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be {text}, got {value!r} ({what})")
+
+
+def check_ranges(section: str, values: Any) -> None:
+    """Range-check every field of one section dataclass (``section`` = ``"model"``, ...): for
+    configs built or changed in code, which bypass the checks of :func:`set_value`."""
+    for f in dataclasses.fields(values):
+        _check_range(f"{section}.{f.name}", getattr(values, f.name))
 
 
 def _section(cfg: Config, name: str) -> Any:

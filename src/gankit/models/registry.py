@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from gankit.config import ConfigError, ModelConfig
+from gankit.config import ConfigError, ModelConfig, check_ranges
 from gankit.layers.init import init_fn, init_weights
 
 __all__ = ["build", "count_params", "list_archs", "register"]
@@ -35,15 +35,6 @@ def list_archs() -> list[str]:
     return sorted(_ARCHS)
 
 
-def _check_positive(cfg: ModelConfig) -> None:
-    for key in ("resolution", "channels", "n_classes", "dim_z", "G_ch", "D_ch", "attn_k"):
-        value = getattr(cfg, key)
-        if value < 1:
-            raise ConfigError(f"config key 'model.{key}': expected a positive integer, got {value}")
-    if cfg.shared_dim < 0:
-        raise ConfigError(f"config key 'model.shared_dim': expected >= 0, got {cfg.shared_dim}")
-
-
 def build(cfg: ModelConfig, init: bool = True) -> tuple[nn.Module, nn.Module]:
     """``(G, D)`` for ``cfg.arch``, initialised with ``cfg.init`` (contract in
     docs/architecture.md). Raises ConfigError for unknown archs or invalid settings.
@@ -55,7 +46,7 @@ def build(cfg: ModelConfig, init: bool = True) -> tuple[nn.Module, nn.Module]:
         raise ConfigError(
             f"config key 'model.arch': unknown arch '{cfg.arch}'; valid: {', '.join(list_archs())}"
         )
-    _check_positive(cfg)
+    check_ranges("model", cfg)
     init_fn(cfg.init)  # an unknown style fails before the (slow) construction
     G, D = _ARCHS[cfg.arch](cfg)
     if init:

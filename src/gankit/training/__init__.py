@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gankit.config import Config, load_toml, save_toml, to_dict
+from gankit.config import Config, check_ranges, load_toml, save_toml, to_dict
 from gankit.errors import GankitError
 from gankit.training import checkpoint as ckpt_io
 
@@ -31,11 +31,6 @@ def prepare_run_dir(path: str | Path) -> Path:
     return path
 
 
-def _check_steps(steps: int) -> None:
-    if steps < 1:
-        raise GankitError(f"train.steps: expected a positive integer, got {steps}")
-
-
 def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False) -> Path:
     """Train a new run into ``out_dir`` and return it.
 
@@ -46,7 +41,7 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
             :func:`resume`), data that does not fit the model, bad config values.
     """
-    _check_steps(cfg.train.steps)
+    check_ranges("train", cfg.train)
     run_dir = prepare_run_dir(out_dir)
     if ckpt_io.list_checkpoints(run_dir / "checkpoints"):
         raise GankitError(
