@@ -2,6 +2,7 @@
 
 ``load(run_dir_or_checkpoint)`` returns the EMA generator in eval mode, with ``G.config`` holding
 the run's :class:`~gankit.config.Config`; ``gankit.load`` is this function.
+``load_discriminator(run_dir_or_checkpoint)`` returns the discriminator the same way.
 
 Interpolation (``gankit sample --interpolate``) writes one strip of ``n`` frames:
 
@@ -25,11 +26,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gankit.config import load_toml
+from gankit.config import Config, load_toml
 from gankit.errors import GankitError
+from gankit.models import build
 from gankit.training import checkpoint as ckpt_io
+from gankit.training.distributed import resolve_device
 
-__all__ = ["generate", "load", "make_grid", "sample_command", "save_grid"]
+__all__ = ["generate", "load", "load_discriminator", "make_grid", "sample_command", "save_grid"]
 
 
 def make_grid(images: torch.Tensor, ncol: int, pad: int = 2) -> np.ndarray:
@@ -56,6 +59,13 @@ def save_grid(images: torch.Tensor, path: str | Path, ncol: int) -> Path:
     return path
 
 
+def _open(source: str | Path, device: str | torch.device) -> tuple[Path, Config, torch.device]:
+    """``(checkpoint dir, its config, torch device)`` of a run or checkpoint ``source``."""
+    ckpt = ckpt_io.find_checkpoint(source)
+    dev = resolve_device(device) if device in ("auto", "cpu", "cuda") else torch.device(device)
+    return ckpt, load_toml(ckpt / ckpt_io.CONFIG_FILE), dev
+
+
 def load(source: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
     """The generator of a run directory (latest checkpoint) or of one checkpoint directory.
 
@@ -68,17 +78,44 @@ def load(source: str | Path, device: str | torch.device = "cpu", ema: bool = Tru
         ``G`` in eval mode, ``G(z (B, dim_z), y (B,)) -> (B, C, H, W)`` in [-1, 1], with
         ``G.config`` the run's Config.
     """
-    from gankit.models import build
-    from gankit.training.distributed import resolve_device
-
-    ckpt = ckpt_io.find_checkpoint(source)
-    cfg = load_toml(ckpt / ckpt_io.CONFIG_FILE)
-    dev = resolve_device(device) if device in ("auto", "cpu", "cuda") else torch.device(device)
+    ckpt, cfg, dev = _open(source, device)
     G, _ = build(cfg.model, init=False)  # weights are loaded next
     G.load_state_dict(ckpt_io.load_weights(ckpt, "G_ema" if ema else "G"))
     G = G.to(dev).eval().requires_grad_(False)
     G.config = cfg
     return G
+
+
+def load_discriminator(source: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The discriminator of a run directory (latest checkpoint) or of one checkpoint directory.
+
+    Returns:
+        ``D`` in eval mode (spectral norm uses its stored ``u``, ``v``), parameters frozen,
+        ``D(x (B, C, H, W), y (B,)) -> (B,)`` logits, with ``D.config`` the run's Config.
+
+    Raises:
+        GankitError: ``source`` is missing, or its (latest) checkpoint has no ``D.safetensors``.
+    """
+    try:
+        ckpt, cfg, dev = _open(source, device)
+    except GankitError:
+        source = Path(source)
+        generator_only = [
+            d
+            for d in (source, *sorted(source.glob("checkpoints/step_*")))
+            if (d / "G_ema.safetensors").is_file() and not (d / "D.safetensors").is_file()
+        ]
+        if generator_only:
+            raise GankitError(
+                f"{generator_only[-1]}: no D.safetensors (discriminator weights); expected a "
+                "training checkpoint with G, D and G_ema"
+            ) from None
+        raise
+    _, D = build(cfg.model, init=False)
+    D.load_state_dict(ckpt_io.load_weights(ckpt, "D"))
+    D = D.to(dev).eval().requires_grad_(False)
+    D.config = cfg
+    return D
 
 
 def _class_list(classes: Sequence[int] | None, n_classes: int) -> list[int]:
