@@ -122,6 +122,14 @@ def test_bad_parameters(G, target, kwargs, message):
         invert(G, x, y, **kwargs)
 
 
+def test_training_mode_is_an_error(G):
+    try:
+        with pytest.raises(GankitError, match="G: expected a network in eval mode"):
+            invert(G.train(), torch.zeros(1, 1, 28, 28), torch.zeros(1, dtype=torch.long))
+    finally:
+        G.eval()
+
+
 def test_another_resolution_is_an_error(G):
     with pytest.raises(GankitError, match=r"expected images \(N, 1, 28, 28\)"):
         invert(G, torch.zeros(2, 1, 32, 32), torch.zeros(2, dtype=torch.long))

@@ -30,6 +30,13 @@ def check_positive(value: int, param: str) -> None:
         raise GankitError(f"{param}: expected a positive integer, got {value!r}")
 
 
+def check_eval(module: torch.nn.Module, param: str) -> None:
+    """GankitError naming ``param`` if ``module`` is in training mode: batch norm would mix the
+    images of a batch and spectral norm would update its vectors during the analysis."""
+    if module.training:
+        raise GankitError(f"{param}: expected a network in eval mode (call .eval() first)")
+
+
 def check_images(
     x: torch.Tensor, y: torch.Tensor, resolution: int, channels: int, n_classes: int, param: str
 ) -> None:

@@ -118,7 +118,8 @@ def memorisation_ratios(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``d / median(d_heldout of the same class)`` for samples and held-out images (module doc).
 
-    A class without held-out images uses the median over all held-out images.
+    A class without held-out images uses the median over all held-out images. Medians of an
+    even count are the mean of the two middle values.
 
     Args:
         d_samples, y_samples: ``(S,)`` nearest-training distances of the samples, their classes.
@@ -127,10 +128,10 @@ def memorisation_ratios(
     Returns:
         ``(ratios of the samples (S,), ratios of the held-out images (H,))``.
     """
-    overall = d_heldout.median()
+    overall = d_heldout.quantile(0.5)
 
     def scale(labels: torch.Tensor) -> torch.Tensor:
-        med = {c: d_heldout[y_heldout == c].median() for c in y_heldout.unique().tolist()}
+        med = {c: d_heldout[y_heldout == c].quantile(0.5) for c in y_heldout.unique().tolist()}
         return torch.stack([med.get(c, overall) for c in labels.tolist()])
 
     return d_samples / scale(y_samples), d_heldout / scale(y_heldout)
@@ -181,6 +182,8 @@ def analyze_neighbours(
     cfg = G.config
     ds = run_data(cfg, data)
     train_idx, held_idx = heldout_split(len(ds))
+    if k > len(train_idx):
+        raise GankitError(f"k: {k} exceeds the {len(train_idx)} images of the training split")
     y_s = torch.arange(n) % min(ds.n_classes, cfg.model.n_classes)
     z = sample_z(n, G.dim_z, truncation, torch.Generator(dev).manual_seed(seed), dev)
     batches = [(x.cpu(), y) for x, y in generate(G, y_s, batch_size, z=z)]

@@ -39,6 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from gankit.analysis.common import (
+    check_eval,
     check_images,
     check_positive,
     run_data,
@@ -156,6 +157,7 @@ def invert(
     Raises:
         GankitError: a bad shape or parameter, naming it.
     """
+    check_eval(G, "G")
     check_images(x, y, G.resolution, G.channels, G.n_classes, "x")
     for value, name in ((steps, "steps"), (restarts, "restarts"), (batch_size, "batch_size")):
         check_positive(value, name)

@@ -44,9 +44,12 @@ Marks = list[tuple[int, bool]]  # (step, is_rollback)
 def _draw(ax: Any, title: str, series: Series, marks: Marks, log: bool, legend: bool) -> None:
     for name, (steps, values) in series.items():
         ax.plot(steps, values, label=name, linewidth=1.2)
+    labelled: set[bool] = set()
     for step, rollback in marks:
+        label = None if rollback in labelled else ("rollback" if rollback else "collapse warning")
+        labelled.add(rollback)
         ax.axvline(step, color="red" if rollback else "orange", alpha=0.7, linewidth=1,
-                   linestyle="-" if rollback else "--")  # fmt: skip
+                   linestyle="-" if rollback else "--", label=label)  # fmt: skip
     ax.set_xlabel("G step")
     ax.set_title(title, fontsize=9)
     if log:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gankit.analysis.common import check_images, check_positive, run_data, tiles
+from gankit.analysis.common import check_eval, check_images, check_positive, run_data, tiles
 from gankit.config import Config
 from gankit.data import to_float
 from gankit.errors import GankitError
@@ -68,6 +68,7 @@ def saliency_maps(
     Returns:
         ``(N, H, W)`` in D's dtype, on ``x``'s device.
     """
+    check_eval(D, "D")
     check_images(x, y, D.resolution, D.channels, D.n_classes, "x")
     check_positive(batch_size, "batch_size")
     param = next(D.parameters())
