@@ -88,9 +88,11 @@ def _as_tiles(maps: torch.Tensor) -> torch.Tensor:
     return (maps / peak * 255).round().to(torch.uint8)[:, None]
 
 
-def _grid(images: torch.Tensor, labels: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
-    """Per class (ascending): a row of images, then one row per map kind; classes with fewer
-    images are padded with black tiles to the widest class."""
+def _grid(
+    images: torch.Tensor, labels: torch.Tensor, maps: list[torch.Tensor]
+) -> tuple[torch.Tensor, int]:
+    """Tiles and column count: per class (ascending) a row of images, then one row per map kind;
+    classes with fewer images are padded with black tiles to the widest class."""
     classes = labels.unique().tolist()
     width = max(int((labels == c).sum()) for c in classes)
     rows = []
@@ -99,7 +101,7 @@ def _grid(images: torch.Tensor, labels: torch.Tensor, maps: list[torch.Tensor]) 
         for row in [images[idx]] + [_as_tiles(m[idx]) for m in maps]:
             pad = row.new_zeros((width - len(row), *row.shape[1:]))
             rows.append(torch.cat([row, pad]))
-    return tiles(rows, images.shape[1])
+    return tiles(rows, images.shape[1]), width
 
 
 def _real_images(
@@ -164,8 +166,7 @@ def analyze_saliency(
     maps = {h: saliency_maps(D, to_float(x), y, h, batch_size).cpu() for h in heads}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    grid = _grid(x, y, list(maps.values()))
-    columns = max(int((y == c).sum()) for c in y.unique().tolist())
+    grid, columns = _grid(x, y, list(maps.values()))
     png = save_grid(grid, out / "saliency.png", columns)
     npz = out / "saliency.npz"
     arrays = {h: m.numpy().astype(np.float32) for h, m in maps.items()}
