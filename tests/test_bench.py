@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from gankit.bench import WORKLOADS, RSSPeak, bench_command, synthetic_dataset
+from gankit.bench import WORKLOADS, RSSPeak, benchmark, synthetic_dataset
 from gankit.cli import main
 from gankit.config import load_preset
 from gankit.errors import GankitError
@@ -49,7 +49,7 @@ def test_bench_training_json(capsys):
 
 
 def test_bench_flags_follow_overrides():
-    result = bench_command(
+    result = benchmark(
         "cifar", "cpu", 1, 0, [*TINY, "train.channels_last=false", "train.fused_optim=false"], 8
     )
     assert result["flags"]["channels_last"] is False
@@ -64,7 +64,7 @@ def test_bench_attention_json(capsys):
     for path in ("fused", "reference"):
         assert {"s_per_iter", "peak_mem_GiB"} <= set(result[path])
     assert result["max_abs_diff"] < 1e-4  # the two paths compute the same layer
-    sagan = bench_command("attention", "cpu", 1, 0, ["model.attn_pool=false"], 8, 16, 2)
+    sagan = benchmark("attention", "cpu", 1, 0, ["model.attn_pool=false"], 8, 16, 2)
     assert sagan["variant"] == "sagan" and sagan["M"] == 64
 
 
@@ -96,7 +96,7 @@ def test_synthetic_dataset_matches_the_model():
 )
 def test_bench_bad_input(workload, overrides, kwargs):
     with pytest.raises(GankitError):
-        bench_command(workload, "cpu", overrides=overrides, **kwargs)
+        benchmark(workload, "cpu", overrides=overrides, **kwargs)
 
 
 def test_bench_cli_bad_workload_exits_2(capsys):

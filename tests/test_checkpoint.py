@@ -8,9 +8,10 @@ import pytest
 import torch
 from training_fixtures import tiny_cfg, tiny_data
 
+from gankit import checkpoint as ckpt_io
 from gankit.config import Config, load_toml, save_toml
 from gankit.errors import GankitError
-from gankit.training import checkpoint as ckpt_io
+from gankit.run import find_checkpoint
 from gankit.training import resume, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,13 +61,13 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert calls["n"] == 1
     after = ckpt_io.list_checkpoints(root)
     assert [c.name for c in after] == ["step_00000002"]
-    assert ckpt_io.find_checkpoint(run) == before[0]
+    assert find_checkpoint(run) == before[0]
     assert not list(root.glob(".tmp-*"))  # the failed temp dir was removed
     # a half-written dir (simulated hard kill) is never taken as latest
     half = root / "step_00000099"
     half.mkdir()
     (half / "G.safetensors").write_bytes(b"partial")
-    assert ckpt_io.find_checkpoint(run) == before[0]
+    assert find_checkpoint(run) == before[0]
     _weights(before[0])  # still loadable
     resume(run, steps=4, quiet=True)  # and resumable
     assert (root / "step_00000004").is_dir()

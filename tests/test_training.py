@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from training_fixtures import tiny_cfg, tiny_data
 
+from gankit import checkpoint as ckpt_io
 from gankit.data import ImageDataset
 from gankit.errors import GankitError
-from gankit.training import checkpoint as ckpt_io
 from gankit.training import train
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.loop import Trainer

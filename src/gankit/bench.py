@@ -35,7 +35,12 @@ import torch
 
 from gankit.config import Config, ModelConfig, apply_overrides, list_presets, load_preset
 from gankit.data import ImageDataset
-from gankit.errors import GankitError
+from gankit.device import resolve_device
+from gankit.errors import ParameterError
+from gankit.layers.attention import SelfAttention
+from gankit.models import count_params
+from gankit.training.loop import Trainer, amp_dtype
+from gankit.training.speed import flags
 
 WORKLOADS = {"cifar": "biggan-cifar", "i128": "biggan-128"}
 """Anchor workload name -> preset (DESIGN.md Sec. 8)."""
@@ -67,7 +72,7 @@ def synchronize(device: torch.device) -> None:
 
 def time_calls(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:
     """Mean wall-clock seconds per call of ``fn`` over ``steps >= 1`` calls after ``warmup``
-    calls (:func:`bench_command` validates ``--steps``/``--warmup``)."""
+    calls (:func:`benchmark` validates ``steps``/``warmup``)."""
     for _ in range(warmup):
         fn()
     synchronize(device)
@@ -177,13 +182,10 @@ def bench_attention(
         ``{"workload": "attention", "N", "M", "fused": {...}, "reference": {...}, ...}`` where
         each path has ``s_per_iter`` and ``peak_mem_GiB``, plus ``max_abs_diff`` of the outputs.
     """
-    from gankit.layers.attention import SelfAttention
-
-    if resolution < 2 or channels < 1 or batch_size < 1:
-        raise GankitError(
-            "bench attention: expected --resolution >= 2, --channels >= 1 and --batch-size >= 1, "
-            f"got {resolution}, {channels}, {batch_size}"
-        )
+    for param, value, least in (("resolution", resolution, 2), ("channels", channels, 1),
+                                ("batch_size", batch_size, 1)):  # fmt: skip
+        if value < least:
+            raise ParameterError(param, f"expected an integer >= {least}, got {value}")
     k, pool = model_cfg.attn_k, model_cfg.attn_pool
     gen = torch.Generator().manual_seed(0)
     fused = SelfAttention(channels, k=k, pool=pool, sn=True, sn_eps=model_cfg.sn_eps)
@@ -260,10 +262,6 @@ def bench_training(cfg: Config, steps: int, warmup: int) -> dict[str, Any]:
     ``gankit bench`` (keys in README "Performance"); ``real_imgs_per_s`` counts the real images
     D sees per second (``batch_size * n_D * accumulate`` per iteration).
     """
-    from gankit.models import count_params
-    from gankit.training.loop import Trainer
-    from gankit.training.speed import flags
-
     t = cfg.train
     per_iter = t.batch_size * t.n_D * t.accumulate
     trainer = Trainer(cfg, None, dataset=synthetic_dataset(cfg, 2 * per_iter), quiet=True)
@@ -296,7 +294,7 @@ def bench_training(cfg: Config, steps: int, warmup: int) -> dict[str, Any]:
     }
 
 
-def bench_command(
+def benchmark(
     workload: str = "cifar",
     device: str = "auto",
     steps: int = 3,
@@ -306,19 +304,21 @@ def bench_command(
     channels: int = 256,
     batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Entry point of ``gankit bench`` (see the module docstring); returns the JSON dict.
+    """``gankit bench`` (see the module docstring); returns the JSON dict.
 
     ``workload``: ``cifar``, ``i128`` (the anchor presets), ``attention``, or any preset name.
     ``overrides`` are ``--set`` items; for ``attention`` only ``model.attn_k`` and
     ``model.attn_pool`` matter. ``batch_size`` overrides ``train.batch_size`` (attention
     default: 8).
-    """
-    if steps < 1 or warmup < 0:
-        raise GankitError(f"bench: expected --steps >= 1 and --warmup >= 0, got {steps}, {warmup}")
-    if workload == "attention":
-        from gankit.training.distributed import resolve_device
-        from gankit.training.loop import amp_dtype
 
+    Raises:
+        ParameterError: unknown ``workload``, ``steps < 1``, ``warmup < 0``, bad attention sizes.
+    """
+    if steps < 1:
+        raise ParameterError("steps", f"expected an integer >= 1, got {steps}")
+    if warmup < 0:
+        raise ParameterError("warmup", f"expected an integer >= 0, got {warmup}")
+    if workload == "attention":
         cfg = apply_overrides(Config(), overrides or [])
         dev = resolve_device(device)
         amp = amp_dtype(cfg.train.amp, dev)
@@ -326,7 +326,7 @@ def bench_command(
         return bench_attention(resolution, channels, size, dev, steps, warmup, cfg.model, amp)
     if workload not in WORKLOADS and workload not in list_presets():
         valid = ", ".join([*WORKLOADS, "attention", *list_presets()])
-        raise GankitError(f"bench: unknown --workload {workload!r}; valid: {valid}")
+        raise ParameterError("workload", f"unknown workload {workload!r}; valid: {valid}")
     cfg = load_preset(WORKLOADS.get(workload, workload), overrides or [])
     cfg.train.device = device
     if batch_size is not None:

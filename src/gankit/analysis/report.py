@@ -1,6 +1,6 @@
 """``gankit inspect RUN``: plots of losses and sigma_0 curves, plus a JSON summary.
 
-Reads ``RUN/metrics.jsonl`` (see :mod:`gankit.training.monitor`) and writes into ``RUN/plots/``
+Reads ``RUN/metrics.jsonl`` (:class:`gankit.run.RunDir`) and writes into ``RUN/plots/``
 (or ``out_dir``): ``losses.png`` (loss_D, loss_G, D_real, D_fake over G steps),
 ``sigma0_G.png`` / ``sigma0_D.png`` (sigma_0 of each tracked weight, log scale, BigGAN Fig. 3
 style) and ``summary.json`` (steps, last losses, collapse warnings, eval results).
@@ -12,31 +12,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gankit.errors import GankitError
+import matplotlib
 
-__all__ = ["inspect_run", "read_metrics"]
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
 
+from gankit.errors import GankitError  # noqa: E402
+from gankit.run import RunDir  # noqa: E402
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Records of ``run_dir/metrics.jsonl`` in file order (a truncated last line is skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise GankitError(f"{run_dir}: no metrics.jsonl; expected a gankit run directory")
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+__all__ = ["inspect_run"]
 
 
 def _plot(path: Path, title: str, series: dict[str, tuple[list, list]], log: bool) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, (steps, values) in series.items():
         ax.plot(steps, values, label=name, linewidth=1.2)
@@ -67,11 +54,12 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
     Raises:
         GankitError: ``run_dir`` has no ``metrics.jsonl`` or it holds no log record.
     """
-    records = read_metrics(run_dir)
+    run = RunDir(run_dir)
+    records = run.read_metrics()
     logs = [r for r in records if "loss_D" in r]
     if not logs:
-        raise GankitError(f"{run_dir}/metrics.jsonl: no training log records yet")
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "plots"
+        raise GankitError(f"{run.metrics_file}: no training log records yet")
+    out = Path(out_dir) if out_dir is not None else run.plots
     out.mkdir(parents=True, exist_ok=True)
     paths = [
         _plot(

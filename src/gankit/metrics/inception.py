@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gankit.errors import GankitError
+from gankit.metrics.registry import ExtractorSetup, register_extractor
 from gankit.metrics.stats_cache import cache_root
 
 INCEPTION_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -363,3 +364,9 @@ class InceptionExtractor:
     def __call__(self, images: Tensor) -> dict[str, Tensor]:
         pool3, logits = self.net(images)
         return {"pool3": pool3, "logits": logits}
+
+
+@register_extractor("inception", outputs=("pool3", "logits"), offline=False)
+def _inception_extractor(setup: ExtractorSetup) -> tuple[InceptionExtractor, dict]:
+    """The FID Inception with the checked ``pt_inception-2015-12-05`` weights."""
+    return InceptionExtractor(load_inception(setup.inception_weights, setup.device)), {}

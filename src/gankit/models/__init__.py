@@ -7,8 +7,8 @@ Architectures: ``biggan``, ``sagan``, ``sngan`` (ResNet, :mod:`gankit.models.res
 
 from gankit.models import biggan, dcgan, sagan, sngan  # noqa: F401  (register the archs)
 from gankit.models.base import ConditionalGenerator, ProjectionDiscriminator
+from gankit.models.latent import sample_z
 from gankit.models.registry import build, count_params, list_archs, register
-from gankit.models.sampling_z import sample_z
 
 __all__ = [
     "ConditionalGenerator",

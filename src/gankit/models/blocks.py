@@ -6,8 +6,8 @@ order (a 1x1 conv acts per pixel, and commutes with copying pixels or averaging 
 costs 4x less. With ``fused_resample`` (default; ``train.fused_resample``) the resampling and
 the adjacent 3x3 conv also run as one strided op (:mod:`gankit.layers.resample_conv`), exact
 up to fp32 rounding and about 2.2x cheaper; ``fused_resample = False`` is the plain reference.
-Both blocks support activation checkpointing (``checkpoint_activations``,
-:mod:`gankit.layers.checkpointing`).
+Both blocks can recompute their activations in backward (``checkpoint_activations``,
+:mod:`gankit.layers.recompute`).
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gankit.layers.checkpointing import CheckpointableBlock
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
+from gankit.layers.recompute import RecomputableBlock
 from gankit.layers.resample_conv import conv3x3_avgpool, upsample_conv3x3
 from gankit.layers.spectral_norm import sn_conv2d
 
 __all__ = ["DBlock", "GBlock"]
 
 
-class GBlock(CheckpointableBlock):
+class GBlock(RecomputableBlock):
     """Generator block: ``CBN-ReLU-up-conv3-CBN-ReLU-conv3`` plus an upsampled shortcut.
 
     ``x: (B, C_in, H, W)``, condition ``c`` (see :class:`ConditionalBatchNorm2d`)
@@ -58,7 +58,7 @@ class GBlock(CheckpointableBlock):
         return h + F.interpolate(self.conv_sc(x), scale_factor=2, mode="nearest")
 
 
-class DBlock(CheckpointableBlock):
+class DBlock(RecomputableBlock):
     """Discriminator block: ``[ReLU]-conv3-ReLU-conv3-[avgpool2]`` plus a shortcut.
 
     ``x: (B, C_in, H, W) -> (B, C_out, H', W')`` with ``H' = H/2`` when ``downsample``. The

@@ -21,7 +21,8 @@ import torch.distributed.nn.functional as dist_fn
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from gankit.errors import GankitError
+from gankit.device import resolve_device
+from gankit.errors import GankitError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -41,24 +42,16 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``; ``cuda`` checks it."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise GankitError(f"train.device: expected auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GankitError("train.device: cuda requested but no CUDA device is available")
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
-
-
 def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
     """Join the torchrun process group if ``WORLD_SIZE > 1``; return ``(info, device)``."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     info = DistInfo(
         int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0"))
     )
-    dev = resolve_device(device, info.local_rank)
+    try:
+        dev = resolve_device(device, info.local_rank)
+    except ParameterError as err:
+        raise GankitError(f"train.device: {err.message}") from None
     if info.enabled and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)

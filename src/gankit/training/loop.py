@@ -24,12 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from gankit import checkpoint as ckpt_io
 from gankit.config import Config, to_dict
 from gankit.data import BatchSampler, ImageDataset, load_dataset, to_float, to_uint8
 from gankit.errors import GankitError
 from gankit.losses import aux_classifier_loss, d_loss, g_loss
 from gankit.regularizers import gradient_penalty, orthogonal_reg
-from gankit.training import checkpoint as ckpt_io
 from gankit.training import distributed, speed
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.monitor import CollapseDetector, Monitor, TrainingDivergedError
@@ -399,7 +399,7 @@ class Trainer:
                 return z, torch.randint(m.n_classes, (n,), generator=gen, device=self.device)
 
             standing_stats(G, self.cfg.train.standing_stats, make_inputs)
-        from gankit.sampling import save_grid
+        from gankit.generation import save_grid
 
         z, y = self._grid_latents()
         save_grid(
@@ -420,14 +420,14 @@ class Trainer:
         return z.to(self.device), classes.repeat_interleave(GRID_COLS).to(self.device)
 
     def evaluate(self) -> None:
-        """Eval hook: ``gankit.evaluate.periodic_eval`` (main rank); keeps ``checkpoints/best``
+        """Eval hook: ``gankit.evaluation.periodic_eval`` (main rank); keeps ``checkpoints/best``
         by the lowest value of the first metric whose name contains ``fid`` (``fid`` first)."""
-        from gankit.evaluate import periodic_eval
+        from gankit.evaluation import periodic_eval
 
         state = self.state_dict()  # collective under DDP: every rank calls it
         if not self.writes:
             return
-        results = periodic_eval(self.sampling_G, self.cfg, self.step, self.device)
+        results = periodic_eval(self.sampling_G, self.cfg, self.device)
         self.monitor.write({"step": self.step, "eval": results})  # same row as `gankit eval`
         keys = sorted((k for k in results if "fid" in k), key=lambda k: (k != "fid", k))
         if not keys:

@@ -13,7 +13,7 @@
   (:mod:`gankit.layers.resample_conv`): exact, ~2.2x fewer multiply-adds for those convs.
 - ``train.checkpoint_activations`` (off by default: it costs one more forward of each block):
   the ResNet blocks of G and D keep only their inputs and recompute the rest in backward
-  (:mod:`gankit.layers.checkpointing`), without a second SN power iteration or BN update.
+  (:mod:`gankit.layers.recompute`), without a second SN power iteration or BN update.
 - ``train.sn_once``: G's weights do not change during the D steps, so G's spectral-norm power
   iteration runs only in the first D step's fake forward; the other ``n_D - 1`` no-grad
   forwards reuse its ``u``, ``v`` (:func:`frozen_power_iteration`). Exact for ``n_D = 1``; for

@@ -1,9 +1,11 @@
-"""``gankit eval`` and the training loop's eval hook: generator samples → features → metrics.
+"""Evaluation of a generator: samples → features → metrics (``gankit eval``, ``gankit.evaluate``
+and the training loop's eval hook).
 
 Two reference sets, both cached on disk (:mod:`gankit.metrics.stats_cache`):
 
-* Inception metrics (``fid``, ``is``, ``kid``, ``prdc``, ``intra_fid``; standard protocol of
-  DESIGN §7): a fixed random subset (seed 0) of ``min(n, N)`` images of the whole data set.
+* Inception metrics (``fid``, ``is``, ``kid``, ``prdc``, ``intra_fid``; the standard
+  TF-Inception protocol): a fixed random subset (seed 0) of ``min(n, N)`` images of the whole
+  data set.
 * Offline metrics (``class_acc``, ``cfid``, ``swd``): a fixed subset of ``min(n, N_train)``
   images of gankit's classifier *training* split; the classifier's held-out split is evaluated
   the same way as the samples and reported as ``<metric>_real_heldout`` (the ceiling a perfect
@@ -16,33 +18,43 @@ like real data (:func:`gankit.data.to_uint8`).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from gankit import sampling
+from gankit.checkpoint import checkpoint_step
 from gankit.config import Config, DataConfig
-from gankit.errors import GankitError
+from gankit.data import load_dataset
+from gankit.device import resolve_device
+from gankit.errors import ParameterError
+from gankit.generation import generate
 from gankit.metrics import (
-    ClassifierExtractor,
-    InceptionExtractor,
-    PixelProjector,
+    Extractor,
+    ExtractorSetup,
+    Features,
     array_batches,
     compute,
     extract,
+    get_extractor,
     get_metric,
     heldout_split,
-    load_inception,
-    load_or_train_classifier,
 )
-from gankit.metrics.features import Extractor
-from gankit.metrics.registry import EXTRACTOR_OUTPUTS, Features
 from gankit.metrics.stats_cache import cache_key, load_reference, save_reference
+from gankit.run import RunDir, find_checkpoint, load_generator
+
+__all__ = [
+    "EvalContext",
+    "evaluate",
+    "evaluate_generator",
+    "generate_balanced",
+    "periodic_eval",
+    "prepare",
+]
 
 OFFLINE_NOTE = (
     "class_acc, cfid and swd use gankit's own classifier / raw pixels: NOT comparable to "
@@ -58,7 +70,7 @@ class EvalContext:
 
     metrics: list[str]
     extractors: dict[str, Extractor]  # by extractor kind (see gankit.metrics.registry)
-    reference: dict[str, Features]  # "inception" / "offline" → reference features
+    reference: dict[bool, Features]  # offline? → reference features (see module docstring)
     heldout: Features | None  # offline features of the classifier's held-out real images
     info: dict
     n_classes: int  # classes of the reference data: generated labels cycle over these
@@ -96,7 +108,7 @@ def _real_features(
             desc=f"reference ({subset})",
         )
         for kind, _, key in missing:
-            arrays = {name: new[name] for name in EXTRACTOR_OUTPUTS[kind]}
+            arrays = {name: new[name] for name in get_extractor(kind).outputs}
             save_reference(key, arrays)
             feats.update(arrays)
     return feats
@@ -112,44 +124,37 @@ def prepare(
     device: torch.device,
     quiet: bool = True,
 ) -> EvalContext:
-    """Load extractors (Inception weights, cached/trained classifier) and reference features."""
-    from gankit.data import load_dataset
-
-    specs = [get_metric(name) for name in metrics]  # unknown names fail before any work
-    kinds = {spec.extractor for spec in specs}
+    """Build the extractors the ``metrics`` need (each kind's registered factory: Inception
+    weights, the cached/trained classifier, ...) and the reference features."""
+    kinds = sorted({get_metric(name).extractor for name in metrics})  # unknown names fail first
     ds = load_dataset(data_cfg, resolution, channels)
+    setup = ExtractorSetup(
+        ds.x, ds.y, ds.n_classes, ds.source, device, inception_weights or None, quiet
+    )
     extractors: dict[str, Extractor] = {}
     info: dict = {"data": ds.source}
-    if "inception" in kinds:
-        extractors["inception"] = InceptionExtractor(load_inception(inception_weights, device))
-    if "classifier" in kinds:
-        model, clf_info = load_or_train_classifier(
-            ds.x, ds.y, ds.n_classes, ds.source, device=device, quiet=quiet
-        )
-        extractors["classifier"] = ClassifierExtractor(model, clf_info["key"])
-        info["classifier_heldout_acc"] = clf_info["heldout_acc"]
-    if "swd" in kinds:
-        extractors["swd"] = PixelProjector()
-    reference: dict[str, Features] = {}
+    for kind in kinds:
+        extractors[kind], extra = get_extractor(kind).factory(setup)
+        info.update(extra)
+    reference: dict[bool, Features] = {}
     heldout = None
-    if "inception" in extractors:
+    online = {k: e for k, e in extractors.items() if not get_extractor(k).offline}
+    if online:
         idx = _subset(np.arange(len(ds)), n)
-        reference["inception"] = _real_features(
-            ds, idx, {"inception": extractors["inception"]}, "all", quiet
-        )
+        reference[False] = _real_features(ds, idx, online, "all", quiet)
         info["n_reference"] = len(idx)
-    offline = {k: e for k, e in extractors.items() if k != "inception"}
+    offline = {k: e for k, e in extractors.items() if get_extractor(k).offline}
     if offline:
         train_idx, held_idx = heldout_split(len(ds))
         idx = _subset(train_idx, n)
-        reference["offline"] = _real_features(ds, idx, offline, "clf-train", quiet)
+        reference[True] = _real_features(ds, idx, offline, "clf-train", quiet)
         heldout = _real_features(ds, held_idx, offline, "clf-heldout", quiet)
         info["n_reference_offline"], info["n_real_heldout"] = len(idx), len(held_idx)
     return EvalContext(list(metrics), extractors, reference, heldout, info, ds.n_classes)
 
 
 @torch.no_grad()
-def generate(
+def generate_balanced(
     G: nn.Module,
     n: int,
     batch_size: int = 100,
@@ -161,14 +166,14 @@ def generate(
 
     Labels are balanced (``i mod n_classes``; default ``G.n_classes``, capped by it) and
     shuffled with ``seed``; so is ``z`` (drawn batch by batch by
-    :func:`gankit.sampling.generate`). Pass the data's class count when the data has fewer
+    :func:`gankit.generation.generate`). Pass the data's class count when the data has fewer
     classes than the model, so that every label is one the reference (and classifier) knows.
     """
     device = next(G.parameters()).device
     labels = torch.arange(n) % min(n_classes or G.n_classes, G.n_classes)
     labels = labels[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
     gen = torch.Generator(device).manual_seed(seed)
-    yield from sampling.generate(G, labels, batch_size, truncation, generator=gen)
+    yield from generate(G, labels, batch_size, truncation, generator=gen)
 
 
 def evaluate_generator(
@@ -185,7 +190,7 @@ def evaluate_generator(
     G.eval()
     try:
         fake = extract(
-            generate(G, n, batch_size, truncation, seed, ctx.n_classes),
+            generate_balanced(G, n, batch_size, truncation, seed, ctx.n_classes),
             list(ctx.extractors.values()),
             total=n,
             quiet=quiet,
@@ -195,9 +200,7 @@ def evaluate_generator(
         G.train(was_training)
     result: dict[str, float] = {}
     for name in ctx.metrics:
-        spec = get_metric(name)
-        real = ctx.reference.get("inception" if spec.extractor == "inception" else "offline")
-        result.update(compute([name], fake, real))
+        result.update(compute([name], fake, ctx.reference.get(get_metric(name).offline)))
     return result
 
 
@@ -205,17 +208,17 @@ def _heldout_ceiling(ctx: EvalContext) -> dict[str, float]:
     names = [m for m in ctx.metrics if get_metric(m).offline]
     if not names or ctx.heldout is None:
         return {}
-    values = compute(names, ctx.heldout, ctx.reference["offline"])
+    values = compute(names, ctx.heldout, ctx.reference[True])
     return {f"{k}_real_heldout": v for k, v in values.items()}
 
 
-def _check_n(n: int, what: str) -> None:
+def _check_n(n: int, param: str) -> None:
     if n < 10:
-        raise GankitError(f"{what}: expected at least 10 samples, got {n}")
+        raise ParameterError(param, f"expected at least 10 samples, got {n}")
 
 
-def eval_command(
-    source: str,
+def evaluate(
+    source: str | Path,
     metrics: Sequence[str],
     n: int = 50000,
     data: str | None = None,
@@ -225,9 +228,10 @@ def eval_command(
     seed: int = 0,
     quiet: bool = False,
 ) -> dict:
-    """``gankit eval``: evaluate the EMA generator of a run/checkpoint; JSON-able result.
+    """Evaluate the EMA generator of a run/checkpoint (``gankit eval``); a JSON-able result.
 
-    Also appends ``{"step", "eval": {...}}`` to the run's ``metrics.jsonl``.
+    Also appends ``{"step", "eval": {...}}`` to the run's ``metrics.jsonl`` (when ``source``
+    belongs to a run).
 
     Args:
         source: run directory (latest checkpoint) or checkpoint directory.
@@ -236,19 +240,19 @@ def eval_command(
         data: reference data path; ``None``: the run's ``data.path``.
         inception_weights: ``pt_inception-2015-12-05-6726825d.pth``; ``None``: the config's
             ``eval.inception_weights`` or the cache path.
-    """
-    from gankit.sampling import load
-    from gankit.training.checkpoint import checkpoint_step, find_checkpoint
-    from gankit.training.distributed import resolve_device
 
+    Raises:
+        ParameterError: no metrics, ``n < 10``, bad ``device``.
+        GankitError: unknown metric, missing source or weights.
+    """
     if not metrics:
-        raise GankitError("--metrics: expected at least one metric name")
+        raise ParameterError("metrics", "expected at least one metric name")
     for name in metrics:
         get_metric(name)
-    _check_n(n, "--n")
+    _check_n(n, "n")
     dev = resolve_device(device)
     ckpt = find_checkpoint(source)
-    G = load(ckpt, device=dev)
+    G = load_generator(ckpt, device=dev)
     cfg: Config = G.config
     data_cfg = replace(cfg.data, path=data) if data is not None else cfg.data
     ctx = prepare(
@@ -265,10 +269,9 @@ def eval_command(
     values.update(_heldout_ceiling(ctx))
     step = checkpoint_step(ckpt)
     step = step if step >= 0 else None
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
-    if run_dir is not None:
-        with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, "eval": values}) + "\n")
+    run = RunDir.of_checkpoint(ckpt)
+    if run is not None:
+        run.append_metrics({"step": step, "eval": values})
     notes = {}
     if any(get_metric(m).offline for m in metrics):
         notes["offline"] = OFFLINE_NOTE
@@ -289,10 +292,10 @@ def eval_command(
 _CONTEXTS: dict[tuple, EvalContext] = {}
 
 
-def periodic_eval(G: nn.Module, cfg: Config, step: int, device: torch.device) -> dict[str, float]:
-    """Training-loop hook (every ``cfg.eval.every`` steps): ``cfg.eval.metrics`` on
-    ``cfg.eval.n`` samples of ``G``. Extractors and reference features are prepared once per
-    process (and cached on disk). ``step`` is the caller's; the values are returned, not logged.
+def periodic_eval(G: nn.Module, cfg: Config, device: torch.device) -> dict[str, float]:
+    """``cfg.eval.metrics`` on ``cfg.eval.n`` samples of ``G`` (the training loop's eval hook,
+    every ``cfg.eval.every`` steps). Extractors and reference features are prepared once per
+    process (and cached on disk). The values are returned, not logged.
     """
     _check_n(cfg.eval.n, "eval.n")
     key = (

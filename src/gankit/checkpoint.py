@@ -1,5 +1,8 @@
 """Atomic, crash-safe checkpoints: safetensors weights plus a ``weights_only`` state file.
 
+This module reads and writes ONE checkpoint directory; what a run directory holds (and which of
+its checkpoints is the latest or best) is :mod:`gankit.run`.
+
 Layout of one checkpoint, ``RUN/checkpoints/step_XXXXXXXX/``:
 
 - ``G.safetensors``, ``D.safetensors``, ``G_ema.safetensors``: ``state_dict()`` of each network
@@ -32,7 +35,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gankit.config import Config, save_toml
-from gankit.errors import GankitError
 
 WEIGHT_FILES = ("G", "D", "G_ema")
 STATE_FILE = "state.pt"
@@ -166,27 +168,6 @@ def prune_checkpoints(root: str | Path, keep_last: int) -> None:
         return
     for old in list_checkpoints(root)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def find_checkpoint(source: str | Path) -> Path:
-    """Resolve a run directory (→ its latest checkpoint) or a checkpoint directory.
-
-    Raises:
-        GankitError: ``source`` is missing, or is neither a run with a complete checkpoint nor a
-            complete checkpoint directory.
-    """
-    source = Path(source)
-    if not source.exists():
-        raise GankitError(f"{source}: no such run or checkpoint directory")
-    if is_complete(source):
-        return source
-    ckpts = list_checkpoints(source / "checkpoints")
-    if not ckpts:
-        raise GankitError(
-            f"{source}: expected a run directory with checkpoints/step_*/ or a checkpoint "
-            "directory holding G.safetensors, G_ema.safetensors and state.pt; found none"
-        )
-    return ckpts[-1]
 
 
 def load_weights(ckpt: Path, which: str, device: str | torch.device = "cpu") -> dict:

@@ -1,0 +1,39 @@
+"""``gankit bench``: time a training iteration (or one attention layer); prints JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from gankit.cli.common import add_device, add_set
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="time a full training iteration; prints JSON")
+    p.add_argument("--workload", default="cifar", help="cifar | i128 | attention | a preset name")
+    add_device(p, "auto")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--resolution", type=int, default=64, help="attention workload: feature size")
+    p.add_argument("--channels", type=int, default=256, help="attention workload: channels")
+    p.add_argument("--json", action="store_true", help="one-line JSON")
+    add_set(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gankit.bench import benchmark
+
+    result = benchmark(
+        workload=args.workload,
+        device=args.device,
+        steps=args.steps,
+        warmup=args.warmup,
+        overrides=args.overrides,
+        resolution=args.resolution,
+        channels=args.channels,
+        batch_size=args.batch_size,
+    )
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
