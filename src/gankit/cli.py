@@ -147,6 +147,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gankit.serve import serve
+
+    serve(args.run_dir, host=args.host, port=args.port, device=args.device)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gankit", description="Train, sample, evaluate and inspect class-conditional GANs."
@@ -224,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one-line JSON")
     _add_set(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("serve", help="explore a run in the browser: samples, curves, config")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

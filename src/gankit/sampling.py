@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -29,7 +30,17 @@ from gankit.config import load_toml
 from gankit.errors import GankitError
 from gankit.training import checkpoint as ckpt_io
 
-__all__ = ["generate", "load", "make_grid", "sample_command", "save_grid"]
+__all__ = [
+    "generate",
+    "grid_image",
+    "interpolate_images",
+    "load",
+    "make_grid",
+    "sample_command",
+    "sample_images",
+    "save_grid",
+    "save_npz",
+]
 
 
 def make_grid(images: torch.Tensor, ncol: int, pad: int = 2) -> np.ndarray:
@@ -47,13 +58,28 @@ def make_grid(images: torch.Tensor, ncol: int, pad: int = 2) -> np.ndarray:
     return grid
 
 
+def grid_image(images: torch.Tensor, ncol: int) -> Image.Image:
+    """uint8 ``images (N, C, H, W)`` (C = 1 or 3) as one grid of ``ncol`` columns: a PIL image
+    of mode ``L`` or ``RGB``."""
+    grid = make_grid(images, ncol)
+    return Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
+
+
 def save_grid(images: torch.Tensor, path: str | Path, ncol: int) -> Path:
     """Write uint8 ``images (N, C, H, W)`` (C = 1 or 3) as one PNG grid of ``ncol`` columns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid = make_grid(images, ncol)
-    Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).save(path)
+    grid_image(images, ncol).save(path)
     return path
+
+
+def save_npz(
+    file: str | Path | BinaryIO, images: torch.Tensor, labels: torch.Tensor, **extra: np.ndarray
+) -> None:
+    """Write samples as ``.npz``: ``x`` uint8 ``(N, H, W, C)`` from ``images (N, C, H, W)``,
+    ``y`` int64 ``(N,)`` from ``labels``, plus any ``extra`` arrays."""
+    x = images.permute(0, 2, 3, 1).cpu().numpy()
+    np.savez(file, x=x, y=labels.cpu().numpy().astype(np.int64), **extra)
 
 
 def load(source: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
@@ -116,7 +142,7 @@ def _mixed_classes(G: nn.Module, y_b: torch.Tensor, t: torch.Tensor) -> Iterator
             m.gamma_beta = gamma_beta
             patched.append(m)
     if not handles and not patched:
-        raise GankitError("--interpolate class: this generator has no class embedding to mix")
+        raise GankitError("class interpolation: this generator has no class embedding to mix")
     try:
         yield
     finally:
@@ -159,6 +185,58 @@ def generate(
 
 
 @torch.no_grad()
+def sample_images(
+    G: nn.Module,
+    n: int,
+    classes: Sequence[int] | None = None,
+    truncation: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` samples whose labels cycle through ``classes`` (default all): all ``z`` drawn up
+    front from ``seed`` (so any ``batch_size`` gives the same images), then generated
+    ``batch_size`` at a time.
+
+    Returns:
+        ``(uint8 (n, C, H, W), labels int64 (n,))``, both on the CPU.
+    """
+    from gankit.models import sample_z
+
+    dev = next(G.parameters()).device
+    chosen = _class_list(classes, G.n_classes)
+    gen = torch.Generator(dev).manual_seed(seed)
+    z = sample_z(n, G.dim_z, truncation, generator=gen, device=dev)
+    y = torch.tensor(chosen).repeat(-(-n // len(chosen)))[:n]
+    return torch.cat([b.cpu() for b, _ in generate(G, y, batch_size, z=z)]), y
+
+
+@torch.no_grad()
+def interpolate_images(
+    G: nn.Module, z_a: torch.Tensor, z_b: torch.Tensor, y_a: int, y_b: int, n: int
+) -> torch.Tensor:
+    """A strip of ``n >= 2`` frames ``G(z_t, (1 - t) e(y_a) + t e(y_b))`` with
+    ``z_t = (1 - t) z_a + t z_b``, ``t = i / (n - 1)`` (class mixing as in the module doc; with
+    ``y_a == y_b`` the class is fixed and G is not patched).
+
+    Args:
+        z_a, z_b: ``(dim_z,)`` end latents.
+
+    Returns:
+        uint8 ``(n, C, H, W)`` on G's device.
+    """
+    from gankit.data import to_uint8
+
+    dev = next(G.parameters()).device
+    t = torch.linspace(0, 1, n, device=dev)
+    z = torch.lerp(z_a.to(dev)[None], z_b.to(dev)[None], t[:, None])
+    y = torch.full((n,), y_a, dtype=torch.long, device=dev)
+    if y_a == y_b:
+        return to_uint8(G(z, y))
+    with _mixed_classes(G, torch.full_like(y, y_b), t):
+        return to_uint8(G(z, y))
+
+
+@torch.no_grad()
 def sample_command(
     source: str | Path,
     n: int = 64,
@@ -184,7 +262,6 @@ def sample_command(
         GankitError: missing source, unknown extension, class out of range, ``n < 1``,
             ``--interpolate class`` without exactly two classes, ``batch_size < 1``.
     """
-    from gankit.data import to_uint8
     from gankit.models import sample_z
 
     out = Path(out)
@@ -200,28 +277,23 @@ def sample_command(
     G = load(source, device=device)
     dev = next(G.parameters()).device
     chosen = _class_list(classes, G.config.model.n_classes)
-    gen = torch.Generator(dev).manual_seed(seed)
 
     if interpolate is None:
-        z = sample_z(n, G.config.model.dim_z, truncation, generator=gen, device=dev)
-        y = torch.tensor(chosen).repeat(-(-n // len(chosen)))[:n]
-        images = torch.cat([b.cpu() for b, _ in generate(G, y, batch_size, z=z)])
+        images, y = sample_images(G, n, chosen, truncation, seed, batch_size)
     else:
-        t = torch.linspace(0, 1, n, device=dev)
+        gen = torch.Generator(dev).manual_seed(seed)
         ends = sample_z(2, G.config.model.dim_z, truncation, generator=gen, device=dev)
-        y = torch.full((n,), chosen[0], dtype=torch.long, device=dev)
         if interpolate == "z":
-            images = to_uint8(G(torch.lerp(ends[:1], ends[1:], t[:, None]), y))
+            images = interpolate_images(G, ends[0], ends[1], chosen[0], chosen[0], n)
         elif interpolate == "class":
             if len(chosen) != 2 or not classes:
                 raise GankitError("--interpolate class needs exactly two --classes, e.g. 3,7")
-            with _mixed_classes(G, torch.full_like(y, chosen[1]), t):
-                images = to_uint8(G(ends[:1].expand(n, -1), y))
+            images = interpolate_images(G, ends[0], ends[0], chosen[0], chosen[1], n)
         else:
             raise GankitError(f"--interpolate: expected z or class, got {interpolate!r}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npz":
-        np.savez(out, x=images.permute(0, 2, 3, 1).cpu().numpy(), y=y.cpu().numpy())
+        save_npz(out, images, y)
         return out
     return save_grid(images, out, n if interpolate else min(len(chosen), n))
