@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -35,7 +36,8 @@ def train_tiny_run(tmp: Path) -> Path:
     torch.set_num_threads(1)
     try:
         run = train(tiny_cfg(data), tmp / "run", quiet=True)
-        eval_command(str(run), metrics=["swd"], n=24, device="cpu", quiet=True)
+        with mock.patch.dict(os.environ, {"GANKIT_CACHE": str(tmp / "cache")}):
+            eval_command(str(run), metrics=["swd"], n=24, device="cpu", quiet=True)
     finally:
         torch.set_num_threads(threads)
     return run

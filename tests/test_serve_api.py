@@ -247,3 +247,20 @@ def test_cli_errors_are_one_line(serve_run, tmp_path, capsys):
         assert main(["serve", str(serve_run), "--port", str(port), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in err and err.count("\n") == 1
+
+
+def test_explorer_caches_generators_and_reports_a_vanished_checkpoint(serve_run, monkeypatch):
+    explorer = RunExplorer(serve_run, device="cpu", keep=1)
+    name, G = explorer.generator("step_00000002")
+    assert name == "step_00000002" and not G.training
+    assert explorer.generator("step_00000002")[1] is G  # cached
+    assert explorer.generator(None)[0] == "step_00000004"
+    assert [key[0] for key in explorer._generators] == ["step_00000004"]  # keep=1 evicted step 2
+
+    def vanished(path, device):
+        raise FileNotFoundError(f"{path}/G_ema.safetensors")
+
+    monkeypatch.setattr("gankit.serve.explorer.load_generator", vanished)
+    with pytest.raises(GankitError, match="checkpoint: step_00000002 is gone") as err:
+        explorer.generator("step_00000002")
+    assert err.value.status == 404

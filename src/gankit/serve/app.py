@@ -55,8 +55,9 @@ STATIC = Path(__file__).parent / "static"
 __all__ = ["create_app", "serve"]
 
 
-def _error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": message.splitlines()[0] if message else "error"}, status)
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    line = message.splitlines()[0] if message else "error"
+    return JSONResponse({"error": line}, status, headers=headers)
 
 
 async def _read_json(request: Request) -> dict[str, Any]:
@@ -165,7 +166,7 @@ def create_app(explorer: RunExplorer) -> Starlette:
 
     async def http_error(request: Request, err: Exception) -> Response:
         assert isinstance(err, HTTPException)
-        return _error(f"{request.url.path}: {err.detail}", err.status_code)
+        return _error(f"{request.url.path}: {err.detail}", err.status_code, err.headers)
 
     async def server_error(request: Request, err: Exception) -> Response:
         return _error(f"internal error: {type(err).__name__}: {err}", 500)

@@ -103,12 +103,15 @@ class RunExplorer:
                 status=404,
             )
         path = listing[name]
-        key = (name, (path / "G_ema.safetensors").stat().st_mtime)  # "best" may be rewritten
         with self._lock:
-            if key not in self._generators:
-                self._generators[key] = load_generator(path, self.device)
-                while len(self._generators) > self.keep:
-                    self._generators.popitem(last=False)
+            try:  # the key changes when "best" is rewritten
+                key = (name, (path / "G_ema.safetensors").stat().st_mtime)
+                if key not in self._generators:
+                    self._generators[key] = load_generator(path, self.device)
+            except OSError as err:  # pruned by a training run since the listing
+                raise RequestError("checkpoint", f"{name} is gone ({err})", status=404) from None
+            while len(self._generators) > self.keep:
+                self._generators.popitem(last=False)
             self._generators.move_to_end(key)
             return name, self._generators[key]
 
