@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -32,10 +33,13 @@ __all__ = [
     "INTERPOLATIONS",
     "OUTPUT_SUFFIXES",
     "generate",
+    "grid_image",
+    "interpolate_images",
     "interpolation_strip",
     "make_grid",
     "sample",
     "save_grid",
+    "save_npz",
     "write_samples",
 ]
 
@@ -58,12 +62,27 @@ def make_grid(images: torch.Tensor, ncol: int, pad: int = 2) -> np.ndarray:
     return grid
 
 
+def grid_image(images: torch.Tensor, ncol: int) -> Image.Image:
+    """uint8 ``images (N, C, H, W)`` (C = 1 or 3) as one grid of ``ncol`` columns: a PIL image
+    of mode ``L`` or ``RGB``."""
+    grid = make_grid(images, ncol)
+    return Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
+
+
+def save_npz(
+    file: str | Path | BinaryIO, images: torch.Tensor, labels: torch.Tensor, **extra: np.ndarray
+) -> None:
+    """Write samples as ``.npz``: ``x`` uint8 ``(N, H, W, C)`` from ``images (N, C, H, W)``,
+    ``y`` int64 ``(N,)`` from ``labels``, plus any ``extra`` arrays."""
+    x = images.permute(0, 2, 3, 1).cpu().numpy()
+    np.savez(file, x=x, y=labels.cpu().numpy().astype(np.int64), **extra)
+
+
 def save_grid(images: torch.Tensor, path: str | Path, ncol: int) -> Path:
     """Write uint8 ``images (N, C, H, W)`` (C = 1 or 3) as one PNG grid of ``ncol`` columns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid = make_grid(images, ncol)
-    Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid).save(path)
+    grid_image(images, ncol).save(path)
     return path
 
 
@@ -200,13 +219,34 @@ def interpolation_strip(
     if mode == "class" and (len(chosen) != 2 or not classes):
         raise ParameterError("classes", "class interpolation needs exactly two classes, e.g. 3,7")
     gen = torch.Generator(dev).manual_seed(seed)
-    t = torch.linspace(0, 1, n, device=dev)
     ends = sample_z(2, G.dim_z, truncation, generator=gen, device=dev)
-    y = torch.full((n,), chosen[0], dtype=torch.long, device=dev)
-    if mode == "z":
-        return to_uint8(G(torch.lerp(ends[:1], ends[1:], t[:, None]), y)).cpu(), y.cpu()
-    with _mixed_classes(G, torch.full_like(y, chosen[1]), t):
-        return to_uint8(G(ends[:1].expand(n, -1), y)).cpu(), y.cpu()
+    z_b, y_b = (ends[1], chosen[0]) if mode == "z" else (ends[0], chosen[1])
+    images = interpolate_images(G, ends[0], z_b, chosen[0], y_b, n)
+    return images.cpu(), torch.full((n,), chosen[0], dtype=torch.long)
+
+
+@torch.no_grad()
+def interpolate_images(
+    G: nn.Module, z_a: torch.Tensor, z_b: torch.Tensor, y_a: int, y_b: int, n: int
+) -> torch.Tensor:
+    """A strip of ``n`` frames ``G(z_t, (1 - t) e(y_a) + t e(y_b))`` with
+    ``z_t = (1 - t) z_a + t z_b``, ``t = i / (n - 1)`` (class mixing as in the module doc; with
+    ``y_a == y_b`` the class is fixed and G is not patched).
+
+    Args:
+        z_a, z_b: ``(dim_z,)`` end latents.
+
+    Returns:
+        uint8 ``(n, C, H, W)`` on G's device.
+    """
+    dev = next(G.parameters()).device
+    t = torch.linspace(0, 1, n, device=dev)
+    z = torch.lerp(z_a.to(dev)[None], z_b.to(dev)[None], t[:, None])
+    y = torch.full((n,), y_a, dtype=torch.long, device=dev)
+    if y_a == y_b:
+        return to_uint8(G(z, y))
+    with _mixed_classes(G, torch.full_like(y, y_b), t):
+        return to_uint8(G(z, y))
 
 
 def write_samples(
@@ -246,6 +286,6 @@ def write_samples(
         ncol = n
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npz":
-        np.savez(out, x=images.permute(0, 2, 3, 1).numpy(), y=y.numpy())
+        save_npz(out, images, y)
         return out
     return save_grid(images, out, ncol)

@@ -16,12 +16,12 @@ import argparse
 import sys
 from types import ModuleType
 
-from gankit.cli import bench, eval, info, inspect, resume, sample, train
+from gankit.cli import bench, eval, info, inspect, resume, sample, serve, train
 from gankit.errors import GankitError, ParameterError
 
 __all__ = ["COMMANDS", "build_parser", "flag_name", "main"]
 
-COMMANDS: list[ModuleType] = [info, train, resume, sample, eval, inspect, bench]
+COMMANDS: list[ModuleType] = [info, train, resume, sample, eval, inspect, bench, serve]
 """Command modules, in ``gankit --help`` order."""
 
 
