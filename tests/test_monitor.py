@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from gankit.analysis.report import inspect_run
+from gankit.analysis.report import _series, inspect_run
 from gankit.cli import main
 from gankit.errors import GankitError
 from gankit.training.monitor import CollapseDetector, Monitor
@@ -75,17 +77,68 @@ def test_inspect_writes_plots_and_summary(tmp_path, capsys):
     assert {"loss_D", "eval/cfid", "eval/class_acc"} <= tags
     assert main(["inspect", str(tmp_path)]) == 0
     paths = capsys.readouterr().out.split()
-    assert {p.rsplit("/", 1)[-1] for p in paths} == {
-        "losses.png",
-        "sigma0_G.png",
-        "sigma0_D.png",
-        "summary.json",
-    }
-    for p in paths[:3]:
+    assert {p.rsplit("/", 1)[-1] for p in paths} == {"losses.png", "spectra.png", "summary.json"}
+    for p in paths[:2]:
         assert Image.open(p).size[0] > 100
     summary = json.loads((tmp_path / "plots" / "summary.json").read_text())
     assert summary["steps"] == 3 and summary["warnings"][0]["step"] == 3
     assert summary["eval"] == [{"step": 3, "cfid": 12.5, "class_acc": 0.9}]
+    assert summary["rollbacks"] == []
+
+
+def _red_pixels(path):
+    """Pixels of the rollback line colour (pure red at alpha 0.7 over white: ~(255, 77, 77))."""
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return int(((rgb[..., 0] > 230) & (rgb[..., 1] < 120) & (rgb[..., 2] < 120)).sum())
+
+
+def _orange_pixels(path):
+    """Pixels of the warning line colour (orange (255, 165, 0) at alpha 0.7 over white)."""
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return int(((r > 230) & (g > 160) & (g < 215) & (b < 120)).sum())
+
+
+def _log_run(run_dir, events):
+    """Ten log records with sigma_0..2 of one G and one D weight (one curve per panel, drawn
+    in the first colour, blue), plus ``events``: {step: warning message}."""
+    run_dir.mkdir()
+    mon = Monitor(run_dir, total_steps=10, quiet=True)
+    for s in range(1, 11):
+        rec = {**_rec(s), "D_real": 0.1, "D_fake": -0.1, "img_per_s": 9.0}
+        for i in range(3):
+            rec[f"sigma{i}/G/b.weight"] = 2.0 - 0.5 * i + 0.1 * s
+            rec[f"sigma{i}/D/a.weight"] = 1.5 - 0.4 * i + 0.05 * s
+        mon.write(rec)
+        if s in events:
+            mon.warn(s, events[s])
+    mon.close()
+
+
+def test_inspect_marks_warnings_and_rollbacks(tmp_path):
+    _log_run(tmp_path / "plain", {})
+    _log_run(
+        tmp_path / "marked",
+        {4: "possible collapse: sigma0/D/a.weight = 9 exceeds 3x its median",
+         7: "rolled back to runs/a/checkpoints/step_00000004 (rollback 1)"},
+    )  # fmt: skip
+    plain = inspect_run(tmp_path / "plain")
+    marked = inspect_run(tmp_path / "marked")
+    summary = json.loads(marked[-1].read_text())
+    assert [w["step"] for w in summary["warnings"]] == [4]
+    assert [r["step"] for r in summary["rollbacks"]] == [7]
+    spectra_plain, spectra_marked = plain[1], marked[1]
+    assert spectra_plain.name == "spectra.png"
+    assert _red_pixels(spectra_plain) == 0 and _orange_pixels(spectra_plain) == 0
+    # one red and one orange vertical line in each of the 6 panels (sigma_0..2 of G and D)
+    assert _red_pixels(spectra_marked) > 6 * 100 and _orange_pixels(spectra_marked) > 6 * 100
+
+
+def test_rollback_replay_starts_a_new_segment():
+    records = [{"step": s, "loss_D": float(s)} for s in (1, 2, 3, 2, 3)]
+    steps, values = _series(records, ["loss_D"])["loss_D"]
+    assert steps == [1, 2, 3, 2, 2, 3]
+    assert values[:3] == [1.0, 2.0, 3.0] and math.isnan(values[3]) and values[4:] == [2.0, 3.0]
 
 
 def _tensorboard_tags(tb_dir):

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from gankit.checkpoint import save_checkpoint, step_dir_name
 from gankit.config import Config, apply_overrides
+from gankit.models import build
 
 TINY = [
     "model.arch=sagan",
@@ -41,3 +44,33 @@ def tiny_cfg(data: Path, *overrides: str) -> Config:
     cfg = apply_overrides(Config(), TINY + list(overrides))
     cfg.data.path = str(data)
     return cfg
+
+
+def settle(G: torch.nn.Module, D: torch.nn.Module, batches: int = 3) -> None:
+    """Training-mode forwards on random inputs, as training would do: spectral-norm vectors
+    converge and G's batch-norm running statistics become the average over these batches (an
+    initialised G in eval mode otherwise saturates its tanh output)."""
+    norms = [m for m in G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = None  # cumulative average
+        m.reset_running_stats()
+    G.train(), D.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            y = torch.randint(G.n_classes, (16,))
+            D(G(torch.randn(16, G.dim_z), y), y)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    G.eval(), D.eval()
+
+
+def saved_run(run_dir: Path, cfg: Config, seed: int = 0) -> Path:
+    """A run directory with one checkpoint of an untrained but settled G, D (G_ema = G):
+    enough for anything that loads a run, in a fraction of a second."""
+    torch.manual_seed(seed)
+    G, D = build(cfg.model)
+    settle(G, D)
+    weights = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G.state_dict()}
+    save_checkpoint(run_dir / "checkpoints", step_dir_name(1), weights, {"step": 1}, cfg)
+    return run_dir

@@ -218,5 +218,24 @@ def load_generator(
 
 def load_discriminator(source: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The discriminator of a run directory or checkpoint, in eval mode, with ``D.config``:
-    ``D(x (B, C, H, W), y (B,)) -> (B,)`` logits."""
-    return _load(source, "D", 1, device)
+    ``D(x (B, C, H, W), y (B,)) -> (B,)`` logits.
+
+    Raises:
+        GankitError: as :func:`find_checkpoint`; a checkpoint with generator weights but no
+            ``D.safetensors`` is named as such.
+    """
+    try:
+        return _load(source, "D", 1, device)
+    except GankitError:
+        source = Path(source)
+        generator_only = [
+            d
+            for d in (source, *sorted(source.glob("checkpoints/step_*")))
+            if (d / "G_ema.safetensors").is_file() and not (d / "D.safetensors").is_file()
+        ]
+        if generator_only:
+            raise GankitError(
+                f"{generator_only[-1]}: no D.safetensors (discriminator weights); expected a "
+                "training checkpoint with G, D and G_ema"
+            ) from None
+        raise

@@ -1,9 +1,15 @@
-"""``gankit inspect RUN``: plots of losses and sigma_0 curves, plus a JSON summary.
+"""``gankit inspect RUN``: plots of losses and singular-value curves, plus a JSON summary.
 
 Reads ``RUN/metrics.jsonl`` (:class:`gankit.run.RunDir`) and writes into ``RUN/plots/``
 (or ``out_dir``): ``losses.png`` (loss_D, loss_G, D_real, D_fake over G steps),
-``sigma0_G.png`` / ``sigma0_D.png`` (sigma_0 of each tracked weight, log scale, BigGAN Fig. 3
-style) and ``summary.json`` (steps, last losses, collapse warnings, eval results).
+``spectra.png`` (sigma_0, sigma_1, sigma_2 of each tracked weight of G and, beside them, of D;
+log scale, BigGAN Fig. 3 style) and ``summary.json`` (steps, last losses, collapse warnings,
+rollbacks, eval results).
+
+On every plot a dashed orange vertical line marks a step with a collapse warning and a solid red
+line a rollback (``warning`` records of ``metrics.jsonl``; a rollback's record starts with
+"rolled back"). After a rollback the log replays steps it already has; each replay is drawn as a
+new segment of the same curve.
 """
 
 from __future__ import annotations
@@ -23,29 +29,62 @@ from gankit.run import RunDir  # noqa: E402
 __all__ = ["inspect_run"]
 
 
-def _plot(path: Path, title: str, series: dict[str, tuple[list, list]], log: bool) -> Path:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+Series = dict[str, tuple[list, list]]
+Marks = list[tuple[int, bool]]  # (step, is_rollback)
+
+
+def _draw(ax: Any, title: str, series: Series, marks: Marks, log: bool, legend: bool) -> None:
     for name, (steps, values) in series.items():
         ax.plot(steps, values, label=name, linewidth=1.2)
+    labelled: set[bool] = set()
+    for step, rollback in marks:
+        label = None if rollback in labelled else ("rollback" if rollback else "collapse warning")
+        labelled.add(rollback)
+        ax.axvline(step, color="red" if rollback else "orange", alpha=0.7, linewidth=1,
+                   linestyle="-" if rollback else "--", label=label)  # fmt: skip
     ax.set_xlabel("G step")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     if log:
         ax.set_yscale("log")
-    if series:
-        ax.legend(fontsize=7)
+    if series and legend:
+        ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
+
+
+def _figure(path: Path, panels: list[list[tuple[str, Series, bool]]], marks: Marks) -> Path:
+    """One PNG of ``panels[row][col] = (title, series, log)``; legends in the first row."""
+    rows, cols = len(panels), len(panels[0])
+    fig, axes = plt.subplots(rows, cols, figsize=(8 * cols, 4.5 * rows), squeeze=False)
+    for r, row in enumerate(panels):
+        for c, (title, series, log) in enumerate(row):
+            _draw(axes[r][c], title, series, marks, log, legend=r == 0)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100 if rows == 1 else 70)
     plt.close(fig)
     return path
 
 
-def _series(records: list[dict[str, Any]], keys: list[str]) -> dict[str, tuple[list, list]]:
-    out: dict[str, tuple[list, list]] = {}
+def _series(records: list[dict[str, Any]], keys: list[str]) -> Series:
+    """``{key: (steps, values)}``; where the step goes back (a rollback's replay) a NaN point
+    breaks the line so that the replay starts a new segment."""
+    out: Series = {}
     for key in keys:
-        pts = [(r["step"], r[key]) for r in records if key in r]
-        out[key] = ([p[0] for p in pts], [p[1] for p in pts])
+        steps: list = []
+        values: list = []
+        for r in records:
+            if key not in r:
+                continue
+            if steps and r["step"] <= steps[-1]:
+                steps.append(r["step"])
+                values.append(float("nan"))
+            steps.append(r["step"])
+            values.append(r[key])
+        out[key] = (steps, values)
     return out
+
+
+def _is_rollback(message: str) -> bool:
+    return message.startswith("rolled back")
 
 
 def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
@@ -61,27 +100,33 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
         raise GankitError(f"{run.metrics_file}: no training log records yet")
     out = Path(out_dir) if out_dir is not None else run.plots
     out.mkdir(parents=True, exist_ok=True)
-    paths = [
-        _plot(
-            out / "losses.png",
-            "losses and mean D logits",
-            _series(logs, ["loss_D", "loss_G", "D_real", "D_fake"]),
-            log=False,
-        )
-    ]
-    for net in ("G", "D"):
-        keys = sorted({k for r in logs for k in r if k.startswith(f"sigma0/{net}/")})
-        series = {k.split("/", 2)[2]: v for k, v in _series(logs, keys).items()}
-        paths.append(
-            _plot(out / f"sigma0_{net}.png", f"sigma_0 of {net}'s weights", series, log=True)
-        )
+    warnings = [r for r in records if "warning" in r]
+    marks = [(r["step"], _is_rollback(r["warning"])) for r in warnings]
+    losses = _series(logs, ["loss_D", "loss_G", "D_real", "D_fake"])
+    paths = [_figure(out / "losses.png", [[("losses and mean D logits", losses, False)]], marks)]
+    spectra = []
+    for i in range(3):
+        row = []
+        for net in ("G", "D"):
+            keys = sorted({k for r in logs for k in r if k.startswith(f"sigma{i}/{net}/")})
+            series = {k.split("/", 2)[2]: v for k, v in _series(logs, keys).items()}
+            row.append((f"sigma_{i} of {net}'s weights", series, True))
+        spectra.append(row)
+    paths.append(_figure(out / "spectra.png", spectra, marks))
     last = logs[-1]
     summary = {
         "run_dir": str(run_dir),
         "steps": last["step"],
         "last": {k: last[k] for k in ("loss_D", "loss_G", "D_real", "D_fake", "img_per_s")},
         "warnings": [
-            {"step": r["step"], "warning": r["warning"]} for r in records if "warning" in r
+            {"step": r["step"], "warning": r["warning"]}
+            for r in warnings
+            if not _is_rollback(r["warning"])
+        ],
+        "rollbacks": [
+            {"step": r["step"], "warning": r["warning"]}
+            for r in warnings
+            if _is_rollback(r["warning"])
         ],
         "eval": [{"step": r["step"], **r["eval"]} for r in records if "eval" in r],
     }

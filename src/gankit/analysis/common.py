@@ -1,0 +1,119 @@
+"""Plumbing shared by the ``gankit analyze`` commands: input checks, data, subsets, summaries.
+
+Images handed to an analysis are float ``(N, C, H, W)`` in ``[-1, 1]`` (the generator's range,
+:func:`gankit.data.to_float` of uint8 data) at the model's resolution and channel count, with
+int64 labels ``(N,)`` in ``[0, n_classes)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gankit.config import Config
+from gankit.data import ImageDataset, load_dataset
+from gankit.errors import GankitError
+
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+def check_positive(value: int, param: str) -> None:
+    """GankitError naming ``param`` unless ``value`` is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GankitError(f"{param}: expected a positive integer, got {value!r}")
+
+
+def check_eval(module: torch.nn.Module, param: str) -> None:
+    """GankitError naming ``param`` if ``module`` is in training mode: batch norm would mix the
+    images of a batch and spectral norm would update its vectors during the analysis."""
+    if module.training:
+        raise GankitError(f"{param}: expected a network in eval mode (call .eval() first)")
+
+
+def check_images(
+    x: torch.Tensor, y: torch.Tensor, resolution: int, channels: int, n_classes: int, param: str
+) -> None:
+    """GankitError naming ``param`` unless ``x: (N, channels, resolution, resolution)`` with
+    ``N >= 1`` and ``y: (N,)`` integer labels in ``[0, n_classes)``."""
+    want = f"(N, {channels}, {resolution}, {resolution})"
+    if x.dim() != 4 or tuple(x.shape[1:]) != (channels, resolution, resolution):
+        raise GankitError(
+            f"{param}: expected images {want} for this model, got shape {tuple(x.shape)}"
+        )
+    if x.shape[0] < 1:
+        raise GankitError(f"{param}: expected at least one image, got none")
+    if y.shape != (x.shape[0],) or y.dtype.is_floating_point:
+        raise GankitError(
+            f"{param}: expected {x.shape[0]} integer labels, got {y.dtype} {tuple(y.shape)}"
+        )
+    if int(y.min()) < 0 or int(y.max()) >= n_classes:
+        raise GankitError(
+            f"{param}: labels must lie in [0, {n_classes - 1}], found [{int(y.min())}, "
+            f"{int(y.max())}]"
+        )
+
+
+def run_data(cfg: Config, data: str | None) -> ImageDataset:
+    """The data set ``data`` (default: the run's ``data.path``) at the model's resolution and
+    channels, its labels checked against ``model.n_classes`` (images are fitted like training's)."""
+    data_cfg = replace(cfg.data, path=data) if data is not None else cfg.data
+    m = cfg.model
+    return load_dataset(data_cfg, m.resolution, m.channels, n_classes=m.n_classes)
+
+
+def subset(indices: np.ndarray, n: int, seed: int, param: str, what: str) -> np.ndarray:
+    """A seeded random choice of ``n`` of ``indices`` (sorted); GankitError naming ``param`` if
+    ``n`` is not in ``1..len(indices)``."""
+    check_positive(n, param)
+    if n > len(indices):
+        raise GankitError(f"{param}: {n} requested but {what} has only {len(indices)} images")
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(np.asarray(indices), n, replace=False))
+
+
+def pixel_vectors(x: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, C, H, W)`` → float64 ``(B, C·H·W)`` in [0, 1] (pixel-space distances)."""
+    return x.flatten(1).double() / 255
+
+
+def summarize(values: torch.Tensor | np.ndarray) -> dict[str, float | int]:
+    """``{"n", "mean", "q10", "median", "q90"}`` of the finite entries of ``values`` (NaN-free
+    statistics; ``n`` counts the finite entries; all-NaN gives ``None`` values)."""
+    v = np.asarray(torch.as_tensor(values).detach().double().cpu())
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"n": 0, "mean": None, "q10": None, "median": None, "q90": None}
+    q10, median, q90 = np.quantile(v, QUANTILES)
+    return {"n": int(v.size), "mean": float(v.mean()), "q10": float(q10),
+            "median": float(median), "q90": float(q90)}  # fmt: skip
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as indented JSON (non-finite floats as ``null``) and return ``path``."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(data), indent=2))
+    return path
+
+
+def tiles(rows: Sequence[torch.Tensor], channels: int) -> torch.Tensor:
+    """Stack rows of uint8 tiles ``(k, C or 1, H, W)`` (equal ``k``) into one ``(R·k, C, H, W)``
+    batch for :func:`gankit.generation.save_grid` with ``ncol=k``; 1-channel maps are repeated to
+    ``channels``."""
+    return torch.cat([r.cpu().expand(-1, channels, -1, -1) for r in rows])
