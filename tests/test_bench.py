@@ -64,7 +64,7 @@ def test_bench_attention_json(capsys):
     for path in ("fused", "reference"):
         assert {"s_per_iter", "peak_mem_GiB"} <= set(result[path])
     assert result["max_abs_diff"] < 1e-4  # the two paths compute the same layer
-    sagan = benchmark("attention", "cpu", 1, 0, ["model.attn_pool=false"], 8, 16, 2)
+    sagan = benchmark("attention", "cpu", 1, 0, ["model.attn_type=sagan"], 8, 16, 2)
     assert sagan["variant"] == "sagan" and sagan["M"] == 64
 
 

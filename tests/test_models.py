@@ -10,13 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gankit.config import ConfigError, ModelConfig, load_preset
-from gankit.errors import GankitError
+from gankit.config import CHOICES, ConfigError, ModelConfig, load_preset
+from gankit.errors import GankitError, ParameterError
 from gankit.layers.init import init_weights, raw_weight
 from gankit.layers.spectral_norm import sn_conv2d, sn_linear, spectral_norms
-from gankit.models import build, count_params, list_archs, sample_z
+from gankit.models import build, count_params, get_arch, list_archs, sample_z
+from gankit.models.biggan import BIGGAN_TABLES
 from gankit.models.blocks import DBlock, GBlock
+from gankit.models.dcgan import DCGAN_LAYOUTS
 from gankit.models.resnet import ResNetGenerator
+from gankit.models.sngan import SNGAN_TABLES
 
 # ---------------------------------------------------------------------------------- helpers
 
@@ -28,18 +31,17 @@ def small(arch: str, resolution: int, **kw) -> ModelConfig:
     return ModelConfig(**{**base, **kw})
 
 
-SUPPORTED = {
-    "biggan": [32, 64, 128, 256],
-    "sagan": [32, 64, 128, 256],
-    "sngan": [32, 64, 128, 256],
-    "dcgan": [28, 32, 48, 64],
-}
+SUPPORTED = {arch: get_arch(arch).resolutions for arch in list_archs()}
+"""The architecture matrix: every registered arch at every resolution it declares."""
 
 # ------------------------------------------------------------------ anchor parameter counts
 
 
-def test_registry_lists_all_archs():
-    assert list_archs() == sorted(SUPPORTED)
+def test_registry_lists_all_archs_and_their_tables():
+    assert list_archs() == sorted(CHOICES["model.arch"])
+    assert SUPPORTED["dcgan"] == tuple(DCGAN_LAYOUTS) == (28, 32, 48, 64)
+    assert SUPPORTED["biggan"] == SUPPORTED["sagan"] == tuple(BIGGAN_TABLES) == (32, 64, 128, 256)
+    assert SUPPORTED["sngan"] == tuple(SNGAN_TABLES)
 
 
 def test_biggan_cifar_parameter_counts_equal_biggan_pytorch():
@@ -234,7 +236,7 @@ def test_normal_and_xavier_init():
     lin = init_weights(torch.nn.Linear(400, 300), "xavier")
     bound = math.sqrt(6 / (400 + 300))
     assert lin.weight.abs().max() <= bound and lin.weight.abs().max() > 0.99 * bound
-    with pytest.raises(ConfigError, match="model.init.*ortho, normal, xavier, default"):
+    with pytest.raises(ParameterError, match="^style: unknown init 'glorot'.*ortho, normal"):
         init_weights(lin, "glorot")
 
 

@@ -33,12 +33,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from gankit.config import Config, ModelConfig, apply_overrides, list_presets, load_preset
+from gankit.config import (
+    Config,
+    ModelConfig,
+    apply_overrides,
+    list_presets,
+    load_preset,
+    validate,
+)
 from gankit.data import ImageDataset
 from gankit.device import resolve_device
 from gankit.errors import ParameterError
 from gankit.layers.attention import SelfAttention
-from gankit.models import count_params
+from gankit.models import attention_type, count_params
 from gankit.training.loop import Trainer, amp_dtype
 from gankit.training.speed import flags
 
@@ -168,8 +175,8 @@ def bench_attention(
 ) -> dict[str, Any]:
     """Forward + backward of one :class:`SelfAttention` on ``x: (B, C, R, R)``, fused vs reference.
 
-    The layer's variant comes from ``model_cfg`` (``attn_k``, ``attn_pool``: BigGAN's pooled
-    variant by default, SAGAN's with ``--set model.attn_pool=false``), with spectral norm as in
+    The layer's variant comes from ``model_cfg`` (``attn_k``, ``attn_type``: BigGAN's pooled
+    variant by default, SAGAN's with ``--set model.attn_type=sagan``), with spectral norm as in
     the models. Both paths share one set of weights; ``gamma`` is set to 1 so the attention
     output reaches the result. Each call is ``y = layer(x); y.backward(dy)`` with fixed ``dy``,
     under autocast to ``amp`` (``train.amp``: bf16 on CUDA by default, fp32 on CPU) if given.
@@ -186,7 +193,12 @@ def bench_attention(
                                 ("batch_size", batch_size, 1)):  # fmt: skip
         if value < least:
             raise ParameterError(param, f"expected an integer >= {least}, got {value}")
-    k, pool = model_cfg.attn_k, model_cfg.attn_pool
+    variant = attention_type(model_cfg)
+    if variant not in ("sagan", "biggan"):
+        raise ParameterError(
+            "attn_type", f"the attention workload times sagan or biggan attention, got {variant!r}"
+        )
+    k, pool = model_cfg.attn_k, variant == "biggan"
     gen = torch.Generator().manual_seed(0)
     fused = SelfAttention(channels, k=k, pool=pool, sn=True, sn_eps=model_cfg.sn_eps)
     reference = SelfAttention(channels, k=k, pool=pool, sn=True, sn_eps=model_cfg.sn_eps)
@@ -308,7 +320,7 @@ def benchmark(
 
     ``workload``: ``cifar``, ``i128`` (the anchor presets), ``attention``, or any preset name.
     ``overrides`` are ``--set`` items; for ``attention`` only ``model.attn_k`` and
-    ``model.attn_pool`` matter. ``batch_size`` overrides ``train.batch_size`` (attention
+    ``model.attn_type`` matter. ``batch_size`` overrides ``train.batch_size`` (attention
     default: 8).
 
     Raises:
@@ -319,7 +331,7 @@ def benchmark(
     if warmup < 0:
         raise ParameterError("warmup", f"expected an integer >= 0, got {warmup}")
     if workload == "attention":
-        cfg = apply_overrides(Config(), overrides or [])
+        cfg = validate(apply_overrides(Config(), overrides or []))
         dev = resolve_device(device)
         amp = amp_dtype(cfg.train.amp, dev)
         size = batch_size or 8
@@ -331,6 +343,7 @@ def benchmark(
     cfg.train.device = device
     if batch_size is not None:
         cfg.train.batch_size = batch_size
+    validate(cfg)
     result = bench_training(cfg, steps, warmup)
     result["workload"] = workload
     return result

@@ -10,7 +10,9 @@ Layout of one checkpoint, ``RUN/checkpoints/step_XXXXXXXX/``:
 - ``state.pt``: optimizer states, RNG states, data-sampler state, step and monitor history —
   only tensors, dicts, lists, ints, floats and strings, so it loads with
   ``torch.load(weights_only=True)`` and never unpickles code;
-- ``config.toml``: the run's resolved config, so a checkpoint directory alone can be sampled.
+- ``config.toml``: the run's resolved config, so a checkpoint directory alone can be sampled;
+- ``meta.json`` (optional): a few small values (``step``, ``healthy``) readable without loading
+  ``state.pt`` (:func:`load_meta`).
 
 Writing is atomic: every file goes into a hidden temp directory ``.tmp-<name>-<pid>``, each file
 is fsynced, the directory is renamed into place and the parent directory fsynced. A crash at any
@@ -25,6 +27,7 @@ its writer is no longer running) instead of deleting it with the other temp dire
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -39,6 +42,7 @@ from gankit.config import Config, save_toml
 WEIGHT_FILES = ("G", "D", "G_ema")
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.toml"
+META_FILE = "meta.json"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 _OLD_COPY = re.compile(r"^\.tmp-old-(.+)-(\d+)$")
 
@@ -103,6 +107,7 @@ def save_checkpoint(
     weights: dict[str, dict[str, torch.Tensor]],
     state: dict[str, Any],
     cfg: Config,
+    meta: dict[str, Any] | None = None,
 ) -> Path:
     """Write checkpoint ``root/name`` atomically and return its path.
 
@@ -112,6 +117,7 @@ def save_checkpoint(
         weights: ``{"G": state_dict, "D": ..., "G_ema": ...}``.
         state: the resumable state (see the module docstring for allowed types).
         cfg: the run's config, written as ``config.toml``.
+        meta: small JSON-able values written as ``meta.json`` (if given).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -129,6 +135,8 @@ def save_checkpoint(
             save_file(tensors, str(tmp / f"{key}.safetensors"))
         torch.save(state, tmp / STATE_FILE)
         save_toml(cfg, tmp / CONFIG_FILE)
+        if meta is not None:
+            (tmp / META_FILE).write_text(json.dumps(meta))
         for f in tmp.iterdir():
             _fsync_file(f)
         _fsync_dir(tmp)
@@ -173,6 +181,12 @@ def prune_checkpoints(root: str | Path, keep_last: int) -> None:
 def load_weights(ckpt: Path, which: str, device: str | torch.device = "cpu") -> dict:
     """``state_dict`` of network ``which`` (``G``, ``D`` or ``G_ema``) from ``ckpt``."""
     return load_file(str(Path(ckpt) / f"{which}.safetensors"), device=str(device))
+
+
+def load_meta(ckpt: Path) -> dict[str, Any]:
+    """``meta.json`` of ``ckpt`` (``{}`` for a checkpoint written without one)."""
+    path = Path(ckpt) / META_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:

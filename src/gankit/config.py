@@ -4,6 +4,13 @@ A run is described by one :class:`Config` with four sections (``model``, ``train
 ``eval``). Presets in ``gankit/presets/*.toml`` only list the fields that differ from the
 defaults below. Unknown keys and ill-typed values raise :class:`ConfigError` with a one-line
 message naming the key and listing the valid choices.
+
+Validation is declarative: :data:`_RANGES` (numeric bounds), :data:`CHOICES` (enums) and
+:data:`RULES` (cross-field rules) — one line per key or rule. Ranges and choices are checked
+when a value is set (``--set``, TOML); :func:`validate` checks all three tables on a whole
+config and is called up front by ``train``, ``resume``, ``bench`` and ``info``. Checks that need
+more than the config (an arch's supported resolutions, the world size under DDP, the data)
+happen where that is known: :func:`gankit.models.build` and the trainer's start-up.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,7 +44,7 @@ class ConfigError(GankitError, ValueError):
 class ModelConfig:
     """Generator/discriminator architecture (see ``gankit.models``)."""
 
-    arch: str = "biggan"  # biggan | sagan | sngan | dcgan
+    arch: str = "biggan"  # biggan | sagan | sngan | dcgan (see CHOICES)
     resolution: int = 32  # output side length in pixels
     channels: int = 3  # image channels (1 = grey, 3 = RGB)
     n_classes: int = 10  # 1 = unconditional
@@ -45,8 +53,11 @@ class ModelConfig:
     D_ch: int = 64  # channel multiplier of D
     G_attn: list[int] = field(default_factory=list)  # resolutions with self-attention in G
     D_attn: list[int] = field(default_factory=list)  # resolutions with self-attention in D
-    attn_k: int = 8  # SAGAN attention reduction C -> C/k
-    attn_pool: bool = True  # BigGAN's pooled attention variant (False: SAGAN's)
+    attn_k: int = 8  # SAGAN attention reduction C -> C/k (sagan and biggan attention)
+    # attention block at G_attn/D_attn: "auto" (the arch's own: biggan and dcgan "biggan", sagan
+    # and sngan "sagan"), "sagan", "biggan" (pooled keys/values) or "nonlocal:<mode>" (Wang et
+    # al. 2018 block, mode gaussian | embedded_gaussian | dot_product | concatenation)
+    attn_type: str = "auto"
     shared_dim: int = 0  # BigGAN shared class embedding size (0: one embedding per BN layer)
     hier: bool = False  # hierarchical z: one chunk of z per G block
     G_sn: bool = True  # spectral norm in G
@@ -182,7 +193,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise ConfigError(f"config key '{key}' has unsupported type {_type_name(tp)}")
 
 
-_BOUNDS: dict[str, tuple[Any, str, str]] = {
+_BOUNDS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "positive": (lambda v: v > 0, "> 0", "a positive value"),
     "non_negative": (lambda v: v >= 0, ">= 0", "a non-negative value"),
     "unit": (lambda v: 0 <= v <= 1, "in [0, 1]", "a fraction"),
@@ -205,22 +216,89 @@ _RANGES: dict[str, str] = {
     "train.betas_G": "beta",
     "train.betas_D": "beta",
 }
+"""Numeric keys → bound (a key of ``_BOUNDS``); list values are checked item by item."""
+
+NONLOCAL_MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.arch": ("biggan", "dcgan", "sagan", "sngan"),  # = gankit.models.list_archs()
+    "model.init": ("ortho", "normal", "xavier", "default"),  # = gankit.layers.INIT_STYLES
+    "model.attn_type": ("auto", "sagan", "biggan", *(f"nonlocal:{m}" for m in NONLOCAL_MODES)),
+    "train.loss": ("hinge", "nonsaturating", "wgan-gp"),  # = gankit.losses.LOSS_NAMES
+    "train.amp": ("auto", "bf16", "fp32"),
+    "train.device": ("auto", "cpu", "cuda"),  # = gankit.device.DEVICES
+}
+"""String keys → their valid values (tests check each against the registry it mirrors)."""
 
 
-def _check_range(key: str, value: Any) -> None:
-    """ConfigError if ``value`` (or any item of a list) is outside the range of ``key``."""
-    if key not in _RANGES:
-        return
-    ok, text, what = _BOUNDS[_RANGES[key]]
-    if not all(ok(v) for v in (value if isinstance(value, list) else [value])):
-        raise ConfigError(f"config key '{key}' must be {text}, got {value!r} ({what})")
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule: ``ok(cfg)`` must hold, else ``ConfigError`` naming ``keys``."""
+
+    keys: tuple[str, ...]
+    ok: Callable[[Config], bool]
+    message: str
 
 
-def check_ranges(section: str, values: Any) -> None:
-    """Range-check every field of one section dataclass (``section`` = ``"model"``, ...): for
-    configs built or changed in code, which bypass the checks of :func:`set_value`."""
+RULES: list[Rule] = [
+    Rule(
+        ("train.aux_weight", "model.aux_classifier"),
+        lambda c: c.train.aux_weight == 0 or c.model.aux_classifier,
+        "train.aux_weight > 0 needs --set model.aux_classifier=true",
+    ),
+    Rule(
+        ("model.hier", "model.shared_dim"),
+        lambda c: not c.model.hier or c.model.shared_dim > 0,
+        "hierarchical z (model.hier) needs model.shared_dim > 0",
+    ),
+]
+"""Cross-field rules of a whole :class:`Config`, checked by :func:`validate`."""
+
+RENAMED: dict[str, str] = {
+    "model.attn_pool": 'model.attn_type ("biggan" for attn_pool=true, "sagan" for false)',
+}
+"""Removed keys → the replacement named in the error. Stored configs that still hold one are
+translated by :func:`_legacy_model` when read."""
+
+
+def _check_value(key: str, value: Any) -> None:
+    """ConfigError if ``value`` is outside the range (any item of a list) or choices of ``key``."""
+    if key in _RANGES:
+        ok, text, what = _BOUNDS[_RANGES[key]]
+        if not all(ok(v) for v in (value if isinstance(value, list) else [value])):
+            raise ConfigError(f"config key '{key}' must be {text}, got {value!r} ({what})")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(
+            f"config key '{key}': unknown value {value!r}; valid: {', '.join(CHOICES[key])}"
+        )
+
+
+def _check_rules(cfg: Config, rules: list[Rule]) -> None:
+    for rule in rules:
+        if not rule.ok(cfg):
+            keys = ", ".join(f"'{k}'" for k in rule.keys)
+            raise ConfigError(f"config keys {keys}: {rule.message}")
+
+
+def validate_section(section: str, values: Any) -> None:
+    """Check one section dataclass (``section`` = ``"model"``, ...): :data:`_RANGES`,
+    :data:`CHOICES` and the :data:`RULES` among its own keys (for code that holds only one
+    section, e.g. :func:`gankit.models.build`)."""
     for f in dataclasses.fields(values):
-        _check_range(f"{section}.{f.name}", getattr(values, f.name))
+        _check_value(f"{section}.{f.name}", getattr(values, f.name))
+    own = [r for r in RULES if all(k.startswith(f"{section}.") for k in r.keys)]
+    _check_rules(Config(**{section: values}), own)
+
+
+def validate(cfg: Config) -> Config:
+    """Check a whole config: ranges, choices and cross-field rules; returns ``cfg``.
+
+    Raises:
+        ConfigError: the first violation, one line naming the key(s) and what is valid.
+    """
+    for name in SECTIONS:
+        validate_section(name, getattr(cfg, name))
+    _check_rules(cfg, RULES)
+    return cfg
 
 
 def _section(cfg: Config, name: str) -> Any:
@@ -239,13 +317,15 @@ def set_value(cfg: Config, dotted_key: str, value: Any) -> None:
     section_name, key = dotted_key.split(".", 1)
     section = _section(cfg, section_name)
     types = _field_types(section)
+    if dotted_key in RENAMED:
+        raise ConfigError(f"config key '{dotted_key}' was replaced by {RENAMED[dotted_key]}")
     if key not in types:
         raise ConfigError(
             f"unknown config key '{dotted_key}'; valid keys in [{section_name}]: "
             f"{', '.join(sorted(types))}"
         )
     value = _coerce(dotted_key, value, types[key])
-    _check_range(dotted_key, value)
+    _check_value(dotted_key, value)
     setattr(section, key, value)
 
 
@@ -268,6 +348,8 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
             continue
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: '{section_name}' must be a [section] table")
+        if section_name == "model":
+            values = _legacy_model(values)
         try:
             _section(cfg, section_name)
             for key, value in values.items():
@@ -275,6 +357,20 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
     return cfg
+
+
+def _legacy_model(values: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``[model]`` table with the removed ``attn_pool`` key, as ``attn_type``: the
+    ``sagan``/``sngan`` archs always used SAGAN attention (``auto``); for the others ``true``
+    meant BigGAN's pooled attention."""
+    if "attn_pool" not in values:
+        return values
+    values = dict(values)
+    pool = values.pop("attn_pool")
+    if "attn_type" not in values:
+        own = values.get("arch", ModelConfig.arch) in ("sagan", "sngan")
+        values["attn_type"] = "auto" if own else ("biggan" if pool else "sagan")
+    return values
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

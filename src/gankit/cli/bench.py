@@ -7,6 +7,8 @@ import json
 
 from gankit.cli.common import add_device, add_set
 
+FLAG_NAMES = {"attn_type": "--set model.attn_type"}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time a full training iteration; prints JSON")

@@ -18,10 +18,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gankit.config import load_preset, to_dict
+    from gankit.config import load_preset, to_dict, validate
     from gankit.models import build, count_params
 
-    cfg = load_preset(args.preset, args.overrides)
+    cfg = validate(load_preset(args.preset, args.overrides))
     G, D = build(cfg.model, init=False)  # parameter counts do not depend on the values
     report = {"config": to_dict(cfg), "params_G": count_params(G), "params_D": count_params(D)}
     if args.json:

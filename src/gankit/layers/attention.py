@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankit.config import ConfigError
+from gankit.errors import ParameterError
 from gankit.layers.spectral_norm import sn_conv2d
 
 __all__ = [
@@ -135,7 +135,7 @@ class SelfAttention(nn.Module):
         super().__init__()
         if k < 1 or channels % k or (pool and channels % 2):
             need = f"divisible by k={k}" + (" and by 2 (pool=True)" if pool else "")
-            raise ConfigError(f"attention channels={channels}: expected a positive int {need}")
+            raise ParameterError("channels", f"expected a positive int {need}, got {channels}")
         d_qk = channels // k
         d_v = channels // 2 if pool else d_qk
         self.channels, self.pool, self.fused = channels, pool, fused
@@ -213,9 +213,9 @@ class NonLocal(nn.Module):
         super().__init__()
         if mode not in NONLOCAL_MODES:
             valid = ", ".join(NONLOCAL_MODES)
-            raise ConfigError(f"non-local mode {mode!r}: expected one of {valid}")
+            raise ParameterError("mode", f"expected one of {valid}, got {mode!r}")
         if dim not in (1, 2, 3):
-            raise ConfigError(f"non-local dim={dim}: expected 1, 2 or 3")
+            raise ParameterError("dim", f"expected 1, 2 or 3, got {dim}")
         inter = inter_channels or max(in_channels // 2, 1)
         self.in_channels, self.inter_channels, self.mode = in_channels, inter, mode
         self.dim, self.subsample, self.fused = dim, subsample, fused
@@ -289,10 +289,10 @@ def build_attention(name: str, channels: int, **kwargs) -> nn.Module:
 
     ``sagan`` / ``biggan``: :class:`SelfAttention` with ``pool=False`` / ``True``; the non-local
     modes: :class:`NonLocal` with that ``mode``. ``kwargs`` go to the constructor. An unknown
-    name raises :class:`~gankit.config.ConfigError` (a ``ValueError`` and ``GankitError``).
+    name raises :class:`~gankit.errors.ParameterError` (a ``ValueError`` and ``GankitError``).
     """
     if name in ("sagan", "biggan"):
         return SelfAttention(channels, pool=name == "biggan", **kwargs)
     if name in NONLOCAL_MODES:
         return NonLocal(channels, name, **kwargs)
-    raise ConfigError(f"attention {name!r}: expected one of {', '.join(ATTENTION_NAMES)}")
+    raise ParameterError("name", f"expected one of {', '.join(ATTENTION_NAMES)}, got {name!r}")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gankit.config import ConfigError
+from gankit.errors import ParameterError
 
 __all__ = ["INIT_STYLES", "init_fn", "init_weights", "raw_weight"]
 
@@ -46,19 +46,17 @@ def init_fn(style: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The in-place initialiser of ``style`` (None for ``default``).
 
     Raises:
-        ConfigError: unknown ``style`` (the message lists the valid ones).
+        ParameterError: unknown ``style`` (the message lists the valid ones).
     """
     if style not in INIT_STYLES:
-        raise ConfigError(
-            f"config key 'model.init': unknown init '{style}'; valid: {', '.join(INIT_STYLES)}"
-        )
+        raise ParameterError("style", f"unknown init {style!r}; valid: {', '.join(INIT_STYLES)}")
     return INIT_STYLES[style]
 
 
 @torch.no_grad()
 def init_weights(module: nn.Module, style: str) -> nn.Module:
     """Initialise every conv/linear/embedding weight inside ``module`` in place with ``style``
-    and return ``module``. Raises ConfigError for an unknown ``style``."""
+    and return ``module``. Raises ParameterError for an unknown ``style``."""
     fn = init_fn(style)
     if fn is None:
         return module

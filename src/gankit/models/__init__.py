@@ -8,13 +8,24 @@ Architectures: ``biggan``, ``sagan``, ``sngan`` (ResNet, :mod:`gankit.models.res
 from gankit.models import biggan, dcgan, sagan, sngan  # noqa: F401  (register the archs)
 from gankit.models.base import ConditionalGenerator, ProjectionDiscriminator
 from gankit.models.latent import sample_z
-from gankit.models.registry import build, count_params, list_archs, register
+from gankit.models.registry import (
+    ArchSpec,
+    attention_type,
+    build,
+    count_params,
+    get_arch,
+    list_archs,
+    register,
+)
 
 __all__ = [
+    "ArchSpec",
     "ConditionalGenerator",
     "ProjectionDiscriminator",
+    "attention_type",
     "build",
     "count_params",
+    "get_arch",
     "list_archs",
     "register",
     "sample_z",

@@ -16,7 +16,7 @@ from torch import nn
 
 from gankit.config import ConfigError, ModelConfig
 from gankit.errors import GankitError
-from gankit.layers.attention import SelfAttention
+from gankit.layers.attention import NonLocal, SelfAttention
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.layers.spectral_norm import sn_embedding, sn_linear
 
@@ -24,18 +24,8 @@ __all__ = [
     "ConditionalGenerator",
     "ProjectionDiscriminator",
     "check_attention_resolutions",
-    "check_resolution",
     "make_attention",
 ]
-
-
-def check_resolution(arch: str, resolution: int, supported: list[int]) -> None:
-    """ConfigError naming the arch and its supported resolutions if ``resolution`` is not one."""
-    if resolution not in supported:
-        raise ConfigError(
-            f"config key 'model.resolution': arch '{arch}' does not support {resolution}; "
-            f"supported: {', '.join(map(str, sorted(supported)))}"
-        )
 
 
 def check_attention_resolutions(
@@ -51,8 +41,21 @@ def check_attention_resolutions(
     return set(requested)
 
 
-def make_attention(cfg: ModelConfig, key: str, channels: int, pool: bool, sn: bool) -> nn.Module:
-    """``SelfAttention`` over ``channels`` for config key ``key`` (``model.G_attn``/``D_attn``)."""
+def make_attention(
+    cfg: ModelConfig, key: str, channels: int, attention: str, sn: bool
+) -> nn.Module:
+    """The attention block ``attention`` (a resolved ``model.attn_type``) over ``channels`` for
+    config key ``key`` (``model.G_attn``/``D_attn``), input and output ``(B, C, H, W)``.
+
+    - ``sagan`` / ``biggan``: :class:`SelfAttention` (``pool=False`` / ``True``) with
+      ``model.attn_k``, spectrally normalised with ``sn``;
+    - ``nonlocal:<mode>``: :class:`NonLocal` (Wang et al. 2018) with that pairwise function,
+      ``C/2`` inner channels, no BN, no spectral norm; its ``W_z`` starts at zero, so the block
+      starts as the identity, like SAGAN's ``gamma = 0``.
+    """
+    if attention.startswith("nonlocal:"):
+        return NonLocal(channels, attention.split(":", 1)[1])
+    pool = attention == "biggan"
     if channels % cfg.attn_k or (pool and channels % 2):
         need = f"divisible by model.attn_k={cfg.attn_k}" + (" and by 2 (pooled)" if pool else "")
         raise ConfigError(
@@ -71,7 +74,7 @@ class ConditionalGenerator(nn.Module):
         resolution, channels: output images are ``(B, channels, resolution, resolution)``.
         n_cbn: number of conditional-BN layers that each take one condition.
         shared_dim: size of the shared class embedding (0: per-class CBN tables instead).
-        hier: hierarchical z (needs ``shared_dim > 0``).
+        hier: hierarchical z (needs ``shared_dim > 0``, a rule of :func:`gankit.config.validate`).
         sn, sn_eps, bn_eps: spectral norm of the CBN linear maps, its epsilon, BN epsilon.
 
     Attributes:
@@ -94,8 +97,6 @@ class ConditionalGenerator(nn.Module):
         bn_eps: float = 1e-5,
     ):
         super().__init__()
-        if hier and shared_dim <= 0:
-            raise ConfigError("config key 'model.hier': hierarchical z needs model.shared_dim > 0")
         n_slots = n_cbn + 1 if hier else 1
         if dim_z % n_slots:
             raise ConfigError(

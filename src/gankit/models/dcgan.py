@@ -20,7 +20,6 @@ from gankit.models.base import (
     ConditionalGenerator,
     ProjectionDiscriminator,
     check_attention_resolutions,
-    check_resolution,
     make_attention,
 )
 from gankit.models.registry import register
@@ -36,7 +35,7 @@ LRELU_SLOPE = 0.1  # SNGAN's standard CNN
 class DCGANGenerator(ConditionalGenerator):
     """``G(z: (B, dim_z), y: (B,)) -> (B, channels, R, R)`` in [-1, 1]."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, attention: str):
         self.bottom_width, n = DCGAN_LAYOUTS[cfg.resolution]
         widths = [cfg.G_ch * 2 ** (n - i) for i in range(n + 1)]
         super().__init__(
@@ -54,7 +53,7 @@ class DCGANGenerator(ConditionalGenerator):
             up = nn.ConvTranspose2d(widths[i], widths[i + 1], 4, stride=2, padding=1)
             self.ups.append(spectral_norm(up, eps=cfg.sn_eps) if cfg.G_sn else up)
         self.attn = nn.ModuleList(
-            make_attention(cfg, "model.G_attn", widths[i + 1], cfg.attn_pool, cfg.G_sn)
+            make_attention(cfg, "model.G_attn", widths[i + 1], attention, cfg.G_sn)
             if r in attn
             else nn.Identity()
             for i, r in enumerate(resolutions)
@@ -74,7 +73,7 @@ class DCGANGenerator(ConditionalGenerator):
 class DCGANDiscriminator(ProjectionDiscriminator):
     """``D(x: (B, channels, R, R), y: (B,)) -> (B,)`` logits; ``features`` is one Sequential."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, attention: str):
         _, n = DCGAN_LAYOUTS[cfg.resolution]
         widths = [cfg.D_ch * 2**i for i in range(n + 1)]
         super().__init__(
@@ -94,7 +93,7 @@ class DCGANDiscriminator(ProjectionDiscriminator):
                 nn.LeakyReLU(LRELU_SLOPE),
             ]
             if r in attn:
-                layers.append(make_attention(cfg, "model.D_attn", w, cfg.attn_pool, cfg.D_sn))
+                layers.append(make_attention(cfg, "model.D_attn", w, attention, cfg.D_sn))
             c_in = w
         layers += [sn_conv2d(c_in, widths[-1], 3, padding=1, **sn), nn.LeakyReLU(LRELU_SLOPE)]
         self.body = nn.Sequential(*layers)
@@ -104,7 +103,6 @@ class DCGANDiscriminator(ProjectionDiscriminator):
         return self.body(x).sum(dim=(2, 3))
 
 
-@register("dcgan")
-def build_dcgan(cfg: ModelConfig) -> tuple[DCGANGenerator, DCGANDiscriminator]:
-    check_resolution("dcgan", cfg.resolution, list(DCGAN_LAYOUTS))
-    return DCGANGenerator(cfg), DCGANDiscriminator(cfg)
+@register("dcgan", resolutions=tuple(DCGAN_LAYOUTS), attention="biggan")
+def build_dcgan(cfg: ModelConfig, attention: str) -> tuple[DCGANGenerator, DCGANDiscriminator]:
+    return DCGANGenerator(cfg, attention), DCGANDiscriminator(cfg, attention)

@@ -20,7 +20,6 @@ from gankit.models.base import (
     ConditionalGenerator,
     ProjectionDiscriminator,
     check_attention_resolutions,
-    check_resolution,
     make_attention,
 )
 from gankit.models.blocks import DBlock, GBlock
@@ -52,7 +51,7 @@ class ResNetGenerator(ConditionalGenerator):
     ``BN-ReLU-conv3-tanh``. Spectral norm on every conv/linear when ``cfg.G_sn``.
     """
 
-    def __init__(self, cfg: ModelConfig, spec: ResNetSpec, arch: str, attn_pool: bool):
+    def __init__(self, cfg: ModelConfig, spec: ResNetSpec, arch: str, attention: str):
         widths = [cfg.G_ch * m for m in spec.g_widths]
         n = len(widths) - 1
         super().__init__(
@@ -71,7 +70,7 @@ class ResNetGenerator(ConditionalGenerator):
             for i in range(n)
         )  # fmt: skip
         self.attn = nn.ModuleList(
-            make_attention(cfg, "model.G_attn", widths[i + 1], attn_pool, cfg.G_sn)
+            make_attention(cfg, "model.G_attn", widths[i + 1], attention, cfg.G_sn)
             if r in attn
             else nn.Identity()
             for i, r in enumerate(resolutions)
@@ -95,7 +94,7 @@ class ResNetDiscriminator(ProjectionDiscriminator):
     ``wide`` selects BigGAN/SAGAN's hidden width ``C_out`` instead of SNGAN's ``C_in``.
     """
 
-    def __init__(self, cfg: ModelConfig, spec: ResNetSpec, arch: str, attn_pool: bool, wide: bool):
+    def __init__(self, cfg: ModelConfig, spec: ResNetSpec, arch: str, attention: str, wide: bool):
         widths = [cfg.D_ch * m for m in spec.d_widths]
         super().__init__(
             widths[-1], cfg.n_classes, cfg.resolution, cfg.channels, sn=cfg.D_sn,
@@ -113,7 +112,7 @@ class ResNetDiscriminator(ProjectionDiscriminator):
             for i in range(len(widths))
         )  # fmt: skip
         self.attn = nn.ModuleList(
-            make_attention(cfg, "model.D_attn", widths[i], attn_pool, cfg.D_sn)
+            make_attention(cfg, "model.D_attn", widths[i], attention, cfg.D_sn)
             if r in attn
             else nn.Identity()
             for i, r in enumerate(resolutions)
@@ -131,23 +130,23 @@ def build_resnet(
     cfg: ModelConfig,
     arch: str,
     tables: dict[int, ResNetSpec],
-    attn_pool: bool,
+    attention: str,
     wide_D: bool,
     shared_ok: bool,
 ) -> tuple[ResNetGenerator, ResNetDiscriminator]:
-    """Build the G/D pair of ``arch`` from its per-resolution ``tables``.
+    """Build the G/D pair of ``arch`` from its per-resolution ``tables`` (``cfg.resolution`` is
+    one of them: :func:`gankit.models.build` checks it), with ``attention`` blocks.
 
     Raises:
-        ConfigError: unsupported resolution, attention resolution, or shared embedding /
+        ConfigError: an attention resolution without a feature map, or shared embedding /
             hierarchical z on an arch that does not use them (``shared_ok=False``).
     """
-    check_resolution(arch, cfg.resolution, list(tables))
     if not shared_ok and (cfg.shared_dim or cfg.hier):
         raise ConfigError(
             f"config keys 'model.shared_dim'/'model.hier': arch '{arch}' uses per-class "
             "conditional BN; expected shared_dim = 0 and hier = false (use arch 'biggan')"
         )
     spec = tables[cfg.resolution]
-    G = ResNetGenerator(cfg, spec, arch, attn_pool)
-    D = ResNetDiscriminator(cfg, spec, arch, attn_pool, wide_D)
+    G = ResNetGenerator(cfg, spec, arch, attention)
+    D = ResNetDiscriminator(cfg, spec, arch, attention, wide_D)
     return G, D

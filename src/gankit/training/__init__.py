@@ -9,11 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from gankit import checkpoint as ckpt_io
-from gankit.config import Config, check_ranges, save_toml, to_dict
+from gankit.config import Config, from_dict, save_toml, to_dict, validate
 from gankit.errors import GankitError
 from gankit.run import RunDir
+from gankit.training.distributed import cleanup
+from gankit.training.hooks import default_hooks
+from gankit.training.loop import Hook, Trainer
 
-__all__ = ["resume", "train"]
+__all__ = ["Hook", "Trainer", "default_hooks", "resume", "train"]
 
 
 def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False) -> Path:
@@ -26,18 +29,18 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
             :func:`resume`), data that does not fit the model, bad config values.
     """
-    check_ranges("train", cfg.train)
-    return _fit(cfg, RunDir.create(out_dir), quiet)
+    validate(cfg)
+    hooks = default_hooks(cfg)  # checks the eval setup before anything is written
+    return _fit(cfg, RunDir.create(out_dir), hooks, quiet)
 
 
-def _fit(cfg: Config, run: RunDir, quiet: bool, checkpoint: Path | None = None) -> Path:
+def _fit(
+    cfg: Config, run: RunDir, hooks: list[Hook], quiet: bool, checkpoint: Path | None = None
+) -> Path:
     """Build the :class:`~gankit.training.loop.Trainer` (loading ``checkpoint`` if given), write
     the resolved ``config.toml`` and train up to ``cfg.train.steps``."""
-    from gankit.training.distributed import cleanup
-    from gankit.training.loop import Trainer
-
     try:
-        trainer = Trainer(cfg, run.path, quiet=quiet)
+        trainer = Trainer(cfg, run.path, hooks=hooks, quiet=quiet)
         if checkpoint is not None:
             trainer.load(checkpoint)
         if trainer.writes:
@@ -66,7 +69,7 @@ def resume(
     if latest is None:
         raise GankitError(f"{run.path}: no complete checkpoint in {run.checkpoints}")
     state = ckpt_io.load_state(latest)
-    saved = state["config"]["model"]
+    saved = to_dict(from_dict({"model": state["config"]["model"]}))["model"]  # older key names
     current = to_dict(cfg)["model"]
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differing:
@@ -78,9 +81,11 @@ def resume(
         cfg.train.steps = steps
     if device is not None:
         cfg.train.device = device
+    validate(cfg)
+    hooks = default_hooks(cfg)
     if cfg.train.steps <= state["step"]:
         raise GankitError(
             f"{run.path}: already at step {state['step']}; pass --steps N with N > {state['step']}"
             " (the total number of G steps to reach)"
         )
-    return _fit(cfg, run.ensure_writable(), quiet, checkpoint=latest)
+    return _fit(cfg, run.ensure_writable(), hooks, quiet, checkpoint=latest)

@@ -1,8 +1,9 @@
-"""The training loop: n_D D steps → G step → EMA → log → snapshot → eval hook.
+"""The training loop: n_D D steps → G step → EMA → log → snapshot, plus hooks.
 
 One :class:`Trainer` owns G, D, the EMA copy of G, both Adam optimizers (TTUR: their own lr and
 betas, SAGAN §4 / BigGAN §3), the data sampler and the RNG. :meth:`Trainer.train_iteration` is one
-G step, written top to bottom; :meth:`Trainer.fit` adds logging, snapshots and the eval hook.
+G step, written top to bottom; :meth:`Trainer.fit` adds logging and checkpoints, and calls the
+:class:`Hook` s it was given (grids, eval, sigma tracking, rollback: :mod:`gankit.training.hooks`).
 
 Batches: ``train.batch_size`` images per micro-batch and process; each D step and the G step use
 ``train.accumulate`` micro-batches (effective batch ``batch_size * accumulate * world_size``).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +26,24 @@ import torch
 from torch import nn
 
 from gankit import checkpoint as ckpt_io
-from gankit.config import Config, to_dict
-from gankit.data import BatchSampler, ImageDataset, load_dataset, to_float, to_uint8
+from gankit.config import Config
+from gankit.data import BatchSampler, ImageDataset, load_dataset, to_float
 from gankit.errors import GankitError
 from gankit.losses import aux_classifier_loss, d_loss, g_loss
+from gankit.models import build, sample_z
 from gankit.regularizers import gradient_penalty, orthogonal_reg
-from gankit.training import distributed, speed
+from gankit.run import RunDir
+from gankit.training import distributed, speed, state
 from gankit.training.ema import EMA, standing_stats
+from gankit.training.logger import LossMeter
 from gankit.training.monitor import CollapseDetector, Monitor, TrainingDivergedError
 
-GRID_COLS = 8  # samples per class in snapshot grids
-GRID_MAX_CLASSES = 16  # rows of a snapshot grid (evenly spaced classes beyond that)
-MAX_ROLLBACKS = 3
+__all__ = ["Hook", "Trainer", "amp_dtype", "check_data"]
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """``train.amp`` → autocast dtype (``None`` = fp32): ``auto`` is bf16 on CUDA, fp32 on CPU."""
-    if amp not in ("auto", "bf16", "fp32"):
-        raise GankitError(f"train.amp: expected auto, bf16 or fp32, got {amp!r}")
+    """``train.amp`` (validated by :func:`gankit.config.validate`) → autocast dtype (``None`` =
+    fp32): ``auto`` is bf16 on CUDA, fp32 on CPU."""
     if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
@@ -69,25 +70,57 @@ def check_data(dataset: ImageDataset, cfg: Config) -> None:
         )
 
 
-def check_eval_setup(cfg: Config) -> None:
-    """With ``eval.every > 0``, fail at start-up (not hours later at the first eval) on an
-    unknown metric name or missing/wrong Inception weights for an Inception-based metric."""
-    from gankit.metrics import get_metric
-    from gankit.metrics.inception import checked_weights_path
+class Hook:
+    """Something :meth:`Trainer.fit` calls at fixed points (every method is optional).
 
-    if not all(get_metric(name).offline for name in cfg.eval.metrics):
-        checked_weights_path(cfg.eval.inception_weights)
+    Hooks run on every rank, in the order given; one that writes files checks
+    ``trainer.writes`` (the main rank of a run with a directory).
+    """
+
+    def on_start(self, trainer: Trainer) -> None:
+        """Once, when the trainer is built (before any checkpoint is loaded)."""
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        """Add fields to a log record (every ``train.log_every`` steps) before it is written
+        and checked for collapse."""
+
+    def on_collapse(self, trainer: Trainer, warnings: list[str]) -> None:
+        """The collapse detector fired on the last log record."""
+
+    def on_snapshot(self, trainer: Trainer, G: nn.Module) -> None:
+        """Main rank, at each snapshot, before the checkpoint is written: ``G`` is the sampling
+        generator (EMA, standing statistics applied) in eval mode."""
+
+    def on_step(self, trainer: Trainer) -> None:
+        """After every iteration (and its log/snapshot)."""
 
 
 class Trainer:
     """G, D, EMA, optimizers, data and RNG of one training run.
 
+    Handles of the two networks (one G, one D; the others are views used by the iteration):
+
+    ==============  ================================================================
+    ``G``, ``D``    the networks themselves (unwrapped; optimizers, checkpoints)
+    ``G_train``     G, DDP-wrapped under torchrun (else G itself)
+    ``D_train``     D, DDP-wrapped under torchrun (else D itself)
+    ``G_fn``        ``G_train`` compiled (``train.compile``): G's forward in the G step
+    ``D_fn``        ``D_train`` compiled: D's forward in the D steps
+    ``G_fake``      unwrapped G compiled: no-grad fakes for the D steps (no DDP hooks)
+    ``D_frozen``    unwrapped D compiled: D in the G step (frozen; no DDP hooks)
+    ``ema.module``  the EMA copy of G; ``sampling_G`` is it (or G without EMA)
+    ==============  ================================================================
+
     Args:
-        cfg: the resolved run config.
+        cfg: the resolved run config (checked by :func:`gankit.config.validate`).
         run_dir: where logs, samples and checkpoints go (``None``: write nothing).
         G, D: prebuilt networks (default ``gankit.models.build(cfg.model)``).
         dataset: prebuilt data (default ``gankit.data.load_dataset(cfg.data, ...)``).
+        hooks: :class:`Hook` s called by :meth:`fit` (:func:`gankit.training.hooks.default_hooks`).
         quiet: no progress bar.
+
+    Raises:
+        GankitError: settings that need the world size (DDP), data that does not fit the model.
     """
 
     def __init__(
@@ -98,32 +131,27 @@ class Trainer:
         G: nn.Module | None = None,
         D: nn.Module | None = None,
         dataset: ImageDataset | None = None,
+        hooks: Sequence[Hook] = (),
         quiet: bool = False,
     ):
         t = cfg.train
-        self.cfg, self.quiet = cfg, quiet
+        self.cfg, self.quiet, self.hooks = cfg, quiet, list(hooks)
         self.dist, self.device = distributed.setup(t.device)
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.writes = self.run_dir is not None and self.dist.is_main
+        self.run = RunDir(run_dir) if run_dir is not None else None
+        self.writes = self.run is not None and self.dist.is_main
         self.amp = amp_dtype(t.amp, self.device)
         if t.loss == "wgan-gp" and self.dist.enabled:
             raise GankitError("train.loss: wgan-gp is not supported with DDP (double backward)")
-        if t.aux_weight > 0 and not cfg.model.aux_classifier:
-            raise GankitError("train.aux_weight > 0 needs --set model.aux_classifier=true")
         if self.dist.enabled and cfg.model.aux_classifier and t.aux_weight == 0:
             raise GankitError(  # DDP rejects parameters (the unused class head) without grads
                 "model.aux_classifier=true needs train.aux_weight > 0 under DDP"
             )
 
-        if cfg.eval.every > 0:
-            check_eval_setup(cfg)
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         if G is None or D is None:
-            from gankit.models import build
-
             G, D = build(cfg.model)
         self.G, self.D = G.to(self.device), D.to(self.device)
-        speed.configure_modules((self.G, self.D), t)  # channels_last, SDPA (issue 6 levers)
+        speed.configure_modules((self.G, self.D), t)  # channels_last, SDPA, fused resampling
         self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
         if self.dist.enabled:
             distributed.convert_batchnorm(self.G)
@@ -152,7 +180,7 @@ class Trainer:
             self.dist.world_size,
         )
         self.gen = torch.Generator(self.device)
-        self._seed_latents(0)
+        self.seed_latents(0)
 
         self.step = 0
         self.rollbacks = 0
@@ -160,19 +188,12 @@ class Trainer:
         self.best: dict[str, Any] = {}
         self.detector = CollapseDetector()
         self.monitor: Monitor | None = None
-        self._log_sum: torch.Tensor | None = None
-        self._log_count = 0
-        self._log_time = time.perf_counter()
-        self._finite = torch.ones((), dtype=torch.bool, device=self.device)
-        from gankit.analysis.spectrum import pick_layers
-
-        self.sigma_layers = {
-            "G": pick_layers(self.G, t.sigma_layers),
-            "D": pick_layers(self.D, t.sigma_layers),
-        }
+        self.meter = LossMeter(self.device, self.dist)
+        for hook in self.hooks:
+            hook.on_start(self)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _seed_latents(self, salt: int) -> None:
+    def seed_latents(self, salt: int) -> None:
         """Per-rank latent RNG; ``salt`` changes it after a rollback so the replay differs."""
         self.gen.manual_seed(self.cfg.train.seed + 1_000_003 * self.dist.rank + 7919 * salt)
 
@@ -199,8 +220,6 @@ class Trainer:
         return x, y.to(self.device)
 
     def _latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from gankit.models import sample_z
-
         z = sample_z(n, self.cfg.model.dim_z, generator=self.gen, device=self.device)
         y = torch.randint(self.cfg.model.n_classes, (n,), generator=self.gen, device=self.device)
         return z, y
@@ -285,163 +304,99 @@ class Trainer:
 
     # -- the run -----------------------------------------------------------------------------
     def fit(self, steps: int) -> None:
-        """Train until G step ``steps``: iteration → log → snapshot → eval hook."""
-        t, every_eval = self.cfg.train, self.cfg.eval.every
+        """Train until G step ``steps``: iteration → log → snapshot → hooks' ``on_step``."""
+        t = self.cfg.train
         self.monitor = Monitor(
-            self.run_dir if self.writes else None, steps, self.step, quiet=self.quiet
+            self.run.path if self.writes else None, steps, self.step, quiet=self.quiet
         )
-        self._log_time = time.perf_counter()
+        self.meter.reset()
         try:
             while self.step < steps:
-                losses = self.train_iteration()
-                self._accumulate(losses)
+                self.meter.add(self.train_iteration())
                 if self.step % t.log_every == 0 or self.step == steps:
                     self.log()
                 if self.step % t.snapshot_every == 0 or self.step == steps:
                     self.snapshot()
-                if every_eval > 0 and self.step % every_eval == 0:
-                    self.evaluate()
+                for hook in self.hooks:
+                    hook.on_step(self)
                 self.monitor.progress(self.step)
         finally:
             self.monitor.close()
 
-    def _accumulate(self, losses: dict[str, torch.Tensor]) -> None:
-        stacked = torch.stack([losses[k] for k in ("loss_D", "loss_G", "D_real", "D_fake")])
-        self._finite &= torch.isfinite(stacked).all()
-        self._log_sum = stacked if self._log_sum is None else self._log_sum + stacked
-        self._log_count += 1
-
-    def _check_finite(self) -> None:
-        """Stop with a clear message if any loss since the last check was NaN/Inf."""
-        if bool(self._finite):
+    def check_finite(self) -> None:
+        """Stop with a clear message if any loss since the last check was NaN/Inf on any rank
+        (collective under DDP: every rank checks, and raises, together)."""
+        if self.meter.all_finite():
             return
-        ckpts = ckpt_io.list_checkpoints(self.run_dir / "checkpoints") if self.run_dir else []
-        last = f"last good checkpoint: {ckpts[-1]}" if ckpts else "no checkpoint was written"
+        last = self.run.latest_checkpoint() if self.run is not None else None
+        where = f"last good checkpoint: {last}" if last else "no checkpoint was written"
         raise TrainingDivergedError(
-            f"a loss became NaN/Inf at or before step {self.step}; training stopped ({last}). "
+            f"a loss became NaN/Inf at or before step {self.step}; training stopped ({where}). "
             "Lower train.lr_G/train.lr_D or check the data."
         )
 
     def log(self) -> None:
         """Write one metrics record (averages since the last log) and check for collapse."""
         t = self.cfg.train
-        self._check_finite()
-        means = self._log_sum / self._log_count
-        if self.dist.enabled:
-            torch.distributed.all_reduce(means)
-            means /= self.dist.world_size
-        now = time.perf_counter()
-        images = self._log_count * t.batch_size * t.n_D * t.accumulate * self.dist.world_size
-        loss_D, loss_G, D_real, D_fake = means.tolist()
+        self.check_finite()
+        means, count, seconds = self.meter.means()
+        images = count * t.batch_size * t.n_D * t.accumulate * self.dist.world_size
         record: dict[str, Any] = {
             "step": self.step,
-            "loss_D": loss_D,
-            "loss_G": loss_G,
-            "D_real": D_real,
-            "D_fake": D_fake,
+            **means,
             "lr_G": self.opt_G.param_groups[0]["lr"],
             "lr_D": self.opt_D.param_groups[0]["lr"],
-            "img_per_s": images / max(now - self._log_time, 1e-9),
+            "img_per_s": images / max(seconds, 1e-9),
         }
-        from gankit.analysis.spectrum import spectrum_report
-
-        for net_name, net in (("G", self.G), ("D", self.D)):
-            for layer, sigmas in spectrum_report(net, 3, self.sigma_layers[net_name]).items():
-                for i, s in enumerate(sigmas):
-                    record[f"sigma{i}/{net_name}/{layer}"] = s
-        self._log_sum, self._log_count, self._log_time = None, 0, now
+        for hook in self.hooks:
+            hook.on_log(self, record)
         self.monitor.write(record)
         self.monitor.progress(self.step, record)
         warnings = self.detector.check(record)
         self.healthy = not warnings
         for w in warnings:
             self.monitor.warn(self.step, f"possible collapse: {w}")
-        if warnings and t.collapse_rollback:
-            self.rollback()
-
-    def rollback(self) -> None:
-        """Reload the newest healthy checkpoint older than this step, with a new latent seed."""
-        root = self.run_dir / "checkpoints" if self.run_dir else None
-        healthy = [
-            c
-            for c in (ckpt_io.list_checkpoints(root) if root else [])
-            if ckpt_io.checkpoint_step(c) < self.step and ckpt_io.load_state(c)["healthy"]
-        ]
-        if not healthy or self.rollbacks >= MAX_ROLLBACKS:
-            self.monitor.warn(
-                self.step,
-                "collapse rollback skipped (no healthy checkpoint left "
-                f"or {MAX_ROLLBACKS} rollbacks done)",
-            )
-            return
-        from_step, rollbacks = self.step, self.rollbacks + 1
-        self.load(healthy[-1])
-        self.rollbacks = rollbacks
-        self._seed_latents(rollbacks)
-        self.monitor.warn(from_step, f"rolled back to {healthy[-1]} (rollback {rollbacks})")
+        if warnings:
+            for hook in self.hooks:
+                hook.on_collapse(self, warnings)
 
     @torch.no_grad()
     def snapshot(self) -> None:
-        """Fixed-z sample grid and a checkpoint (main rank), after a NaN check."""
-        self._check_finite()
+        """A checkpoint of the current step (main rank), after a NaN check; hooks'
+        ``on_snapshot`` see its sampling generator first."""
+        self.check_finite()
         state = self.state_dict()  # collective under DDP: every rank calls it
         if not self.writes:
             return
         # without EMA, sample from a copy so that G's BN statistics, SN vectors and mode stay
         G = self.sampling_G if self.ema is not None else copy.deepcopy(self.G).eval()
         if self.cfg.train.standing_stats > 0:
-            gen = torch.Generator(self.device).manual_seed(self.cfg.train.seed + self.step)
-            from gankit.models import sample_z
+            standing_stats(G, self.cfg.train.standing_stats, self._standing_inputs())
+        for hook in self.hooks:
+            hook.on_snapshot(self, G)
+        weights = {**self.weights(), "G_ema": G.state_dict()}  # the sampled generator
+        self.save_checkpoint(ckpt_io.step_dir_name(self.step), weights, state)
+        ckpt_io.prune_checkpoints(self.run.checkpoints, self.cfg.train.keep_last)
 
-            def make_inputs() -> tuple[torch.Tensor, torch.Tensor]:
-                n, m = self.cfg.train.batch_size, self.cfg.model
-                z = sample_z(n, m.dim_z, generator=gen, device=self.device)
-                return z, torch.randint(m.n_classes, (n,), generator=gen, device=self.device)
+    def _standing_inputs(self):
+        """Batches ``(z, y)`` for standing statistics, seeded by ``train.seed`` and the step."""
+        gen = torch.Generator(self.device).manual_seed(self.cfg.train.seed + self.step)
+        n, m = self.cfg.train.batch_size, self.cfg.model
 
-            standing_stats(G, self.cfg.train.standing_stats, make_inputs)
-        from gankit.generation import save_grid
+        def make_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+            z = sample_z(n, m.dim_z, generator=gen, device=self.device)
+            return z, torch.randint(m.n_classes, (n,), generator=gen, device=self.device)
 
-        z, y = self._grid_latents()
-        save_grid(
-            to_uint8(G(z, y)), self.run_dir / "samples" / f"step_{self.step:08d}.png", GRID_COLS
+        return make_inputs
+
+    def save_checkpoint(
+        self, name: str, weights: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]
+    ) -> Path:
+        """Write checkpoint ``RUN/checkpoints/name`` (with ``meta.json``: step, health)."""
+        meta = {"step": state["step"], "healthy": state["healthy"]}
+        return ckpt_io.save_checkpoint(
+            self.run.checkpoints, name, weights, state, self.cfg, meta=meta
         )
-        root = self.run_dir / "checkpoints"
-        weights = {**self.weights(), "G_ema": G.state_dict()}  # the grid's generator
-        ckpt_io.save_checkpoint(root, ckpt_io.step_dir_name(self.step), weights, state, self.cfg)
-        ckpt_io.prune_checkpoints(root, self.cfg.train.keep_last)
-
-    def _grid_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fixed z for snapshot grids: one row of ``GRID_COLS`` per class (≤ 16 classes)."""
-        m = self.cfg.model
-        rows = min(m.n_classes, GRID_MAX_CLASSES)
-        classes = torch.linspace(0, m.n_classes - 1, rows).round().long()
-        gen = torch.Generator().manual_seed(self.cfg.train.seed)
-        z = torch.randn(rows * GRID_COLS, m.dim_z, generator=gen)
-        return z.to(self.device), classes.repeat_interleave(GRID_COLS).to(self.device)
-
-    def evaluate(self) -> None:
-        """Eval hook: ``gankit.evaluation.periodic_eval`` (main rank); keeps ``checkpoints/best``
-        by the lowest value of the first metric whose name contains ``fid`` (``fid`` first)."""
-        from gankit.evaluation import periodic_eval
-
-        state = self.state_dict()  # collective under DDP: every rank calls it
-        if not self.writes:
-            return
-        results = periodic_eval(self.sampling_G, self.cfg, self.device)
-        self.monitor.write({"step": self.step, "eval": results})  # same row as `gankit eval`
-        keys = sorted((k for k in results if "fid" in k), key=lambda k: (k != "fid", k))
-        if not keys:
-            return
-        key, value = keys[0], float(results[keys[0]])
-        if not self.best or value < self.best["value"]:
-            self.best = {"key": key, "value": value, "step": self.step}
-            ckpt_io.save_checkpoint(
-                self.run_dir / "checkpoints",
-                "best",
-                self.weights(),
-                {**state, "best": self.best},
-                self.cfg,
-            )
 
     # -- state -------------------------------------------------------------------------------
     def weights(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -452,50 +407,12 @@ class Trainer:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything besides the weights needed to continue exactly (``weights_only``-safe).
-
-        Under DDP the latent RNG state of every rank is gathered (a collective call)."""
-        gen_states = [self.gen.get_state()]
-        if self.dist.enabled:
-            gen_states = [None] * self.dist.world_size
-            torch.distributed.all_gather_object(gen_states, self.gen.get_state())
-        state = {
-            "step": self.step,
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict(),
-            "rng_torch": torch.get_rng_state(),
-            "rng_latents": gen_states,
-            "sampler": self.sampler.state_dict(),
-            "collapse": self.detector.state_dict(),
-            "healthy": self.healthy,
-            "rollbacks": self.rollbacks,
-            "best": self.best,
-            "config": to_dict(self.cfg),
-        }
-        if self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
+        """:func:`gankit.training.state.capture` (collective under DDP)."""
+        return state.capture(self)
 
     def load(self, ckpt: Path) -> None:
-        """Restore weights and state from checkpoint directory ``ckpt``."""
-        self.G.load_state_dict(ckpt_io.load_weights(ckpt, "G", self.device))
-        self.D.load_state_dict(ckpt_io.load_weights(ckpt, "D", self.device))
-        if self.ema is not None:
-            self.ema.module.load_state_dict(ckpt_io.load_weights(ckpt, "G_ema", self.device))
-        state = ckpt_io.load_state(ckpt)
-        self.sampler.load_state_dict(state["sampler"])  # one-line error if world size changed
-        self.step = state["step"]
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
-        torch.set_rng_state(state["rng_torch"])
-        self.gen.set_state(state["rng_latents"][self.dist.rank])
-        if "rng_cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
-        self.detector.load_state_dict(state["collapse"])
-        self.healthy, self.rollbacks, self.best = (
-            state["healthy"],
-            state["rollbacks"],
-            state["best"],
-        )
-        self._finite.fill_(True)
-        self._log_sum, self._log_count = None, 0
+        """Restore weights and state from checkpoint directory ``ckpt``
+        (:func:`gankit.training.state.restore`) and forget losses since the last log."""
+        state.restore(self, ckpt)
+        self.meter.clear_nan()
+        self.meter.reset()

@@ -27,6 +27,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
 from gankit.errors import GankitError
 
 WINDOW = 10
@@ -100,12 +103,8 @@ class Monitor:
         if run_dir is None:
             return
         self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        from torch.utils.tensorboard import SummaryWriter
-
         self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
         if not quiet and sys.stderr.isatty():
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
 
     def write(self, record: dict[str, Any]) -> None:

@@ -1,0 +1,150 @@
+"""The hooks :func:`gankit.train` gives the trainer: everything the loop does besides
+optimising and checkpointing, and everything that needs modules above ``training``.
+
+- :class:`SigmaTracker`: ``sigma0..2/{G,D}/<weight>`` in every log record (BigGAN §4.1;
+  :mod:`gankit.analysis.spectrum`), ``train.sigma_layers`` weights per network;
+- :class:`SnapshotGrid`: ``samples/step_XXXXXXXX.png`` at every snapshot, fixed z, one row of
+  :data:`GRID_COLS` per class (at most :data:`GRID_MAX_CLASSES` evenly spaced classes);
+- :class:`PeriodicEval`: ``eval.metrics`` every ``eval.every`` steps
+  (:func:`gankit.evaluation.periodic_eval`), logged like ``gankit eval``; keeps
+  ``checkpoints/best`` by the lowest value of the first metric whose name contains ``fid``
+  (``fid`` first). Checks the metric names and Inception weights when built;
+- :class:`CollapseRollback` (``train.collapse_rollback``): on a collapse warning, reload the
+  newest healthy checkpoint older than the current step, with a new latent seed (at most
+  :data:`MAX_ROLLBACKS` times). Health is read from each checkpoint's ``meta.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from gankit import checkpoint as ckpt_io
+from gankit.analysis.spectrum import pick_layers, spectrum_report
+from gankit.config import Config
+from gankit.data import to_uint8
+from gankit.evaluation import periodic_eval
+from gankit.generation import save_grid
+from gankit.metrics import get_metric
+from gankit.metrics.inception import checked_weights_path
+from gankit.training.loop import Hook, Trainer
+
+__all__ = [
+    "GRID_COLS",
+    "GRID_MAX_CLASSES",
+    "MAX_ROLLBACKS",
+    "CollapseRollback",
+    "PeriodicEval",
+    "SigmaTracker",
+    "SnapshotGrid",
+    "default_hooks",
+]
+
+GRID_COLS = 8  # samples per class in snapshot grids
+GRID_MAX_CLASSES = 16  # rows of a snapshot grid (evenly spaced classes beyond that)
+MAX_ROLLBACKS = 3
+
+
+class SigmaTracker(Hook):
+    """Top-3 singular values of ``n`` representative weights of G and of D in each log."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.layers: dict[str, list[str]] = {}
+
+    def on_start(self, trainer: Trainer) -> None:
+        self.layers = {"G": pick_layers(trainer.G, self.n), "D": pick_layers(trainer.D, self.n)}
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        for net_name, net in (("G", trainer.G), ("D", trainer.D)):
+            for layer, sigmas in spectrum_report(net, 3, self.layers[net_name]).items():
+                for i, s in enumerate(sigmas):
+                    record[f"sigma{i}/{net_name}/{layer}"] = s
+
+
+class SnapshotGrid(Hook):
+    """The fixed-z sample grid of each snapshot."""
+
+    def on_snapshot(self, trainer: Trainer, G: nn.Module) -> None:
+        z, y = grid_latents(trainer.cfg, trainer.device)
+        save_grid(to_uint8(G(z, y)), trainer.run.sample_grid(trainer.step), GRID_COLS)
+
+
+def grid_latents(cfg: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed ``z (rows * GRID_COLS, dim_z)`` (seed ``train.seed``) and labels: one row of
+    :data:`GRID_COLS` per class, at most :data:`GRID_MAX_CLASSES` evenly spaced classes."""
+    m = cfg.model
+    rows = min(m.n_classes, GRID_MAX_CLASSES)
+    classes = torch.linspace(0, m.n_classes - 1, rows).round().long()
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    z = torch.randn(rows * GRID_COLS, m.dim_z, generator=gen)
+    return z.to(device), classes.repeat_interleave(GRID_COLS).to(device)
+
+
+class PeriodicEval(Hook):
+    """``cfg.eval.metrics`` every ``cfg.eval.every`` steps; keeps ``checkpoints/best``.
+
+    Raises (when built): GankitError for an unknown metric name or missing/wrong Inception
+    weights of an Inception-based metric — at start-up, not at the first eval hours later.
+    """
+
+    def __init__(self, cfg: Config):
+        self.every = cfg.eval.every
+        if not all(get_metric(name).offline for name in cfg.eval.metrics):
+            checked_weights_path(cfg.eval.inception_weights)
+
+    def on_step(self, trainer: Trainer) -> None:
+        if self.every <= 0 or trainer.step % self.every:
+            return
+        state = trainer.state_dict()  # collective under DDP: every rank calls it
+        if not trainer.writes:
+            return
+        results = periodic_eval(trainer.sampling_G, trainer.cfg, trainer.device)
+        trainer.monitor.write({"step": trainer.step, "eval": results})  # as `gankit eval`
+        keys = sorted((k for k in results if "fid" in k), key=lambda k: (k != "fid", k))
+        if not keys:
+            return
+        key, value = keys[0], float(results[keys[0]])
+        if not trainer.best or value < trainer.best["value"]:
+            trainer.best = {"key": key, "value": value, "step": trainer.step}
+            trainer.save_checkpoint("best", trainer.weights(), {**state, "best": trainer.best})
+
+
+class CollapseRollback(Hook):
+    """Reload the newest healthy checkpoint older than the current step on collapse."""
+
+    def on_collapse(self, trainer: Trainer, warnings: list[str]) -> None:
+        ckpts = trainer.run.list_checkpoints() if trainer.run is not None else []
+        healthy = [c for c in ckpts if ckpt_io.checkpoint_step(c) < trainer.step and _is_healthy(c)]
+        if not healthy or trainer.rollbacks >= MAX_ROLLBACKS:
+            trainer.monitor.warn(
+                trainer.step,
+                "collapse rollback skipped (no healthy checkpoint left "
+                f"or {MAX_ROLLBACKS} rollbacks done)",
+            )
+            return
+        from_step, rollbacks = trainer.step, trainer.rollbacks + 1
+        trainer.load(healthy[-1])
+        trainer.rollbacks = rollbacks
+        trainer.seed_latents(rollbacks)
+        trainer.monitor.warn(from_step, f"rolled back to {healthy[-1]} (rollback {rollbacks})")
+
+
+def _is_healthy(ckpt) -> bool:
+    """The checkpoint's health flag from ``meta.json`` (``state.pt`` only for checkpoints
+    written before ``meta.json`` existed)."""
+    meta = ckpt_io.load_meta(ckpt)
+    return meta["healthy"] if "healthy" in meta else ckpt_io.load_state(ckpt)["healthy"]
+
+
+def default_hooks(cfg: Config) -> list[Hook]:
+    """The hooks of a ``gankit train`` run of ``cfg``: sigma tracking, snapshot grids, the eval
+    hook (``eval.every > 0``) and collapse rollback (``train.collapse_rollback``)."""
+    hooks: list[Hook] = [SigmaTracker(cfg.train.sigma_layers), SnapshotGrid()]
+    if cfg.eval.every > 0:
+        hooks.append(PeriodicEval(cfg))
+    if cfg.train.collapse_rollback:
+        hooks.append(CollapseRollback())
+    return hooks
