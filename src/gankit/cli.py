@@ -122,6 +122,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_measure(args: argparse.Namespace) -> int:
+    from gankit.measure import measure_command
+
+    result = measure_command(
+        _data_path(args.data),
+        args.measurement,
+        args.out,
+        seed=args.seed,
+        preset=args.preset,
+        overrides=args.overrides,
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from gankit.analysis.report import inspect_run
 
@@ -207,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "measure", help="write lossy measurements of a data set (.npz) for AmbientGAN training"
+    )
+    p.add_argument("--data", default="", help="images to measure (default: embedded MNIST)")
+    p.add_argument(
+        "--measurement", required=True, help="spec, e.g. block_pixels:p=0.5 or conv_noise:sigma=1"
+    )
+    p.add_argument("--out", required=True, help="output .npz (x, y, theta, measurement, ...)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the measurement draws")
+    p.add_argument(
+        "--preset", default=DEFAULT_PRESET, help="preset whose model.resolution/channels to use"
+    )
+    _add_set(p)
+    p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("inspect", help="plot losses and sigma_0 curves of a run to PNG")
     p.add_argument("run_dir")

@@ -94,6 +94,9 @@ class TrainConfig:
     keep_last: int = 3
     sigma_layers: int = 4  # how many weights per network to track sigma_0..2 for
     collapse_rollback: bool = False  # roll back to the last healthy checkpoint on collapse
+    # AmbientGAN (gankit.measurements, gankit.training.ambient):
+    measurement: str = ""  # measurement spec of the data, e.g. "block_pixels:p=0.5" ("" = off)
+    ambient_mode: str = "ambient"  # ambient | ignore | unmeasure: how the measured data are used
 
 
 @dataclass

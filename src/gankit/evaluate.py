@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from gankit import sampling
 from gankit.config import Config, DataConfig
+from gankit.data import MeasuredDataset
 from gankit.errors import GankitError
 from gankit.metrics import (
     ClassifierExtractor,
@@ -118,6 +119,11 @@ def prepare(
     specs = [get_metric(name) for name in metrics]  # unknown names fail before any work
     kinds = {spec.extractor for spec in specs}
     ds = load_dataset(data_cfg, resolution, channels)
+    if isinstance(ds, MeasuredDataset):
+        raise GankitError(
+            f"data: {ds.source} holds measurements, not images; evaluate against clean "
+            'reference images (gankit eval --data PATH; --data "" = the embedded digits)'
+        )
     extractors: dict[str, Extractor] = {}
     info: dict = {"data": ds.source}
     if "inception" in kinds:

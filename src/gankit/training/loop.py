@@ -31,6 +31,7 @@ from gankit.losses import aux_classifier_loss, d_loss, g_loss
 from gankit.regularizers import gradient_penalty, orthogonal_reg
 from gankit.training import checkpoint as ckpt_io
 from gankit.training import distributed, speed
+from gankit.training.ambient import Ambient
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.monitor import CollapseDetector, Monitor, TrainingDivergedError
 
@@ -117,11 +118,13 @@ class Trainer:
 
         if cfg.eval.every > 0:
             check_eval_setup(cfg)
+        self.ambient = Ambient(cfg)  # AmbientGAN: train.measurement, train.ambient_mode
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         if G is None or D is None:
             from gankit.models import build
 
             G, D = build(cfg.model)
+            D = self.ambient.discriminator(D, cfg.model)  # an MLP D for non-image measurements
         self.G, self.D = G.to(self.device), D.to(self.device)
         speed.configure_modules((self.G, self.D), t)  # channels_last, SDPA (issue 6 levers)
         self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
@@ -144,6 +147,7 @@ class Trainer:
             else load_dataset(cfg.data, cfg.model.resolution, cfg.model.channels)
         )
         check_data(self.dataset, cfg)
+        self.dataset = self.ambient.real_data(self.dataset)  # measurements or their inverse
         self.sampler = BatchSampler(
             self.dataset,
             t.batch_size,
@@ -153,6 +157,8 @@ class Trainer:
         )
         self.gen = torch.Generator(self.device)
         self._seed_latents(0)
+        # AmbientGAN: fake -> f_θ(fake) before D (identity unless ambient mode); θ from self.gen
+        self.measure_fake = self.ambient.fake_measurement(self.gen)
 
         self.step = 0
         self.rollbacks = 0
@@ -193,8 +199,9 @@ class Trainer:
 
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.dataset.batch(next(self.sampler))
-        x = to_float(x.to(self.device, non_blocking=True))
-        if self.cfg.train.channels_last:
+        x = x.to(self.device, non_blocking=True)
+        x = to_float(x) if x.dtype == torch.uint8 else x  # measured data may be float
+        if self.cfg.train.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y.to(self.device)
 
@@ -233,7 +240,7 @@ class Trainer:
                     with self._autocast():
                         once = t.sn_once and (d_step > 0 or micro > 0)  # see training.speed
                         with torch.no_grad(), speed.frozen_power_iteration(self.G, once):
-                            fake = self.G_fake(z, y_fake)
+                            fake = self.measure_fake(self.G_fake(z, y_fake))  # AmbientGAN
                         logits, cls = self._discriminate(
                             self.D_fn, torch.cat([x, fake.to(x.dtype)]), torch.cat([y, y_fake])
                         )
@@ -261,7 +268,8 @@ class Trainer:
             z, y_fake = self._latents(t.batch_size)
             with self._no_sync(self.G_train, micro):
                 with self._autocast():
-                    logits, cls = self._discriminate(self.D_frozen, self.G_fn(z, y_fake), y_fake)
+                    fake = self.measure_fake(self.G_fn(z, y_fake))  # AmbientGAN
+                    logits, cls = self._discriminate(self.D_frozen, fake, y_fake)
                     loss_G = g_loss(t.loss, logits.float())
                     if cls is not None:
                         loss_G = loss_G + t.aux_weight * aux_classifier_loss(cls, y_fake)
@@ -402,8 +410,11 @@ class Trainer:
         from gankit.sampling import save_grid
 
         z, y = self._grid_latents()
+        gen = torch.Generator(self.device).manual_seed(self.cfg.train.seed)  # fixed grid θ
         save_grid(
-            to_uint8(G(z, y)), self.run_dir / "samples" / f"step_{self.step:08d}.png", GRID_COLS
+            to_uint8(self.ambient.grid(G(z, y), gen)),  # AmbientGAN: sample | its measurement
+            self.run_dir / "samples" / f"step_{self.step:08d}.png",
+            GRID_COLS,
         )
         root = self.run_dir / "checkpoints"
         weights = {**self.weights(), "G_ema": G.state_dict()}  # the grid's generator
