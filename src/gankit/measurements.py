@@ -428,7 +428,7 @@ class PadRotateProject(Measurement):
     def sample_theta(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return torch.rand(x.shape[0], generator=generator, device=x.device) * math.pi
 
-    def project(self, x: Tensor, theta: Tensor) -> Tensor:
+    def apply(self, x: Tensor, theta: Tensor) -> Tensor:
         _, _, h, w = x.shape
         side = self.side(h, w)
         top, left = (side - h) // 2, (side - w) // 2
@@ -436,9 +436,6 @@ class PadRotateProject(Measurement):
         grid = rotation_grid(theta, side).to(u.dtype)
         rotated = F.grid_sample(u, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
         return rotated.sum(dim=2) / h
-
-    def apply(self, x: Tensor, theta: Tensor) -> Tensor:
-        return self.project(x, theta)
 
 
 @register
@@ -453,7 +450,7 @@ class PadRotateProjectTheta(PadRotateProject):
         return (c + 2, self.side(h, w))
 
     def apply(self, x: Tensor, theta: Tensor) -> Tensor:
-        y = self.project(x, theta)
+        y = super().apply(x, theta)
         angle = torch.stack([torch.cos(theta), torch.sin(theta)], dim=1).to(y.dtype)
         return torch.cat([y, angle[:, :, None].expand(-1, -1, y.shape[-1])], dim=1)
 
