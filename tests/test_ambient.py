@@ -116,10 +116,12 @@ def test_damaged_images_without_theta_train_in_ambient_mode(tmp_path):
     trainer.train_iteration()
 
 
-@pytest.mark.parametrize("spec", ["pad_rotate_project_theta", "gaussian_projection:m=2"])
-def test_non_image_measurements_train_with_an_mlp_d(tmp_path, spec):
+@pytest.mark.parametrize(
+    "spec, loss", [("pad_rotate_project_theta", "wgan-gp"), ("gaussian_projection:m=2", "hinge")]
+)
+def test_non_image_measurements_train_with_an_mlp_d(tmp_path, spec, loss):
     data, _ = measured(tmp_path, spec)
-    trainer = Trainer(tiny_cfg(data, f"train.measurement={spec}"), quiet=True)
+    trainer = Trainer(tiny_cfg(data, f"train.measurement={spec}", f"train.loss={loss}"), quiet=True)
     shape = build_measurement(spec).output_shape(SHAPE)
     assert isinstance(trainer.D, MeasurementDiscriminator) and trainer.D.in_shape == shape
     d_step, g_step = _d_inputs(trainer)[-2:]

@@ -9,8 +9,10 @@ Batches: ``train.batch_size`` images per micro-batch and process; each D step an
 Every D step draws fresh real images. Fake labels are uniform over ``model.n_classes``. D sees
 real and fake images in one forward (one spectral-norm power iteration per D step).
 With ``model.aux_classifier`` and ``train.aux_weight > 0`` the AC-GAN term is added to D (real
-and fake images) and to G (fake images). On CPU the run is seeded and bitwise reproducible,
-also across :func:`gankit.training.resume`.
+and fake images) and to G (fake images). With ``train.measurement`` (AmbientGAN,
+:mod:`gankit.training.ambient`) the real data are measurements and, in ambient mode, D sees the
+fakes measured too. On CPU the run is seeded and bitwise reproducible, also across
+:func:`gankit.training.resume`.
 """
 
 from __future__ import annotations
