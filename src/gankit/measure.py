@@ -73,6 +73,7 @@ def measure_command(
     out = Path(out)
     if out.suffix.lower() != ".npz":
         raise GankitError(f"out '{out}': expected a file name ending in .npz")
+    build_measurement(measurement, param="measurement")  # a bad spec fails before any loading
     cfg = load_preset(preset, list(overrides))
     m = cfg.model
     dataset = load_dataset(replace(cfg.data, path=data), m.resolution, m.channels)

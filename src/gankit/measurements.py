@@ -104,12 +104,12 @@ class Measurement:
             try:
                 number = float(raw)
             except (TypeError, ValueError):
-                raise GankitError(f"{key} must be a number {param.expected}, got {raw!r}") from None
+                raise GankitError(f"{key} must be a number {param.expected}, got {raw}") from None
             if param.kind is int and not number.is_integer():
-                raise GankitError(f"{key} must be an integer {param.expected}, got {raw!r}")
+                raise GankitError(f"{key} must be an integer {param.expected}, got {raw}")
             value = param.kind(number)
             if not math.isfinite(number) or not param.ok(value):
-                raise GankitError(f"{key} must be {param.expected}, got {raw!r}")
+                raise GankitError(f"{key} must be {param.expected}, got {raw}")
             out[key] = value
         return out
 
