@@ -23,6 +23,7 @@ from gankit.layers.attention import NONLOCAL_MODES
 from gankit.layers.init import INIT_STYLES
 from gankit.losses import LOSS_NAMES
 from gankit.models import attention_type, list_archs
+from gankit.training.ambient import AMBIENT_MODES
 
 
 def test_choices_mirror_the_registries():
@@ -30,6 +31,7 @@ def test_choices_mirror_the_registries():
     assert CHOICES["model.init"] == tuple(INIT_STYLES)
     assert CHOICES["train.loss"] == LOSS_NAMES
     assert CHOICES["train.device"] == DEVICES
+    assert CHOICES["train.ambient_mode"] == AMBIENT_MODES
     modes = {c.split(":", 1)[1] for c in CHOICES["model.attn_type"] if c.startswith("nonlocal:")}
     assert modes == set(NONLOCAL_MODES)
 

@@ -105,6 +105,9 @@ class TrainConfig:
     keep_last: int = 3
     sigma_layers: int = 4  # how many weights per network to track sigma_0..2 for
     collapse_rollback: bool = False  # roll back to the last healthy checkpoint on collapse
+    # AmbientGAN (gankit.measurements, gankit.training.ambient):
+    measurement: str = ""  # measurement spec of the data, e.g. "block_pixels:p=0.5" ("" = off)
+    ambient_mode: str = "ambient"  # ambient | ignore | unmeasure: how the measured data are used
 
 
 @dataclass
@@ -226,6 +229,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.loss": ("hinge", "nonsaturating", "wgan-gp"),  # = gankit.losses.LOSS_NAMES
     "train.amp": ("auto", "bf16", "fp32"),
     "train.device": ("auto", "cpu", "cuda"),  # = gankit.device.DEVICES
+    "train.ambient_mode": ("ambient", "ignore", "unmeasure"),  # = training.ambient.AMBIENT_MODES
 }
 """String keys → their valid values (tests check each against the registry it mirrors)."""
 

@@ -29,9 +29,9 @@ from torch import Tensor, nn
 
 from gankit.checkpoint import checkpoint_step
 from gankit.config import Config, DataConfig
-from gankit.data import load_dataset
+from gankit.data import MeasuredDataset, load_dataset
 from gankit.device import resolve_device
-from gankit.errors import ParameterError
+from gankit.errors import GankitError, ParameterError
 from gankit.generation import generate
 from gankit.metrics import (
     Extractor,
@@ -128,6 +128,11 @@ def prepare(
     weights, the cached/trained classifier, ...) and the reference features."""
     kinds = sorted({get_metric(name).extractor for name in metrics})  # unknown names fail first
     ds = load_dataset(data_cfg, resolution, channels)
+    if isinstance(ds, MeasuredDataset):
+        raise GankitError(
+            f"data: {ds.source} holds measurements, not images; evaluate against clean "
+            'reference images (gankit eval --data PATH; --data "" = the embedded digits)'
+        )
     setup = ExtractorSetup(
         ds.x, ds.y, ds.n_classes, ds.source, device, inception_weights or None, quiet
     )

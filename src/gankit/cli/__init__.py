@@ -16,12 +16,23 @@ import argparse
 import sys
 from types import ModuleType
 
-from gankit.cli import analyze, bench, eval, info, inspect, resume, sample, serve, train
+from gankit.cli import analyze, bench, eval, info, inspect, measure, resume, sample, serve, train
 from gankit.errors import GankitError, ParameterError
 
 __all__ = ["COMMANDS", "build_parser", "flag_name", "main"]
 
-COMMANDS: list[ModuleType] = [info, train, resume, sample, eval, inspect, analyze, bench, serve]
+COMMANDS: list[ModuleType] = [
+    info,
+    train,
+    resume,
+    sample,
+    eval,
+    measure,
+    inspect,
+    analyze,
+    bench,
+    serve,
+]
 """Command modules, in ``gankit --help`` order."""
 
 

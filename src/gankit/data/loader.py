@@ -8,6 +8,8 @@ folder with ``data_batch_1`` or
 ``train`` + ``meta``                  CIFAR-10 / CIFAR-100 batches (:mod:`.cifar`)
 other folder                          image folder (:mod:`.folder`)
 ``*.npz`` / ``*.npy`` / ``*.h5``      stored arrays (:mod:`.arrays`)
+``*.npz`` from ``gankit measure``     measurements of images (:mod:`.measured`), as
+                                      they are: never resized, never cached
 ====================================  =============================================
 """
 
@@ -21,6 +23,7 @@ from gankit.data.cache import load_cache, save_cache
 from gankit.data.cifar import is_cifar_dir, load_cifar
 from gankit.data.dataset import ImageDataset, check_labels
 from gankit.data.folder import load_image_folder
+from gankit.data.measured import MeasuredDataset, is_measured, read_measured
 from gankit.data.mnist import MNIST_SOURCE, load_mnist
 from gankit.data.preprocess import MAX_RESOLUTION, MIN_RESOLUTION
 from gankit.errors import GankitError
@@ -38,9 +41,13 @@ def _check_request(resolution: int, channels: int) -> None:
         raise GankitError(f"model.channels = {channels!r}: expected 1 (grey) or 3 (RGB)")
 
 
-def _read_source(path: Path, resolution: int, channels: int, skip_bad: bool) -> ImageDataset:
+def _read_source(
+    path: Path, resolution: int, channels: int, skip_bad: bool
+) -> ImageDataset | MeasuredDataset:
     if not path.exists():
         raise GankitError(f"data.path '{path}' does not exist")
+    if path.suffix.lower() == ".npz" and is_measured(path):
+        return read_measured(path)
     if path.is_dir():
         if is_cifar_dir(path):
             return load_cifar(path, resolution, channels)
@@ -56,7 +63,7 @@ def _read_source(path: Path, resolution: int, channels: int, skip_bad: bool) -> 
 
 def load_dataset(
     data_cfg: DataConfig, resolution: int, channels: int, n_classes: int | None = None
-) -> ImageDataset:
+) -> ImageDataset | MeasuredDataset:
     """Load ``data_cfg.path`` as uint8 ``(N, channels, resolution, resolution)`` + labels.
 
     Args:
@@ -80,6 +87,11 @@ def load_dataset(
             dataset = load_mnist(resolution, channels)
         else:
             dataset = _read_source(path, resolution, channels, data_cfg.skip_bad)
+        if isinstance(dataset, MeasuredDataset) and cache is not None:
+            raise GankitError(
+                f"data.cache = '{data_cfg.cache}': measured data sets ({path}) are not cached; "
+                "set data.cache to empty"
+            )
         if cache is not None and cache != path:
             save_cache(cache, dataset, source)
     if n_classes is not None:

@@ -65,11 +65,14 @@ class SigmaTracker(Hook):
 
 
 class SnapshotGrid(Hook):
-    """The fixed-z sample grid of each snapshot."""
+    """The fixed-z sample grid of each snapshot (with ``train.measurement`` in ambient mode, each
+    sample beside its measurement)."""
 
     def on_snapshot(self, trainer: Trainer, G: nn.Module) -> None:
         z, y = grid_latents(trainer.cfg, trainer.device)
-        save_grid(to_uint8(G(z, y)), trainer.run.sample_grid(trainer.step), GRID_COLS)
+        gen = torch.Generator(trainer.device).manual_seed(trainer.cfg.train.seed)  # fixed grid θ
+        images = trainer.ambient.grid(G(z, y), gen)  # AmbientGAN: sample | its measurement
+        save_grid(to_uint8(images), trainer.run.sample_grid(trainer.step), GRID_COLS)
 
 
 def grid_latents(cfg: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

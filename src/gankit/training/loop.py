@@ -10,8 +10,10 @@ Batches: ``train.batch_size`` images per micro-batch and process; each D step an
 Every D step draws fresh real images. Fake labels are uniform over ``model.n_classes``. D sees
 real and fake images in one forward (one spectral-norm power iteration per D step).
 With ``model.aux_classifier`` and ``train.aux_weight > 0`` the AC-GAN term is added to D (real
-and fake images) and to G (fake images). On CPU the run is seeded and bitwise reproducible,
-also across :func:`gankit.training.resume`.
+and fake images) and to G (fake images). With ``train.measurement`` (AmbientGAN,
+:mod:`gankit.training.ambient`) the real data are measurements and, in ambient mode, D sees the
+fakes measured too. On CPU the run is seeded and bitwise reproducible, also across
+:func:`gankit.training.resume`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from gankit.models import build, sample_z
 from gankit.regularizers import gradient_penalty, orthogonal_reg
 from gankit.run import RunDir
 from gankit.training import distributed, speed, state
+from gankit.training.ambient import Ambient
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.logger import LossMeter
 from gankit.training.monitor import CollapseDetector, Monitor, TrainingDivergedError
@@ -147,9 +150,11 @@ class Trainer:
                 "model.aux_classifier=true needs train.aux_weight > 0 under DDP"
             )
 
+        self.ambient = Ambient(cfg)  # AmbientGAN: train.measurement, train.ambient_mode
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         if G is None or D is None:
             G, D = build(cfg.model)
+            D = self.ambient.discriminator(D, cfg.model)  # an MLP D for non-image measurements
         self.G, self.D = G.to(self.device), D.to(self.device)
         speed.configure_modules((self.G, self.D), t)  # channels_last, SDPA, fused resampling
         self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
@@ -172,6 +177,7 @@ class Trainer:
             else load_dataset(cfg.data, cfg.model.resolution, cfg.model.channels)
         )
         check_data(self.dataset, cfg)
+        self.dataset = self.ambient.real_data(self.dataset)  # measurements or their inverse
         self.sampler = BatchSampler(
             self.dataset,
             t.batch_size,
@@ -181,6 +187,8 @@ class Trainer:
         )
         self.gen = torch.Generator(self.device)
         self.seed_latents(0)
+        # AmbientGAN: fake -> f_θ(fake) before D (identity unless ambient mode); θ from self.gen
+        self.measure_fake = self.ambient.fake_measurement(self.gen)
 
         self.step = 0
         self.rollbacks = 0
@@ -214,8 +222,9 @@ class Trainer:
 
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.dataset.batch(next(self.sampler))
-        x = to_float(x.to(self.device, non_blocking=True))
-        if self.cfg.train.channels_last:
+        x = x.to(self.device, non_blocking=True)
+        x = to_float(x) if x.dtype == torch.uint8 else x  # measured data may be float
+        if self.cfg.train.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y.to(self.device)
 
@@ -252,7 +261,7 @@ class Trainer:
                     with self._autocast():
                         once = t.sn_once and (d_step > 0 or micro > 0)  # see training.speed
                         with torch.no_grad(), speed.frozen_power_iteration(self.G, once):
-                            fake = self.G_fake(z, y_fake)
+                            fake = self.measure_fake(self.G_fake(z, y_fake))  # AmbientGAN
                         logits, cls = self._discriminate(
                             self.D_fn, torch.cat([x, fake.to(x.dtype)]), torch.cat([y, y_fake])
                         )
@@ -280,7 +289,8 @@ class Trainer:
             z, y_fake = self._latents(t.batch_size)
             with self._no_sync(self.G_train, micro):
                 with self._autocast():
-                    logits, cls = self._discriminate(self.D_frozen, self.G_fn(z, y_fake), y_fake)
+                    fake = self.measure_fake(self.G_fn(z, y_fake))  # AmbientGAN
+                    logits, cls = self._discriminate(self.D_frozen, fake, y_fake)
                     loss_G = g_loss(t.loss, logits.float())
                     if cls is not None:
                         loss_G = loss_G + t.aux_weight * aux_classifier_loss(cls, y_fake)
