@@ -1,13 +1,15 @@
 """``gankit eval`` and the training loop's eval hook: generator samples → features → metrics.
 
-Two reference sets, both cached on disk (:mod:`gankit.metrics.stats_cache`):
+Two reference sets, both cached on disk (:mod:`gankit.metrics.stats_cache`), both drawn from
+the *whole* data set (``data.limit`` only limits what G trains on):
 
 * Inception metrics (``fid``, ``is``, ``kid``, ``prdc``, ``intra_fid``; standard protocol of
   DESIGN §7): a fixed random subset (seed 0) of ``min(n, N)`` images of the whole data set.
-* Offline metrics (``class_acc``, ``cfid``, ``swd``): a fixed subset of ``min(n, N_train)``
-  images of gankit's classifier *training* split; the classifier's held-out split is evaluated
-  the same way as the samples and reported as ``<metric>_real_heldout`` (the ceiling a perfect
-  generator would reach). These numbers are gankit-specific and not comparable to Inception-FID.
+* Offline metrics (``class_acc``, ``cfid``, ``swd``, ``cprdc``, ``ccoverage_class``): a fixed
+  subset of ``min(n, N_train)`` images of gankit's classifier *training* split; the
+  classifier's held-out split is evaluated the same way as the samples and reported as
+  ``<metric>_real_heldout`` (the ceiling a perfect generator would reach). These numbers are
+  gankit-specific and not comparable to Inception-FID.
 
 Generated images: ``n`` samples from the EMA generator with balanced class labels (``i mod K``,
 shuffled), latents from :func:`gankit.models.sample_z` (optionally truncated), converted to uint8
@@ -45,8 +47,8 @@ from gankit.metrics.registry import EXTRACTOR_OUTPUTS, Features
 from gankit.metrics.stats_cache import cache_key, load_reference, save_reference
 
 OFFLINE_NOTE = (
-    "class_acc, cfid and swd use gankit's own classifier / raw pixels: NOT comparable to "
-    "Inception-FID or to other code; compare with the *_real_heldout ceiling"
+    "class_acc, cfid, swd, cprdc and ccoverage_class use gankit's own classifier / raw pixels: "
+    "NOT comparable to Inception-FID or to other code; compare with the *_real_heldout ceiling"
 )
 INCEPTION_NOTE = "TF-Inception protocol (pt_inception-2015-12-05, as torch-fidelity/pytorch-fid)"
 REFERENCE_SEED = 0
@@ -250,7 +252,7 @@ def eval_command(
     ckpt = find_checkpoint(source)
     G = load(ckpt, device=dev)
     cfg: Config = G.config
-    data_cfg = replace(cfg.data, path=data) if data is not None else cfg.data
+    data_cfg = replace(cfg.data, path=data if data is not None else cfg.data.path, limit=0)
     ctx = prepare(
         metrics,
         data_cfg,
@@ -302,7 +304,7 @@ def periodic_eval(G: nn.Module, cfg: Config, step: int, device: torch.device) ->
     if key not in _CONTEXTS:
         _CONTEXTS[key] = prepare(
             cfg.eval.metrics,
-            cfg.data,
+            replace(cfg.data, limit=0),
             cfg.model.resolution,
             cfg.model.channels,
             cfg.eval.n,

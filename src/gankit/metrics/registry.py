@@ -11,8 +11,9 @@ the conditioning/true class) plus what the metric's *extractor* wrote for the im
 * ``"swd"`` → ``"swd_proj"`` ``(N, L)`` random projections of the pixels
   (:mod:`gankit.metrics.swd`; offline).
 
-Offline metrics (``class_acc``, ``cfid``, ``swd``) live in gankit-specific feature spaces: their
-numbers are **not comparable** with Inception-FID or with other papers.
+Offline metrics (``class_acc``, ``cfid``, ``swd``, ``cprdc``, ``ccoverage_class``) live in
+gankit-specific feature spaces: their numbers are **not comparable** with Inception-FID or with
+other papers.
 """
 
 from __future__ import annotations

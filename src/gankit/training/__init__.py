@@ -6,6 +6,7 @@ The loop lives in :mod:`gankit.training.loop` (imported on first use, so that lo
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from gankit.config import Config, check_ranges, load_toml, save_toml, to_dict
@@ -37,9 +38,13 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
     Writes ``config.toml`` (resolved config), ``metrics.jsonl``, ``tb/``, ``samples/`` and
     ``checkpoints/`` (see docs/architecture.md). Only rank 0 writes under torchrun.
 
+    With ``cfg.train.init_from`` set, G, D and the EMA generator start from that run's (or
+    checkpoint's) weights (:mod:`gankit.training.transfer`; what was re-initialised is printed).
+
     Raises:
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
-            :func:`resume`), data that does not fit the model, bad config values.
+            :func:`resume`), data that does not fit the model, bad config values, an
+            ``init_from`` source that is missing or holds a different model.
     """
     check_ranges("train", cfg.train)
     run_dir = prepare_run_dir(out_dir)
@@ -61,6 +66,9 @@ def _fit(cfg: Config, run_dir: Path, quiet: bool, checkpoint: Path | None = None
         trainer = Trainer(cfg, run_dir, quiet=quiet)
         if checkpoint is not None:
             trainer.load(checkpoint)
+        elif cfg.train.init_from:
+            for line in trainer.init_from(cfg.train.init_from):
+                print(f"gankit: {line}", file=sys.stderr)
         if trainer.writes:
             save_toml(cfg, run_dir / "config.toml")
         trainer.fit(cfg.train.steps)
