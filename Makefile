@@ -22,7 +22,7 @@ RUN ?= runs/default
 run: venv
 	$(BIN)/gankit train --out $(RUN)
 	$(BIN)/gankit sample $(RUN) --n 80 --classes 0,1,2,3,4,5,6,7,8,9 --out $(RUN)/final_grid.png
-	$(BIN)/gankit eval $(RUN) --metrics class_acc,cfid,swd --n 1000
+	$(BIN)/gankit eval $(RUN) --metrics class_acc,cfid,swd,cprdc --n 1000
 
 # Headless Chromium + chromedriver from Debian for the browser test of `gankit serve`; installed
 # when missing and apt-get is usable (as root, e.g. CI). Elsewhere that test skips (fails in CI).

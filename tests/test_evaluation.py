@@ -79,10 +79,13 @@ def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path):
     run = tmp_path / "run"
     weights = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G.state_dict()}
     save_checkpoint(run / "checkpoints", "step_00000007", weights, {"step": 7}, data_cfg)
-    out = evaluate(str(run), ["class_acc", "swd"], n=40, device="cpu", quiet=True)
+    out = evaluate(str(run), ["class_acc", "swd", "cprdc"], n=40, device="cpu", quiet=True)
     assert out["step"] == 7 and out["n"] == 40 and "NOT comparable" in out["notes"]["offline"]
-    assert set(out["eval"]) == {"class_acc", "swd", "class_acc_real_heldout", "swd_real_heldout"}
+    names = ["class_acc", "swd", "cprecision", "crecall", "cdensity", "ccoverage"]
+    assert set(out["eval"]) == {*names, *(f"{n}_real_heldout" for n in names)}
     assert out["eval"]["class_acc_real_heldout"] > 0.95
+    # an untrained G covers little of the real digits; held-out reals cover them well
+    assert out["eval"]["ccoverage"] < 0.5 < out["eval"]["ccoverage_real_heldout"]
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert row == {"step": 7, "eval": out["eval"]}
     with pytest.raises(GankitError, match="unknown metric 'fdi'"):

@@ -93,9 +93,9 @@ def test_nan_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch
 
     real = loop.g_loss
 
-    def nan_after_two(name, logits, calls=[0]):  # noqa: B006
+    def nan_after_two(name, logits, real_logits=None, calls=[0]):  # noqa: B006
         calls[0] += 1
-        return real(name, logits) * (float("nan") if calls[0] > 2 else 1.0)
+        return real(name, logits, real_logits) * (float("nan") if calls[0] > 2 else 1.0)
 
     monkeypatch.setattr(loop, "g_loss", nan_after_two)
     with pytest.raises(TrainingDivergedError, match=r"NaN/Inf at or before step 4.*step_00000002"):

@@ -80,10 +80,20 @@ class TrainConfig:
     betas_G: list[float] = field(default_factory=lambda: [0.0, 0.999])
     betas_D: list[float] = field(default_factory=lambda: [0.0, 0.999])
     adam_eps: float = 1e-8
-    loss: str = "hinge"  # hinge | nonsaturating | wgan-gp
+    loss: str = "hinge"  # hinge | nonsaturating | wgan-gp | rpgan (relativistic pairing, R3GAN)
     gp_weight: float = 10.0  # for wgan-gp
     ortho_reg: float = 0.0  # BigGAN modified orthogonal regularisation beta (0: off)
     aux_weight: float = 0.0  # weight of the auxiliary-classifier term (needs model.aux_classifier)
+    # stabilisers (gankit.augment, gankit.regularizers; README "Stabilisers"):
+    diffaug: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
+    lecam_weight: float = 0.0  # LeCam regularisation lambda (0: off)
+    lecam_decay: float = 0.99  # EMA decay of LeCam's anchors
+    cr_weight: float = 0.0  # consistency regularisation lambda on reals (0: off)
+    cr_augment: str = "translation"  # the transform T of consistency regularisation
+    r1_gamma: float = 0.0  # zero-centred gradient penalty on reals, gamma/2 E|grad D|^2 (0: off)
+    r2_gamma: float = 0.0  # the same on generated images (0: off)
+    reg_every: int = 1  # lazy R1/R2: every k-th G step, scaled by k
+    init_from: str = ""  # run or checkpoint dir whose G/D/G_ema weights a new run starts from
     accumulate: int = 1  # gradient accumulation steps per optimizer step
     ema: bool = True
     ema_decay: float = 0.999
@@ -117,6 +127,7 @@ class DataConfig:
     path: str = ""  # image folder, .npz, CIFAR batch dir, .npy/.h5 cache; "" = embedded MNIST
     skip_bad: bool = False  # skip unreadable images (counted) instead of failing
     cache: str = ""  # optional .npy/.h5 cache file written on first use
+    limit: int = 0  # train on a fixed random subset of this many images (0 = all)
 
 
 @dataclass
@@ -205,17 +216,20 @@ _BOUNDS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
 _POSITIVE = (
     "model.resolution model.channels model.n_classes model.dim_z model.G_ch model.D_ch "
     "model.attn_k model.sn_eps model.bn_eps train.steps train.batch_size train.n_D train.lr_G "
-    "train.lr_D train.adam_eps train.accumulate train.log_every train.snapshot_every eval.n "
+    "train.lr_D train.adam_eps train.accumulate train.reg_every train.log_every "
+    "train.snapshot_every eval.n "
     "eval.batch_size"
 ).split()
 _NON_NEGATIVE = (
-    "model.shared_dim train.gp_weight train.ortho_reg train.aux_weight train.ema_start "
-    "train.standing_stats train.sigma_layers train.keep_last eval.truncation eval.every"
+    "model.shared_dim train.gp_weight train.ortho_reg train.aux_weight train.lecam_weight "
+    "train.cr_weight train.r1_gamma train.r2_gamma train.ema_start train.standing_stats "
+    "train.sigma_layers train.keep_last data.limit eval.truncation eval.every"
 ).split()
 _RANGES: dict[str, str] = {
     **dict.fromkeys(_POSITIVE, "positive"),
     **dict.fromkeys(_NON_NEGATIVE, "non_negative"),
     "train.ema_decay": "unit",
+    "train.lecam_decay": "unit",
     "train.betas_G": "beta",
     "train.betas_D": "beta",
 }
@@ -226,7 +240,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.arch": ("biggan", "dcgan", "sagan", "sngan"),  # = gankit.models.list_archs()
     "model.init": ("ortho", "normal", "xavier", "default"),  # = gankit.layers.INIT_STYLES
     "model.attn_type": ("auto", "sagan", "biggan", *(f"nonlocal:{m}" for m in NONLOCAL_MODES)),
-    "train.loss": ("hinge", "nonsaturating", "wgan-gp"),  # = gankit.losses.LOSS_NAMES
+    "train.loss": ("hinge", "nonsaturating", "wgan-gp", "rpgan"),  # = gankit.losses.LOSS_NAMES
     "train.amp": ("auto", "bf16", "fp32"),
     "train.device": ("auto", "cpu", "cuda"),  # = gankit.device.DEVICES
     "train.ambient_mode": ("ambient", "ignore", "unmeasure"),  # = training.ambient.AMBIENT_MODES

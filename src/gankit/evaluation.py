@@ -1,15 +1,17 @@
 """Evaluation of a generator: samples → features → metrics (``gankit eval``, ``gankit.evaluate``
 and the training loop's eval hook).
 
-Two reference sets, both cached on disk (:mod:`gankit.metrics.stats_cache`):
+Two reference sets, both cached on disk (:mod:`gankit.metrics.stats_cache`), both drawn from
+the *whole* data set (``data.limit`` only limits what G trains on):
 
 * Inception metrics (``fid``, ``is``, ``kid``, ``prdc``, ``intra_fid``; the standard
   TF-Inception protocol): a fixed random subset (seed 0) of ``min(n, N)`` images of the whole
   data set.
-* Offline metrics (``class_acc``, ``cfid``, ``swd``): a fixed subset of ``min(n, N_train)``
-  images of gankit's classifier *training* split; the classifier's held-out split is evaluated
-  the same way as the samples and reported as ``<metric>_real_heldout`` (the ceiling a perfect
-  generator would reach). These numbers are gankit-specific and not comparable to Inception-FID.
+* Offline metrics (``class_acc``, ``cfid``, ``swd``, ``cprdc``, ``ccoverage_class``): a fixed
+  subset of ``min(n, N_train)`` images of gankit's classifier *training* split; the
+  classifier's held-out split is evaluated the same way as the samples and reported as
+  ``<metric>_real_heldout`` (the ceiling a perfect generator would reach). These numbers are
+  gankit-specific and not comparable to Inception-FID.
 
 Generated images: ``n`` samples from the EMA generator with balanced class labels (``i mod K``,
 shuffled), latents from :func:`gankit.models.sample_z` (optionally truncated), converted to uint8
@@ -57,8 +59,8 @@ __all__ = [
 ]
 
 OFFLINE_NOTE = (
-    "class_acc, cfid and swd use gankit's own classifier / raw pixels: NOT comparable to "
-    "Inception-FID or to other code; compare with the *_real_heldout ceiling"
+    "class_acc, cfid, swd, cprdc and ccoverage_class use gankit's own classifier / raw pixels: "
+    "NOT comparable to Inception-FID or to other code; compare with the *_real_heldout ceiling"
 )
 INCEPTION_NOTE = "TF-Inception protocol (pt_inception-2015-12-05, as torch-fidelity/pytorch-fid)"
 REFERENCE_SEED = 0
@@ -259,7 +261,7 @@ def evaluate(
     ckpt = find_checkpoint(source)
     G = load_generator(ckpt, device=dev)
     cfg: Config = G.config
-    data_cfg = replace(cfg.data, path=data) if data is not None else cfg.data
+    data_cfg = replace(cfg.data, path=data if data is not None else cfg.data.path, limit=0)
     ctx = prepare(
         metrics,
         data_cfg,
@@ -310,7 +312,7 @@ def periodic_eval(G: nn.Module, cfg: Config, device: torch.device) -> dict[str, 
     if key not in _CONTEXTS:
         _CONTEXTS[key] = prepare(
             cfg.eval.metrics,
-            cfg.data,
+            replace(cfg.data, limit=0),
             cfg.model.resolution,
             cfg.model.channels,
             cfg.eval.n,

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from gankit.config import DataConfig
 from gankit.data.arrays import read_h5, read_npy, read_npz, to_dataset
 from gankit.data.cache import load_cache, save_cache
@@ -69,7 +71,8 @@ def load_dataset(
     Args:
         data_cfg: ``path`` (source, see module doc), ``skip_bad`` (skip unreadable images,
             counted in ``dataset.skipped``), ``cache`` (``.npy``/``.h5`` file written once and
-            reused while resolution, channels and source match).
+            reused while resolution, channels and source match), ``limit`` (keep a fixed
+            random subset of that many images, :func:`limit_dataset`; 0 = all).
         resolution: side length of the model's images (8..1024).
         channels: 1 (grey) or 3 (RGB); grey data is repeated, colour data reduced to luma.
         n_classes: the model's class count, if labels must fit it (``model.n_classes``).
@@ -96,4 +99,24 @@ def load_dataset(
             save_cache(cache, dataset, source)
     if n_classes is not None:
         check_labels(dataset.y, n_classes, f"{dataset.source} (model.n_classes = {n_classes})")
-    return dataset
+    return limit_dataset(dataset, data_cfg.limit) if data_cfg.limit else dataset
+
+
+def limit_dataset(dataset: ImageDataset, limit: int, seed: int = 0) -> ImageDataset:
+    """A fixed random subset of ``limit`` images (``data.limit``; seeded, in original order),
+    for small-data experiments. The class count and names stay those of the full set.
+
+    Raises:
+        GankitError: ``limit`` larger than the data set.
+    """
+    if limit > len(dataset):
+        raise GankitError(f"data.limit = {limit}: {dataset.source} has only {len(dataset)} images")
+    idx = np.sort(np.random.RandomState(seed).choice(len(dataset), limit, replace=False))
+    return ImageDataset(
+        x=np.ascontiguousarray(dataset.x[idx]),
+        y=dataset.y[idx],
+        n_classes=dataset.n_classes,
+        class_names=dataset.class_names,
+        source=f"{dataset.source} (data.limit = {limit}, seed {seed})",
+        skipped=dataset.skipped,
+    )

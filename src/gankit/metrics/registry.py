@@ -16,8 +16,9 @@ An extractor kind is registered with a *factory* ``factory(setup: ExtractorSetup
 (extractor, info)`` that builds the extractor for one reference data set (loading weights or
 training gankit's classifier); ``info`` is merged into ``gankit eval``'s JSON.
 
-Offline metrics (``class_acc``, ``cfid``, ``swd``) live in gankit-specific feature spaces: their
-numbers are **not comparable** with Inception-FID or with other papers.
+Offline metrics (``class_acc``, ``cfid``, ``swd``, ``cprdc``, ``ccoverage_class``) live in
+gankit-specific feature spaces: their numbers are **not comparable** with Inception-FID or with
+other papers.
 """
 
 from __future__ import annotations

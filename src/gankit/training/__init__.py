@@ -6,6 +6,7 @@ The loop lives in :mod:`gankit.training.loop`; the run directory it writes is
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from gankit import checkpoint as ckpt_io
@@ -25,9 +26,13 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
     Writes ``config.toml`` (resolved config), ``metrics.jsonl``, ``tb/``, ``samples/`` and
     ``checkpoints/`` (see docs/architecture.md). Only rank 0 writes under torchrun.
 
+    With ``cfg.train.init_from`` set, G, D and the EMA generator start from that run's (or
+    checkpoint's) weights (:mod:`gankit.training.transfer`; what was re-initialised is printed).
+
     Raises:
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
-            :func:`resume`), data that does not fit the model, bad config values.
+            :func:`resume`), data that does not fit the model, bad config values, an
+            ``init_from`` source that is missing or holds a different model.
     """
     validate(cfg)
     hooks = default_hooks(cfg)  # checks the eval setup before anything is written
@@ -43,6 +48,9 @@ def _fit(
         trainer = Trainer(cfg, run.path, hooks=hooks, quiet=quiet)
         if checkpoint is not None:
             trainer.load(checkpoint)
+        elif cfg.train.init_from:
+            for line in trainer.init_from(cfg.train.init_from):
+                print(f"gankit: {line}", file=sys.stderr)
         if trainer.writes:
             save_toml(cfg, run.config_file)
         trainer.fit(cfg.train.steps)

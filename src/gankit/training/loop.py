@@ -12,8 +12,12 @@ real and fake images in one forward (one spectral-norm power iteration per D ste
 With ``model.aux_classifier`` and ``train.aux_weight > 0`` the AC-GAN term is added to D (real
 and fake images) and to G (fake images). With ``train.measurement`` (AmbientGAN,
 :mod:`gankit.training.ambient`) the real data are measurements and, in ambient mode, D sees the
-fakes measured too. On CPU the run is seeded and bitwise reproducible, also across
-:func:`gankit.training.resume`.
+fakes measured too. Stabilisers (README "Stabilisers"): ``train.diffaug`` augments everything
+D sees (:mod:`gankit.augment`, random draws from the latent RNG);
+:func:`gankit.regularizers.d_regularization` adds LeCam, consistency and lazy R1/R2 terms to
+the D loss; ``train.loss = "rpgan"`` pairs each G-step fake with a fresh real batch. On CPU the
+run is seeded and bitwise reproducible, also across :func:`gankit.training.resume` (the LeCam
+anchors are part of the state).
 """
 
 from __future__ import annotations
@@ -27,15 +31,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from gankit import augment
 from gankit import checkpoint as ckpt_io
 from gankit.config import Config
 from gankit.data import BatchSampler, ImageDataset, load_dataset, to_float
 from gankit.errors import GankitError
-from gankit.losses import aux_classifier_loss, d_loss, g_loss
+from gankit.losses import PAIRED_LOSSES, aux_classifier_loss, d_loss, g_loss
 from gankit.models import build, sample_z
-from gankit.regularizers import gradient_penalty, orthogonal_reg
+from gankit.regularizers import (
+    LeCamAnchors,
+    d_regularization,
+    gradient_penalty,
+    lazy_factor,
+    orthogonal_reg,
+)
 from gankit.run import RunDir
-from gankit.training import distributed, speed, state
+from gankit.training import distributed, speed, state, transfer
 from gankit.training.ambient import Ambient
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.logger import LossMeter
@@ -98,6 +109,21 @@ class Hook:
         """After every iteration (and its log/snapshot)."""
 
 
+def check_stabilizers(cfg: Config, distributed_run: bool) -> None:
+    """Fail at start-up on an unknown DiffAugment/CR transform, CR without a transform, or
+    R1/R2 (a double backward) under DDP or ``train.compile``."""
+    t = cfg.train
+    augment.parse_policy(t.diffaug, "train.diffaug")
+    augment.parse_policy(t.cr_augment, "train.cr_augment")
+    if t.cr_weight > 0 and not t.cr_augment.strip():
+        raise GankitError("train.cr_weight > 0 needs a transform in train.cr_augment")
+    if (t.r1_gamma > 0 or t.r2_gamma > 0) and (distributed_run or t.compile):
+        raise GankitError(
+            "train.r1_gamma/train.r2_gamma: not supported with DDP or train.compile=true "
+            "(double backward)"
+        )
+
+
 class Trainer:
     """G, D, EMA, optimizers, data and RNG of one training run.
 
@@ -150,6 +176,7 @@ class Trainer:
                 "model.aux_classifier=true needs train.aux_weight > 0 under DDP"
             )
 
+        check_stabilizers(cfg, self.dist.enabled)
         self.ambient = Ambient(cfg)  # AmbientGAN: train.measurement, train.ambient_mode
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         if G is None or D is None:
@@ -185,8 +212,9 @@ class Trainer:
             self.dist.rank,
             self.dist.world_size,
         )
-        self.gen = torch.Generator(self.device)
+        self.gen = torch.Generator(self.device)  # latents, DiffAugment and measurement draws
         self.seed_latents(0)
+        self.lecam = LeCamAnchors(t.lecam_decay, self.device)
         # AmbientGAN: fake -> f_θ(fake) before D (identity unless ambient mode); θ from self.gen
         self.measure_fake = self.ambient.fake_measurement(self.gen)
 
@@ -249,6 +277,8 @@ class Trainer:
         t = self.cfg.train
         n_micro = t.n_D * t.accumulate
         loss_D_sum = D_real_sum = D_fake_sum = torch.zeros((), device=self.device)
+        lazy = lazy_factor(self.step, t.reg_every) if t.r1_gamma or t.r2_gamma else 0
+        cr_policy = t.cr_augment if t.cr_weight > 0 else ""
 
         # 1. D steps, each on fresh real images; G only produces fakes (no grad).
         self.D.requires_grad_(True)
@@ -262,19 +292,27 @@ class Trainer:
                         once = t.sn_once and (d_step > 0 or micro > 0)  # see training.speed
                         with torch.no_grad(), speed.frozen_power_iteration(self.G, once):
                             fake = self.measure_fake(self.G_fake(z, y_fake))  # AmbientGAN
-                        logits, cls = self._discriminate(
-                            self.D_fn, torch.cat([x, fake.to(x.dtype)]), torch.cat([y, y_fake])
+                        images, labels = augment.d_input(
+                            x, fake, y, y_fake, t.diffaug, cr_policy, self.gen
                         )
-                        real_logits, fake_logits = logits.float().split([len(y), len(y_fake)])
+                        logits, cls = self._discriminate(
+                            self.D_fn, images.requires_grad_(lazy > 0), labels
+                        )
+                        n = len(y) + len(y_fake)
+                        real_logits, fake_logits = logits[:n].float().split([len(y), len(y_fake)])
                         loss_D = d_loss(t.loss, real_logits, fake_logits)
                         if cls is not None:
                             loss_D = loss_D + t.aux_weight * aux_classifier_loss(
-                                cls, torch.cat([y, y_fake])
+                                cls[:n], labels[:n]
                             )
                         if t.loss == "wgan-gp":
                             loss_D = loss_D + gradient_penalty(
                                 self.D, x, fake, y, t.gp_weight, generator=self.gen
                             )
+                        loss_D = loss_D + d_regularization(
+                            logits, images, len(y), len(y_fake), self.lecam, t.lecam_weight,
+                            t.cr_weight, lazy * t.r1_gamma, lazy * t.r2_gamma,
+                        )  # fmt: skip
                     (loss_D / t.accumulate).backward()
                 loss_D_sum = loss_D_sum + loss_D.detach() / n_micro
                 D_real_sum = D_real_sum + real_logits.detach().mean() / n_micro
@@ -290,9 +328,13 @@ class Trainer:
             with self._no_sync(self.G_train, micro):
                 with self._autocast():
                     fake = self.measure_fake(self.G_fn(z, y_fake))  # AmbientGAN
-                    logits, cls = self._discriminate(self.D_frozen, fake, y_fake)
-                    loss_G = g_loss(t.loss, logits.float())
+                    x, y = self._real_batch() if t.loss in PAIRED_LOSSES else (fake[:0], y_fake[:0])
+                    images, labels = augment.d_input(fake, x, y_fake, y, t.diffaug, "", self.gen)
+                    logits, cls = self._discriminate(self.D_frozen, images, labels)
+                    fake_logits, real_logits = logits.float().split([len(y_fake), len(y)])
+                    loss_G = g_loss(t.loss, fake_logits, real_logits)
                     if cls is not None:
+                        cls = cls[: len(y_fake)]  # the fakes' rows (reals follow for rpgan)
                         loss_G = loss_G + t.aux_weight * aux_classifier_loss(cls, y_fake)
                 if t.ortho_reg > 0:
                     loss_G = loss_G + orthogonal_reg(self.G, t.ortho_reg)
@@ -419,6 +461,14 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """:func:`gankit.training.state.capture` (collective under DDP)."""
         return state.capture(self)
+
+    def init_from(self, source: str | Path) -> list[str]:
+        """Start from the weights of run or checkpoint ``source`` (``train.init_from``, see
+        :mod:`gankit.training.transfer`); returns the lines describing what was loaded."""
+        nets = {"G": self.G, "D": self.D}
+        if self.ema is not None:
+            nets["G_ema"] = self.ema.module
+        return transfer.init_from(source, nets, self.cfg.model.n_classes, self.device)
 
     def load(self, ckpt: Path) -> None:
         """Restore weights and state from checkpoint directory ``ckpt``

@@ -3,9 +3,10 @@
 ``state.pt`` (loaded with ``torch.load(weights_only=True)``): ``step``, ``opt_G``, ``opt_D``
 (Adam moments), ``rng_torch``, ``rng_latents`` (the latent generator of every rank),
 ``rng_cuda`` (on CUDA), ``sampler`` (data order and position), ``collapse`` (the detector's
-history), ``healthy``, ``rollbacks``, ``best`` and ``config``. ``healthy`` is also written to
-the checkpoint's small ``meta.json`` (:func:`gankit.checkpoint.load_meta`), so that a rollback
-can pick a checkpoint without loading optimizer moments.
+history), ``lecam`` (the LeCam regulariser's EMA anchors), ``healthy``, ``rollbacks``, ``best``
+and ``config``. ``healthy`` is also written to the checkpoint's small ``meta.json``
+(:func:`gankit.checkpoint.load_meta`), so that a rollback can pick a checkpoint without loading
+optimizer moments.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def capture(trainer: Any) -> dict[str, Any]:
         "rng_latents": gen_states,
         "sampler": trainer.sampler.state_dict(),
         "collapse": trainer.detector.state_dict(),
+        "lecam": trainer.lecam.state_dict(),
         "healthy": trainer.healthy,
         "rollbacks": trainer.rollbacks,
         "best": trainer.best,
@@ -65,6 +67,8 @@ def restore(trainer: Any, ckpt: Path) -> None:
     if "rng_cuda" in state and trainer.device.type == "cuda":
         torch.cuda.set_rng_state(state["rng_cuda"], trainer.device)
     trainer.detector.load_state_dict(state["collapse"])
+    if "lecam" in state:  # checkpoints written before LeCam existed never used it
+        trainer.lecam.load_state_dict(state["lecam"])
     trainer.healthy, trainer.rollbacks, trainer.best = (
         state["healthy"],
         state["rollbacks"],
