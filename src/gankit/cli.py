@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from gankit.config import DEFAULT_PRESET, apply_overrides, list_presets, load_preset, to_dict
@@ -142,8 +143,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         channels=args.channels,
         batch_size=args.batch_size,
+        data=_data_path(args.data) if args.data else None,
     )
     print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from gankit.data import build_cache
+
+    start = time.perf_counter()
+    ds = build_cache(
+        args.src,
+        resolution=args.resolution,
+        channels=args.channels,
+        out=args.out,
+        skip_bad=args.skip_bad,
+        workers=args.workers,
+        quiet=args.quiet,
+    )
+    shape = "x".join(str(d) for d in ds.x.shape[1:])
+    print(
+        f"{args.out}: {len(ds):,} images {shape}, {ds.n_classes} classes, {ds.skipped} skipped "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
     return 0
 
 
@@ -222,8 +245,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=64, help="attention workload: feature size")
     p.add_argument("--channels", type=int, default=256, help="attention workload: channels")
     p.add_argument("--json", action="store_true", help="one-line JSON")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="time the iteration on this data (cache file or folder) instead of synthetic "
+        "images; adds loader_imgs_per_s",
+    )
     _add_set(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("data", help="prepare training data")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser(
+        "build",
+        help="decode a data source once into a .npy/.h5 cache (streamed, parallel, resumable)",
+    )
+    p.add_argument("src", help="image folder (or .npz, CIFAR batches, .npy/.h5 arrays)")
+    p.add_argument("--resolution", type=int, required=True, help="side length in pixels")
+    p.add_argument("--channels", type=int, default=3, help="1 (grey) or 3 (RGB)")
+    p.add_argument("--out", required=True, help="cache file: CACHE.npy or CACHE.h5")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_data_build)
     return parser
 
 

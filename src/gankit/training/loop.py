@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from gankit.config import Config, to_dict
-from gankit.data import BatchSampler, ImageDataset, load_dataset, to_float, to_uint8
+from gankit.data import BatchSampler, ImageDataset, Prefetcher, load_dataset, to_float, to_uint8
 from gankit.errors import GankitError
 from gankit.losses import aux_classifier_loss, d_loss, g_loss
 from gankit.regularizers import gradient_penalty, orthogonal_reg
@@ -151,6 +151,7 @@ class Trainer:
             self.dist.rank,
             self.dist.world_size,
         )
+        self.batches = Prefetcher(self.dataset, self.sampler, self.device)  # next batch in bg
         self.gen = torch.Generator(self.device)
         self._seed_latents(0)
 
@@ -192,11 +193,11 @@ class Trainer:
         return module.no_sync()
 
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.dataset.batch(next(self.sampler))
-        x = to_float(x.to(self.device, non_blocking=True))
+        x, y = next(self.batches)  # already on the device
+        x = to_float(x)
         if self.cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, y.to(self.device)
+        return x, y
 
     def _latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         from gankit.models import sample_z
@@ -465,7 +466,7 @@ class Trainer:
             "opt_D": self.opt_D.state_dict(),
             "rng_torch": torch.get_rng_state(),
             "rng_latents": gen_states,
-            "sampler": self.sampler.state_dict(),
+            "sampler": self.batches.state_dict(),
             "collapse": self.detector.state_dict(),
             "healthy": self.healthy,
             "rollbacks": self.rollbacks,
@@ -483,7 +484,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.module.load_state_dict(ckpt_io.load_weights(ckpt, "G_ema", self.device))
         state = ckpt_io.load_state(ckpt)
-        self.sampler.load_state_dict(state["sampler"])  # one-line error if world size changed
+        self.batches.load_state_dict(state["sampler"])  # one-line error if world size changed
         self.step = state["step"]
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
