@@ -343,6 +343,20 @@ def test_prefetcher_state_resumes_exactly():
     run.close()
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_prefetcher_cuda_batches_equal_the_synchronous_ones():
+    ds = small_dataset()
+    sync = BatchSampler(ds, 4, torch.Generator().manual_seed(1))
+    prefetched = Prefetcher(ds, BatchSampler(ds, 4, torch.Generator().manual_seed(1)), "cuda")
+    for _ in range(9):
+        x_ref, y_ref = ds.batch(next(sync))
+        x, y = next(prefetched)
+        assert x.is_cuda and y.is_cuda
+        assert torch.equal(x.cpu(), x_ref) and torch.equal(y.cpu(), y_ref)
+    prefetched.close()
+
+
 def test_prefetcher_raises_errors_of_the_thread():
     ds = small_dataset()
 

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,12 +103,12 @@ def fingerprint(
     head = [_FINGERPRINT_VERSION, resolution, channels, chunk, out.suffix.lower(),
             str(listing.root), listing.class_names]  # fmt: skip
     digest.update(json.dumps(head).encode())
-    for path in listing.files:
+    for i, path in enumerate(listing.files):
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except OSError as err:
             raise GankitError(f"{path}: cannot read the file ({err})") from None
-        name = path.relative_to(listing.root).as_posix()
+        name = listing.relative_name(i)
         digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
@@ -195,7 +196,7 @@ def _stream_folder(
         if skipped:
             log.warning("%s: skipped %d unreadable file(s) (data.skip_bad)", listing.root, skipped)
             check_classes_left(listing, keep)
-        bad_names = [files[i].relative_to(listing.root).as_posix() for i, _ in progress.bad]
+        bad_names = [listing.relative_name(i) for i, _ in progress.bad]
         meta = cache_meta(resolution, channels, str(listing.root), listing.class_names, skipped,
                           writer.written, files=n, skipped_files=bad_names)  # fmt: skip
         writer.finish(listing.labels[keep], meta)

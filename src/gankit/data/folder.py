@@ -56,16 +56,18 @@ def image_extensions() -> frozenset[str]:
     return frozenset(ext.lower() for ext in Image.registered_extensions())
 
 
-def _visible(path: Path) -> bool:
-    return not path.name.startswith(".") and path.name.lower() not in _IGNORED_NAMES
+def _visible(name: str) -> bool:
+    return not name.startswith(".") and name.lower() not in _IGNORED_NAMES
 
 
-def _list_files(folder: Path) -> list[Path]:
+def _list_files(folder: Path) -> list[str]:
+    """Visible files under ``folder`` in sorted walk order, as ``str`` paths (a ``Path`` costs
+    several times the memory of a ``str``: it matters for millions of files)."""
     files = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(Path(dirpath) / f for f in sorted(filenames))
-    return [f for f in files if _visible(f)]
+        files.extend(os.path.join(dirpath, f) for f in sorted(filenames) if _visible(f))
+    return files
 
 
 @dataclass
@@ -74,24 +76,30 @@ class FolderListing:
 
     Attributes:
         root: the folder.
-        files: every visible file, class by class, each class in sorted walk order.
+        files: every visible file (``str`` paths), class by class, each class in sorted walk
+            order.
         labels: int64 ``(len(files),)`` class index of each file.
         class_names: the sorted class folder names (or the root's name if unconditional).
         class_dirs: the folder of each class (for error messages).
     """
 
     root: Path
-    files: list[Path]
+    files: list[str]
     labels: np.ndarray
     class_names: list[str]
     class_dirs: list[Path]
 
+    def relative_name(self, index: int) -> str:
+        """``files[index]`` relative to ``root``, with ``/`` separators."""
+        prefix = len(os.path.join(str(self.root), ""))
+        return self.files[index][prefix:].replace(os.sep, "/")
+
 
 def list_image_folder(root: Path) -> FolderListing:
     """List ``root`` as described in the module docstring; an empty class folder is an error."""
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p.name))
     if subdirs:
-        loose = [p for p in root.iterdir() if p.is_file() and _visible(p)]
+        loose = [p for p in root.iterdir() if p.is_file() and _visible(p.name)]
         if loose:
             log.warning("%s: ignoring %d file(s) next to the class folders", root, len(loose))
         dirs = subdirs
@@ -114,12 +122,12 @@ def check_classes_left(listing: FolderListing, keep: np.ndarray) -> None:
             raise GankitError(f"{where}: no readable images left in this class folder")
 
 
-def bad_file_error(path: Path, message: str) -> GankitError:
+def bad_file_error(path: str | Path, message: str) -> GankitError:
     """The one-line error for an unreadable file when ``skip_bad`` is off."""
     return GankitError(f"{path}: {message}; pass --skip-bad to skip such files")
 
 
-def decode_image(path: Path, resolution: int) -> np.ndarray:
+def decode_image(path: str | Path, resolution: int) -> np.ndarray:
     """Decode one file → uint8 ``(C, resolution, resolution)``, C = 1 (grey) or 3 (colour).
 
     Raises whatever PIL raises for unreadable files (the caller names the file). JPEGs are
@@ -132,9 +140,10 @@ def decode_image(path: Path, resolution: int) -> np.ndarray:
         return pil_to_chw(fit_square(to_grey_or_rgb(img), resolution))
 
 
-def _decode_or_error(path: Path, resolution: int) -> np.ndarray | str:
-    if path.suffix.lower() not in image_extensions():
-        return f"unsupported file type '{path.suffix}' (expected an image: .png, .jpg, .bmp, ...)"
+def _decode_or_error(path: str, resolution: int) -> np.ndarray | str:
+    suffix = os.path.splitext(path)[1]
+    if suffix.lower() not in image_extensions():
+        return f"unsupported file type '{suffix}' (expected an image: .png, .jpg, .bmp, ...)"
     try:
         return decode_image(path, resolution)
     except _DECODE_ERRORS as err:
@@ -142,7 +151,7 @@ def _decode_or_error(path: Path, resolution: int) -> np.ndarray | str:
 
 
 def decode_chunk(
-    files: Sequence[Path], resolution: int, channels: int
+    files: Sequence[str], resolution: int, channels: int
 ) -> tuple[np.ndarray, BadFiles]:
     """Decode ``files`` → (uint8 ``(n_good, channels, R, R)`` in file order, bad files)."""
     x = np.empty((len(files), channels, resolution, resolution), dtype=np.uint8)
@@ -174,7 +183,7 @@ def _ignore_sigint() -> None:
 
 
 def decode_chunks(
-    chunks: Sequence[Sequence[Path]], resolution: int, channels: int, workers: int
+    chunks: Sequence[Sequence[str]], resolution: int, channels: int, workers: int
 ) -> Iterator[tuple[np.ndarray, BadFiles]]:
     """Yield :func:`decode_chunk` of each chunk, in order, decoded by ``workers`` processes.
 
@@ -189,26 +198,27 @@ def decode_chunks(
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
     try:
         todo = iter(chunks)
-        pending: deque[Future] = deque(
-            pool.submit(decode_chunk, files, resolution, channels)
+        pending: deque[tuple[Future, str]] = deque(
+            (pool.submit(decode_chunk, files, resolution, channels), files[0])
             for files in islice(todo, 2 * workers)
         )
         while pending:
+            future, first = pending.popleft()
             try:
-                result = pending.popleft().result()
+                result = future.result()
             except BrokenProcessPool:
                 raise GankitError(
-                    f"{chunks[0][0].parent}: a decoding process died (out of memory? try fewer "
-                    "workers)"
+                    f"{first}: a decoding process died in the chunk from this file on (out of "
+                    "memory? try fewer workers)"
                 ) from None
             for files in islice(todo, 1):
-                pending.append(pool.submit(decode_chunk, files, resolution, channels))
+                pending.append((pool.submit(decode_chunk, files, resolution, channels), files[0]))
             yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def split_chunks(files: Sequence[Path], size: int) -> list[Sequence[Path]]:
+def split_chunks(files: Sequence[str], size: int) -> list[Sequence[str]]:
     """``files`` cut into consecutive chunks of ``size`` (the last may be shorter)."""
     return [files[i : i + size] for i in range(0, len(files), size)]
 

@@ -45,11 +45,16 @@ def _produce(
     stop: threading.Event,
     dataset: ImageDataset,
     sampler: BatchSampler,
-    pin: bool,
+    device: torch.device,
 ) -> None:
     """Thread body: put ``(x, y, sampler state after drawing them)`` until ``stop`` is set;
-    an exception is put in the queue for the consumer to raise."""
+    an exception is put in the queue for the consumer to raise. On CUDA the batches are pinned,
+    with the thread's current device set first (else a new thread would open a context on
+    GPU 0, one per rank under DDP)."""
+    pin = device.type == "cuda"
     try:
+        if pin:
+            torch.cuda.set_device(device)
         while not stop.is_set():
             indices = next(sampler)
             state = sampler.state_dict()
@@ -85,6 +90,8 @@ class Prefetcher:
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.dataset, self.sampler = dataset, sampler
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.depth = depth
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -95,7 +102,7 @@ class Prefetcher:
         self._state = self.sampler.state_dict()
         self._queue = queue.Queue(maxsize=self.depth)
         self._stop = threading.Event()
-        args = (self._queue, self._stop, self.dataset, self.sampler, self.device.type == "cuda")
+        args = (self._queue, self._stop, self.dataset, self.sampler, self.device)
         self._thread = threading.Thread(target=_produce, args=args, daemon=True, name="prefetch")
         weakref.finalize(self, self._stop.set)  # the thread holds no reference to self
         self._thread.start()
