@@ -4,9 +4,12 @@ Two kinds of workload:
 
 - **Training** (``cifar``, ``i128`` or any preset name): the *same* iteration ``gankit train``
   runs, :meth:`gankit.training.loop.Trainer.train_iteration` (``n_D`` D steps, one G step, the
-  EMA update), on synthetic data: random uint8 images and labels held in memory, so the data
-  pipeline is not timed. ``cifar`` and ``i128`` are the BigGAN-PyTorch anchor workloads of
-  DESIGN.md Sec. 8 (presets ``biggan-cifar`` and ``biggan-128``).
+  EMA update), on synthetic data: random uint8 images and labels held in memory, so reading
+  the data is not timed. With ``data`` (``--data PATH``: a cache file, an image folder, any
+  ``data.path``) the iteration runs on that data instead, loaded as in training, and
+  ``loader_imgs_per_s`` adds the data path's own speed (:func:`gankit.data.loader_throughput`).
+  ``cifar`` and ``i128`` are the BigGAN-PyTorch anchor workloads of DESIGN.md Sec. 8 (presets
+  ``biggan-cifar`` and ``biggan-128``).
 - **Attention** (``attention``): forward + backward of one :class:`~gankit.layers.attention.
   SelfAttention` layer on ``(B, C, R, R)`` features, the fused SDPA path against the explicit
   softmax reference, with the same weights.
@@ -41,7 +44,7 @@ from gankit.config import (
     load_preset,
     validate,
 )
-from gankit.data import ImageDataset
+from gankit.data import ImageDataset, loader_throughput
 from gankit.device import resolve_device
 from gankit.errors import ParameterError
 from gankit.layers.attention import SelfAttention
@@ -267,8 +270,9 @@ def synthetic_dataset(cfg: Config, n: int, seed: int = 0) -> ImageDataset:
     return ImageDataset(x, y, m.n_classes, names, source="synthetic (gankit bench)")
 
 
-def bench_training(cfg: Config, steps: int, warmup: int) -> dict[str, Any]:
-    """Time :meth:`Trainer.train_iteration` (``n_D`` D steps, G step, EMA) on synthetic data.
+def bench_training(cfg: Config, steps: int, warmup: int, data: str | None = None) -> dict[str, Any]:
+    """Time :meth:`Trainer.train_iteration` (``n_D`` D steps, G step, EMA) on synthetic data,
+    or on ``data`` (any ``data.path``; adds ``data`` and ``loader_imgs_per_s``).
 
     The device is ``cfg.train.device``. Nothing is written to disk. Returns the JSON dict of
     ``gankit bench`` (keys in README "Performance"); ``real_imgs_per_s`` counts the real images
@@ -276,7 +280,10 @@ def bench_training(cfg: Config, steps: int, warmup: int) -> dict[str, Any]:
     """
     t = cfg.train
     per_iter = t.batch_size * t.n_D * t.accumulate
-    trainer = Trainer(cfg, None, dataset=synthetic_dataset(cfg, 2 * per_iter), quiet=True)
+    if data is not None:
+        cfg.data.path = data
+    dataset = synthetic_dataset(cfg, 2 * per_iter) if data is None else None
+    trainer = Trainer(cfg, None, dataset=dataset, quiet=True)
     dev = trainer.device
     if warmup:
         time_calls(trainer.train_iteration, warmup, 0, dev)
@@ -284,6 +291,12 @@ def bench_training(cfg: Config, steps: int, warmup: int) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(dev)
     seconds = time_calls(trainer.train_iteration, steps, 0, dev)
     peak = torch.cuda.max_memory_allocated(dev) / GiB if dev.type == "cuda" else peak_rss_GiB()
+    real_data: dict[str, Any] = {}
+    if data is not None:
+        real_data = {
+            "data": trainer.dataset.source,
+            "loader_imgs_per_s": loader_throughput(trainer.dataset, t.batch_size, dev),
+        }
     return {
         "preset": cfg.preset,
         "s_per_iter": seconds,
@@ -303,6 +316,7 @@ def bench_training(cfg: Config, steps: int, warmup: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "flags": flags(t, dev, trainer.amp),
         "loadavg_1min": os.getloadavg()[0],
+        **real_data,
     }
 
 
@@ -315,13 +329,15 @@ def benchmark(
     resolution: int = 64,
     channels: int = 256,
     batch_size: int | None = None,
+    data: str | None = None,
 ) -> dict[str, Any]:
     """``gankit bench`` (see the module docstring); returns the JSON dict.
 
     ``workload``: ``cifar``, ``i128`` (the anchor presets), ``attention``, or any preset name.
     ``overrides`` are ``--set`` items; for ``attention`` only ``model.attn_k`` and
     ``model.attn_type`` matter. ``batch_size`` overrides ``train.batch_size`` (attention
-    default: 8).
+    default: 8). ``data``: time training workloads on this data (``data.path``) instead of
+    synthetic images.
 
     Raises:
         ParameterError: unknown ``workload``, ``steps < 1``, ``warmup < 0``, bad attention sizes.
@@ -344,7 +360,7 @@ def benchmark(
     if batch_size is not None:
         cfg.train.batch_size = batch_size
     validate(cfg)
-    result = bench_training(cfg, steps, warmup)
+    result = bench_training(cfg, steps, warmup, data)
     result["workload"] = workload
     return result
 

@@ -16,7 +16,19 @@ import argparse
 import sys
 from types import ModuleType
 
-from gankit.cli import analyze, bench, eval, info, inspect, measure, resume, sample, serve, train
+from gankit.cli import (
+    analyze,
+    bench,
+    data,
+    eval,
+    info,
+    inspect,
+    measure,
+    resume,
+    sample,
+    serve,
+    train,
+)
 from gankit.errors import GankitError, ParameterError
 
 __all__ = ["COMMANDS", "build_parser", "flag_name", "main"]
@@ -28,6 +40,7 @@ COMMANDS: list[ModuleType] = [
     sample,
     eval,
     measure,
+    data,
     inspect,
     analyze,
     bench,

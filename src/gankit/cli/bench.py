@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gankit.cli.common import add_device, add_set
+from gankit.cli.common import add_device, add_set, data_path
 
 FLAG_NAMES = {"attn_type": "--set model.attn_type"}
 
@@ -20,6 +20,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=int, default=64, help="attention workload: feature size")
     p.add_argument("--channels", type=int, default=256, help="attention workload: channels")
     p.add_argument("--json", action="store_true", help="one-line JSON")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="time the iteration on this data (cache file or folder) instead of synthetic "
+        "images; adds loader_imgs_per_s",
+    )
     add_set(p)
     p.set_defaults(func=run)
 
@@ -36,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         channels=args.channels,
         batch_size=args.batch_size,
+        data=data_path(args.data) if args.data else None,
     )
     print(json.dumps(result, indent=None if args.json else 2))
     return 0

@@ -12,9 +12,23 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from gankit.errors import GankitError
+
 MIN_RESOLUTION = 8
 MAX_RESOLUTION = 1024
 _LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def check_request(resolution: int, channels: int, prefix: str = "model.") -> None:
+    """The requested size must be an integer in ``MIN..MAX_RESOLUTION`` and channels 1 or 3;
+    errors name ``{prefix}resolution`` / ``{prefix}channels``."""
+    if not isinstance(resolution, int) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        raise GankitError(
+            f"{prefix}resolution = {resolution!r}: data loading supports integer resolutions "
+            f"{MIN_RESOLUTION}..{MAX_RESOLUTION}"
+        )
+    if channels not in (1, 3):
+        raise GankitError(f"{prefix}channels = {channels!r}: expected 1 (grey) or 3 (RGB)")
 
 
 def fit_square(img: Image.Image, resolution: int) -> Image.Image:

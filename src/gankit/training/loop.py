@@ -34,7 +34,7 @@ from torch import nn
 from gankit import augment
 from gankit import checkpoint as ckpt_io
 from gankit.config import Config
-from gankit.data import BatchSampler, ImageDataset, load_dataset, to_float
+from gankit.data import BatchSampler, ImageDataset, Prefetcher, load_dataset, to_float
 from gankit.errors import GankitError
 from gankit.losses import PAIRED_LOSSES, aux_classifier_loss, d_loss, g_loss
 from gankit.models import build, sample_z
@@ -212,6 +212,7 @@ class Trainer:
             self.dist.rank,
             self.dist.world_size,
         )
+        self.batches = Prefetcher(self.dataset, self.sampler, self.device)  # next batch in bg
         self.gen = torch.Generator(self.device)  # latents, DiffAugment and measurement draws
         self.seed_latents(0)
         self.lecam = LeCamAnchors(t.lecam_decay, self.device)
@@ -249,12 +250,11 @@ class Trainer:
         return module.no_sync()
 
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.dataset.batch(next(self.sampler))
-        x = x.to(self.device, non_blocking=True)
+        x, y = next(self.batches)  # already on the device
         x = to_float(x) if x.dtype == torch.uint8 else x  # measured data may be float
         if self.cfg.train.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, y.to(self.device)
+        return x, y
 
     def _latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         z = sample_z(n, self.cfg.model.dim_z, generator=self.gen, device=self.device)

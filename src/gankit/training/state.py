@@ -38,7 +38,7 @@ def capture(trainer: Any) -> dict[str, Any]:
         "opt_D": trainer.opt_D.state_dict(),
         "rng_torch": torch.get_rng_state(),
         "rng_latents": gen_states,
-        "sampler": trainer.sampler.state_dict(),
+        "sampler": trainer.batches.state_dict(),  # batches handed out, not prefetched
         "collapse": trainer.detector.state_dict(),
         "lecam": trainer.lecam.state_dict(),
         "healthy": trainer.healthy,
@@ -58,7 +58,7 @@ def restore(trainer: Any, ckpt: Path) -> None:
     if trainer.ema is not None:
         trainer.ema.module.load_state_dict(ckpt_io.load_weights(ckpt, "G_ema", trainer.device))
     state = ckpt_io.load_state(ckpt)
-    trainer.sampler.load_state_dict(state["sampler"])  # one-line error if world size changed
+    trainer.batches.load_state_dict(state["sampler"])  # one-line error if world size changed
     trainer.step = state["step"]
     trainer.opt_G.load_state_dict(state["opt_G"])
     trainer.opt_D.load_state_dict(state["opt_D"])
