@@ -160,3 +160,18 @@ def test_failed_replace_puts_old_checkpoint_back(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert ckpt_io.load_state(root / "best")["step"] == 1
     assert not list(root.glob(".tmp-*"))
+
+
+def test_resume_a_run_written_with_attn_pool(tmp_path):
+    """Runs written before model.attn_type stored model.attn_pool; they still resume."""
+    data = tiny_data(tmp_path / "d.npz")
+    run = train(tiny_cfg(data, "train.steps=2"), tmp_path / "r", quiet=True)
+    toml = run / "config.toml"
+    toml.write_text(toml.read_text().replace('attn_type = "auto"', "attn_pool = true"))
+    ckpt = ckpt_io.list_checkpoints(run / "checkpoints")[-1]
+    state = ckpt_io.load_state(ckpt)
+    del state["config"]["model"]["attn_type"]
+    state["config"]["model"]["attn_pool"] = True
+    torch.save(state, ckpt / ckpt_io.STATE_FILE)
+    resume(run, steps=3, quiet=True)
+    assert ckpt_io.list_checkpoints(run / "checkpoints")[-1].name == "step_00000003"
