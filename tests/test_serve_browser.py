@@ -48,8 +48,8 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture
-def browser(tmp_path) -> Iterator[webdriver.Chrome]:
+@pytest.fixture(scope="session")  # session: set up (or skipped) before the run is trained
+def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
     missing = _missing()
     if missing:
         if os.environ.get("CI") == "true":
@@ -60,8 +60,7 @@ def browser(tmp_path) -> Iterator[webdriver.Chrome]:
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--window-size=1400,1600", "--hide-scrollbars"):  # fmt: skip
         options.add_argument(arg)
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
+    downloads = tmp_path_factory.mktemp("downloads")
     prefs = {"download.default_directory": str(downloads), "download.prompt_for_download": False}
     options.add_experimental_option("prefs", prefs)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
