@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 from pathlib import Path
 
@@ -113,12 +114,19 @@ def test_cli_samples_writes_grid_and_raw_maps(run, tmp_path, capsys):
 def test_real_images_per_class(run, tmp_path):
     data = tmp_path / "three.npz"
     tiny_data(data, n=12)
-    result = analyze_saliency(run, tmp_path / "o", images=str(data), per_class=2, device="cpu")
+    result = analyze_saliency(run, tmp_path / "o", data=str(data), per_class=2, device="cpu")
     saved = np.load(tmp_path / "o" / "saliency.npz")
     assert result["n"] == 6 and sorted(saved["y"].tolist()) == [0, 0, 1, 1, 2, 2]
     rows = np.load(data)["x"]
     for img in saved["x"][..., 0]:  # every image is one of the data set's
         assert any(np.array_equal(img, r) for r in rows)
+
+
+def test_cli_bare_images_means_the_runs_data(run, tmp_path, capsys):
+    args = ["analyze", "saliency", str(run), "--images", "--per-class", "1"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 3 and str(run.parent / "d.npz") in result["images"]
 
 
 def test_run_without_d_weights(run, tmp_path, capsys):

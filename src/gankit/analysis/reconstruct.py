@@ -250,6 +250,20 @@ def analyze_reconstruct(
     train_idx, held_idx = heldout_split(len(ds))
     idx = subset(held_idx, n, seed, "n", f"the held-out split of {ds.source}")
     x8, y = ds.batch(idx)
+    # the baseline before the inversion: it is cheap and may fail (a class without training data)
+    y_train = np.asarray(ds.y)[train_idx]
+    base_any = nearest_images(x8, ds, train_idx)[0][:, 0]
+    base_same = torch.empty(len(idx), dtype=torch.float64)
+    nn_same = torch.empty(len(idx), dtype=torch.long)
+    for c in y.unique().tolist():
+        mine, pool = (y == c).nonzero().flatten(), train_idx[y_train == c]
+        if len(pool) == 0:
+            raise GankitError(f"data: class {c} has no image in the training split")
+        d, i = nearest_images(x8[mine], ds, pool)
+        base_same[mine], nn_same[mine] = d[:, 0].cpu(), i[:, 0].cpu()
+    dim = x8[0].numel()
+    baseline, baseline_any = base_same.square() / dim, base_any.cpu().square() / dim
+
     features = None
     if feature_weight > 0:
         clf, _ = load_or_train_classifier(ds.x, ds.y, ds.n_classes, ds.source, dev, quiet)
@@ -263,19 +277,6 @@ def analyze_reconstruct(
         batch_size, seed, quiet,
     )  # fmt: skip
     error = inv.error.cpu()
-
-    y_train = np.asarray(ds.y)[train_idx]
-    base_any = nearest_images(x8, ds, train_idx)[0][:, 0]
-    base_same = torch.empty(len(idx), dtype=torch.float64)
-    nn_same = torch.empty(len(idx), dtype=torch.long)
-    for c in y.unique().tolist():
-        mine, pool = (y == c).nonzero().flatten(), train_idx[y_train == c]
-        if len(pool) == 0:
-            raise GankitError(f"data: class {c} has no image in the training split")
-        d, i = nearest_images(x8[mine], ds, pool)
-        base_same[mine], nn_same[mine] = d[:, 0].cpu(), i[:, 0].cpu()
-    dim = x8[0].numel()
-    baseline, baseline_any = base_same.square() / dim, base_any.cpu().square() / dim
 
     out = Path(out)
     order = torch.as_tensor(np.argsort(np.nan_to_num(error.numpy(), nan=np.inf), kind="stable"))

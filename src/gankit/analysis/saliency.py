@@ -90,9 +90,11 @@ def _as_tiles(maps: torch.Tensor) -> torch.Tensor:
     return (maps / peak * 255).round().to(torch.uint8)[:, None]
 
 
-def _grid(images: torch.Tensor, labels: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
-    """Per class (ascending): a row of images, then one row per map kind; classes with fewer
-    images are padded with black tiles to the widest class."""
+def _grid(
+    images: torch.Tensor, labels: torch.Tensor, maps: list[torch.Tensor]
+) -> tuple[torch.Tensor, int]:
+    """Tiles and column count: per class (ascending) a row of images, then one row per map kind;
+    classes with fewer images are padded with black tiles to the widest class."""
     classes = labels.unique().tolist()
     width = max(int((labels == c).sum()) for c in classes)
     rows = []
@@ -101,11 +103,11 @@ def _grid(images: torch.Tensor, labels: torch.Tensor, maps: list[torch.Tensor]) 
         for row in [images[idx]] + [_as_tiles(m[idx]) for m in maps]:
             pad = row.new_zeros((width - len(row), *row.shape[1:]))
             rows.append(torch.cat([row, pad]))
-    return tiles(rows, images.shape[1])
+    return tiles(rows, images.shape[1]), width
 
 
 def _real_images(
-    data: str, cfg: Config, per_class: int, seed: int
+    data: str | None, cfg: Config, per_class: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """uint8 images, labels and source of ``per_class`` seeded images of every class of ``data``
     (all images of a smaller class)."""
@@ -124,8 +126,8 @@ def _real_images(
 def analyze_saliency(
     source: str | Path,
     out: str | Path,
-    images: str | None = None,
     samples: int | None = None,
+    data: str | None = None,
     per_class: int = 8,
     truncation: float = 0.0,
     seed: int = 0,
@@ -137,25 +139,23 @@ def analyze_saliency(
     Args:
         source: run directory or checkpoint (needs ``D.safetensors``).
         out: output folder (``saliency.png``, ``saliency.npz``).
-        images: a data source (folder, .npz, ...; e.g. ``gankit sample --out x.npz``), fitted
-            to the model's resolution and channels like training data; ``per_class`` seeded
-            images of each class are used.
-        samples: instead, this many samples of the EMA generator, classes ``i mod n_classes``.
+        samples: this many samples of the EMA generator, classes ``i mod n_classes``; ``None``:
+            real images instead, ``per_class`` seeded images of each class of ``data``.
+        data: a data source (folder, .npz, ...; e.g. ``gankit sample --out x.npz``), fitted to
+            the model's resolution and channels like training data; ``None``: the run's data.
         truncation, seed: of the samples' latents (``seed`` also picks the real images).
 
     Returns:
-        ``{"source", "n", "classes", "heads", "images", "files"}``.
+        ``{"source", "n", "classes", "heads", "images" (what was analysed), "files"}``.
 
     Raises:
-        GankitError: neither or both of ``images``/``samples``, ``samples``/``per_class`` < 1,
-            no D weights, labels outside the model's classes.
+        GankitError: ``samples``/``per_class`` < 1, no D weights, labels outside the model's
+            classes.
     """
-    if (images is None) == (samples is None):
-        raise GankitError("images/samples: give exactly one (real images or a sample count)")
     D = load_discriminator(source, device)
     cfg = D.config
-    if images is not None:
-        x, y, what = _real_images(images, cfg, per_class, seed)
+    if samples is None:
+        x, y, what = _real_images(data, cfg, per_class, seed)
     else:
         check_positive(samples, "samples")
         G = load(source, device)
@@ -168,8 +168,7 @@ def analyze_saliency(
     maps = {h: saliency_maps(D, to_float(x), y, h, batch_size).cpu() for h in heads}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    grid = _grid(x, y, list(maps.values()))
-    columns = max(int((y == c).sum()) for c in y.unique().tolist())
+    grid, columns = _grid(x, y, list(maps.values()))
     png = save_grid(grid, out / "saliency.png", columns)
     npz = out / "saliency.npz"
     arrays = {h: m.numpy().astype(np.float32) for h, m in maps.items()}

@@ -8,6 +8,8 @@ import json
 
 from gankit.cli.common import add_device
 
+_RUN_DATA = "<the run's data>"  # bare `analyze saliency --images`
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="saliency of D, reconstruction of real images, neighbours")
@@ -15,7 +17,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what = p.add_subparsers(dest="analysis", required=True)
     q = what.add_parser("saliency", help="D's saliency maps |dD/dx| beside the images, per class")
     source = q.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", default=None, help="real images: a data source (.npz, ...)")
+    source.add_argument(
+        "--images",
+        nargs="?",
+        const=_RUN_DATA,
+        default=None,
+        metavar="SRC",
+        help="real images: a data source (.npz, folder, ...); bare --images: the run's data",
+    )
     source.add_argument("--samples", type=int, default=None, help="N samples of the EMA G")
     q.add_argument("--per-class", type=int, default=8, help="real images per class")
     q.add_argument("--truncation", type=float, default=0.0)
@@ -53,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         result = analyze_saliency(
             args.source,
             args.out,
-            images=args.images,
             samples=args.samples,
+            data=None if args.images == _RUN_DATA else args.images,
             per_class=args.per_class,
             truncation=args.truncation,
             **common,
