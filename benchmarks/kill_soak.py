@@ -1,0 +1,163 @@
+"""Kill soak: SIGKILL `gankit train` at random moments, resume each time, check nothing is lost.
+
+A tiny run (checkpoint every step, so many kills land inside a checkpoint write) is killed
+``--kills`` times at uniformly random moments; after each kill the script checks that every
+listed checkpoint loads (weights and state), that the newest checkpoint's step never goes back,
+and how many kills hit a write in progress (a ``.tmp-*`` directory left behind); then it resumes
+with ``gankit resume``. Finally it lets the run finish and compares G, D and G_ema with an
+uninterrupted run of the same config (bitwise on CPU). Prints one JSON report:
+
+    python benchmarks/kill_soak.py --kills 20 --steps 40 --work /tmp/soak
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gankit.run import RunDir, load_checkpoint_state, load_checkpoint_weights
+
+TINY = [
+    "model.arch=sagan",
+    "model.resolution=32",
+    "model.channels=1",
+    "model.n_classes=3",
+    "model.dim_z=8",
+    "model.G_ch=8",
+    "model.D_ch=8",
+    "model.G_attn=[]",
+    "model.D_attn=[]",
+    "train.batch_size=4",
+    "train.log_every=1",
+    "train.snapshot_every=1",
+    "train.keep_last=2",
+    "train.sigma_layers=2",
+    "train.device=cpu",
+]
+
+
+def _tiny_data(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(48, 32, 32), dtype=np.uint8)
+    np.savez(path, x=x, y=np.arange(48) % 3)
+    return path
+
+
+def _gankit(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gankit.cli", *args]
+
+
+def _train_args(data: Path, run: Path, steps: int) -> list[str]:
+    sets = [a for item in TINY for a in ("--set", item)]
+    return _gankit("train", "--data", str(data), "--out", str(run), "--steps", str(steps),
+                   "--quiet", *sets)  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _latest_step(run: Path) -> int:
+    ckpts = RunDir(run).checkpoints()
+    return int(load_checkpoint_state(ckpts[-1])["step"]) if ckpts else 0
+
+
+def _check_readable(run: Path) -> int:
+    """Load every listed checkpoint fully; return how many failed to load."""
+    bad = 0
+    for ckpt in RunDir(run).checkpoints():
+        try:
+            load_checkpoint_state(ckpt)
+            for which in ("G", "D", "G_ema"):
+                load_checkpoint_weights(ckpt, which)
+        except Exception:  # any failure to read counts; the report says how many
+            bad += 1
+    return bad
+
+
+def _weights(run: Path) -> dict[str, dict[str, torch.Tensor]]:
+    ckpt = RunDir(run).checkpoints()[-1]
+    return {w: load_checkpoint_weights(ckpt, w) for w in ("G", "D", "G_ema")}
+
+
+def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 6.0) -> dict:
+    """Run the soak in ``work`` and return the report (see the module docstring)."""
+    rng = random.Random(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    data = _tiny_data(work / "data.npz")
+    ref, run = work / "reference", work / "killed"
+    for d in (ref, run):
+        shutil.rmtree(d, ignore_errors=True)
+    subprocess.run(_train_args(data, ref, steps), check=True, env=_env(), capture_output=True)
+
+    report = {"kills": 0, "kills_during_write": 0, "resumes": 0, "resume_failures": 0,
+              "unreadable_checkpoints": 0, "step_went_back": 0, "steps": steps}  # fmt: skip
+    last_step = 0
+    while report["kills"] < kills:
+        started = run.is_dir() and RunDir(run).checkpoints()
+        cmd = _gankit("resume", str(run), "--steps", str(steps), "--quiet") if started else (
+            _train_args(data, run, steps)
+        )
+        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        report["resumes"] += bool(started)
+        try:
+            proc.wait(timeout=rng.uniform(0.5, max_delay))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            report["kills"] += 1
+            tmp = run / "checkpoints"
+            report["kills_during_write"] += any(tmp.glob(".tmp-*")) if tmp.is_dir() else 0
+        else:
+            if proc.returncode != 0:
+                report["resume_failures"] += 1
+                report["last_error"] = proc.stderr.read().decode()[-500:]
+            if _latest_step(run) >= steps:  # finished before the kill: start over
+                shutil.rmtree(run)
+                last_step = 0
+                continue
+        report["unreadable_checkpoints"] += _check_readable(run)
+        step = _latest_step(run)
+        report["step_went_back"] += step < last_step
+        last_step = step
+    if _latest_step(run) < steps:
+        done = subprocess.run(_gankit("resume", str(run), "--steps", str(steps), "--quiet"),
+                              env=_env(), capture_output=True)  # fmt: skip
+        report["resumes"] += 1
+        report["resume_failures"] += done.returncode != 0
+    a, b = _weights(ref), _weights(run)
+    report["final_bitwise_equal"] = all(
+        a[w].keys() == b[w].keys() and all(torch.equal(a[w][k], b[w][k]) for k in a[w]) for w in a
+    )
+    return report
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-delay", type=float, default=6.0, help="seconds before a kill, at most")
+    p.add_argument("--work", default=None, help="work folder (default: a temp dir)")
+    args = p.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="gankit-soak-"))
+    start = time.perf_counter()
+    report = soak(work, args.kills, args.steps, args.seed, args.max_delay)
+    report["wall_s"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
