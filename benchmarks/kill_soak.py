@@ -107,8 +107,10 @@ def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 6
     last_step = 0
     while report["kills"] < kills:
         started = run.is_dir() and RunDir(run).checkpoints()
-        cmd = _gankit("resume", str(run), "--steps", str(steps), "--quiet") if started else (
-            _train_args(data, run, steps)
+        cmd = (
+            _gankit("resume", str(run), "--steps", str(steps), "--quiet")
+            if started
+            else (_train_args(data, run, steps))
         )
         proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         report["resumes"] += bool(started)
