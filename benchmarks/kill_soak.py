@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gankit.run import RunDir, load_checkpoint_state, load_checkpoint_weights
+from gankit.checkpoint import WEIGHT_FILES, load_state, load_weights
+from gankit.run import RunDir
 
 TINY = [
     "model.arch=sagan",
@@ -70,26 +71,26 @@ def _env() -> dict[str, str]:
 
 
 def _latest_step(run: Path) -> int:
-    ckpts = RunDir(run).checkpoints()
-    return int(load_checkpoint_state(ckpts[-1])["step"]) if ckpts else 0
+    ckpts = RunDir(run).list_checkpoints()
+    return int(load_state(ckpts[-1])["step"]) if ckpts else 0
 
 
 def _check_readable(run: Path) -> int:
     """Load every listed checkpoint fully; return how many failed to load."""
     bad = 0
-    for ckpt in RunDir(run).checkpoints():
+    for ckpt in RunDir(run).list_checkpoints():
         try:
-            load_checkpoint_state(ckpt)
-            for which in ("G", "D", "G_ema"):
-                load_checkpoint_weights(ckpt, which)
+            load_state(ckpt)
+            for which in WEIGHT_FILES:
+                load_weights(ckpt, which)
         except Exception:  # any failure to read counts; the report says how many
             bad += 1
     return bad
 
 
 def _weights(run: Path) -> dict[str, dict[str, torch.Tensor]]:
-    ckpt = RunDir(run).checkpoints()[-1]
-    return {w: load_checkpoint_weights(ckpt, w) for w in ("G", "D", "G_ema")}
+    ckpt = RunDir(run).list_checkpoints()[-1]
+    return {w: load_weights(ckpt, w) for w in WEIGHT_FILES}
 
 
 def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 6.0) -> dict:
@@ -106,7 +107,7 @@ def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 6
               "unreadable_checkpoints": 0, "step_went_back": 0, "steps": steps}  # fmt: skip
     last_step = 0
     while report["kills"] < kills:
-        started = run.is_dir() and RunDir(run).checkpoints()
+        started = bool(RunDir(run).list_checkpoints())
         cmd = (
             _gankit("resume", str(run), "--steps", str(steps), "--quiet")
             if started
