@@ -17,7 +17,8 @@ from gankit.training.stop import StopSignals
 
 
 def _start(data, run, steps):
-    sets = [a for o in [*TINY, "train.snapshot_every=1000"] for a in ("--set", o)]
+    tiny = [o for o in TINY if not o.startswith("train.steps")]
+    sets = [a for o in [*tiny, "train.snapshot_every=1000"] for a in ("--set", o)]
     cmd = [sys.executable, "-m", "gankit.cli", "train", "--data", str(data), "--out", str(run),
            "--steps", str(steps), "--quiet", *sets]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
