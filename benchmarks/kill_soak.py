@@ -1,8 +1,8 @@
 """Kill soak: SIGKILL `gankit train` at random moments, resume each time, check nothing is lost.
 
 A tiny run (checkpoint every step, so many kills land inside a checkpoint write) is killed
-``--kills`` times at uniformly random moments; after each kill the script checks that every
-listed checkpoint loads (weights and state), that the newest checkpoint's step never goes back,
+``--kills`` times at uniformly random moments after it starts training; after each kill the
+script checks that every listed checkpoint loads (weights and state), that the newest checkpoint's step never goes back,
 and how many kills hit a write in progress (a ``.tmp-*`` directory left behind); then it resumes
 with ``gankit resume``. Finally it lets the run finish and compares G, D and G_ema with an
 uninterrupted run of the same config (bitwise on CPU). Prints one JSON report:
@@ -93,8 +93,23 @@ def _weights(run: Path) -> dict[str, dict[str, torch.Tensor]]:
     return {w: load_weights(ckpt, w) for w in WEIGHT_FILES}
 
 
-def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 6.0) -> dict:
-    """Run the soak in ``work`` and return the report (see the module docstring)."""
+def _command(data: Path, run: Path, steps: int) -> list[str]:
+    """``gankit resume`` once the run has a checkpoint, else ``gankit train`` again."""
+    if RunDir(run).list_checkpoints():
+        return _gankit("resume", str(run), "--steps", str(steps), "--quiet")
+    return _train_args(data, run, steps)
+
+
+def _log_lines(run: Path) -> int:
+    path = RunDir(run).metrics_file
+    return len(path.read_bytes().splitlines()) if path.is_file() else 0
+
+
+def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 2.0) -> dict:
+    """Run the soak in ``work`` and return the report (see the module docstring).
+
+    Each life of the process is killed ``uniform(0, max_delay)`` seconds after it logged its
+    first step (so kills land in training and checkpoint writes, not in start-up)."""
     rng = random.Random(seed)
     work.mkdir(parents=True, exist_ok=True)
     data = _tiny_data(work / "data.npz")
@@ -107,22 +122,22 @@ def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 6
               "unreadable_checkpoints": 0, "step_went_back": 0, "steps": steps}  # fmt: skip
     last_step = 0
     while report["kills"] < kills:
-        started = bool(RunDir(run).list_checkpoints())
-        cmd = (
-            _gankit("resume", str(run), "--steps", str(steps), "--quiet")
-            if started
-            else (_train_args(data, run, steps))
-        )
-        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        report["resumes"] += bool(started)
+        report["resumes"] += bool(RunDir(run).list_checkpoints())
+        lines = _log_lines(run)
+        proc = subprocess.Popen(
+            _command(data, run, steps), env=_env(), stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        while proc.poll() is None and _log_lines(run) <= lines:
+            time.sleep(0.02)
         try:
-            proc.wait(timeout=rng.uniform(0.5, max_delay))
+            proc.wait(timeout=rng.uniform(0.0, max_delay))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             report["kills"] += 1
-            tmp = run / "checkpoints"
-            report["kills_during_write"] += any(tmp.glob(".tmp-*")) if tmp.is_dir() else 0
+            ckpts = RunDir(run).checkpoints
+            report["kills_during_write"] += any(ckpts.glob(".tmp-*")) if ckpts.is_dir() else 0
         else:
             if proc.returncode != 0:
                 report["resume_failures"] += 1
@@ -135,11 +150,9 @@ def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 6
         step = _latest_step(run)
         report["step_went_back"] += step < last_step
         last_step = step
-    if _latest_step(run) < steps:
-        done = subprocess.run(_gankit("resume", str(run), "--steps", str(steps), "--quiet"),
-                              env=_env(), capture_output=True)  # fmt: skip
-        report["resumes"] += 1
-        report["resume_failures"] += done.returncode != 0
+    report["resumes"] += bool(RunDir(run).list_checkpoints())
+    done = subprocess.run(_command(data, run, steps), env=_env(), capture_output=True)
+    report["resume_failures"] += done.returncode != 0
     a, b = _weights(ref), _weights(run)
     report["final_bitwise_equal"] = all(
         a[w].keys() == b[w].keys() and all(torch.equal(a[w][k], b[w][k]) for k in a[w]) for w in a
@@ -152,7 +165,9 @@ def main() -> None:
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-delay", type=float, default=6.0, help="seconds before a kill, at most")
+    p.add_argument(
+        "--max-delay", type=float, default=2.0, help="seconds after the first logged step"
+    )
     p.add_argument("--work", default=None, help="work folder (default: a temp dir)")
     args = p.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="gankit-soak-"))
