@@ -4,8 +4,9 @@ A tiny run (checkpoint every step, so many kills land inside a checkpoint write)
 ``--kills`` times at uniformly random moments after it starts training; after each kill the
 script checks that every listed checkpoint loads (weights and state), that the newest
 checkpoint's step never goes back, and how many kills hit a write in progress (a ``.tmp-*``
-directory left behind); then it resumes with ``gankit resume``. Finally it lets the run finish and compares G, D and G_ema with an
-uninterrupted run of the same config (bitwise on CPU). Prints one JSON report:
+directory left behind); then it resumes with ``gankit resume``. Finally it lets the run finish
+and compares G, D and G_ema with an uninterrupted run of the same config (bitwise on CPU).
+Prints one JSON report:
 
     python benchmarks/kill_soak.py --kills 20 --steps 40 --work /tmp/soak
 """
