@@ -38,6 +38,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gankit.config import Config, save_toml
+from gankit.errors import GankitError
 
 WEIGHT_FILES = ("G", "D", "G_ema")
 STATE_FILE = "state.pt"
@@ -45,6 +46,10 @@ CONFIG_FILE = "config.toml"
 META_FILE = "meta.json"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 _OLD_COPY = re.compile(r"^\.tmp-old-(.+)-(\d+)$")
+
+
+class CheckpointWriteError(GankitError):
+    """Writing a checkpoint failed (e.g. ENOSPC); nothing written before it was touched."""
 
 
 def step_dir_name(step: int) -> str:
@@ -128,8 +133,8 @@ def save_checkpoint(
     tmp = root / f".tmp-{name}-{os.getpid()}"
     final = root / name
     old: Path | None = None
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         for key in WEIGHT_FILES:
             tensors = {k: v.detach().cpu().contiguous().clone() for k, v in weights[key].items()}
             save_file(tensors, str(tmp / f"{key}.safetensors"))
@@ -147,10 +152,16 @@ def save_checkpoint(
         if old is not None:
             shutil.rmtree(old)
         _fsync_dir(root)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not final.exists():
             old.rename(final)  # put the previous checkpoint back
+        if isinstance(err, OSError):  # disk full, quota, permissions, I/O error
+            cause = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+            raise CheckpointWriteError(
+                f"checkpoint {final} could not be written ({cause}); the checkpoints before it "
+                "are intact: make room or fix the directory, then continue with `gankit resume`"
+            ) from err
         raise
     return final
 

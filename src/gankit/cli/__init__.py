@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gankit: error: {flag_name(err.param, command)}: {err.message}", file=sys.stderr)
         return 2
     except GankitError as err:
-        print(f"gankit: error: {err}", file=sys.stderr)
-        return 2
+        code = getattr(err, "exit_code", 2)  # e.g. a graceful stop on SIGTERM: 143
+        print(f"gankit: {'error: ' if code == 2 else ''}{err}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("gankit: interrupted", file=sys.stderr)
         return 130

@@ -9,13 +9,20 @@ optimising and checkpointing, and everything that needs modules above ``training
   (:func:`gankit.evaluation.periodic_eval`), logged like ``gankit eval``; keeps
   ``checkpoints/best`` by the lowest value of the first metric whose name contains ``fid``
   (``fid`` first). Checks the metric names and Inception weights when built;
+- :class:`SampleHealth`: collapse signals of what G produces
+  (:mod:`~gankit.training.sample_signals`) on the snapshot grid's fixed latents, relative to
+  real images measured once at start, in every log record (``diversity/pixel_std``,
+  ``diversity/pairwise``, ``class_spread`` with an auxiliary classifier, ``D_gap``);
 - :class:`CollapseRollback` (``train.collapse_rollback``): on a collapse warning, reload the
   newest healthy checkpoint older than the current step, with a new latent seed (at most
-  :data:`MAX_ROLLBACKS` times). Health is read from each checkpoint's ``meta.json``.
+  :data:`MAX_ROLLBACKS` times, then training stops with :class:`CollapseError`). Health is read
+  from each checkpoint's ``meta.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -24,19 +31,23 @@ from torch import nn
 from gankit import checkpoint as ckpt_io
 from gankit.analysis.spectrum import pick_layers, spectrum_report
 from gankit.config import Config
-from gankit.data import to_uint8
+from gankit.data import ImageDataset, to_float, to_uint8
+from gankit.errors import GankitError
 from gankit.evaluation import periodic_eval
 from gankit.generation import save_grid
 from gankit.metrics import get_metric
 from gankit.metrics.inception import checked_weights_path
 from gankit.training.loop import Hook, Trainer
+from gankit.training.sample_signals import class_spread, pairwise_distance, pixel_std
 
 __all__ = [
     "GRID_COLS",
     "GRID_MAX_CLASSES",
     "MAX_ROLLBACKS",
+    "CollapseError",
     "CollapseRollback",
     "PeriodicEval",
+    "SampleHealth",
     "SigmaTracker",
     "SnapshotGrid",
     "default_hooks",
@@ -86,6 +97,68 @@ def grid_latents(cfg: Config, device: torch.device) -> tuple[torch.Tensor, torch
     return z.to(device), classes.repeat_interleave(GRID_COLS).to(device)
 
 
+class SampleHealth(Hook):
+    """Collapse signals from samples (module doc), no data pass. G runs on the fixed grid
+    latents without gradients, in training mode (batch statistics, as D sees its fakes) with
+    every buffer (batch-norm statistics, spectral-norm vectors) restored afterwards, so the
+    signals never change training; D's class head runs in eval mode. A checkpoint is healthy
+    when the log before it raised no warning (signals included)."""
+
+    def __init__(self) -> None:
+        self.real: dict[str, float] = {}
+
+    def on_start(self, trainer: Trainer) -> None:
+        z, _ = grid_latents(trainer.cfg, trainer.device)
+        data, m = trainer.dataset, trainer.cfg.model
+        if not isinstance(data, ImageDataset) or data.x.shape[1:] != (
+            m.channels, m.resolution, m.resolution,
+        ):  # fmt: skip
+            return  # measured (AmbientGAN) data: samples and data are not comparable
+        gen = torch.Generator().manual_seed(trainer.cfg.train.seed)
+        idx = torch.randperm(len(data), generator=gen)[: len(z)]
+        x = to_float(data.batch(idx)[0])
+        self.real = {k: fn(x) for k, fn in _DIVERSITY.items()}
+
+    @torch.no_grad()
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        record["D_gap"] = record["D_real"] - record["D_fake"]
+        if not self.real or min(self.real.values()) <= 0:
+            return
+        z, y = grid_latents(trainer.cfg, trainer.device)
+        with _buffers_kept(trainer.G):
+            x = trainer.G(z, y).float()
+        record.update({f"diversity/{k}": fn(x) / self.real[k] for k, fn in _DIVERSITY.items()})
+        if getattr(trainer.D, "aux", None) is not None:
+            with _eval_mode(trainer.D):
+                record["class_spread"] = class_spread(trainer.D(x, y, return_aux=True)[1], y)
+
+
+_DIVERSITY = {"pixel_std": pixel_std, "pairwise": pairwise_distance}
+
+
+@contextlib.contextmanager
+def _buffers_kept(module: nn.Module) -> Iterator[None]:
+    """Every buffer of ``module`` (running statistics, ``u``/``v``) is restored on exit."""
+    saved = [(b, b.clone()) for b in module.buffers()]
+    try:
+        yield
+    finally:
+        for b, copy in saved:
+            b.copy_(copy)
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Inside, ``module`` is in eval mode; every submodule's own mode is restored on exit."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 class PeriodicEval(Hook):
     """``cfg.eval.metrics`` every ``cfg.eval.every`` steps; keeps ``checkpoints/best``.
 
@@ -115,6 +188,10 @@ class PeriodicEval(Hook):
             trainer.save_checkpoint("best", trainer.weights(), {**state, "best": trainer.best})
 
 
+class CollapseError(GankitError):
+    """Collapse persisted through the allowed rollbacks (or nothing healthy to return to)."""
+
+
 class CollapseRollback(Hook):
     """Reload the newest healthy checkpoint older than the current step on collapse."""
 
@@ -122,12 +199,15 @@ class CollapseRollback(Hook):
         ckpts = trainer.run.list_checkpoints() if trainer.run is not None else []
         healthy = [c for c in ckpts if ckpt_io.checkpoint_step(c) < trainer.step and _is_healthy(c)]
         if not healthy or trainer.rollbacks >= MAX_ROLLBACKS:
-            trainer.monitor.warn(
-                trainer.step,
-                "collapse rollback skipped (no healthy checkpoint left "
-                f"or {MAX_ROLLBACKS} rollbacks done)",
+            why = (
+                f"after {MAX_ROLLBACKS} rollbacks"
+                if healthy
+                else "no healthy checkpoint to roll back to"
             )
-            return
+            raise CollapseError(
+                f"{trainer.run.path}: training collapsed at step {trainer.step} ({warnings[0]}); "
+                f"stopped, {why} (train.collapse_rollback)"
+            )
         from_step, rollbacks = trainer.step, trainer.rollbacks + 1
         trainer.load(healthy[-1])
         trainer.rollbacks = rollbacks
@@ -143,9 +223,9 @@ def _is_healthy(ckpt) -> bool:
 
 
 def default_hooks(cfg: Config) -> list[Hook]:
-    """The hooks of a ``gankit train`` run of ``cfg``: sigma tracking, snapshot grids, the eval
-    hook (``eval.every > 0``) and collapse rollback (``train.collapse_rollback``)."""
-    hooks: list[Hook] = [SigmaTracker(cfg.train.sigma_layers), SnapshotGrid()]
+    """The hooks of a ``gankit train`` run of ``cfg``: sigma tracking, sample signals, snapshot
+    grids, the eval hook (``eval.every > 0``) and rollback (``train.collapse_rollback``)."""
+    hooks: list[Hook] = [SigmaTracker(cfg.train.sigma_layers), SampleHealth(), SnapshotGrid()]
     if cfg.eval.every > 0:
         hooks.append(PeriodicEval(cfg))
     if cfg.train.collapse_rollback:

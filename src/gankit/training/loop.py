@@ -51,6 +51,7 @@ from gankit.training.ambient import Ambient
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.logger import LossMeter
 from gankit.training.monitor import CollapseDetector, Monitor, TrainingDivergedError
+from gankit.training.stop import StopSignals, TrainingStopped
 
 __all__ = ["Hook", "Trainer", "amp_dtype", "check_data"]
 
@@ -363,17 +364,35 @@ class Trainer:
         )
         self.meter.reset()
         try:
-            while self.step < steps:
-                self.meter.add(self.train_iteration())
-                if self.step % t.log_every == 0 or self.step == steps:
-                    self.log()
-                if self.step % t.snapshot_every == 0 or self.step == steps:
-                    self.snapshot()
-                for hook in self.hooks:
-                    hook.on_step(self)
-                self.monitor.progress(self.step)
+            with StopSignals() as stop:
+                while self.step < steps:
+                    self.meter.add(self.train_iteration())
+                    logged = self.step % t.log_every == 0 or self.step == steps
+                    if logged:
+                        self.log()
+                    saved = self.step % t.snapshot_every == 0 or self.step == steps
+                    if saved:
+                        self.snapshot()
+                    for hook in self.hooks:
+                        hook.on_step(self)
+                    self.monitor.progress(self.step)
+                    # under DDP the ranks agree on stopping at log steps only (a collective)
+                    if logged or not self.dist.enabled:
+                        signum = stop.requested(self.dist.enabled)
+                        if signum:
+                            self._stop(signum, saved)
         finally:
             self.monitor.close()
+
+    def _stop(self, signum: int, saved: bool) -> None:
+        """Write a checkpoint of this step (unless one was just written) and end training."""
+        if not saved:
+            self.snapshot()
+        where = f"checkpoint {self.run.latest_checkpoint()}" if self.run else "no run directory"
+        resume = f"; continue with `gankit resume {self.run.path}`" if self.run else ""
+        raise TrainingStopped(
+            f"stopped by {StopSignals.name(signum)} at step {self.step} ({where}){resume}", signum
+        )
 
     def check_finite(self) -> None:
         """Stop with a clear message if any loss since the last check was NaN/Inf on any rank
