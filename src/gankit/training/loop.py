@@ -32,6 +32,7 @@ from gankit import augment
 from gankit.config import Config, to_dict
 from gankit.data import BatchSampler, ImageDataset, load_dataset, to_float, to_uint8
 from gankit.errors import GankitError
+from gankit.layers.attention import double_backward_safe
 from gankit.losses import PAIRED_LOSSES, aux_classifier_loss, d_loss, g_loss
 from gankit.regularizers import (
     LeCamAnchors,
@@ -260,7 +261,7 @@ class Trainer:
                 x, y = self._real_batch()
                 z, y_fake = self._latents(len(y))
                 with self._no_sync(self.D_train, micro):
-                    with self._autocast():
+                    with self._autocast(), double_backward_safe(lazy > 0 or t.loss == "wgan-gp"):
                         once = t.sn_once and (d_step > 0 or micro > 0)  # see training.speed
                         with torch.no_grad(), speed.frozen_power_iteration(self.G, once):
                             fake = self.G_fake(z, y_fake)
