@@ -60,6 +60,17 @@ def test_r1_in_the_loop_equals_autograd_penalty_on_the_first_real_batch(tmp_path
     torch.testing.assert_close(out["D_real"], base["D_real"])
 
 
+@pytest.mark.parametrize(
+    "penalty", [["train.r1_gamma=1", "train.r2_gamma=1"], ["train.loss=wgan-gp"]]
+)
+def test_input_gradient_penalties_work_through_attention(tmp_path, penalty):
+    """The fused SDPA kernels have no double backward; the loop switches to the math path."""
+    data = tiny_data(tmp_path / "d.npz")
+    cfg = tiny_cfg(data, "model.D_attn=[16]", "train.n_D=1", *penalty)
+    out = Trainer(cfg, None, quiet=True).train_iteration()
+    assert all(torch.isfinite(v) for v in out.values())
+
+
 def test_rpgan_draws_a_paired_real_batch_for_the_g_step(tmp_path):
     data = tiny_data(tmp_path / "d.npz")
     positions = {}

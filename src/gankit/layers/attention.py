@@ -24,9 +24,12 @@ tensors (math fallback) +6,222 MiB, 58.6 s.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from gankit.errors import ParameterError
 from gankit.layers.spectral_norm import sn_conv2d
@@ -39,6 +42,7 @@ __all__ = [
     "attention",
     "attention_reference",
     "build_attention",
+    "double_backward_safe",
 ]
 
 NONLOCAL_MODES = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
@@ -87,6 +91,13 @@ def attention(
         scale=1.0,
     )
     return out.squeeze(1)[..., :d_v]
+
+
+def double_backward_safe(enabled: bool = True) -> contextlib.AbstractContextManager:
+    """Inside this context SDPA runs its math backend, which, unlike the fused CPU flash and
+    CUDA kernels, has a double backward: for penalties on D's input gradient (R1/R2, WGAN-GP).
+    Same values as the fused path; the math path stores the ``N x M`` scores."""
+    return sdpa_kernel([SDPBackend.MATH]) if enabled else contextlib.nullcontext()
 
 
 def _positions(x: torch.Tensor) -> torch.Tensor:

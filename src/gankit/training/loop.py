@@ -36,6 +36,7 @@ from gankit import checkpoint as ckpt_io
 from gankit.config import Config
 from gankit.data import BatchSampler, ImageDataset, Prefetcher, load_dataset, to_float
 from gankit.errors import GankitError
+from gankit.layers.attention import double_backward_safe
 from gankit.losses import PAIRED_LOSSES, aux_classifier_loss, d_loss, g_loss
 from gankit.models import build, sample_z
 from gankit.regularizers import (
@@ -289,7 +290,7 @@ class Trainer:
                 x, y = self._real_batch()
                 z, y_fake = self._latents(len(y))
                 with self._no_sync(self.D_train, micro):
-                    with self._autocast():
+                    with self._autocast(), double_backward_safe(lazy > 0 or t.loss == "wgan-gp"):
                         once = t.sn_once and (d_step > 0 or micro > 0)  # see training.speed
                         with torch.no_grad(), speed.frozen_power_iteration(self.G, once):
                             fake = self.measure_fake(self.G_fake(z, y_fake))  # AmbientGAN
