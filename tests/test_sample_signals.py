@@ -148,3 +148,14 @@ def test_black_collapse_warns_and_rollback_stops_with_one_line(tmp_path):
     message = str(err.value)
     assert "\n" not in message and "diversity/pixel_std" in message and str(trainer.run.path)
     assert "after 3 rollbacks" in message and trainer.rollbacks == 3
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_collapse_before_any_checkpoint_warns_and_goes_on(tmp_path):
+    trainer = _trainer(tmp_path, "train.snapshot_every=100", hooks=[SampleHealth()])
+    trainer.hooks.append(CollapseRollback())
+    _blacken(trainer.G)
+    trainer.fit(2)  # no exception: nothing to roll back to yet
+    warnings = [r["warning"] for r in trainer.run.read_metrics() if "warning" in r]
+    assert "no checkpoint yet to roll back to; continuing" in warnings
+    assert trainer.step == 2 and trainer.rollbacks == 0

@@ -197,7 +197,11 @@ class CollapseRollback(Hook):
 
     def on_collapse(self, trainer: Trainer, warnings: list[str]) -> None:
         ckpts = trainer.run.list_checkpoints() if trainer.run is not None else []
-        healthy = [c for c in ckpts if ckpt_io.checkpoint_step(c) < trainer.step and _is_healthy(c)]
+        older = [c for c in ckpts if ckpt_io.checkpoint_step(c) < trainer.step]
+        if not older:  # nothing to go back to yet: the warnings stand, training goes on
+            trainer.monitor.warn(trainer.step, "no checkpoint yet to roll back to; continuing")
+            return
+        healthy = [c for c in older if _is_healthy(c)]
         if not healthy or trainer.rollbacks >= MAX_ROLLBACKS:
             why = (
                 f"after {MAX_ROLLBACKS} rollbacks"

@@ -41,7 +41,7 @@ def histogram_entropy(labels: torch.Tensor) -> float:
     """Entropy (nats) of the empirical distribution of the integer ``labels (N,)``."""
     p = torch.bincount(labels.flatten().long()).float()
     p = p[p > 0] / p.sum()
-    return float(-(p * p.log()).sum())
+    return float(-(p * p.log()).sum()) + 0.0  # + 0.0: never -0.0
 
 
 def class_spread(class_logits: torch.Tensor, conditioning: torch.Tensor) -> float:
