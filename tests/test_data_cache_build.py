@@ -6,6 +6,7 @@ simulated by an exception in the middle and by SIGKILL of a subprocess.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -355,6 +356,21 @@ def test_prefetcher_cuda_batches_equal_the_synchronous_ones():
         assert x.is_cuda and y.is_cuda
         assert torch.equal(x.cpu(), x_ref) and torch.equal(y.cpu(), y_ref)
     prefetched.close()
+
+
+def test_prefetcher_thread_stops_on_close_and_on_garbage_collection():
+    ds = small_dataset()
+    prefetched = Prefetcher(ds, BatchSampler(ds, 4, torch.Generator()), "cpu")
+    next(prefetched)
+    thread = prefetched._thread
+    assert thread.is_alive()
+    prefetched.close()
+    assert not thread.is_alive()
+    next(prefetched)
+    thread = prefetched._thread
+    del prefetched
+    gc.collect()
+    assert not thread.is_alive()  # joined by the finalizer (which also runs at exit)
 
 
 def test_prefetcher_raises_errors_of_the_thread():
