@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -263,6 +264,14 @@ def test_build_errors_name_the_parameter(tmp_path):
         kw = {"src": src, "resolution": RES, "channels": 3, "out": tmp_path / "c.npy", **change}
         with pytest.raises(GankitError, match=message):
             build_cache(**kw, quiet=True)
+
+
+def test_build_refuses_a_cache_that_cannot_fit_on_disk(tmp_path, monkeypatch):
+    src = make_folder(tmp_path / "imgs")
+    monkeypatch.setattr(cache_build.shutil, "disk_usage", lambda _: SimpleNamespace(free=1000))
+    with pytest.raises(GankitError, match=r"c\.npy': the cache needs 0\.00 GB, only 0\.00 GB"):
+        build_cache(src, RES, 3, tmp_path / "c.npy", workers=1, quiet=True)
+    assert leftovers(tmp_path / "c.npy") == []
 
 
 def test_in_memory_sources_are_cached_too(tmp_path):

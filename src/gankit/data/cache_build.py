@@ -25,7 +25,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,6 +140,12 @@ def _start_or_resume(
         )
     _discard_partial(out)
     remove_cache(out)
+    needed, free = math.prod(shape), shutil.disk_usage(out.parent).free
+    if needed > free:
+        raise GankitError(
+            f"out = '{out}': the cache needs {needed / 1e9:.2f} GB, only {free / 1e9:.2f} GB are "
+            "free on its disk"
+        )
     writer = create_writer(out, shape)
     progress = BuildProgress(digest)
     if writer.resumable:
