@@ -6,6 +6,7 @@ simulated by an exception in the middle and by SIGKILL of a subprocess.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -264,6 +266,14 @@ def test_build_errors_name_the_parameter(tmp_path):
             build_cache(**kw, quiet=True)
 
 
+def test_build_refuses_a_cache_that_cannot_fit_on_disk(tmp_path, monkeypatch):
+    src = make_folder(tmp_path / "imgs")
+    monkeypatch.setattr(cache_build.shutil, "disk_usage", lambda _: SimpleNamespace(free=1000))
+    with pytest.raises(GankitError, match=r"c\.npy': the cache needs 0\.00 GB, only 0\.00 GB"):
+        build_cache(src, RES, 3, tmp_path / "c.npy", workers=1, quiet=True)
+    assert leftovers(tmp_path / "c.npy") == []
+
+
 def test_in_memory_sources_are_cached_too(tmp_path):
     x = np.random.default_rng(1).integers(0, 256, (11, 3, RES, RES), dtype=np.uint8)
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(11) % 2)
@@ -355,6 +365,21 @@ def test_prefetcher_cuda_batches_equal_the_synchronous_ones():
         assert x.is_cuda and y.is_cuda
         assert torch.equal(x.cpu(), x_ref) and torch.equal(y.cpu(), y_ref)
     prefetched.close()
+
+
+def test_prefetcher_thread_stops_on_close_and_on_garbage_collection():
+    ds = small_dataset()
+    prefetched = Prefetcher(ds, BatchSampler(ds, 4, torch.Generator()), "cpu")
+    next(prefetched)
+    thread = prefetched._thread
+    assert thread.is_alive()
+    prefetched.close()
+    assert not thread.is_alive()
+    next(prefetched)
+    thread = prefetched._thread
+    del prefetched
+    gc.collect()
+    assert not thread.is_alive()  # joined by the finalizer (which also runs at exit)
 
 
 def test_prefetcher_raises_errors_of_the_thread():

@@ -25,7 +25,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -119,11 +121,11 @@ def _discard_partial(out: Path) -> None:
 
 
 def _start_or_resume(
-    out: Path, shape: Shape, print_: str, chunk: int
+    out: Path, shape: Shape, digest: str, chunk: int
 ) -> tuple[CacheWriter, BuildProgress]:
-    """Reopen the unfinished build of ``out`` if its fingerprint is ``print_``, else start."""
+    """Reopen the unfinished build of ``out`` if its fingerprint is ``digest``, else start."""
     previous = BuildProgress.load(out) if out.suffix.lower() == ".npy" else None
-    if previous is not None and previous.fingerprint == print_:
+    if previous is not None and previous.fingerprint == digest:
         try:
             writer = NpyWriter.open(out, shape, previous.written)
         except (OSError, ValueError) as err:
@@ -138,8 +140,14 @@ def _start_or_resume(
         )
     _discard_partial(out)
     remove_cache(out)
+    needed, free = math.prod(shape), shutil.disk_usage(out.parent).free
+    if needed > free:
+        raise GankitError(
+            f"out = '{out}': the cache needs {needed / 1e9:.2f} GB, only {free / 1e9:.2f} GB are "
+            "free on its disk"
+        )
     writer = create_writer(out, shape)
-    progress = BuildProgress(print_)
+    progress = BuildProgress(digest)
     if writer.resumable:
         progress.save(out)
     return writer, progress
@@ -163,8 +171,8 @@ def _stream_folder(
     """Decode ``listing`` chunk by chunk into the cache file ``out`` (module docstring)."""
     files, n = listing.files, len(listing.files)
     size = chunk_size(resolution, channels)
-    print_ = fingerprint(listing, resolution, channels, size, out)
-    writer, progress = _start_or_resume(out, (n, channels, resolution, resolution), print_, size)
+    digest = fingerprint(listing, resolution, channels, size, out)
+    writer, progress = _start_or_resume(out, (n, channels, resolution, resolution), digest, size)
     try:
         if progress.bad and not skip_bad:  # met by an earlier --skip-bad run of this build
             raise bad_file_error(files[progress.bad[0][0]], progress.bad[0][1])
@@ -258,6 +266,7 @@ def build_cache(
     with cache_lock(out):
         dataset = load_cache(out, resolution, channels, source)
         if dataset is not None:
+            _discard_partial(out)  # left by a crash between completion and clean-up
             return dataset
         try:
             if is_image_folder(path):

@@ -66,6 +66,13 @@ def _produce(
         _put(out, stop, err)
 
 
+def _finish(stop: threading.Event, thread: threading.Thread) -> None:
+    """Stop ``thread`` and wait for it (unless called from it, by a garbage collection there)."""
+    stop.set()
+    if threading.current_thread() is not thread:
+        thread.join()
+
+
 class Prefetcher:
     """Endless iterator of ``(x uint8 (B, C, H, W), y int64 (B,))`` on ``device`` (module doc).
 
@@ -76,7 +83,9 @@ class Prefetcher:
         depth: batches prepared ahead (>= 1).
 
     The thread starts at the first ``next()`` and stops on :meth:`close`, on
-    :meth:`load_state_dict`, or when the prefetcher is garbage-collected.
+    :meth:`load_state_dict`, when the prefetcher is garbage-collected, or at interpreter exit
+    (joined before shutdown: a daemon thread still inside torch when the process tears down
+    can abort it).
     """
 
     def __init__(
@@ -95,16 +104,17 @@ class Prefetcher:
         self.depth = depth
         self._thread: threading.Thread | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
+        self._finalizer: weakref.finalize | None = None
         self._state: dict[str, Any] = {}  # sampler state after the last batch handed out
 
     def _start(self) -> None:
         self._state = self.sampler.state_dict()
         self._queue = queue.Queue(maxsize=self.depth)
-        self._stop = threading.Event()
-        args = (self._queue, self._stop, self.dataset, self.sampler, self.device)
+        stop = threading.Event()
+        args = (self._queue, stop, self.dataset, self.sampler, self.device)
         self._thread = threading.Thread(target=_produce, args=args, daemon=True, name="prefetch")
-        weakref.finalize(self, self._stop.set)  # the thread holds no reference to self
+        # runs on close(), on garbage collection (the thread holds no reference to self) or at exit
+        self._finalizer = weakref.finalize(self, _finish, stop, self._thread)
         self._thread.start()
 
     def __iter__(self) -> Prefetcher:
@@ -125,8 +135,7 @@ class Prefetcher:
         just after the last batch handed out."""
         if self._thread is None:
             return
-        self._stop.set()
-        self._thread.join()
+        self._finalizer()
         self._thread = None
         self.sampler.load_state_dict(self._state)
 
