@@ -131,6 +131,7 @@ def test_training_curves_keep_the_last_value_per_step_and_drop_nan():
         {"step": 2, "eval": {"fid": 12.5, "note": "text"}},
         {"step": None, "eval": {"fid": 9.0}},  # eval of a checkpoint without a step
         {"step": 1, "eval": {"fid": 20.0}},
+        [3, 4],  # not a record
     ]
     c = training_curves(records)
     assert c["losses"] == {"loss_D": [[1, 2.0], [2, 3.0]], "loss_G": [[2, 1.0]]}

@@ -39,6 +39,7 @@ def training_curves(records: list[dict[str, Any]]) -> dict[str, Any]:
     sigma0: dict[str, dict[str, dict[float, float]]] = {"G": {}, "D": {}}
     evals: dict[str, dict[float, float]] = {}
     warnings = []
+    records = [r for r in records if isinstance(r, dict)]  # a hand-edited line may be anything
     for record in records:
         step = record.get("step")
         if not _finite(step):
