@@ -142,6 +142,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         channels=args.channels,
         batch_size=args.batch_size,
+        ops_detail=args.ops_detail,
     )
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
@@ -221,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--resolution", type=int, default=64, help="attention workload: feature size")
     p.add_argument("--channels", type=int, default=256, help="attention workload: channels")
+    p.add_argument(
+        "--ops-detail",
+        type=int,
+        nargs="?",
+        const=20,
+        default=0,
+        metavar="N",
+        help="add the N most frequent ATen ops of one iteration (ops_top; N defaults to 20)",
+    )
     p.add_argument("--json", action="store_true", help="one-line JSON")
     _add_set(p)
     p.set_defaults(func=cmd_bench)

@@ -20,9 +20,11 @@ the stored vectors. ``u``, ``v`` are constants for the gradient, so with ``G = d
     dL/dW = (G - <G, W_SN> u v^T) / sigma
 
 ``u``/``v`` stay per-layer buffers (same state dict), written with one ``_foreach_copy_`` per
-bucket. A bucket is computed when the first of its layers reads its weight, so layers a
-forward never uses (e.g. an unused auxiliary head in its own bucket) do not advance. Outside
-:meth:`BatchedSpectralNorm.applied` every layer runs its own per-layer path (the reference).
+bucket. A bucket is computed when the first of its layers reads its weight; its other layers
+then advance their ``u``, ``v`` with it even if the forward does not use them (only an unused
+head, e.g. ``model.aux_classifier`` with ``train.aux_weight = 0``, differs from the per-layer
+path, and only in those vectors). Outside :meth:`BatchedSpectralNorm.applied` every layer runs
+its own per-layer path (the reference).
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ from gankit.layers.spectral_norm import SpectralNorm
 __all__ = ["MAX_PADDING", "BatchedSpectralNorm", "plan_buckets", "sn_raw_weights"]
 
 MAX_PADDING = 1.0
-"""A bucket may hold up to ``MAX_PADDING`` zero entries per real weight entry (or at most
-``2**20`` zeros in all): more padding would cost more memory traffic than the ops it saves."""
+"""A layer's slot in a bucket may hold up to ``MAX_PADDING`` zero entries per entry of its own
+weight (or ``2**20`` zeros): more padding would cost more memory traffic than the ops saved."""
 _SMALL = 2**20
 
 
@@ -65,24 +67,27 @@ def sn_raw_weights(module: nn.Module) -> list[torch.Tensor]:
 
 def plan_buckets(sizes: list[tuple[int, int]], max_padding: float = MAX_PADDING) -> list[list[int]]:
     """Group matrices of ``sizes`` ``(rows, cols)`` into buckets padded to their largest rows
-    and cols: from the largest matrix down, each joins the first bucket whose zero padding
-    stays within ``max_padding`` times the bucket's real entries (or within ``2**20``
-    entries), else opens a new one. Returns lists of indices into ``sizes``."""
+    and cols: from the largest matrix down, each joins the first bucket in which no member's
+    zero padding exceeds ``max_padding`` times its own size (or ``2**20`` entries), else opens
+    a new one. Returns lists of indices into ``sizes``."""
+
+    def fits(members: list[int]) -> bool:
+        rows = max(sizes[j][0] for j in members)
+        cols = max(sizes[j][1] for j in members)
+        return all(
+            rows * cols - r * c <= max(max_padding * r * c, _SMALL)
+            for r, c in (sizes[j] for j in members)
+        )
+
     order = sorted(range(len(sizes)), key=lambda i: (-sizes[i][0] * sizes[i][1], i))
     buckets: list[list[int]] = []
     for i in order:
-        for bucket in buckets:
-            members = [*bucket, i]
-            rows = max(sizes[j][0] for j in members)
-            cols = max(sizes[j][1] for j in members)
-            real = sum(sizes[j][0] * sizes[j][1] for j in members)
-            padding = len(members) * rows * cols - real
-            if padding <= max_padding * real or padding <= _SMALL:
-                bucket.append(i)
-                break
-        else:
+        bucket = next((b for b in buckets if fits([*b, i])), None)
+        if bucket is None:
             buckets.append([i])
-    return [sorted(b) for b in buckets]
+        else:
+            bucket.append(i)
+    return sorted(sorted(b) for b in buckets)
 
 
 def _normalize(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -247,7 +252,8 @@ class _BucketSN(torch.autograd.Function):
         g = bucket.stack(grads).to(w_sn.dtype)
         inner = (g * w_sn).sum(dim=(1, 2), keepdim=True)  # <G, W_SN>, (L, 1, 1)
         grad = torch.baddbmm(g, u.transpose(1, 2) * inner, v, alpha=-1) / sigma
-        return (None, None, *bucket.unstack(grad))
+        out = [gw if g_in is not None else None for gw, g_in in zip(bucket.unstack(grad), grads)]
+        return (None, None, *out)
 
 
 class BatchedSpectralNorm:

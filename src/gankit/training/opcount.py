@@ -60,18 +60,22 @@ class OpCounter(TorchDispatchMode):
 
     Attributes:
         counts: ``Counter`` of overload-packet names (``"mm"``, ``"copy_"``, ...).
+        views: how many of them return a view or alias of an input (``view``, ``detach``,
+            ``as_strided``, ...: dispatcher work, no kernel).
         host_syncs: how many of them were host synchronisations (see the module docstring).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.counts: Counter[str] = Counter()
+        self.views = 0
         self.host_syncs = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None) -> Any:  # noqa: ANN001
         kwargs = kwargs or {}
         name = func.overloadpacket.__name__
         self.counts[name] += 1
+        self.views += func.is_view
         if name in SYNC_OPS or _device_to_host(name, args, kwargs):
             self.host_syncs += 1
         return func(*args, **kwargs)
@@ -84,10 +88,3 @@ class OpCounter(TorchDispatchMode):
     def top(self, n: int = 20) -> dict[str, int]:
         """The ``n`` most frequent ops, most frequent first."""
         return dict(self.counts.most_common(n))
-
-
-def count_ops(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, OpCounter]:
-    """``(fn(*args, **kwargs), counter)`` with every op ``fn`` dispatches counted."""
-    with OpCounter() as counter:
-        out = fn(*args, **kwargs)
-    return out, counter
