@@ -28,9 +28,9 @@ def test_chunked_forward_equals_separate_forwards(affine, channels_last):
     with chunked(bn, 4):
         out = bn(x)
     assert bn.chunks == 1  # restored
-    torch.testing.assert_close(out, torch.cat(outs), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, torch.cat(outs), rtol=1e-5, atol=1e-6)
     for name in ("running_mean", "running_var", "num_batches_tracked"):
-        torch.testing.assert_close(getattr(bn, name), getattr(ref, name), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(getattr(bn, name), getattr(ref, name), rtol=1e-6, atol=1e-7)
 
 
 def test_chunked_gradient_equals_separate_forwards():
@@ -50,10 +50,9 @@ def test_chunked_gradient_equals_separate_forwards():
 def test_eval_mode_and_chunking_rules():
     bn = BatchNorm2d(2).eval()
     x = torch.randn(4, 2, 3, 3)
+    expected = nn.functional.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias)
     with chunked(bn, 2):
-        torch.testing.assert_close(bn(x), nn.functional.batch_norm(x, bn.running_mean,
-                                                                   bn.running_var, bn.weight,
-                                                                   bn.bias, eps=bn.eps))  # fmt: skip
+        torch.testing.assert_close(bn(x), expected)  # running statistics, no chunking
     assert can_chunk(nn.Sequential(BatchNorm2d(2), nn.ReLU()))
     assert not can_chunk(nn.Sequential(BatchNorm2d(2, momentum=None)))  # cumulative average
     assert not can_chunk(nn.Sequential(nn.BatchNorm2d(2)))  # torch's own batch norm

@@ -50,7 +50,7 @@ def test_weights_vectors_and_gradients_equal_the_per_layer_path(training):
     net = copy.deepcopy(ref)
     batched = BatchedSpectralNorm(net)
     grads = [torch.randn_like(raw_weight(m)) for m in _layers(ref)]
-    for step in range(3):  # u, v carried over between steps
+    for _ in range(3):  # u, v carried over between steps
         w_ref = [m.weight for m in _layers(ref)]
         with batched.applied():
             w = [m.weight for m in _layers(net)]

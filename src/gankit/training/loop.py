@@ -6,8 +6,10 @@ G step, written top to bottom; :meth:`Trainer.fit` adds logging, snapshots and t
 
 Batches: ``train.batch_size`` images per micro-batch and process; each D step and the G step use
 ``train.accumulate`` micro-batches (effective batch ``batch_size * accumulate * world_size``).
-Every D step draws fresh real images. Fake labels are uniform over ``model.n_classes``. D sees
-real and fake images in one forward (one spectral-norm power iteration per D step).
+Every D step draws fresh real images. Fake labels are uniform over ``model.n_classes``; the
+fakes of all D steps are made first, under ``no_grad`` (G does not change during the D steps;
+:func:`gankit.training.speed.d_step_fakes`). D sees real and fake images in one forward (one
+spectral-norm power iteration per D step).
 With ``model.aux_classifier`` and ``train.aux_weight > 0`` the AC-GAN term is added to D (real
 and fake images) and to G (fake images). On CPU the run is seeded and bitwise reproducible,
 also across :func:`gankit.training.resume`.

@@ -30,7 +30,8 @@
   ``"default"``), ``false``, or a ``torch.compile`` mode name (``"reduce-overhead"``: CUDA
   graphs, ``"max-autotune"``, ``"max-autotune-no-cudagraphs"``). Compiled artefacts are cached
   across runs under ``$GANKIT_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set). If
-  compiling a call fails, :class:`CompileOrEager` warns once (one line) and runs it eagerly.
+  compiling a call (its forward, or its backward, which is compiled at the same time) fails,
+  :class:`CompileOrEager` warns once (one line) and runs it eagerly.
 """
 
 from __future__ import annotations
@@ -172,8 +173,9 @@ class CompileOrEager:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.compiled is not None:
-            try:
-                return self.compiled(*args, **kwargs)
+            try:  # backward graphs compile here too, so that their failures land here as well
+                with torch._functorch.config.patch(force_non_lazy_backward_lowering=True):
+                    return self.compiled(*args, **kwargs)
             except Exception as err:  # noqa: BLE001 - any compiler failure means: run eagerly
                 msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
                 warnings.warn(
