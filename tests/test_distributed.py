@@ -93,7 +93,9 @@ def test_ddp_gloo_equals_single_process_on_combined_batch(tmp_path):
     _one_step(G, D, *_inputs())
     n_bn = 0
     for name, p in G.named_parameters():
-        torch.testing.assert_close(ddp["grads"][name], p.grad, rtol=1e-4, atol=1e-6)
+        # atol: a conv bias right before a batch norm has a true gradient of 0; both sides
+        # hold float noise of ~1e-6 there
+        torch.testing.assert_close(ddp["grads"][name], p.grad, rtol=1e-4, atol=1e-5)
     for name, b in G.named_buffers():
         n_bn += name.endswith("running_var")
         torch.testing.assert_close(ddp["buffers"][name], b, rtol=1e-5, atol=1e-6)

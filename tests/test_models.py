@@ -1,11 +1,12 @@
 """Models: BigGAN-PyTorch parameter counts, block equations, projection D, hierarchical z,
 truncated sampling, initialisation and configuration errors."""
 
-import importlib
+import contextlib
+import json
 import math
-import os
-import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,7 @@ from gankit.config import CHOICES, ConfigError, ModelConfig, load_preset
 from gankit.errors import GankitError, ParameterError
 from gankit.layers.init import init_weights, raw_weight
 from gankit.layers.spectral_norm import sn_conv2d, sn_linear, spectral_norms
+from gankit.layers.spectral_norm_batched import BatchedSpectralNorm
 from gankit.models import build, count_params, get_arch, list_archs, sample_z
 from gankit.models.biggan import BIGGAN_TABLES
 from gankit.models.blocks import DBlock, GBlock
@@ -277,77 +279,36 @@ def test_attention_channel_mismatch_names_the_key():
         build(small("biggan", 32, G_ch=1, G_attn=[16]))
 
 
-# ------------------------------------------- peer check: BigGAN-PyTorch with the same weights
+# ------------------------------ peer check: BigGAN-PyTorch's outputs with the same weights
 
-PEER = os.environ.get("BIGGAN_PYTORCH", "")
-
-
-def _copy(theirs: torch.nn.Module, ours: torch.nn.Module) -> None:
-    """Raw weight, bias and SN vector u of one of their layers into ours (same power iteration:
-    v = normalize(W^T u), u = normalize(W v), sigma = u^T W v)."""
-    with torch.no_grad():
-        raw_weight(ours).copy_(theirs.weight)
-        if isinstance(getattr(theirs, "bias", None), torch.Tensor):
-            ours.bias.copy_(theirs.bias)
-        if hasattr(ours, "parametrizations"):
-            ours.parametrizations.weight[0].u.copy_(theirs.u0[0])
+GOLDEN = np.load(Path(__file__).parent / "golden" / "biggan_golden.npz")
 
 
-def _copy_attention(theirs: torch.nn.Module, ours: torch.nn.Module) -> None:
-    for a, b in [("theta", "query"), ("phi", "key"), ("g", "value"), ("o", "out")]:
-        _copy(getattr(theirs, a), getattr(ours, b))
-    with torch.no_grad():
-        theirs.gamma.fill_(0.7)
-        ours.gamma.fill_(0.7)
+def _golden_models(case: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """gankit's biggan G and D of ``case`` with the weights BigGAN-PyTorch ran with."""
+    G, D = build(ModelConfig(**json.loads(str(GOLDEN[f"{case}/config"]))), init=False)
+    for prefix, net in (("G", G), ("D", D)):
+        keys = [k for k in GOLDEN.files if k.startswith(f"{case}/{prefix}/")]
+        state = {k.split("/", 2)[2]: torch.from_numpy(GOLDEN[k]) for k in keys}
+        net.load_state_dict(state)  # strict: gankit's state-dict layout, key for key
+    return G, D
 
 
-@pytest.mark.skipif(not PEER, reason="set BIGGAN_PYTORCH to an ajbrock/BigGAN-PyTorch checkout")
-@pytest.mark.parametrize("res,shared_dim,hier,dim_z", [(32, 0, False, 128), (128, 16, True, 36)])
-def test_biggan_matches_biggan_pytorch_forward(res, shared_dim, hier, dim_z):
-    """Copy BigGAN-PyTorch's weights into gankit's BigGAN; G(z, y) and D(x, y) must agree."""
-    sys.path.insert(0, PEER)
-    BigGAN = importlib.import_module("BigGAN")
-    attn = {32: "16", 128: "64"}[res]
-    kw = dict(resolution=res, n_classes=7, dim_z=dim_z, SN_eps=1e-6, skip_init=True)
-    torch.manual_seed(0)
-    tG = BigGAN.Generator(G_ch=8, G_attn=attn, G_shared=shared_dim > 0, shared_dim=shared_dim,
-                          hier=hier, **kw)  # fmt: skip
-    tD = BigGAN.Discriminator(D_ch=8, D_attn=attn if res > 32 else "0", **kw)
-    d_attn = [int(attn)] if res > 32 else []  # their 32px D table puts every block at "16"
-    cfg = small("biggan", res, n_classes=7, dim_z=dim_z, G_ch=8, D_ch=8, G_attn=[int(attn)],
-                D_attn=d_attn, shared_dim=shared_dim, hier=hier)  # fmt: skip
-    G, D = build(cfg)
-    for a, b in [(tG.linear, G.linear), (tG.output_layer[2], G.out_conv)]:
-        _copy(a, b)
-    with torch.no_grad():
-        G.out_bn.weight.copy_(tG.output_layer[0].gain)
-        G.out_bn.bias.copy_(tG.output_layer[0].bias)
-        if shared_dim:
-            G.shared.weight.copy_(tG.shared.weight)
-    for (tb, *t_attn), ob, o_attn in zip(tG.blocks, G.blocks, G.attn):
-        for name in ("conv1", "conv2", "conv_sc"):
-            _copy(getattr(tb, name), getattr(ob, name))
-        for name in ("bn1", "bn2"):
-            t_bn, o_bn = getattr(tb, name), getattr(ob, name)
-            if shared_dim:
-                _copy(t_bn.gain, o_bn.gain)
-                _copy(t_bn.bias, o_bn.bias)
-            else:  # their gain is 1 + embedding(y)
-                with torch.no_grad():
-                    o_bn.class_gain.copy_(1 + t_bn.gain.weight)
-                    o_bn.class_bias.copy_(t_bn.bias.weight)
-        if t_attn:
-            _copy_attention(t_attn[0], o_attn)
-    for (tb, *t_attn), ob, o_attn in zip(tD.blocks, D.blocks, D.attn):
-        for name in ("conv1", "conv2") + (("conv_sc",) if tb.learnable_sc else ()):
-            _copy(getattr(tb, name), getattr(ob, name))
-        assert tb.learnable_sc == (ob.conv_sc is not None)
-        if t_attn:
-            _copy_attention(t_attn[0], o_attn)
-    _copy(tD.linear, D.psi)
-    _copy(tD.embed, D.embed)
-    z, y = torch.randn(6, dim_z), torch.randint(0, 7, (6,))
-    with torch.no_grad():
-        x_theirs = tG(z, tG.shared(y))
-        torch.testing.assert_close(G(z, y), x_theirs, rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(D(x_theirs, y), tD(x_theirs, y)[:, 0], rtol=1e-4, atol=1e-4)
+@pytest.mark.parametrize("case", ["cifar", "shared_hier"])
+@pytest.mark.parametrize("batched_sn", [False, True])
+def test_biggan_matches_biggan_pytorch_outputs(case, batched_sn):
+    """G(z, y) and D(G(z, y), y) in training mode (batch statistics, one power-iteration step)
+    equal BigGAN-PyTorch's on the same weights (tests/golden/make_biggan_golden.py made the
+    numbers from the peer's sources), per-layer and with batched spectral norm."""
+    G, D = _golden_models(case)
+    z, y = (torch.from_numpy(GOLDEN[f"{case}/{k}"]) for k in ("z", "y"))
+    x_peer = torch.from_numpy(GOLDEN[f"{case}/G_out"])
+    ctx_G, ctx_D = (
+        (BatchedSpectralNorm(G).applied(), BatchedSpectralNorm(D).applied())
+        if batched_sn
+        else (contextlib.nullcontext(), contextlib.nullcontext())
+    )
+    with torch.no_grad(), ctx_G, ctx_D:
+        torch.testing.assert_close(G(z, y), x_peer, rtol=1e-4, atol=1e-4)
+        d_peer = torch.from_numpy(GOLDEN[f"{case}/D_out"])
+        torch.testing.assert_close(D(x_peer, y), d_peer, rtol=1e-4, atol=1e-4)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ class TrainConfig:
     standing_stats: int = 0  # batches for BigGAN standing BN statistics at sampling (0: off)
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
-    compile: bool = False  # torch.compile the D and G steps
+    compile: bool | str = "auto"  # auto (on for CUDA) | true | false | a torch.compile mode
     channels_last: bool = True
     # speed levers added for issue 6 (gankit.training.speed, README "Performance"):
     sdpa: bool = True  # fused scaled_dot_product_attention in attention layers (else reference)
@@ -109,6 +110,8 @@ class TrainConfig:
     fused_resample: bool = True  # ResNet blocks: up/down-sampling fused into the 3x3 conv
     checkpoint_activations: bool = False  # ResNet blocks recompute activations in backward
     sn_once: bool = True  # G's SN power iteration once per iteration, shared by the D steps' fakes
+    sn_batched: bool = True  # eager: SN of all layers in a few batched buckets per forward
+    batched_fakes: bool = True  # one G forward makes all D steps' fakes (per-chunk BN stats)
     seed: int = 0
     log_every: int = 50
     snapshot_every: int = 500
@@ -166,6 +169,14 @@ def _type_name(tp: Any) -> str:
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Convert ``value`` (TOML value or override string) to field type ``tp`` or raise."""
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # e.g. bool | str: the first type that fits
+        for member in typing.get_args(tp):
+            try:
+                return _coerce(key, value, member)
+            except ConfigError:
+                pass
+        names = " or ".join(_type_name(m) for m in typing.get_args(tp))
+        raise ConfigError(f"config key '{key}' expects {names}, got {value!r}")
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):

@@ -19,6 +19,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--resolution", type=int, default=64, help="attention workload: feature size")
     p.add_argument("--channels", type=int, default=256, help="attention workload: channels")
+    p.add_argument(
+        "--ops-detail",
+        type=int,
+        nargs="?",
+        const=20,
+        default=0,
+        metavar="N",
+        help="add the N most frequent ATen ops of one iteration (ops_top; N defaults to 20)",
+    )
     p.add_argument("--json", action="store_true", help="one-line JSON")
     p.add_argument(
         "--data",
@@ -43,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         channels=args.channels,
         batch_size=args.batch_size,
         data=data_path(args.data) if args.data else None,
+        ops_detail=args.ops_detail,
     )
     print(json.dumps(result, indent=None if args.json else 2))
     return 0

@@ -12,7 +12,8 @@ that depend on the condition. Two modes, as in BigGAN-PyTorch:
   hierarchical z); ``gamma(c) = 1 + W_g c``, ``beta(c) = W_b c`` with bias-free (optionally
   spectrally normalised) linear maps. Parameters: ``2 * cond_dim * num_features``.
 
-The normalisation itself is an ``nn.BatchNorm2d(affine=False)`` child, so
+The normalisation itself is a :class:`gankit.layers.batchnorm.BatchNorm2d` (``affine=False``)
+child — an ``nn.BatchNorm2d`` that can also normalise stacked sub-batches separately — so
 ``nn.SyncBatchNorm.convert_sync_batchnorm`` synchronises its statistics under DDP and
 ``momentum=None`` on it gives cumulative ("standing") statistics.
 """
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankit.layers.batchnorm import BatchNorm2d
 from gankit.layers.spectral_norm import sn_linear
 
 __all__ = ["ConditionalBatchNorm2d"]
@@ -54,7 +56,7 @@ class ConditionalBatchNorm2d(nn.Module):
     ):
         super().__init__()
         self.num_features, self.shared = num_features, shared
-        self.bn = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, affine=False)
+        self.bn = BatchNorm2d(num_features, eps=eps, momentum=momentum, affine=False)
         if shared:
             self.cond_dim = cond_dim
             self.gain = sn_linear(cond_dim, num_features, bias=False, sn=sn, eps=sn_eps)
@@ -74,7 +76,8 @@ class ConditionalBatchNorm2d(nn.Module):
         """``x: (B, C, H, W)``, ``cond``: labels ``(B,)`` long (per-class) or ``(B, cond_dim)``
         (shared) ``-> (B, C, H, W)``."""
         gamma, beta = self.gamma_beta(cond)
-        return self.bn(x) * gamma[:, :, None, None] + beta[:, :, None, None]
+        shape = (x.shape[0], self.num_features, 1, 1)
+        return torch.addcmul(beta.view(shape), self.bn(x), gamma.view(shape))
 
     def extra_repr(self) -> str:
         mode = f"shared, cond_dim={self.cond_dim}" if self.shared else f"n_classes={self.n_classes}"

@@ -181,7 +181,8 @@ class ProjectionDiscriminator(nn.Module):
         """``x: (B, C, H, W)``, ``y: (B,)`` long -> logits ``(B,)``; with ``return_aux`` also
         class logits ``(B, n_classes)``."""
         h = self.features(x)
-        logits = self.psi(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
+        # psi(h) + <embed(y), h> = <h, w_psi + embed(y)> + b_psi: one product for both terms
+        logits = (h * (self.embed(y) + self.psi.weight)).sum(dim=1) + self.psi.bias
         if not return_aux:
             return logits
         if self.aux is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gankit.layers.activation import relu
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.layers.recompute import RecomputableBlock
 from gankit.layers.resample_conv import conv3x3_avgpool, upsample_conv3x3
@@ -52,9 +53,9 @@ class GBlock(RecomputableBlock):
         self.fused_resample = True
 
     def block_forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.bn1(x, c))
+        h = relu(self.bn1(x, c))
         h = upsample_conv3x3(h, self.conv1.weight, self.conv1.bias, self.fused_resample)
-        h = self.conv2(F.relu(self.bn2(h, c)))
+        h = self.conv2(relu(self.bn2(h, c)))
         return h + F.interpolate(self.conv_sc(x), scale_factor=2, mode="nearest")
 
 
@@ -96,8 +97,8 @@ class DBlock(RecomputableBlock):
         return F.avg_pool2d(x, 2) if self.downsample else x
 
     def block_forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(x) if self.preactivation else x
-        h = F.relu(self.conv1(h))
+        h = relu(x) if self.preactivation else x
+        h = relu(self.conv1(h))
         if self.downsample:
             h = conv3x3_avgpool(h, self.conv2.weight, self.conv2.bias, self.fused_resample)
         else:

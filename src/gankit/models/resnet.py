@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gankit.config import ConfigError, ModelConfig
+from gankit.layers.activation import relu
+from gankit.layers.batchnorm import BatchNorm2d
 from gankit.layers.spectral_norm import sn_conv2d, sn_linear
 from gankit.models.base import (
     ConditionalGenerator,
@@ -75,7 +76,7 @@ class ResNetGenerator(ConditionalGenerator):
             else nn.Identity()
             for i, r in enumerate(resolutions)
         )
-        self.out_bn = nn.BatchNorm2d(widths[-1], eps=cfg.bn_eps)
+        self.out_bn = BatchNorm2d(widths[-1], eps=cfg.bn_eps)
         self.out_conv = sn_conv2d(widths[-1], cfg.channels, 3, padding=1, **sn)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -83,7 +84,7 @@ class ResNetGenerator(ConditionalGenerator):
         h = self.linear(z0).view(z.shape[0], -1, self.bottom_width, self.bottom_width)
         for block, attn, c in zip(self.blocks, self.attn, conds):
             h = attn(block(h, c))
-        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+        return torch.tanh(self.out_conv(relu(self.out_bn(h))))
 
 
 class ResNetDiscriminator(ProjectionDiscriminator):
@@ -123,7 +124,7 @@ class ResNetDiscriminator(ProjectionDiscriminator):
         h = x
         for block, attn in zip(self.blocks, self.attn):
             h = attn(block(h))
-        return F.relu(h).sum(dim=(2, 3))
+        return relu(h).sum(dim=(2, 3))
 
 
 def build_resnet(

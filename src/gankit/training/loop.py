@@ -7,8 +7,10 @@ G step, written top to bottom; :meth:`Trainer.fit` adds logging and checkpoints,
 
 Batches: ``train.batch_size`` images per micro-batch and process; each D step and the G step use
 ``train.accumulate`` micro-batches (effective batch ``batch_size * accumulate * world_size``).
-Every D step draws fresh real images. Fake labels are uniform over ``model.n_classes``. D sees
-real and fake images in one forward (one spectral-norm power iteration per D step).
+Every D step draws fresh real images. Fake labels are uniform over ``model.n_classes``; the
+fakes of all D steps are made first, under ``no_grad`` (G does not change during the D steps;
+:func:`gankit.training.speed.d_step_fakes`). D sees real and fake images in one forward (one
+spectral-norm power iteration per D step).
 With ``model.aux_classifier`` and ``train.aux_weight > 0`` the AC-GAN term is added to D (real
 and fake images) and to G (fake images). With ``train.measurement`` (AmbientGAN,
 :mod:`gankit.training.ambient`) the real data are measurements and, in ambient mode, D sees the
@@ -191,14 +193,13 @@ class Trainer:
             distributed.convert_batchnorm(self.G)
         self.G_train = distributed.wrap(self.G, self.dist, self.device)
         self.D_train = distributed.wrap(self.D, self.dist, self.device)
-        # torch.compile'd calls (eager when train.compile is off or compiling fails):
-        # G_fn/D_fn train G/D (possibly DDP), G_fake/D_frozen are the unwrapped nets.
-        self.G_fn = speed.CompileOrEager(self.G_train, "G", t.compile)
-        self.D_fn = speed.CompileOrEager(self.D_train, "D", t.compile)
-        self.G_fake = speed.CompileOrEager(self.G, "G (fakes)", t.compile)
-        self.D_frozen = speed.CompileOrEager(self.D, "D (G step)", t.compile)
-        self.opt_G = speed.adam(self.G.parameters(), t.lr_G, t.betas_G, t.adam_eps, t, self.device)
-        self.opt_D = speed.adam(self.D.parameters(), t.lr_D, t.betas_D, t.adam_eps, t, self.device)
+        # G_fn/D_fn train G/D (possibly DDP), G_fake/D_frozen run the unwrapped nets:
+        # torch.compile'd or eager (train.compile; eager fallback if compiling fails)
+        self.G_fn, self.D_fn, self.G_fake, self.D_frozen = speed.step_calls(
+            self.G_train, self.D_train, t, self.device
+        )
+        self.opt_G = speed.adam(self.G.parameters(), t.lr_G, t.betas_G, t.adam_eps, t)
+        self.opt_D = speed.adam(self.D.parameters(), t.lr_D, t.betas_D, t.adam_eps, t)
 
         self.dataset = (
             dataset
@@ -278,22 +279,23 @@ class Trainer:
         sync happens here."""
         t = self.cfg.train
         n_micro = t.n_D * t.accumulate
-        loss_D_sum = D_real_sum = D_fake_sum = torch.zeros((), device=self.device)
         lazy = lazy_factor(self.step, t.reg_every) if t.r1_gamma or t.r2_gamma else 0
         cr_policy = t.cr_augment if t.cr_weight > 0 else ""
+        stats = speed.DStepStats()
 
-        # 1. D steps, each on fresh real images; G only produces fakes (no grad).
+        # 1. D steps, each on fresh real images; G produces all their fakes first (no grad).
+        latents = [self._latents(t.batch_size) for _ in range(n_micro)]
+        with self._autocast():
+            fakes = speed.d_step_fakes(self.G_fake, self.G, latents, t)
         self.D.requires_grad_(True)
         for d_step in range(t.n_D):
             self.opt_D.zero_grad(set_to_none=True)
             for micro in range(t.accumulate):
                 x, y = self._real_batch()
-                z, y_fake = self._latents(len(y))
+                (_, y_fake), fake = latents[d_step * t.accumulate + micro], fakes.pop(0)
                 with self._no_sync(self.D_train, micro):
                     with self._autocast(), double_backward_safe(lazy > 0 or t.loss == "wgan-gp"):
-                        once = t.sn_once and (d_step > 0 or micro > 0)  # see training.speed
-                        with torch.no_grad(), speed.frozen_power_iteration(self.G, once):
-                            fake = self.measure_fake(self.G_fake(z, y_fake))  # AmbientGAN
+                        fake = self.measure_fake(fake)  # AmbientGAN
                         images, labels = augment.d_input(
                             x, fake, y, y_fake, t.diffaug, cr_policy, self.gen
                         )
@@ -315,10 +317,8 @@ class Trainer:
                             logits, images, len(y), len(y_fake), self.lecam, t.lecam_weight,
                             t.cr_weight, lazy * t.r1_gamma, lazy * t.r2_gamma,
                         )  # fmt: skip
-                    (loss_D / t.accumulate).backward()
-                loss_D_sum = loss_D_sum + loss_D.detach() / n_micro
-                D_real_sum = D_real_sum + real_logits.detach().mean() / n_micro
-                D_fake_sum = D_fake_sum + fake_logits.detach().mean() / n_micro
+                    (loss_D / t.accumulate if t.accumulate > 1 else loss_D).backward()
+                stats.add(loss_D, logits[:n].float())
             self.opt_D.step()
 
         # 2. G step through the frozen D (unwrapped: D's DDP hooks stay out of it).
@@ -340,7 +340,7 @@ class Trainer:
                         loss_G = loss_G + t.aux_weight * aux_classifier_loss(cls, y_fake)
                 if t.ortho_reg > 0:
                     loss_G = loss_G + orthogonal_reg(self.G, t.ortho_reg)
-                (loss_G / t.accumulate).backward()
+                (loss_G / t.accumulate if t.accumulate > 1 else loss_G).backward()
             loss_G_sum = loss_G_sum + loss_G.detach() / t.accumulate
         self.opt_G.step()
         self.D.requires_grad_(True)
@@ -349,12 +349,7 @@ class Trainer:
         self.step += 1
         if self.ema is not None:
             self.ema.update(self.G, self.step)
-        return {
-            "loss_D": loss_D_sum,
-            "loss_G": loss_G_sum,
-            "D_real": D_real_sum,
-            "D_fake": D_fake_sum,
-        }
+        return {**stats.means(), "loss_G": loss_G_sum}
 
     # -- the run -----------------------------------------------------------------------------
     def fit(self, steps: int) -> None:
