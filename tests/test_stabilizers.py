@@ -77,7 +77,7 @@ def test_rpgan_draws_a_paired_real_batch_for_the_g_step(tmp_path):
     for loss in ("hinge", "rpgan"):
         trainer = Trainer(tiny_cfg(data, "train.n_D=1", f"train.loss={loss}"), None, quiet=True)
         trainer.train_iteration()
-        positions[loss] = trainer.sampler.position
+        positions[loss] = trainer.batches.state_dict()["position"]  # batches used, not prefetched
     assert positions == {"hinge": 1, "rpgan": 2}
 
 

@@ -113,15 +113,15 @@ class Hook:
         """After every iteration (and its log/snapshot)."""
 
 
-def check_stabilizers(cfg: Config, distributed_run: bool) -> None:
+def check_stabilizers(cfg: Config, distributed_run: bool, compiled: bool) -> None:
     """Fail at start-up on an unknown DiffAugment/CR transform, CR without a transform, or
-    R1/R2 (a double backward) under DDP or ``train.compile``."""
+    R1/R2 (a double backward) under DDP or a compiled step (``train.compile`` in force)."""
     t = cfg.train
     augment.parse_policy(t.diffaug, "train.diffaug")
     augment.parse_policy(t.cr_augment, "train.cr_augment")
     if t.cr_weight > 0 and not t.cr_augment.strip():
         raise GankitError("train.cr_weight > 0 needs a transform in train.cr_augment")
-    if (t.r1_gamma > 0 or t.r2_gamma > 0) and (distributed_run or t.compile):
+    if (t.r1_gamma > 0 or t.r2_gamma > 0) and (distributed_run or compiled):
         raise GankitError(
             "train.r1_gamma/train.r2_gamma: not supported with DDP or train.compile=true "
             "(double backward)"
@@ -180,7 +180,9 @@ class Trainer:
                 "model.aux_classifier=true needs train.aux_weight > 0 under DDP"
             )
 
-        check_stabilizers(cfg, self.dist.enabled)
+        check_stabilizers(
+            cfg, self.dist.enabled, speed.compile_mode(t.compile, self.device) is not None
+        )
         self.ambient = Ambient(cfg)  # AmbientGAN: train.measurement, train.ambient_mode
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         if G is None or D is None:
