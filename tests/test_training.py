@@ -199,4 +199,5 @@ def test_eval_setup_is_checked_at_start(tmp_path, monkeypatch):
         train(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=fdi"), tmp_path / "r", quiet=True)
     assert not (tmp_path / "r").exists()
     hooks = default_hooks(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=class_acc,swd"))
-    assert [type(h).__name__ for h in hooks] == ["SigmaTracker", "SnapshotGrid", "PeriodicEval"]
+    names = [type(h).__name__ for h in hooks]
+    assert names == ["SigmaTracker", "SampleHealth", "SnapshotGrid", "PeriodicEval"]

@@ -12,7 +12,8 @@ optimising and checkpointing, and everything that needs modules above ``training
 - :class:`SampleHealth`: collapse signals of what G produces
   (:mod:`~gankit.training.sample_signals`) on the snapshot grid's fixed latents, relative to
   real images measured once at start, in every log record (``diversity/pixel_std``,
-  ``diversity/pairwise``, ``class_spread`` with an auxiliary classifier, ``D_gap``);
+  ``diversity/pairwise``, ``class_spread`` relative to real images with an auxiliary
+  classifier, ``D_gap``);
 - :class:`CollapseRollback` (``train.collapse_rollback``): on a collapse warning, reload the
   newest healthy checkpoint older than the current step, with a new latent seed (at most
   :data:`MAX_ROLLBACKS` times, then training stops with :class:`CollapseError`). Health is read
@@ -101,23 +102,34 @@ class SampleHealth(Hook):
     """Collapse signals from samples (module doc), no data pass. G runs on the fixed grid
     latents without gradients, in training mode (batch statistics, as D sees its fakes) with
     every buffer (batch-norm statistics, spectral-norm vectors) restored afterwards, so the
-    signals never change training; D's class head runs in eval mode. A checkpoint is healthy
-    when the log before it raised no warning (signals included)."""
+    signals never change training; D's class head runs in eval mode. ``class_spread`` is the
+    spread of the head's predictions on the samples over its spread on real images of the same
+    classes, logged once the head tells real classes apart (real spread ≥ 0.5). A checkpoint is
+    healthy when the log before it raised no warning (signals included)."""
 
     def __init__(self) -> None:
         self.real: dict[str, float] = {}
+        self.real_x: torch.Tensor | None = None  # real images of the grid's classes
+        self.real_y: torch.Tensor | None = None
 
     def on_start(self, trainer: Trainer) -> None:
-        z, _ = grid_latents(trainer.cfg, trainer.device)
+        z, y = grid_latents(trainer.cfg, trainer.device)
         data, m = trainer.dataset, trainer.cfg.model
         if not isinstance(data, ImageDataset) or data.x.shape[1:] != (
             m.channels, m.resolution, m.resolution,
         ):  # fmt: skip
             return  # measured (AmbientGAN) data: samples and data are not comparable
         gen = torch.Generator().manual_seed(trainer.cfg.train.seed)
-        idx = torch.randperm(len(data), generator=gen)[: len(z)]
-        x = to_float(data.batch(idx)[0])
+        x = to_float(data.batch(torch.randperm(len(data), generator=gen)[: len(z)])[0])
         self.real = {k: fn(x) for k, fn in _DIVERSITY.items()}
+        labels = torch.from_numpy(data.y)
+        per_class = [torch.nonzero(labels == c).flatten()[:GRID_COLS] for c in y.unique()]
+        if all(len(idx) > 0 for idx in per_class):
+            real_x, real_y = data.batch(torch.cat(per_class))
+            self.real_x, self.real_y = (
+                to_float(real_x).to(trainer.device),
+                real_y.to(trainer.device),
+            )
 
     @torch.no_grad()
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
@@ -128,9 +140,15 @@ class SampleHealth(Hook):
         with _buffers_kept(trainer.G):
             x = trainer.G(z, y).float()
         record.update({f"diversity/{k}": fn(x) / self.real[k] for k, fn in _DIVERSITY.items()})
-        if getattr(trainer.D, "aux", None) is not None:
-            with _eval_mode(trainer.D):
-                record["class_spread"] = class_spread(trainer.D(x, y, return_aux=True)[1], y)
+        if getattr(trainer.D, "aux", None) is None or self.real_x is None:
+            return
+        with _eval_mode(trainer.D):
+            real = class_spread(
+                trainer.D(self.real_x, self.real_y, return_aux=True)[1], self.real_y
+            )
+            if real >= 0.5:
+                fake = class_spread(trainer.D(x, y, return_aux=True)[1], y)
+                record["class_spread"] = fake / real
 
 
 _DIVERSITY = {"pixel_std": pixel_std, "pairwise": pairwise_distance}

@@ -18,7 +18,8 @@ Collapse rule (BigGAN §4.1/4.2 observations; checked at every log over the prev
    images) falls below ``DIVERSITY_FLOOR`` (0.1: the grid's samples vary less than a tenth as
    much as real images — a grid of one repeated image, e.g. all black, scores ≈ 0; healthy
    runs measured from their first logs stay above 0.2); or
-4. ``class_spread`` (models with an auxiliary classifier) falls below ``SPREAD_FLOOR`` (0.5).
+4. ``class_spread`` (models with an auxiliary classifier: the spread of the class head's
+   predictions on the samples over that on real images) falls below ``SPREAD_FLOOR`` (0.5).
 
 Rules 3 and 4 look at what G produces, so they catch a collapse in which D's weights and the
 losses stay calm (e.g. every sample black); rules 1 and 2 need no samples.
