@@ -17,6 +17,8 @@ from gankit.models.sngan import SNGAN_TABLES
 from gankit.training.loop import Trainer
 from training_fixtures import tiny_cfg, tiny_data
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TABLES = {"biggan": BIGGAN_TABLES, "sagan": BIGGAN_TABLES, "sngan": SNGAN_TABLES}
 # resolution → (table it borrows, G blocks, G bottom width), written out from the rule
 EXPECTED = {48: (32, 3, 6), 96: (64, 4, 6), 160: (128, 5, 5), 72: (32, 3, 9), 200: (32, 3, 25)}
