@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from training_fixtures import tiny_cfg, tiny_data
 
 from gankit.config import ConfigError, ModelConfig
 from gankit.data.arrays import read_npz, to_dataset
@@ -15,7 +16,6 @@ from gankit.models.biggan import BIGGAN_TABLES
 from gankit.models.resnet import spec_for
 from gankit.models.sngan import SNGAN_TABLES
 from gankit.training.loop import Trainer
-from training_fixtures import tiny_cfg, tiny_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
