@@ -12,6 +12,7 @@ from PIL import Image
 from training_fixtures import saved_run, tiny_cfg
 
 from gankit.cli import main
+from gankit.data import read_images
 from gankit.data.preprocess import resize_clean
 from gankit.errors import GankitError, ParameterError
 from gankit.evaluation import evaluate_images
@@ -181,16 +182,14 @@ def test_clean_resize_is_antialiased_bicubic(size_in, size_out):
 
 
 def test_clean_resize_applies_when_images_are_fitted(setup):
-    """A folder of 40×40 images at the first image's size: no resize; a mixed folder is fitted
-    to the first size with the chosen filter (legacy bilinear vs clean bicubic differ)."""
+    """A folder is read at its first image's size (32: kept as is); a larger image in it is
+    fitted to that size with the chosen filter (legacy bilinear vs clean bicubic differ)."""
     tmp, _ = setup
     rng = np.random.default_rng(4)
     (tmp / "mixed").mkdir()
     Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(tmp / "mixed/a.png")
     big = rng.integers(0, 256, (64, 64), dtype=np.uint8)
     Image.fromarray(big).save(tmp / "mixed/b.png")
-    from gankit.data import read_images
-
     legacy, labelled = read_images(tmp / "mixed")
     clean, _ = read_images(tmp / "mixed", resize="clean")
     assert not labelled and legacy.x.shape == clean.x.shape == (2, 1, 32, 32)
