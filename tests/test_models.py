@@ -34,7 +34,9 @@ def small(arch: str, resolution: int, **kw) -> ModelConfig:
 
 
 SUPPORTED = {arch: get_arch(arch).resolutions for arch in list_archs()}
-"""The architecture matrix: every registered arch at every resolution it declares."""
+TABLES = {"biggan": BIGGAN_TABLES, "sagan": BIGGAN_TABLES, "sngan": SNGAN_TABLES}
+MATRIX = {**{a: tuple(t) for a, t in TABLES.items()}, "dcgan": tuple(DCGAN_LAYOUTS)}
+"""The architecture matrix: every registered arch at every size it has a table/layout for."""
 
 # ------------------------------------------------------------------ anchor parameter counts
 
@@ -42,8 +44,10 @@ SUPPORTED = {arch: get_arch(arch).resolutions for arch in list_archs()}
 def test_registry_lists_all_archs_and_their_tables():
     assert list_archs() == sorted(CHOICES["model.arch"])
     assert SUPPORTED["dcgan"] == tuple(DCGAN_LAYOUTS) == (28, 32, 48, 64)
-    assert SUPPORTED["biggan"] == SUPPORTED["sagan"] == tuple(BIGGAN_TABLES) == (32, 64, 128, 256)
-    assert SUPPORTED["sngan"] == tuple(SNGAN_TABLES)
+    assert tuple(BIGGAN_TABLES) == tuple(SNGAN_TABLES) == (32, 64, 128, 256)
+    # ResNet archs: every multiple of 8 from 32 to 256
+    for arch in TABLES:
+        assert SUPPORTED[arch] == tuple(range(32, 257, 8))
 
 
 def test_biggan_cifar_parameter_counts_equal_biggan_pytorch():
@@ -63,7 +67,7 @@ def test_biggan_attention_adds_biggan_attention_parameters():
 
 
 @pytest.mark.parametrize(
-    "arch,res", [(a, r) for a, rs in SUPPORTED.items() for r in rs], ids=lambda v: str(v)
+    "arch,res", [(a, r) for a, rs in MATRIX.items() for r in rs], ids=lambda v: str(v)
 )
 def test_generator_and_discriminator_shapes(arch, res):
     channels = 1 if res in (28, 48) else 3
@@ -257,7 +261,8 @@ def test_build_applies_init_and_keeps_cbn_tables():
     "cfg,match",
     [
         (small("nope", 32), r"model.arch.*'nope'.*biggan, dcgan, sagan, sngan"),
-        (small("biggan", 48), r"model.resolution.*'biggan'.*48.*32, 64, 128, 256"),
+        (small("biggan", 36), r"model.resolution.*'biggan'.*36.*32, 40, \.\.\., 256 \(every "),
+        (small("sagan", 264), r"model.resolution.*'sagan'.*264.*multiple of 8"),
         (small("dcgan", 128), r"model.resolution.*'dcgan'.*28, 32, 48, 64"),
         (small("biggan", 32, G_attn=[64]), r"model.G_attn.*\[64\].*\[8, 16, 32\]"),
         (small("sngan", 32, D_attn=[32]), r"model.D_attn.*\[32\].*\[8, 16\]"),

@@ -38,6 +38,7 @@ __all__ = [
     "interpolation_strip",
     "make_grid",
     "sample",
+    "sample_batches",
     "save_grid",
     "save_npz",
     "write_samples",
@@ -168,19 +169,20 @@ def _check_n(n: int) -> None:
 
 
 @torch.no_grad()
-def sample(
+def sample_batches(
     G: nn.Module,
     n: int,
     classes: Sequence[int] | None = None,
     truncation: float = 0.0,
     seed: int = 0,
     batch_size: int = 256,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` samples whose labels cycle through ``classes`` (default all): ``(uint8 (n, C, H, W),
-    labels (n,))``, gathered on the CPU.
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(uint8 (B, C, H, W), labels (B,))`` batches of ``n`` samples whose labels cycle
+    through ``classes`` (default all: ``i mod K``), on G's device.
 
     All ``z`` are drawn up front from a generator seeded with ``seed`` (on G's device), so the
-    images do not depend on ``batch_size`` (samples per forward pass).
+    images do not depend on ``batch_size`` (samples per forward pass). ``gankit sample`` and
+    ``gankit eval`` both draw their samples here.
 
     Raises:
         ParameterError: ``n < 1``, ``batch_size < 1``, a class out of range.
@@ -192,7 +194,21 @@ def sample(
     gen = torch.Generator(dev).manual_seed(seed)
     z = sample_z(n, G.dim_z, truncation, generator=gen, device=dev)
     y = torch.tensor(chosen).repeat(-(-n // len(chosen)))[:n]
-    return torch.cat([b.cpu() for b, _ in generate(G, y, batch_size, z=z)]), y
+    yield from generate(G, y, batch_size, z=z)
+
+
+@torch.no_grad()
+def sample(
+    G: nn.Module,
+    n: int,
+    classes: Sequence[int] | None = None,
+    truncation: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sample_batches` gathered on the CPU: ``(uint8 (n, C, H, W), labels (n,))``."""
+    parts = list(sample_batches(G, n, classes, truncation, seed, batch_size))
+    return torch.cat([b.cpu() for b, _ in parts]), torch.cat([y for _, y in parts])
 
 
 @torch.no_grad()

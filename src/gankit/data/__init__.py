@@ -6,7 +6,8 @@ is set; ``build_cache`` builds a cache ahead of training (streamed, parallel, re
 ``BatchSampler`` draws seeded, resumable, rank-sharded index batches; ``Prefetcher`` prepares
 the next batches in a background thread; ``to_float`` maps uint8 batches to ``[-1, 1]`` on the
 device; ``loader_throughput`` times the data path alone. A ``.npz`` written by
-``gankit measure`` loads as a ``MeasuredDataset`` (AmbientGAN measurements).
+``gankit measure`` loads as a ``MeasuredDataset`` (AmbientGAN measurements); ``read_images``
+reads samples of any generator at their own size (``gankit eval --images``).
 """
 
 from gankit.data.cache_build import build_cache
@@ -15,6 +16,7 @@ from gankit.data.loader import load_dataset
 from gankit.data.measured import MeasuredDataset, read_measured, write_measured
 from gankit.data.prefetch import Prefetcher
 from gankit.data.sampler import BatchSampler
+from gankit.data.sources import read_images
 from gankit.data.throughput import loader_throughput
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "build_cache",
     "load_dataset",
     "loader_throughput",
+    "read_images",
     "read_measured",
     "to_float",
     "to_uint8",

@@ -62,21 +62,22 @@ def check_y(y: np.ndarray, n: int, path: Path) -> np.ndarray:
     return y.astype(np.int64, copy=False)
 
 
-def read_npz(path: Path) -> StoredArrays:
-    """``.npz`` with keys ``x``, ``y`` and optionally ``class_names`` (strings)."""
+def read_npz(path: Path, labels: bool = True) -> StoredArrays:
+    """``.npz`` with keys ``x``, ``y`` and optionally ``class_names`` (strings); with
+    ``labels=False`` ``y`` is optional (``None`` when absent)."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("x", "y") if k not in f.files]
+            missing = [k for k in ("x", "y")[: 2 if labels else 1] if k not in f.files]
             if missing:
                 raise GankitError(
                     f"{path}: missing key(s) {', '.join(missing)} (expected 'x' images and "
                     f"'y' labels; found {', '.join(f.files) or 'nothing'})"
                 )
-            x, y = to_nchw(f["x"], path), f["y"]
+            x, y = to_nchw(f["x"], path), (f["y"] if "y" in f.files else None)
             meta = {"class_names": [str(n) for n in f["class_names"]]} if "class_names" in f else {}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise GankitError(f"{path}: not a readable .npz file ({err})") from None
-    return StoredArrays(x, check_y(y, x.shape[0], path), meta)
+    return StoredArrays(x, None if y is None else check_y(y, x.shape[0], path), meta)
 
 
 def npy_siblings(path: Path) -> tuple[Path, Path, Path]:
@@ -140,7 +141,9 @@ def read_h5(path: Path) -> StoredArrays:
     return StoredArrays(x, check_y(y, x.shape[0], path), meta)
 
 
-def to_dataset(stored: StoredArrays, path: Path, resolution: int, channels: int) -> ImageDataset:
+def to_dataset(
+    stored: StoredArrays, path: Path, resolution: int, channels: int, resize: str = "legacy"
+) -> ImageDataset:
     """Stored arrays → :class:`ImageDataset` at ``resolution``/``channels`` (no copy if they fit).
 
     Classes come from ``meta["class_names"]`` when present, else ``0..max(y)``; without labels
@@ -152,7 +155,7 @@ def to_dataset(stored: StoredArrays, path: Path, resolution: int, channels: int)
         top = int(y.max()) if y.size and stored.y is not None else 0
         names = [str(i) for i in range(max(top, 0) + 1)]
     return ImageDataset(
-        x=fit_array(stored.x, resolution, channels),
+        x=fit_array(stored.x, resolution, channels, resize),
         y=y,
         n_classes=len(names),
         class_names=[str(n) for n in names],

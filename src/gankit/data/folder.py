@@ -44,7 +44,7 @@ PROGRESS_MIN_FILES = 500  # show a progress bar from this many files on
 CHUNK_BYTES = 16 * 2**20  # decoded bytes per chunk (one unit of work for a worker)
 MAX_CHUNK_IMAGES = 512
 _IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 BadFiles = list[tuple[int, str]]
 """``(index, message)`` of the unreadable files of a chunk (index within the chunk)."""
@@ -127,7 +127,7 @@ def bad_file_error(path: str | Path, message: str) -> GankitError:
     return GankitError(f"{path}: {message}; pass --skip-bad to skip such files")
 
 
-def decode_image(path: str | Path, resolution: int) -> np.ndarray:
+def decode_image(path: str | Path, resolution: int, resize: str = "legacy") -> np.ndarray:
     """Decode one file → uint8 ``(C, resolution, resolution)``, C = 1 (grey) or 3 (colour).
 
     Raises whatever PIL raises for unreadable files (the caller names the file). JPEGs are
@@ -137,27 +137,27 @@ def decode_image(path: str | Path, resolution: int) -> np.ndarray:
         if img.format == "JPEG":
             img.draft(None, (resolution, resolution))
         img.load()
-        return pil_to_chw(fit_square(to_grey_or_rgb(img), resolution))
+        return pil_to_chw(fit_square(to_grey_or_rgb(img), resolution, resize))
 
 
-def _decode_or_error(path: str, resolution: int) -> np.ndarray | str:
+def _decode_or_error(path: str, resolution: int, resize: str) -> np.ndarray | str:
     suffix = os.path.splitext(path)[1]
     if suffix.lower() not in image_extensions():
         return f"unsupported file type '{suffix}' (expected an image: .png, .jpg, .bmp, ...)"
     try:
-        return decode_image(path, resolution)
-    except _DECODE_ERRORS as err:
+        return decode_image(path, resolution, resize)
+    except DECODE_ERRORS as err:
         return f"not a readable image ({type(err).__name__}: {err})".replace("\n", " ")
 
 
 def decode_chunk(
-    files: Sequence[str], resolution: int, channels: int
+    files: Sequence[str], resolution: int, channels: int, resize: str = "legacy"
 ) -> tuple[np.ndarray, BadFiles]:
     """Decode ``files`` → (uint8 ``(n_good, channels, R, R)`` in file order, bad files)."""
     x = np.empty((len(files), channels, resolution, resolution), dtype=np.uint8)
     bad: BadFiles = []
     for i, path in enumerate(files):
-        result = _decode_or_error(path, resolution)
+        result = _decode_or_error(path, resolution, resize)
         if isinstance(result, str):
             bad.append((i, result))
         else:
@@ -183,7 +183,11 @@ def _ignore_sigint() -> None:
 
 
 def decode_chunks(
-    chunks: Sequence[Sequence[str]], resolution: int, channels: int, workers: int
+    chunks: Sequence[Sequence[str]],
+    resolution: int,
+    channels: int,
+    workers: int,
+    resize: str = "legacy",
 ) -> Iterator[tuple[np.ndarray, BadFiles]]:
     """Yield :func:`decode_chunk` of each chunk, in order, decoded by ``workers`` processes.
 
@@ -192,14 +196,14 @@ def decode_chunks(
     """
     if workers <= 1 or len(chunks) <= 1:
         for files in chunks:
-            yield decode_chunk(files, resolution, channels)
+            yield decode_chunk(files, resolution, channels, resize)
         return
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
     try:
         todo = iter(chunks)
         pending: deque[tuple[Future, str]] = deque(
-            (pool.submit(decode_chunk, files, resolution, channels), files[0])
+            (pool.submit(decode_chunk, files, resolution, channels, resize), files[0])
             for files in islice(todo, 2 * workers)
         )
         while pending:
@@ -212,7 +216,8 @@ def decode_chunks(
                     "memory? try fewer workers)"
                 ) from None
             for files in islice(todo, 1):
-                pending.append((pool.submit(decode_chunk, files, resolution, channels), files[0]))
+                future = pool.submit(decode_chunk, files, resolution, channels, resize)
+                pending.append((future, files[0]))
             yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -230,12 +235,14 @@ def load_image_folder(
     skip_bad: bool,
     workers: int | None = None,
     quiet: bool = False,
+    resize: str = "legacy",
 ) -> ImageDataset:
     """Decode every image under ``root`` into memory → :class:`ImageDataset` (module docstring).
 
     Bad files (corrupt, not an image, unsupported suffix) raise :class:`GankitError` naming the
     file, or with ``skip_bad`` are counted in ``dataset.skipped`` and reported as a warning.
-    ``workers``: decoding processes (default: the usable CPU cores).
+    ``workers``: decoding processes (default: the usable CPU cores); ``resize``: the filter
+    (:mod:`gankit.data.preprocess`).
     """
     listing = list_image_folder(root)
     files = listing.files
@@ -246,7 +253,7 @@ def load_image_folder(
     disable = quiet or len(files) < PROGRESS_MIN_FILES
     bar = tqdm(total=len(files), desc=f"decoding {root.name}", unit="img", disable=disable)
     written = 0
-    stream = decode_chunks(chunks, resolution, channels, workers or default_workers())
+    stream = decode_chunks(chunks, resolution, channels, workers or default_workers(), resize)
     with bar, contextlib.closing(stream):
         for k, (good, bad) in enumerate(stream):
             for i, message in bad:

@@ -43,7 +43,11 @@ def _hint_cache(dataset: ImageDataset) -> None:
 
 
 def load_dataset(
-    data_cfg: DataConfig, resolution: int, channels: int, n_classes: int | None = None
+    data_cfg: DataConfig,
+    resolution: int,
+    channels: int,
+    n_classes: int | None = None,
+    resize: str = "legacy",
 ) -> ImageDataset | MeasuredDataset:
     """Load ``data_cfg.path`` as uint8 ``(N, channels, resolution, resolution)`` + labels.
 
@@ -56,6 +60,8 @@ def load_dataset(
         resolution: side length of the model's images (8..1024).
         channels: 1 (grey) or 3 (RGB); grey data is repeated, colour data reduced to luma.
         n_classes: the model's class count, if labels must fit it (``model.n_classes``).
+        resize: the filter bringing images to ``resolution`` (:mod:`gankit.data.preprocess`);
+            ``data.cache`` holds ``legacy`` images, so another filter reads ``data.path``.
 
     Raises:
         GankitError: a one-line message naming the path/file for every bad input.
@@ -70,10 +76,10 @@ def load_dataset(
                 f"data.cache = '{data_cfg.cache}': measured data sets ({path}) are not cached; "
                 "set data.cache to empty"
             )
-    if cache is not None and cache != path:
+    if cache is not None and cache != path and resize == "legacy":
         dataset = build_cache(path or "", resolution, channels, cache, data_cfg.skip_bad)
     else:
-        dataset = read_source(path, resolution, channels, data_cfg.skip_bad)
+        dataset = read_source(path, resolution, channels, data_cfg.skip_bad, resize=resize)
         if is_image_folder(path) and len(dataset) + dataset.skipped >= LARGE_FOLDER_IMAGES:
             _hint_cache(dataset)
     if n_classes is not None:

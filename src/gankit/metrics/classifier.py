@@ -221,7 +221,7 @@ def _classifier_extractor(setup: ExtractorSetup) -> tuple[ClassifierExtractor, d
     return ClassifierExtractor(model, info["key"]), {"classifier_heldout_acc": info["heldout_acc"]}
 
 
-@register_metric("class_acc", extractor="classifier", needs_real=False)
+@register_metric("class_acc", extractor="classifier", needs_real=False, needs_labels=True)
 def _class_acc(fake: Features, real: Features | None) -> dict[str, float]:
     return {"class_acc": float((fake["clf_logits"].argmax(axis=1) == fake["labels"]).mean())}
 

@@ -98,7 +98,7 @@ def _cprdc(fake: Features, real: Features | None) -> dict[str, float]:
     return {f"c{k}": v for k, v in prdc(real["clf_features"], fake["clf_features"]).items()}
 
 
-@register_metric("ccoverage_class", extractor="classifier")
+@register_metric("ccoverage_class", extractor="classifier", needs_labels=True)
 def _ccoverage_class(fake: Features, real: Features | None) -> dict[str, float]:
     per_class = class_coverage(
         real["clf_features"], real["labels"], fake["clf_features"], fake["labels"]

@@ -55,6 +55,8 @@ class ExtractorSetup:
         n_classes: classes of the data; source: the data's source string (cache keys).
         device: where the extractor runs; inception_weights: path or None (the cache path).
         quiet: no progress bars.
+        resize: how images are resized for a network's input (``legacy``: the extractor's own
+            protocol, e.g. TF1 bilinear for Inception; ``clean``: clean-fid's PIL bicubic).
     """
 
     x: Any
@@ -64,6 +66,7 @@ class ExtractorSetup:
     device: torch.device
     inception_weights: str | None = None
     quiet: bool = True
+    resize: str = "legacy"
 
 
 ExtractorFactory = Callable[[ExtractorSetup], "tuple[Extractor, dict[str, Any]]"]
@@ -105,12 +108,14 @@ def get_extractor(name: str) -> ExtractorKind:
 
 @dataclass(frozen=True)
 class Metric:
-    """A registered metric: its name, the feature extractor it reads, whether it needs real data."""
+    """A registered metric: its name, the feature extractor it reads, whether it needs real data
+    and whether it reads the images' class labels (class-based: per-class or conditional)."""
 
     name: str
     extractor: str
     needs_real: bool
     fn: MetricFn
+    needs_labels: bool = False
 
     @property
     def offline(self) -> bool:
@@ -122,7 +127,7 @@ _METRICS: dict[str, Metric] = {}
 
 
 def register_metric(
-    name: str, extractor: str = "inception", needs_real: bool = True
+    name: str, extractor: str = "inception", needs_real: bool = True, needs_labels: bool = False
 ) -> Callable[[MetricFn], MetricFn]:
     """Decorator adding ``fn`` to the registry under ``name`` (``extractor``: a kind registered
     with :func:`register_extractor`)."""
@@ -130,7 +135,7 @@ def register_metric(
     def add(fn: MetricFn) -> MetricFn:
         if name in _METRICS:
             raise ValueError(f"metric {name!r} registered twice")
-        _METRICS[name] = Metric(name, extractor, needs_real, fn)
+        _METRICS[name] = Metric(name, extractor, needs_real, fn, needs_labels)
         return fn
 
     return add

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from gankit.config import ModelConfig
 from gankit.models.registry import register
-from gankit.models.resnet import ResNetDiscriminator, ResNetGenerator, ResNetSpec, build_resnet
+from gankit.models.resnet import (
+    ResNetDiscriminator,
+    ResNetGenerator,
+    ResNetSpec,
+    build_resnet,
+    resnet_resolutions,
+)
 
 __all__ = ["BIGGAN_TABLES", "build_biggan"]
 
@@ -24,6 +30,6 @@ BIGGAN_TABLES: dict[int, ResNetSpec] = {
 }
 
 
-@register("biggan", resolutions=tuple(BIGGAN_TABLES), attention="biggan")
+@register("biggan", resolutions=resnet_resolutions(BIGGAN_TABLES), attention="biggan")
 def build_biggan(cfg: ModelConfig, attention: str) -> tuple[ResNetGenerator, ResNetDiscriminator]:
     return build_resnet(cfg, "biggan", BIGGAN_TABLES, attention, wide_D=True, shared_ok=True)

@@ -22,6 +22,7 @@ __all__ = [
     "attention_type",
     "build",
     "count_params",
+    "describe_resolutions",
     "get_arch",
     "list_archs",
     "register",
@@ -92,13 +93,23 @@ def build(cfg: ModelConfig, init: bool = True) -> tuple[nn.Module, nn.Module]:
     if cfg.resolution not in spec.resolutions:
         raise ConfigError(
             f"config key 'model.resolution': arch '{cfg.arch}' does not support "
-            f"{cfg.resolution}; supported: {', '.join(map(str, spec.resolutions))}"
+            f"{cfg.resolution}; supported: {describe_resolutions(spec.resolutions)}"
         )
     G, D = spec.factory(cfg, attention_type(cfg))
     if init:
         init_weights(G, cfg.init)
         init_weights(D, cfg.init)
     return G, D
+
+
+def describe_resolutions(resolutions: tuple[int, ...]) -> str:
+    """``"32, 64"`` or, for a run of 5+ sizes with one step, ``"32, 40, ..., 256 (every multiple
+    of 8)"``: the valid set, short enough for a one-line error."""
+    steps = {b - a for a, b in zip(resolutions, resolutions[1:])}
+    if len(resolutions) < 5 or len(steps) != 1:
+        return ", ".join(map(str, resolutions))
+    first, second, last, step = resolutions[0], resolutions[1], resolutions[-1], steps.pop()
+    return f"{first}, {second}, ..., {last} (every multiple of {step})"
 
 
 def count_params(module: nn.Module) -> int:

@@ -25,7 +25,16 @@ from gankit.models.base import (
 )
 from gankit.models.blocks import DBlock, GBlock
 
-__all__ = ["ResNetDiscriminator", "ResNetGenerator", "ResNetSpec", "build_resnet"]
+__all__ = [
+    "ResNetDiscriminator",
+    "ResNetGenerator",
+    "ResNetSpec",
+    "build_resnet",
+    "resnet_resolutions",
+    "spec_for",
+]
+
+RESOLUTION_STEP = 8
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,32 @@ class ResNetSpec:
     g_widths: tuple[int, ...]
     d_widths: tuple[int, ...]
     d_down: tuple[bool, ...]
+
+
+def spec_for(tables: dict[int, ResNetSpec], resolution: int) -> ResNetSpec | None:
+    """The table for ``resolution``: its own, else the largest table ``T < resolution`` whose
+    ``n = len(g_widths) - 1`` upsampling blocks divide it (``resolution / 2^n`` is G's bottom
+    width; every table starts at 4, so it is >= 4). ``None`` when no table fits.
+
+    With the 32/64/128/256 tables: 40-56 use 32's multipliers (3 blocks, bottom 5-7), 80, 96, 112
+    use 64's (4 blocks, bottom 5-7), 160, 192, 224 use 128's (5 blocks, bottom 5-7); sizes that
+    the nearest lower table does not divide fall back to a smaller table (72 → 32's, bottom 9;
+    200 → 32's, bottom 25). Every multiple of 8 from the smallest to the largest table fits.
+    """
+    if resolution in tables:
+        return tables[resolution]
+    for size in sorted((t for t in tables if t < resolution), reverse=True):
+        spec = tables[size]
+        if resolution % (1 << (len(spec.g_widths) - 1)) == 0:
+            return spec
+    return None
+
+
+def resnet_resolutions(tables: dict[int, ResNetSpec]) -> tuple[int, ...]:
+    """Every multiple of :data:`RESOLUTION_STEP` from the smallest to the largest table that
+    :func:`spec_for` finds a table for (an arch's declared resolutions)."""
+    sizes = range(min(tables), max(tables) + 1, RESOLUTION_STEP)
+    return tuple(r for r in sizes if spec_for(tables, r) is not None)
 
 
 class ResNetGenerator(ConditionalGenerator):
@@ -135,8 +170,9 @@ def build_resnet(
     wide_D: bool,
     shared_ok: bool,
 ) -> tuple[ResNetGenerator, ResNetDiscriminator]:
-    """Build the G/D pair of ``arch`` from its per-resolution ``tables`` (``cfg.resolution`` is
-    one of them: :func:`gankit.models.build` checks it), with ``attention`` blocks.
+    """Build the G/D pair of ``arch`` from its per-resolution ``tables`` (the table
+    :func:`spec_for` picks for ``cfg.resolution``, which :func:`gankit.models.build` checked
+    against :func:`resnet_resolutions`), with ``attention`` blocks.
 
     Raises:
         ConfigError: an attention resolution without a feature map, or shared embedding /
@@ -147,7 +183,7 @@ def build_resnet(
             f"config keys 'model.shared_dim'/'model.hier': arch '{arch}' uses per-class "
             "conditional BN; expected shared_dim = 0 and hier = false (use arch 'biggan')"
         )
-    spec = tables[cfg.resolution]
+    spec = spec_for(tables, cfg.resolution)
     G = ResNetGenerator(cfg, spec, arch, attention)
     D = ResNetDiscriminator(cfg, spec, arch, attention, wide_D)
     return G, D

@@ -12,11 +12,16 @@ from __future__ import annotations
 from gankit.config import ModelConfig
 from gankit.models.biggan import BIGGAN_TABLES
 from gankit.models.registry import register
-from gankit.models.resnet import ResNetDiscriminator, ResNetGenerator, build_resnet
+from gankit.models.resnet import (
+    ResNetDiscriminator,
+    ResNetGenerator,
+    build_resnet,
+    resnet_resolutions,
+)
 
 __all__ = ["build_sagan"]
 
 
-@register("sagan", resolutions=tuple(BIGGAN_TABLES), attention="sagan")
+@register("sagan", resolutions=resnet_resolutions(BIGGAN_TABLES), attention="sagan")
 def build_sagan(cfg: ModelConfig, attention: str) -> tuple[ResNetGenerator, ResNetDiscriminator]:
     return build_resnet(cfg, "sagan", BIGGAN_TABLES, attention, wide_D=True, shared_ok=False)

@@ -12,7 +12,13 @@ from __future__ import annotations
 from gankit.config import ModelConfig
 from gankit.models.biggan import BIGGAN_TABLES
 from gankit.models.registry import register
-from gankit.models.resnet import ResNetDiscriminator, ResNetGenerator, ResNetSpec, build_resnet
+from gankit.models.resnet import (
+    ResNetDiscriminator,
+    ResNetGenerator,
+    ResNetSpec,
+    build_resnet,
+    resnet_resolutions,
+)
 
 __all__ = ["SNGAN_TABLES", "build_sngan"]
 
@@ -22,6 +28,6 @@ SNGAN_TABLES: dict[int, ResNetSpec] = {
 }
 
 
-@register("sngan", resolutions=tuple(SNGAN_TABLES), attention="sagan")
+@register("sngan", resolutions=resnet_resolutions(SNGAN_TABLES), attention="sagan")
 def build_sngan(cfg: ModelConfig, attention: str) -> tuple[ResNetGenerator, ResNetDiscriminator]:
     return build_resnet(cfg, "sngan", SNGAN_TABLES, attention, wide_D=False, shared_ok=False)
