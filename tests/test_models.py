@@ -17,6 +17,7 @@ from gankit.layers.spectral_norm import sn_conv2d, sn_linear, spectral_norms
 from gankit.models import build, count_params, list_archs, sample_z
 from gankit.models.blocks import DBlock, GBlock
 from gankit.models.resnet import ResNetGenerator
+from gankit.models.style import NetStyle
 
 # ---------------------------------------------------------------------------------- helpers
 
@@ -118,12 +119,13 @@ def test_gblock_equals_biggan_order_with_upsampled_skip():
 def test_dblock_equals_reference_order(pre):
     """h = pool(conv2(relu(conv1(relu?(x))))) + pool(conv_sc(x)) (BigGAN Fig. 15c)."""
     torch.manual_seed(1)
-    block = DBlock(3, 6, 6, downsample=True, preactivation=pre, sn=False)
+    plain = NetStyle(net="D", sn=False, norm="none")
+    block = DBlock(3, 6, 6, downsample=True, preactivation=pre, style=plain)
     x = torch.randn(2, 3, 8, 8)
     h = F.relu(x) if pre else x
     h = F.avg_pool2d(block.conv2(F.relu(block.conv1(h))), 2)
     torch.testing.assert_close(block(x), h + F.avg_pool2d(block.conv_sc(x), 2))
-    same = DBlock(4, 4, 4, downsample=False, preactivation=True, sn=False)
+    same = DBlock(4, 4, 4, downsample=False, preactivation=True, style=plain)
     assert same.conv_sc is None  # identity shortcut
 
 
@@ -234,7 +236,7 @@ def test_normal_and_xavier_init():
     lin = init_weights(torch.nn.Linear(400, 300), "xavier")
     bound = math.sqrt(6 / (400 + 300))
     assert lin.weight.abs().max() <= bound and lin.weight.abs().max() > 0.99 * bound
-    with pytest.raises(ConfigError, match="model.init.*ortho, normal, xavier, default"):
+    with pytest.raises(ConfigError, match="model.init.*ortho, normal, xavier, lecun, default"):
         init_weights(lin, "glorot")
 
 

@@ -55,6 +55,18 @@ class ModelConfig:
     bn_eps: float = 1e-5
     init: str = "ortho"  # ortho | xavier | normal | default
     aux_classifier: bool = False  # extra class head on D (AC-GAN term, see train.aux_weight)
+    # layer switches (gankit.models.style; README "Normalisation, activation and block options"):
+    G_norm: str = "batch"  # batch | group | weight | none (class-conditional gain/bias kept)
+    D_norm: str = "none"  # batch | group | weight | none (none: D without normalisation)
+    num_groups: int = 32  # groups of a group-norm layer (Wu & He's default)
+    wn_affine: bool = False  # weight norm: affine in every layer, else strict hidden layers
+    activation: str = "relu"  # relu (the arch's own rectifiers) | selu | tprelu
+    D_down: str = "avgpool"  # avgpool (the arch's own) | fmp (fractional max-pooling)
+    fmp_alpha: float = 1.4142135623730951  # FMP ratio in (1, 2) (Graham: sqrt 2)
+    fmp_random: bool = True  # random FMP sequences (else pseudo-random)
+    fmp_overlap: bool = True  # overlapping FMP regions (else disjoint)
+    G_block: str = "resnet"  # resnet | reversible (RevNet coupling; biggan/sagan/sngan)
+    D_block: str = "resnet"  # resnet | reversible (all D blocks after the first)
 
 
 @dataclass
@@ -69,6 +81,7 @@ class TrainConfig:
     betas_G: list[float] = field(default_factory=lambda: [0.0, 0.999])
     betas_D: list[float] = field(default_factory=lambda: [0.0, 0.999])
     adam_eps: float = 1e-8
+    optimizer: str = "adam"  # adam | amsgrad (Adam with the running max of the second moment)
     loss: str = "hinge"  # hinge | nonsaturating | wgan-gp
     gp_weight: float = 10.0  # for wgan-gp
     ortho_reg: float = 0.0  # BigGAN modified orthogonal regularisation beta (0: off)
@@ -187,12 +200,13 @@ _BOUNDS: dict[str, tuple[Any, str, str]] = {
     "non_negative": (lambda v: v >= 0, ">= 0", "a non-negative value"),
     "unit": (lambda v: 0 <= v <= 1, "in [0, 1]", "a fraction"),
     "beta": (lambda v: 0 <= v < 1, "in [0, 1)", "an Adam beta"),
+    "ratio": (lambda v: 1 < v < 2, "in (1, 2)", "a pooling ratio"),
 }
 _POSITIVE = (
     "model.resolution model.channels model.n_classes model.dim_z model.G_ch model.D_ch "
-    "model.attn_k model.sn_eps model.bn_eps train.steps train.batch_size train.n_D train.lr_G "
-    "train.lr_D train.adam_eps train.accumulate train.log_every train.snapshot_every eval.n "
-    "eval.batch_size"
+    "model.attn_k model.sn_eps model.bn_eps model.num_groups train.steps train.batch_size "
+    "train.n_D train.lr_G train.lr_D train.adam_eps train.accumulate train.log_every "
+    "train.snapshot_every eval.n eval.batch_size"
 ).split()
 _NON_NEGATIVE = (
     "model.shared_dim train.gp_weight train.ortho_reg train.aux_weight train.ema_start "
@@ -204,6 +218,7 @@ _RANGES: dict[str, str] = {
     "train.ema_decay": "unit",
     "train.betas_G": "beta",
     "train.betas_D": "beta",
+    "model.fmp_alpha": "ratio",
 }
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from gankit.config import Config, to_dict
 from gankit.data import BatchSampler, ImageDataset, load_dataset, to_float, to_uint8
 from gankit.errors import GankitError
+from gankit.layers.weight_norm import data_dependent_init
 from gankit.losses import aux_classifier_loss, d_loss, g_loss
 from gankit.regularizers import gradient_penalty, orthogonal_reg
 from gankit.training import checkpoint as ckpt_io
@@ -108,6 +109,11 @@ class Trainer:
         self.amp = amp_dtype(t.amp, self.device)
         if t.loss == "wgan-gp" and self.dist.enabled:
             raise GankitError("train.loss: wgan-gp is not supported with DDP (double backward)")
+        if t.loss == "wgan-gp" and cfg.model.D_block == "reversible":
+            raise GankitError(  # the memory-saving backward is not differentiable again
+                "train.loss: wgan-gp needs a double backward through D; "
+                "set model.D_block=resnet (reversible D blocks do not support it)"
+            )
         if t.aux_weight > 0 and not cfg.model.aux_classifier:
             raise GankitError("train.aux_weight > 0 needs --set model.aux_classifier=true")
         if self.dist.enabled and cfg.model.aux_classifier and t.aux_weight == 0:
@@ -124,6 +130,13 @@ class Trainer:
             G, D = build(cfg.model)
         self.G, self.D = G.to(self.device), D.to(self.device)
         speed.configure_modules((self.G, self.D), t)  # channels_last, SDPA (issue 6 levers)
+        self.dataset = (
+            dataset
+            if dataset is not None
+            else load_dataset(cfg.data, cfg.model.resolution, cfg.model.channels)
+        )
+        check_data(self.dataset, cfg)
+        self._init_weight_norm()
         self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
         if self.dist.enabled:
             distributed.convert_batchnorm(self.G)
@@ -137,13 +150,6 @@ class Trainer:
         self.D_frozen = speed.CompileOrEager(self.D, "D (G step)", t.compile)
         self.opt_G = speed.adam(self.G.parameters(), t.lr_G, t.betas_G, t.adam_eps, t, self.device)
         self.opt_D = speed.adam(self.D.parameters(), t.lr_D, t.betas_D, t.adam_eps, t, self.device)
-
-        self.dataset = (
-            dataset
-            if dataset is not None
-            else load_dataset(cfg.data, cfg.model.resolution, cfg.model.channels)
-        )
-        check_data(self.dataset, cfg)
         self.sampler = BatchSampler(
             self.dataset,
             t.batch_size,
@@ -172,6 +178,22 @@ class Trainer:
         }
 
     # -- helpers -----------------------------------------------------------------------------
+    def _init_weight_norm(self) -> None:
+        """Data-dependent initialisation of the affine weight-normalised layers (Salimans &
+        Kingma Sec. 3; :func:`gankit.layers.weight_norm.data_dependent_init`): G on one batch
+        of latents and labels, D on one batch of real images. The batch comes from its own
+        generator seeded with ``train.seed`` (the same on every rank), so the sampler and the
+        latent RNG are untouched; a resumed run overwrites the result with its checkpoint."""
+        t = self.cfg.train
+        gen = torch.Generator().manual_seed(t.seed)
+        n = min(t.batch_size, len(self.dataset))
+        x, y = self.dataset.batch(torch.randperm(len(self.dataset), generator=gen)[:n])
+        x, y = to_float(x.to(self.device)), y.to(self.device)
+        z = torch.randn(n, self.cfg.model.dim_z, generator=gen).to(self.device)
+        with self._autocast():
+            data_dependent_init(self.G, lambda: self.G(z, y))
+            data_dependent_init(self.D, lambda: self.D(x, y))
+
     def _seed_latents(self, salt: int) -> None:
         """Per-rank latent RNG; ``salt`` changes it after a rollback so the replay differs."""
         self.gen.manual_seed(self.cfg.train.seed + 1_000_003 * self.dist.rank + 7919 * salt)

@@ -19,6 +19,11 @@
   forwards reuse its ``u``, ``v`` (:func:`frozen_power_iteration`). Exact for ``n_D = 1``; for
   ``n_D > 1`` G's ``u`` takes 2 instead of ``n_D + 1`` power-iteration steps per G step (still
   at least SNGAN's one per update).
+- ``train.optimizer`` (not a speed lever; built here with the implementation above): ``adam``
+  or ``amsgrad`` (Reddi et al. 2018, "On the Convergence of Adam and Beyond", Alg. 2): Adam
+  whose denominator uses the running maximum ``v_hat_t = max(v_hat_{t-1}, v_t)`` of the second
+  moment, here with Adam's bias corrections (``torch.optim.Adam(amsgrad=True)``: the step is
+  ``lr m_t / (1 - beta1^t) / (sqrt(v_hat_t / (1 - beta2^t)) + eps)``).
 - ``train.compile``: ``torch.compile`` of G and D (forward and, through AOTAutograd, backward).
   If compilation fails, :class:`CompileOrEager` warns once and runs eagerly from then on.
 """
@@ -32,10 +37,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from gankit.config import TrainConfig
+from gankit.config import ConfigError, TrainConfig
 from gankit.layers.spectral_norm import frozen_power_iteration
 
 __all__ = [
+    "OPTIMIZERS",
     "CompileOrEager",
     "adam",
     "configure_modules",
@@ -58,6 +64,9 @@ def configure_modules(modules: Iterable[nn.Module], t: TrainConfig) -> None:
                 m.checkpoint_activations = t.checkpoint_activations
 
 
+OPTIMIZERS = ("adam", "amsgrad")
+
+
 def _adam_impl(t: TrainConfig, device: torch.device) -> dict[str, bool]:
     if not t.fused_optim:
         return {"foreach": False}
@@ -72,9 +81,20 @@ def adam(
     t: TrainConfig,
     device: torch.device,
 ) -> torch.optim.Adam:
-    """Adam with the implementation chosen by ``train.fused_optim`` (see module docstring)."""
+    """Adam (or AMSGrad, ``train.optimizer``) with the implementation chosen by
+    ``train.fused_optim`` (see module docstring)."""
+    if t.optimizer not in OPTIMIZERS:
+        raise ConfigError(
+            f"config key 'train.optimizer': unknown value {t.optimizer!r}; "
+            f"valid: {', '.join(OPTIMIZERS)}"
+        )
     return torch.optim.Adam(
-        params, lr=lr, betas=tuple(float(b) for b in betas), eps=eps, **_adam_impl(t, device)
+        params,
+        lr=lr,
+        betas=tuple(float(b) for b in betas),
+        eps=eps,
+        amsgrad=t.optimizer == "amsgrad",
+        **_adam_impl(t, device),
     )
 
 
