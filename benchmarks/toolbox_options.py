@@ -39,13 +39,13 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "G_norm=none": ("mnist-sagan", ["model.G_norm=none"]),
     "D_norm=batch": ("mnist-sagan", ["model.D_norm=batch"]),
     "D_norm=group": ("mnist-sagan", ["model.D_norm=group"]),
-    "activation=selu, init=lecun": ("mnist-sagan", ["model.activation=selu", "model.init=lecun"]),
+    "activation=selu+init=lecun": ("mnist-sagan", ["model.activation=selu", "model.init=lecun"]),
     "activation=tprelu": ("mnist-sagan", ["model.activation=tprelu"]),
     "D_down=fmp": ("mnist-sagan", ["model.D_down=fmp"]),
     "optimizer=amsgrad": ("mnist-sagan", ["train.optimizer=amsgrad"]),
     "wn-gan": ("wn-gan", []),
     "resnet-32 (sngan, digits)": ("sngan-cifar", RESNET),
-    "resnet-32, G_block=D_block=reversible": (
+    "resnet-32 G_block=D_block=reversible": (
         "sngan-cifar",
         [*RESNET, "model.G_block=reversible", "model.D_block=reversible"],
     ),
@@ -60,7 +60,7 @@ def gankit(*args: str, threads: int) -> subprocess.CompletedProcess:
 
 def run(name: str, out: Path, steps: int, n_eval: int, threads: int) -> dict:
     preset, sets = CONFIGS[name]
-    run_dir = out / name.split(" (")[0].replace(", ", "_").replace("=", "-").replace(" ", "_")
+    run_dir = out / name.split(" (")[0].replace("=", "-").replace(" ", "_").replace("+", "_")
     flags = [a for kv in sets for a in ("--set", kv)]
     info = gankit("info", "--preset", preset, "--json", *flags, threads=threads)
     if info.returncode != 0:

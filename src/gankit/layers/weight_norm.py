@@ -150,8 +150,9 @@ def data_dependent_init(module: nn.Module, run_batch: Callable[[], Any], eps: fl
             return None
         norm.init_pending = False
         axes = [a for a in range(t.dim()) if a != 1]
-        mu = t.float().mean(dim=axes)
-        sigma = (t.float().var(dim=axes, unbiased=False) + eps).sqrt()
+        t32 = t.to(torch.promote_types(t.dtype, torch.float32))  # statistics in >= fp32
+        mu = t32.mean(dim=axes)
+        sigma = (t32.var(dim=axes, unbiased=False) + eps).sqrt()
         norm.g.copy_((1 / sigma).view_as(norm.g))
         if layer.bias is not None:
             layer.bias.copy_(-mu / sigma)
