@@ -44,7 +44,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "D_down=fmp": ("mnist-sagan", ["model.D_down=fmp"]),
     "optimizer=amsgrad": ("mnist-sagan", ["train.optimizer=amsgrad"]),
     "wn-gan": ("wn-gan", []),
-    "resnet-32 (sngan, digits)": ("sngan-cifar", RESNET),
+    "resnet-32 (sngan on digits)": ("sngan-cifar", RESNET),
     "resnet-32 G_block=D_block=reversible": (
         "sngan-cifar",
         [*RESNET, "model.G_block=reversible", "model.D_block=reversible"],

@@ -109,6 +109,11 @@ class Trainer:
         self.amp = amp_dtype(t.amp, self.device)
         if t.loss == "wgan-gp" and self.dist.enabled:
             raise GankitError("train.loss: wgan-gp is not supported with DDP (double backward)")
+        if t.loss == "wgan-gp" and cfg.model.D_norm == "batch":
+            raise GankitError(  # Gulrajani et al. 2017, Sec. 4: no batch norm in the critic
+                "train.loss: wgan-gp penalises per-sample gradients, which batch norm in D "
+                "couples across the batch; set model.D_norm=group or none"
+            )
         if t.loss == "wgan-gp" and cfg.model.D_block == "reversible":
             raise GankitError(  # the memory-saving backward is not differentiable again
                 "train.loss: wgan-gp needs a double backward through D; "
