@@ -25,7 +25,7 @@ from torch import nn
 from gankit.bench import synthetic_dataset
 from gankit.config import Config, apply_overrides, load_preset, load_toml
 from gankit.errors import GankitError
-from gankit.layers.activation import relu
+from gankit.layers.activations import relu
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.layers.init import raw_weight
 from gankit.layers.spectral_norm import sn_conv2d, sn_linear, spectral_norms

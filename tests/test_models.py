@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gankit.config import CHOICES, ConfigError, ModelConfig, load_preset
+from gankit.config import CHOICES, ConfigError, ModelConfig, from_dict, load_preset
 from gankit.errors import GankitError, ParameterError
 from gankit.layers.init import init_weights, raw_weight
 from gankit.layers.spectral_norm import sn_conv2d, sn_linear, spectral_norms
@@ -22,6 +22,7 @@ from gankit.models.blocks import DBlock, GBlock
 from gankit.models.dcgan import DCGAN_LAYOUTS
 from gankit.models.resnet import ResNetGenerator
 from gankit.models.sngan import SNGAN_TABLES
+from gankit.models.style import NetStyle
 
 # ---------------------------------------------------------------------------------- helpers
 
@@ -126,12 +127,13 @@ def test_gblock_equals_biggan_order_with_upsampled_skip():
 def test_dblock_equals_reference_order(pre):
     """h = pool(conv2(relu(conv1(relu?(x))))) + pool(conv_sc(x)) (BigGAN Fig. 15c)."""
     torch.manual_seed(1)
-    block = DBlock(3, 6, 6, downsample=True, preactivation=pre, sn=False)
+    plain = NetStyle(net="D", sn=False, norm="none")
+    block = DBlock(3, 6, 6, downsample=True, preactivation=pre, style=plain)
     x = torch.randn(2, 3, 8, 8)
     h = F.relu(x) if pre else x
     h = F.avg_pool2d(block.conv2(F.relu(block.conv1(h))), 2)
     torch.testing.assert_close(block(x), h + F.avg_pool2d(block.conv_sc(x), 2))
-    same = DBlock(4, 4, 4, downsample=False, preactivation=True, sn=False)
+    same = DBlock(4, 4, 4, downsample=False, preactivation=True, style=plain)
     assert same.conv_sc is None  # identity shortcut
 
 
@@ -291,7 +293,8 @@ GOLDEN = np.load(Path(__file__).parent / "golden" / "biggan_golden.npz")
 
 def _golden_models(case: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     """gankit's biggan G and D of ``case`` with the weights BigGAN-PyTorch ran with."""
-    G, D = build(ModelConfig(**json.loads(str(GOLDEN[f"{case}/config"]))), init=False)
+    stored = {"model": json.loads(str(GOLDEN[f"{case}/config"]))}  # a stored (legacy) table
+    G, D = build(from_dict(stored).model, init=False)
     for prefix, net in (("G", G), ("D", D)):
         keys = [k for k in GOLDEN.files if k.startswith(f"{case}/{prefix}/")]
         state = {k.split("/", 2)[2]: torch.from_numpy(GOLDEN[k]) for k in keys}

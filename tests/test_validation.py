@@ -23,6 +23,7 @@ from gankit.layers.attention import NONLOCAL_MODES
 from gankit.layers.init import INIT_STYLES
 from gankit.losses import LOSS_NAMES
 from gankit.models import attention_type, list_archs
+from gankit.models.style import ACTIVATIONS, BLOCKS, DOWNSAMPLERS, NORMS
 from gankit.training.ambient import AMBIENT_MODES
 
 
@@ -32,6 +33,10 @@ def test_choices_mirror_the_registries():
     assert CHOICES["train.loss"] == LOSS_NAMES
     assert CHOICES["train.device"] == DEVICES
     assert CHOICES["train.ambient_mode"] == AMBIENT_MODES
+    assert CHOICES["model.G_norm"] == CHOICES["model.D_norm"] == NORMS
+    assert CHOICES["model.activation"] == ACTIVATIONS
+    assert CHOICES["model.D_down"] == DOWNSAMPLERS
+    assert CHOICES["model.G_block"] == CHOICES["model.D_block"] == BLOCKS
     modes = {c.split(":", 1)[1] for c in CHOICES["model.attn_type"] if c.startswith("nonlocal:")}
     assert modes == set(NONLOCAL_MODES)
 

@@ -67,6 +67,18 @@ class ModelConfig:
     bn_eps: float = 1e-5
     init: str = "ortho"  # ortho | xavier | normal | default
     aux_classifier: bool = False  # extra class head on D (AC-GAN term, see train.aux_weight)
+    # layer switches (gankit.models.style; README "Normalisation, activation and block options"):
+    G_norm: str = "batch"  # batch | group | weight | none (class-conditional gain/bias kept)
+    D_norm: str = "none"  # batch | group | weight | none (none: D without normalisation)
+    num_groups: int = 32  # groups of a group-norm layer (Wu & He's default)
+    wn_affine: bool = False  # weight norm: affine in every layer, else strict hidden layers
+    activation: str = "relu"  # relu (the arch's own rectifiers) | selu | tprelu
+    D_down: str = "avgpool"  # avgpool (the arch's own) | fmp (fractional max-pooling)
+    fmp_alpha: float = 1.4142135623730951  # FMP ratio in (1, 2) (Graham: sqrt 2)
+    fmp_random: bool = True  # random FMP sequences (else pseudo-random)
+    fmp_overlap: bool = True  # overlapping FMP regions (else disjoint)
+    G_block: str = "resnet"  # resnet | reversible (RevNet coupling; biggan/sagan/sngan)
+    D_block: str = "resnet"  # resnet | reversible (all D blocks after the first)
 
 
 @dataclass
@@ -81,6 +93,7 @@ class TrainConfig:
     betas_G: list[float] = field(default_factory=lambda: [0.0, 0.999])
     betas_D: list[float] = field(default_factory=lambda: [0.0, 0.999])
     adam_eps: float = 1e-8
+    optimizer: str = "adam"  # adam | amsgrad (Adam with the running max of the second moment)
     loss: str = "hinge"  # hinge | nonsaturating | wgan-gp | rpgan (relativistic pairing, R3GAN)
     gp_weight: float = 10.0  # for wgan-gp
     ortho_reg: float = 0.0  # BigGAN modified orthogonal regularisation beta (0: off)
@@ -223,13 +236,13 @@ _BOUNDS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "non_negative": (lambda v: v >= 0, ">= 0", "a non-negative value"),
     "unit": (lambda v: 0 <= v <= 1, "in [0, 1]", "a fraction"),
     "beta": (lambda v: 0 <= v < 1, "in [0, 1)", "an Adam beta"),
+    "ratio": (lambda v: 1 < v < 2, "in (1, 2)", "a pooling ratio"),
 }
 _POSITIVE = (
     "model.resolution model.channels model.n_classes model.dim_z model.G_ch model.D_ch "
-    "model.attn_k model.sn_eps model.bn_eps train.steps train.batch_size train.n_D train.lr_G "
-    "train.lr_D train.adam_eps train.accumulate train.reg_every train.log_every "
-    "train.snapshot_every eval.n "
-    "eval.batch_size"
+    "model.attn_k model.sn_eps model.bn_eps model.num_groups train.steps train.batch_size "
+    "train.n_D train.lr_G train.lr_D train.adam_eps train.accumulate train.reg_every "
+    "train.log_every train.snapshot_every eval.n eval.batch_size"
 ).split()
 _NON_NEGATIVE = (
     "model.shared_dim train.gp_weight train.ortho_reg train.aux_weight train.lecam_weight "
@@ -243,13 +256,21 @@ _RANGES: dict[str, str] = {
     "train.lecam_decay": "unit",
     "train.betas_G": "beta",
     "train.betas_D": "beta",
+    "model.fmp_alpha": "ratio",
 }
 """Numeric keys → bound (a key of ``_BOUNDS``); list values are checked item by item."""
 
 NONLOCAL_MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.arch": ("biggan", "dcgan", "sagan", "sngan"),  # = gankit.models.list_archs()
-    "model.init": ("ortho", "normal", "xavier", "default"),  # = gankit.layers.INIT_STYLES
+    "model.init": ("ortho", "normal", "xavier", "lecun", "default"),  # = layers.INIT_STYLES
+    "model.G_norm": ("batch", "group", "weight", "none"),  # = gankit.models.style.NORMS
+    "model.D_norm": ("batch", "group", "weight", "none"),  # = gankit.models.style.NORMS
+    "model.activation": ("relu", "selu", "tprelu"),  # = gankit.models.style.ACTIVATIONS
+    "model.D_down": ("avgpool", "fmp"),  # = gankit.models.style.DOWNSAMPLERS
+    "model.G_block": ("resnet", "reversible"),  # = gankit.models.style.BLOCKS
+    "model.D_block": ("resnet", "reversible"),  # = gankit.models.style.BLOCKS
+    "train.optimizer": ("adam", "amsgrad"),  # = gankit.training.speed.OPTIMIZERS
     "model.attn_type": ("auto", "sagan", "biggan", *(f"nonlocal:{m}" for m in NONLOCAL_MODES)),
     "train.loss": ("hinge", "nonsaturating", "wgan-gp", "rpgan"),  # = gankit.losses.LOSS_NAMES
     "train.amp": ("auto", "bf16", "fp32"),
@@ -278,6 +299,39 @@ RULES: list[Rule] = [
         ("model.hier", "model.shared_dim"),
         lambda c: not c.model.hier or c.model.shared_dim > 0,
         "hierarchical z (model.hier) needs model.shared_dim > 0",
+    ),
+    *(
+        Rule(
+            (f"model.{net}_norm", f"model.{net}_sn"),
+            lambda c, net=net: (
+                getattr(c.model, f"{net}_norm") != "weight" or not getattr(c.model, f"{net}_sn")
+            ),
+            f"weight norm replaces spectral norm; set model.{net}_sn=false",
+        )
+        for net in ("G", "D")
+    ),
+    *(
+        Rule(
+            ("model.arch", f"model.{net}_block"),
+            lambda c, net=net: (
+                c.model.arch != "dcgan" or getattr(c.model, f"{net}_block") == "resnet"
+            ),
+            "arch 'dcgan' has no residual blocks; reversible blocks need arch biggan, sagan "
+            "or sngan",
+        )
+        for net in ("G", "D")
+    ),
+    Rule(  # Gulrajani et al. 2017, Sec. 4: no batch norm in the critic
+        ("train.loss", "model.D_norm"),
+        lambda c: c.train.loss != "wgan-gp" or c.model.D_norm != "batch",
+        "wgan-gp penalises per-sample gradients, which batch norm in D couples across the "
+        "batch; set model.D_norm=group or none",
+    ),
+    Rule(  # the memory-saving backward is not differentiable again
+        ("train.loss", "model.D_block"),
+        lambda c: c.train.loss != "wgan-gp" or c.model.D_block != "reversible",
+        "wgan-gp needs a double backward through D; set model.D_block=resnet (reversible D "
+        "blocks do not support it)",
     ),
 ]
 """Cross-field rules of a whole :class:`Config`, checked by :func:`validate`."""

@@ -6,6 +6,8 @@ Styles:
   to ``(out, fan_in)`` has orthonormal rows (or columns, when ``out > fan_in``).
 - ``normal``: ``N(0, 0.02)`` (DCGAN; BigGAN-PyTorch's ``N02``, used on CIFAR).
 - ``xavier``: Glorot-uniform (``nn.init.xavier_uniform_``).
+- ``lecun``: ``N(0, 1 / fan_in)`` (LeCun normal), what SELU networks assume
+  (:func:`gankit.layers.activations.lecun_normal_`).
 - ``default``: keep PyTorch's own initialisation.
 
 Under a spectral-norm parametrization the *raw* weight
@@ -22,6 +24,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from gankit.errors import ParameterError
+from gankit.layers.activations import lecun_normal_
 
 __all__ = ["INIT_STYLES", "init_fn", "init_weights", "raw_weight"]
 
@@ -29,6 +32,7 @@ INIT_STYLES: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
     "ortho": nn.init.orthogonal_,
     "normal": lambda w: nn.init.normal_(w, 0.0, 0.02),
     "xavier": nn.init.xavier_uniform_,
+    "lecun": lecun_normal_,
     "default": None,
 }
 

@@ -17,8 +17,9 @@ from torch import nn
 from gankit.config import ConfigError, ModelConfig
 from gankit.errors import GankitError
 from gankit.layers.attention import NonLocal, SelfAttention
-from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
-from gankit.layers.spectral_norm import sn_embedding, sn_linear
+from gankit.layers.cond_norm import ConditionalNorm2d
+from gankit.layers.spectral_norm import sn_embedding
+from gankit.models.style import D_STYLE, G_STYLE, NetStyle
 
 __all__ = [
     "ConditionalGenerator",
@@ -72,10 +73,12 @@ class ConditionalGenerator(nn.Module):
         dim_z: latent size. With ``hier`` it must split evenly into ``n_cbn + 1`` chunks.
         n_classes: number of classes (1 = unconditional).
         resolution, channels: output images are ``(B, channels, resolution, resolution)``.
-        n_cbn: number of conditional-BN layers that each take one condition.
+        n_cbn: number of conditional-norm slots that each take one condition (one per block).
         shared_dim: size of the shared class embedding (0: per-class CBN tables instead).
         hier: hierarchical z (needs ``shared_dim > 0``, a rule of :func:`gankit.config.validate`).
-        sn, sn_eps, bn_eps: spectral norm of the CBN linear maps, its epsilon, BN epsilon.
+        sn, sn_eps: spectral norm of the CBN linear maps and its epsilon.
+        style: G's layer choices (:class:`~gankit.models.style.NetStyle`): the kind of
+            conditional norm (batch, group, or the gain/bias alone) and its epsilon.
 
     Attributes:
         z_in: size of the part of z that feeds the first layer (``dim_z`` or one chunk).
@@ -94,7 +97,7 @@ class ConditionalGenerator(nn.Module):
         hier: bool = False,
         sn: bool = True,
         sn_eps: float = 1e-6,
-        bn_eps: float = 1e-5,
+        style: NetStyle = G_STYLE,
     ):
         super().__init__()
         n_slots = n_cbn + 1 if hier else 1
@@ -110,17 +113,16 @@ class ConditionalGenerator(nn.Module):
         self.z_in = dim_z // n_slots
         self.cond_dim = shared_dim + self.chunk
         self.shared = nn.Embedding(n_classes, shared_dim) if shared_dim > 0 else None
-        self._sn, self._sn_eps, self._bn_eps = sn, sn_eps, bn_eps
+        self._sn, self._sn_eps, self.style = sn, sn_eps, style
 
-    def make_cbn(self, num_features: int) -> ConditionalBatchNorm2d:
-        """A conditional BN layer of the right mode for this generator."""
-        return ConditionalBatchNorm2d(
+    def make_cbn(self, num_features: int) -> ConditionalNorm2d:
+        """A conditional norm layer (``model.G_norm``) of the right mode for this generator."""
+        return self.style.cond_norm2d(
             num_features,
-            self.cond_dim,
-            self.n_classes,
+            cond_dim=self.cond_dim,
+            n_classes=self.n_classes,
             shared=self.shared is not None,
             sn=self._sn,
-            eps=self._bn_eps,
             sn_eps=self._sn_eps,
         )
 
@@ -148,11 +150,13 @@ class ProjectionDiscriminator(nn.Module):
     """Base class of the discriminators: ``D(x, y) = psi(h) + <embed(y), h>``, ``h = phi(x)``.
 
     Subclasses implement :meth:`features` (``phi``). ``psi`` is a linear map to one logit and
-    ``embed`` the class embedding ``V`` (both spectrally normalised with ``sn``); with
-    ``aux_classifier`` a linear head ``aux`` gives class logits from the same features.
+    ``embed`` the class embedding ``V`` (both spectrally normalised with ``style.sn``; with weight
+    norm, ``psi`` is an affine weight-normalised layer, D's last layer); with ``aux_classifier`` a
+    linear head ``aux`` gives class logits from the same features.
 
     Args:
         feat_dim: size of ``h``. n_classes, resolution, channels: as the generator's.
+        style: D's layer choices (:class:`~gankit.models.style.NetStyle`).
     """
 
     def __init__(
@@ -161,15 +165,14 @@ class ProjectionDiscriminator(nn.Module):
         n_classes: int,
         resolution: int,
         channels: int,
-        sn: bool = True,
-        sn_eps: float = 1e-6,
+        style: NetStyle = D_STYLE,
         aux_classifier: bool = False,
     ):
         super().__init__()
         self.n_classes, self.resolution, self.channels = n_classes, resolution, channels
-        self.psi = sn_linear(feat_dim, 1, sn=sn, eps=sn_eps)
-        self.embed = sn_embedding(n_classes, feat_dim, sn=sn, eps=sn_eps)
-        self.aux = sn_linear(feat_dim, n_classes, sn=sn, eps=sn_eps) if aux_classifier else None
+        self.psi = style.linear(feat_dim, 1, last=True)
+        self.embed = sn_embedding(n_classes, feat_dim, sn=style.sn, eps=style.sn_eps)
+        self.aux = style.linear(feat_dim, n_classes, last=True) if aux_classifier else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``phi``: images ``(B, C, H, W) -> (B, feat_dim)``."""

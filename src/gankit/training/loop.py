@@ -39,6 +39,7 @@ from gankit.config import Config
 from gankit.data import BatchSampler, ImageDataset, Prefetcher, load_dataset, to_float
 from gankit.errors import GankitError
 from gankit.layers.attention import double_backward_safe
+from gankit.layers.weight_norm import data_dependent_init
 from gankit.losses import PAIRED_LOSSES, aux_classifier_loss, d_loss, g_loss
 from gankit.models import build, sample_z
 from gankit.regularizers import (
@@ -190,6 +191,14 @@ class Trainer:
             D = self.ambient.discriminator(D, cfg.model)  # an MLP D for non-image measurements
         self.G, self.D = G.to(self.device), D.to(self.device)
         speed.configure_modules((self.G, self.D), t)  # channels_last, SDPA, fused resampling
+        self.dataset = (
+            dataset
+            if dataset is not None
+            else load_dataset(cfg.data, cfg.model.resolution, cfg.model.channels)
+        )
+        check_data(self.dataset, cfg)
+        self.dataset = self.ambient.real_data(self.dataset)  # measurements or their inverse
+        self._init_weight_norm()  # before the EMA copy and the DDP broadcast
         self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
         if self.dist.enabled:
             distributed.convert_batchnorm(self.G)
@@ -202,14 +211,6 @@ class Trainer:
         )
         self.opt_G = speed.adam(self.G.parameters(), t.lr_G, t.betas_G, t.adam_eps, t)
         self.opt_D = speed.adam(self.D.parameters(), t.lr_D, t.betas_D, t.adam_eps, t)
-
-        self.dataset = (
-            dataset
-            if dataset is not None
-            else load_dataset(cfg.data, cfg.model.resolution, cfg.model.channels)
-        )
-        check_data(self.dataset, cfg)
-        self.dataset = self.ambient.real_data(self.dataset)  # measurements or their inverse
         self.sampler = BatchSampler(
             self.dataset,
             t.batch_size,
@@ -235,6 +236,22 @@ class Trainer:
             hook.on_start(self)
 
     # -- helpers -----------------------------------------------------------------------------
+    def _init_weight_norm(self) -> None:
+        """Data-dependent initialisation of the affine weight-normalised layers (Salimans &
+        Kingma Sec. 3; :func:`gankit.layers.weight_norm.data_dependent_init`): G on one batch
+        of latents and labels, D on one batch of real images. The batch comes from its own
+        generator seeded with ``train.seed`` (the same on every rank), so the sampler and the
+        latent RNG are untouched; a resumed run overwrites the result with its checkpoint."""
+        t = self.cfg.train
+        gen = torch.Generator().manual_seed(t.seed)
+        n = min(t.batch_size, len(self.dataset))
+        x, y = self.dataset.batch(torch.randperm(len(self.dataset), generator=gen)[:n])
+        x, y = to_float(x.to(self.device)), y.to(self.device)
+        z = torch.randn(n, self.cfg.model.dim_z, generator=gen).to(self.device)
+        with self._autocast():
+            data_dependent_init(self.G, lambda: self.G(z, y))
+            data_dependent_init(self.D, lambda: self.D(x, y))
+
     def seed_latents(self, salt: int) -> None:
         """Per-rank latent RNG; ``salt`` changes it after a rollback so the replay differs."""
         self.gen.manual_seed(self.cfg.train.seed + 1_000_003 * self.dist.rank + 7919 * salt)

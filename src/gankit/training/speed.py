@@ -32,6 +32,11 @@
   across runs under ``$GANKIT_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set). If
   compiling a call (its forward, or its backward, which is compiled at the same time) fails,
   :class:`CompileOrEager` warns once (one line) and runs it eagerly.
+- ``train.optimizer`` (not a speed lever; built here with the implementation above): ``adam``
+  or ``amsgrad`` (Reddi et al. 2018, "On the Convergence of Adam and Beyond", Alg. 2): Adam
+  whose denominator uses the running maximum ``v_hat_t = max(v_hat_{t-1}, v_t)`` of the second
+  moment, here with Adam's bias corrections (``torch.optim.Adam(amsgrad=True)``: the step is
+  ``lr m_t / (1 - beta1^t) / (sqrt(v_hat_t / (1 - beta2^t)) + eps)``).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from gankit.metrics.stats_cache import cache_root
 
 __all__ = [
     "COMPILE_MODES",
+    "OPTIMIZERS",
     "CompileOrEager",
     "DStepStats",
     "adam",
@@ -118,12 +124,22 @@ def _adam_impl(t: TrainConfig) -> dict[str, bool]:
     return {"fused": True} if t.fused_optim else {"foreach": False}
 
 
+OPTIMIZERS = ("adam", "amsgrad")
+"""``train.optimizer`` values (checked by :func:`gankit.config.validate`)."""
+
+
 def adam(
     params: Iterable[nn.Parameter], lr: float, betas: list[float], eps: float, t: TrainConfig
 ) -> torch.optim.Adam:
-    """Adam with the implementation chosen by ``train.fused_optim`` (see module docstring)."""
+    """Adam (or AMSGrad, ``train.optimizer``) with the implementation chosen by
+    ``train.fused_optim`` (see module docstring)."""
     return torch.optim.Adam(
-        params, lr=lr, betas=tuple(float(b) for b in betas), eps=eps, **_adam_impl(t)
+        params,
+        lr=lr,
+        betas=tuple(float(b) for b in betas),
+        eps=eps,
+        amsgrad=t.optimizer == "amsgrad",
+        **_adam_impl(t),
     )
 
 
