@@ -18,7 +18,8 @@ mkdir -p "$OUT/data" "$OUT/logs" "$OUT/runs"
 
 for family in "${FAMILIES[@]}"; do
   spec=${family#* }
-  "$PY" -m gankit.cli measure --measurement "$spec" --seed "$SEED" --out "$OUT/data/${spec//[:=,]/_}.npz"
+  "$PY" -m gankit.cli measure --measurement "$spec" --seed "$SEED" \
+    --out "$OUT/data/${spec//[:=,]/_}.npz"
 done
 
 one() {  # NAME SPEC MODE STEPS: train or continue (SPEC "-" = clean digits), eval on clean digits
