@@ -15,8 +15,11 @@ Two kinds of workload:
   softmax reference, with the same weights.
 
 Timing: ``warmup`` untimed calls, then ``steps`` timed calls; the device is synchronised before
-each clock reading. With ``train.compile`` on, ``compile_s`` is the wall time of the very first
-iteration, which compiles G's and D's graphs (it counts as one of the warm-up calls).
+each clock reading. Besides wall-clock ``s_per_iter``, ``cpu_s_per_iter`` is the process's CPU
+time (all threads) per timed call: the host-side cost on CUDA, and on a CPU shared with other
+jobs a figure that depends less on how the scheduler splits the cores. With ``train.compile``
+on, ``compile_s`` is the wall time of the very first iteration, which compiles G's and D's
+graphs (it counts as one of the warm-up calls).
 
 Ops (training, eager only): after the timed calls, one more iteration runs under
 :class:`gankit.training.opcount.OpCounter`: ``ops_per_iter`` counts every ATen op it dispatches
@@ -330,12 +333,14 @@ def bench_training(
         compile_s = time_calls(trainer.train_iteration, 1, 0, dev)
     if warmup > (mode is not None):
         time_calls(trainer.train_iteration, warmup - (mode is not None), 0, dev)
+    cpu_start = time.process_time()
     if dev.type == "cuda":
         seconds, peak = cuda_peak_GiB(
             lambda: time_calls(trainer.train_iteration, steps, 0, dev), dev
         )
     else:
         seconds, peak = time_calls(trainer.train_iteration, steps, 0, dev), peak_rss_GiB()
+    cpu_seconds = (time.process_time() - cpu_start) / steps
     if mode is None:
         ops = count_iteration_ops(trainer.train_iteration, ops_detail)
     else:  # under a dispatch mode compiled graphs fall back to eager: nothing to count
@@ -349,6 +354,7 @@ def bench_training(
     return {
         "preset": cfg.preset,
         "s_per_iter": seconds,
+        "cpu_s_per_iter": cpu_seconds,
         "G_steps_per_s": 1.0 / seconds,
         "real_imgs_per_s": per_iter / seconds,
         **ops,
