@@ -117,7 +117,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     compile: bool | str = "auto"  # auto (on for CUDA) | true | false | a torch.compile mode
     channels_last: bool = True
-    # speed levers added for issue 6 (gankit.training.speed, README "Performance"):
+    # speed levers (gankit.training.speed, README "Performance"):
     sdpa: bool = True  # fused scaled_dot_product_attention in attention layers (else reference)
     fused_optim: bool = True  # Adam fused=True on CUDA, foreach=True on CPU (else for-loop)
     fused_resample: bool = True  # ResNet blocks: up/down-sampling fused into the 3x3 conv

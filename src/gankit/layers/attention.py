@@ -11,7 +11,7 @@ Every layer has two numerically equal paths: :func:`attention_reference` builds 
 unscaled dot products (SDPA would otherwise divide by ``sqrt(d)``). SDPA's fused kernels
 (flash on CPU, flash / memory-efficient on CUDA) never store the ``N x M`` matrix, but the CPU
 flash kernel only engages when q, k and v share a head dim; with a wider v (BigGAN: C/2 vs C/8)
-it silently falls back to the math path, which does (DESIGN.md Sec. 8: +6.2 GB at N = 16,384).
+it silently falls back to the math path, which does (measured: +6.2 GB at N = 16,384).
 :func:`attention` therefore zero-pads the narrower side to the wider width: padding q and k adds
 zero terms to every dot product, so the scores are unchanged; padding v adds zero output columns,
 which are sliced off. Padding was chosen over splitting v into q-width chunks (one SDPA call

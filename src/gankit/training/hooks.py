@@ -26,6 +26,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -122,7 +123,7 @@ class SampleHealth(Hook):
         gen = torch.Generator().manual_seed(trainer.cfg.train.seed)
         x = to_float(data.batch(torch.randperm(len(data), generator=gen)[: len(z)])[0])
         self.real = {k: fn(x) for k, fn in _DIVERSITY.items()}
-        labels = torch.from_numpy(data.y)
+        labels = torch.as_tensor(np.array(data.y))  # a copy: data.y may be read-only
         per_class = [torch.nonzero(labels == c).flatten()[:GRID_COLS] for c in y.unique()]
         if all(len(idx) > 0 for idx in per_class):
             real_x, real_y = data.batch(torch.cat(per_class))
