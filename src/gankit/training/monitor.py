@@ -19,7 +19,7 @@ Collapse rule (BigGAN §4.1/4.2 observations; checked at every log over the prev
    much as real images — a grid of one repeated image, e.g. all black, scores ≈ 0; healthy
    runs measured from their first logs stay above 0.2); or
 4. ``class_spread`` (models with an auxiliary classifier: the spread of the class head's
-   predictions on the samples over that on real images) falls below ``SPREAD_FLOOR`` (0.5).
+   predictions on the samples over that on real images) falls below ``SPREAD_FLOOR`` (0.3).
 
 Rules 3 and 4 look at what G produces, so they catch a collapse in which D's weights and the
 losses stay calm (e.g. every sample black); rules 1 and 2 need no samples.
@@ -48,7 +48,7 @@ SIGMA_FACTOR = 3.0
 D_LOSS_FLOOR = 0.05
 G_LOSS_FACTOR = 3.0
 DIVERSITY_FLOOR = 0.1
-SPREAD_FLOOR = 0.5
+SPREAD_FLOOR = 0.3
 DIVERSITY_KEYS = ("diversity/pixel_std", "diversity/pairwise")
 
 
