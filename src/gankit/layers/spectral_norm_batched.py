@@ -252,7 +252,11 @@ class _BucketSN(torch.autograd.Function):
         g = bucket.stack(grads).to(w_sn.dtype)
         inner = (g * w_sn).sum(dim=(1, 2), keepdim=True)  # <G, W_SN>, (L, 1, 1)
         grad = torch.baddbmm(g, u.transpose(1, 2) * inner, v, alpha=-1) / sigma
-        out = [gw if g_in is not None else None for gw, g_in in zip(bucket.unstack(grad), grads)]
+        # contiguous: a strided view of the stacked gradient upsets DDP's gradient buckets
+        out = [
+            gw.contiguous() if g_in is not None else None
+            for gw, g_in in zip(bucket.unstack(grad), grads)
+        ]
         return (None, None, *out)
 
 
