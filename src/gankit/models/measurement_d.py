@@ -19,6 +19,7 @@ from gankit.config import ModelConfig
 from gankit.layers.spectral_norm import sn_linear
 from gankit.models.base import ProjectionDiscriminator
 from gankit.models.dcgan import LRELU_SLOPE
+from gankit.models.style import NetStyle
 
 __all__ = ["MeasurementDiscriminator"]
 
@@ -32,8 +33,8 @@ class MeasurementDiscriminator(ProjectionDiscriminator):
     def __init__(self, cfg: ModelConfig, in_shape: tuple[int, ...]):
         width = WIDTH_MULT * cfg.D_ch
         super().__init__(
-            width, cfg.n_classes, cfg.resolution, cfg.channels, sn=cfg.D_sn,
-            sn_eps=cfg.sn_eps, aux_classifier=cfg.aux_classifier,
+            width, cfg.n_classes, cfg.resolution, cfg.channels, style=NetStyle.of(cfg, "D"),
+            aux_classifier=cfg.aux_classifier,
         )  # fmt: skip
         self.in_shape = tuple(in_shape)
         sn = dict(sn=cfg.D_sn, eps=cfg.sn_eps)

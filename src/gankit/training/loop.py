@@ -246,7 +246,8 @@ class Trainer:
         gen = torch.Generator().manual_seed(t.seed)
         n = min(t.batch_size, len(self.dataset))
         x, y = self.dataset.batch(torch.randperm(len(self.dataset), generator=gen)[:n])
-        x, y = to_float(x.to(self.device)), y.to(self.device)
+        x, y = x.to(self.device), y.to(self.device)
+        x = to_float(x) if x.dtype == torch.uint8 else x  # measured data may be float
         z = torch.randn(n, self.cfg.model.dim_z, generator=gen).to(self.device)
         with self._autocast():
             data_dependent_init(self.G, lambda: self.G(z, y))
