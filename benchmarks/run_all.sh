@@ -16,5 +16,6 @@ else
   # N = 16,384 positions (128x128), batch 8: the reference needs ~4 B N M floats of scores; it
   # is skipped with a message when they do not fit in free memory (then try --batch-size 2).
   bench --workload attention --resolution 128 --channels 256 --batch-size 8 --steps 1 --warmup 1
-  "$PY" benchmarks/ablation.py --device cpu --steps 1 --warmup 1
+  # compiling with inductor takes minutes on 2 cores: the CPU ablation runs eagerly
+  "$PY" benchmarks/ablation.py --device cpu --steps 1 --warmup 1 --eager
 fi

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from gankit.bench import WORKLOADS, RSSPeak, bench_command, synthetic_dataset
+from gankit.bench import WORKLOADS, RSSPeak, benchmark, synthetic_dataset
 from gankit.cli import main
 from gankit.config import load_preset
 from gankit.errors import GankitError
@@ -17,7 +17,8 @@ from gankit.models import build, count_params
 TINY = ["model.G_ch=4", "model.D_ch=4", "model.dim_z=16", "train.n_D=2"]
 TRAIN_KEYS = {
     "s_per_iter", "G_steps_per_s", "real_imgs_per_s", "peak_mem_GiB", "params_G", "params_D",
-    "device", "torch", "flags", "workload", "batch_size", "n_D",
+    "device", "torch", "flags", "workload", "batch_size", "n_D", "ops_per_iter", "cpu_s_per_iter",
+    "view_ops_per_iter", "host_syncs_per_iter", "compile_s", "peak_mem_kind",
 }  # fmt: skip
 
 
@@ -44,12 +45,26 @@ def test_bench_training_json(capsys):
     assert result["G_steps_per_s"] == pytest.approx(1 / result["s_per_iter"])
     assert result["real_imgs_per_s"] == pytest.approx(3 * 2 / result["s_per_iter"])
     assert result["device"] and result["torch"] == torch.__version__
-    assert result["flags"]["amp"] == "fp32" and result["flags"]["optimizer"] == "foreach"
+    assert result["flags"]["amp"] == "fp32" and result["flags"]["optimizer"] == "fused"
     assert result["flags"]["channels_last"] is True and result["flags"]["compile"] is False
+    assert result["compile_s"] is None and "ops_top" not in result
+    assert result["host_syncs_per_iter"] == 0  # measured: no .item() etc. in the iteration
+    assert 0 < result["view_ops_per_iter"] < result["ops_per_iter"]
+
+
+def test_bench_ops_detail_and_op_count_follow_the_levers(capsys):
+    args = ["--workload", "cifar", "--device", "cpu", "--steps", "1", "--warmup", "1"]
+    sets = [a for s in TINY for a in ("--set", s)]
+    fast = _cli_json(capsys, *args, *sets, "--batch-size", "2", "--ops-detail", "5")
+    assert len(fast["ops_top"]) == 5 and sum(fast["ops_top"].values()) <= fast["ops_per_iter"]
+    counts = list(fast["ops_top"].values())
+    assert counts == sorted(counts, reverse=True)
+    per_layer = benchmark("cifar", "cpu", 1, 1, [*TINY, "train.sn_batched=false"], 2)
+    assert per_layer["ops_per_iter"] > fast["ops_per_iter"]  # the per-layer SN reference
 
 
 def test_bench_flags_follow_overrides():
-    result = bench_command(
+    result = benchmark(
         "cifar", "cpu", 1, 0, [*TINY, "train.channels_last=false", "train.fused_optim=false"], 8
     )
     assert result["flags"]["channels_last"] is False
@@ -64,7 +79,7 @@ def test_bench_attention_json(capsys):
     for path in ("fused", "reference"):
         assert {"s_per_iter", "peak_mem_GiB"} <= set(result[path])
     assert result["max_abs_diff"] < 1e-4  # the two paths compute the same layer
-    sagan = bench_command("attention", "cpu", 1, 0, ["model.attn_pool=false"], 8, 16, 2)
+    sagan = benchmark("attention", "cpu", 1, 0, ["model.attn_type=sagan"], 8, 16, 2)
     assert sagan["variant"] == "sagan" and sagan["M"] == 64
 
 
@@ -92,11 +107,12 @@ def test_synthetic_dataset_matches_the_model():
         ("attention", [], {"warmup": -1}),
         ("attention", [], {"resolution": 1}),
         ("cifar", ["train.bogus=1"], {}),
+        ("cifar", [], {"ops_detail": -1}),
     ],
 )
 def test_bench_bad_input(workload, overrides, kwargs):
     with pytest.raises(GankitError):
-        bench_command(workload, "cpu", overrides=overrides, **kwargs)
+        benchmark(workload, "cpu", overrides=overrides, **kwargs)
 
 
 def test_bench_cli_bad_workload_exits_2(capsys):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
 import torch
-from training_fixtures import tiny_cfg, tiny_data
+from training_fixtures import TINY, tiny_cfg, tiny_data
 
+from gankit import checkpoint as ckpt_io
+from gankit.cli import main
 from gankit.config import Config, load_toml, save_toml
 from gankit.errors import GankitError
-from gankit.training import checkpoint as ckpt_io
+from gankit.run import find_checkpoint
 from gankit.training import resume, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -54,19 +57,19 @@ def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ckpt_io.torch, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(ckpt_io.CheckpointWriteError, match="No space left on device"):
         resume(run, steps=4, quiet=True)
     monkeypatch.setattr(ckpt_io.torch, "save", real_save)
     assert calls["n"] == 1
     after = ckpt_io.list_checkpoints(root)
     assert [c.name for c in after] == ["step_00000002"]
-    assert ckpt_io.find_checkpoint(run) == before[0]
+    assert find_checkpoint(run) == before[0]
     assert not list(root.glob(".tmp-*"))  # the failed temp dir was removed
     # a half-written dir (simulated hard kill) is never taken as latest
     half = root / "step_00000099"
     half.mkdir()
     (half / "G.safetensors").write_bytes(b"partial")
-    assert ckpt_io.find_checkpoint(run) == before[0]
+    assert find_checkpoint(run) == before[0]
     _weights(before[0])  # still loadable
     resume(run, steps=4, quiet=True)  # and resumable
     assert (root / "step_00000004").is_dir()
@@ -154,8 +157,51 @@ def test_failed_replace_puts_old_checkpoint_back(tmp_path, monkeypatch):
         raise OSError(5, "I/O error")
 
     _rename_crashing_on_new(monkeypatch, fail)
-    with pytest.raises(OSError):
+    with pytest.raises(ckpt_io.CheckpointWriteError, match="I/O error"):
         _save(root, "best", 2)
     monkeypatch.undo()
     assert ckpt_io.load_state(root / "best")["step"] == 1
     assert not list(root.glob(".tmp-*"))
+
+
+def test_resume_a_run_written_with_attn_pool(tmp_path):
+    """Runs written before model.attn_type stored model.attn_pool; they still resume."""
+    data = tiny_data(tmp_path / "d.npz")
+    run = train(tiny_cfg(data, "train.steps=2"), tmp_path / "r", quiet=True)
+    toml = run / "config.toml"
+    toml.write_text(toml.read_text().replace('attn_type = "auto"', "attn_pool = true"))
+    ckpt = ckpt_io.list_checkpoints(run / "checkpoints")[-1]
+    state = ckpt_io.load_state(ckpt)
+    del state["config"]["model"]["attn_type"]
+    state["config"]["model"]["attn_pool"] = True
+    torch.save(state, ckpt / ckpt_io.STATE_FILE)
+    resume(run, steps=3, quiet=True)
+    assert ckpt_io.list_checkpoints(run / "checkpoints")[-1].name == "step_00000003"
+
+
+def test_disk_full_mid_run_stops_with_one_line_and_resume_continues(tmp_path, monkeypatch, capsys):
+    """ENOSPC while writing the step-4 checkpoint: `gankit train` exits 2 with one line naming the
+    checkpoint path and the cause; step 2 stays loadable and `gankit resume` finishes the run."""
+    data = tiny_data(tmp_path / "d.npz")
+    run = tmp_path / "r"
+    real_save = ckpt_io.save_file
+
+    def disk_full_at_step_4(tensors, path):
+        if "step_00000004" in path:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        real_save(tensors, path)
+
+    monkeypatch.setattr(ckpt_io, "save_file", disk_full_at_step_4)
+    sets = [a for o in TINY for a in ("--set", o)]
+    args = ["train", "--data", str(data), "--out", str(run), "--quiet", *sets]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "No space left on device" in err
+    assert str(run / "checkpoints" / "step_00000004") in err
+    ckpts = ckpt_io.list_checkpoints(run / "checkpoints")
+    assert [c.name for c in ckpts] == ["step_00000002"]
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    assert ckpt_io.load_state(ckpts[0])["step"] == 2 and _weights(ckpts[0])
+    monkeypatch.setattr(ckpt_io, "save_file", real_save)
+    assert main(["resume", str(run), "--quiet"]) == 0
+    assert ckpt_io.list_checkpoints(run / "checkpoints")[-1].name == "step_00000004"

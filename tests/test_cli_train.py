@@ -54,7 +54,7 @@ def test_train_stores_absolute_data_path(tmp_path, monkeypatch):
 
 
 def test_data_path_helper(tmp_path, monkeypatch):
-    from gankit.cli import _data_path
+    from gankit.cli.common import data_path as _data_path
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

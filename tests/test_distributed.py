@@ -6,15 +6,19 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
-from training_fixtures import TINY
+from training_fixtures import TINY, tiny_cfg, tiny_data
 
 from gankit.config import Config, apply_overrides
 from gankit.losses import g_loss
 from gankit.models import build
 from gankit.training import distributed
+from gankit.training.logger import LOSS_KEYS
+from gankit.training.loop import Trainer
+from gankit.training.monitor import TrainingDivergedError
 
 MODEL = [o for o in TINY if o.startswith("model.")]
 B = 4  # per rank
@@ -89,7 +93,9 @@ def test_ddp_gloo_equals_single_process_on_combined_batch(tmp_path):
     _one_step(G, D, *_inputs())
     n_bn = 0
     for name, p in G.named_parameters():
-        torch.testing.assert_close(ddp["grads"][name], p.grad, rtol=1e-4, atol=1e-6)
+        # atol: a conv bias right before a batch norm has a true gradient of 0; both sides
+        # hold float noise of ~1e-6 there
+        torch.testing.assert_close(ddp["grads"][name], p.grad, rtol=1e-4, atol=1e-5)
     for name, b in G.named_buffers():
         n_bn += name.endswith("running_var")
         torch.testing.assert_close(ddp["buffers"][name], b, rtol=1e-5, atol=1e-6)
@@ -109,3 +115,36 @@ def test_single_process_setup_is_not_distributed(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     info, device = distributed.setup("cpu")
     assert not info.enabled and info.is_main and device.type == "cpu"
+
+
+def _nan_worker(rank: int, port: int, data: str, out: str) -> None:
+    """Rank 1 alone sees a NaN loss; every rank must stop with TrainingDivergedError."""
+    torch.set_num_threads(1)
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    trainer = Trainer(tiny_cfg(Path(data)), None, quiet=True)
+    losses = {k: torch.zeros(()) for k in LOSS_KEYS}  # what train_iteration returns
+    if rank == 1:
+        losses["loss_G"] = torch.tensor(float("nan"))
+    trainer.meter.add(losses)
+    try:
+        trainer.check_finite()
+        result = "continued"
+    except TrainingDivergedError:
+        result = "stopped"
+    Path(f"{out}.{rank}").write_text(result)
+    distributed.cleanup()
+
+
+def test_nan_on_one_rank_stops_every_rank(tmp_path):
+    """The finite flag is all-reduced before anyone raises: no rank trains on (or waits in a
+    collective) after another one stopped."""
+    data = tiny_data(tmp_path / "d.npz")
+    out = str(tmp_path / "result")
+    _spawn_with_deadline(_nan_worker, (_free_port(), str(data), out), nprocs=2, seconds=400)
+    assert [open(f"{out}.{r}").read() for r in (0, 1)] == ["stopped", "stopped"]

@@ -49,14 +49,19 @@ def test_dispatchers_route_by_name():
     assert losses.d_loss("wgan-gp", REAL, FAKE) == losses.wasserstein_d(REAL, FAKE)
     assert losses.g_loss("nonsaturating", FAKE) == losses.nonsaturating_g(FAKE)
     assert losses.g_loss("wgan-gp", FAKE) == losses.wasserstein_g(FAKE)
-    assert set(losses.LOSS_NAMES) == {"hinge", "nonsaturating", "wgan-gp"}
+    real, fake = REAL, FAKE[:3]
+    assert losses.d_loss("rpgan", real, fake) == losses.rpgan_d(real, fake)
+    assert losses.g_loss("rpgan", fake, real) == losses.rpgan_g(fake, real)
+    assert set(losses.LOSS_NAMES) == {"hinge", "nonsaturating", "wgan-gp", "rpgan"}
 
 
 @pytest.mark.parametrize(
     "call", [lambda: losses.d_loss("lsgan", REAL, FAKE), lambda: losses.g_loss("lsgan", FAKE)]
 )
 def test_unknown_name_lists_valid_ones(call):
-    with pytest.raises(GankitError, match=r"train\.loss.*'lsgan'.*hinge, nonsaturating, wgan-gp"):
+    with pytest.raises(
+        GankitError, match=r"train\.loss.*'lsgan'.*hinge, nonsaturating, wgan-gp, rpgan"
+    ):
         call()
 
 
@@ -80,3 +85,29 @@ def test_hinge_gradient_only_from_margin_violations():
     # d/d real_i = -1/3 where 1 - real_i > 0; d/d fake_j = 1/4 where 1 + fake_j > 0
     torch.testing.assert_close(real.grad, torch.tensor([0.0, -1 / 3, -1 / 3]))
     torch.testing.assert_close(fake.grad, torch.tensor([0.0, 0.25, 0.25, 0.25]))
+
+
+def test_rpgan_closed_form_and_pairing():
+    real, fake = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    # L_D = mean softplus(fake_i - real_i) = (log(1 + e^-1) + log(1 + e^2)) / 2
+    expected_d = (math.log1p(math.exp(-1.0)) + math.log1p(math.exp(2.0))) / 2
+    assert losses.rpgan_d(real, fake).item() == pytest.approx(expected_d)
+    # L_G = mean softplus(real_i - fake_i) = (log(1 + e) + log(1 + e^-2)) / 2
+    expected_g = (math.log1p(math.e) + math.log1p(math.exp(-2.0))) / 2
+    assert losses.rpgan_g(fake, real).item() == pytest.approx(expected_g)
+    # pairing matters: swapping the fakes changes the loss (it is not mean(fake) - mean(real))
+    assert losses.rpgan_d(real, fake.flip(0)).item() != pytest.approx(expected_d)
+    with pytest.raises(GankitError, match="rpgan pairs real and fake"):
+        losses.rpgan_d(REAL, FAKE)
+    with pytest.raises(GankitError, match="needs D's logits on real images"):
+        losses.g_loss("rpgan", FAKE)
+
+
+def test_rpgan_gradient_is_sigmoid_of_the_pair_difference():
+    real = torch.tensor([1.0, -0.5, 0.3]).requires_grad_(True)
+    fake = torch.tensor([0.2, 0.4, -1.0]).requires_grad_(True)
+    losses.rpgan_d(real, fake).backward()
+    # d/d fake_i softplus(fake_i - real_i) / B = sigmoid(fake_i - real_i) / B
+    s = torch.sigmoid(fake.detach() - real.detach()) / 3
+    torch.testing.assert_close(fake.grad, s)
+    torch.testing.assert_close(real.grad, -s)

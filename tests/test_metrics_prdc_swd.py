@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from golden.make_golden import golden_features
 
-from gankit.metrics import prdc, sliced_wasserstein, wasserstein_1d
+from gankit.errors import GankitError
+from gankit.metrics import compute, prdc, sliced_wasserstein, wasserstein_1d
 
 GOLDEN = Path(__file__).parent / "golden" / "inception_golden.npz"
 
@@ -42,6 +43,32 @@ def test_prdc_against_bruteforce_with_chunks():
     got = prdc(real, fake, k=3, chunk=16)
     for key in expected:
         assert got[key] == pytest.approx(expected[key], abs=1e-12), key
+
+
+def test_offline_prdc_and_per_class_coverage_against_bruteforce():
+    """cprdc = PRDC on the classifier features; ccoverage_class = coverage within each class.
+    Class 1's fakes cluster on one part of its reals (mode dropping): lower coverage there."""
+    rng = np.random.RandomState(2)
+    labels = np.repeat([0, 1, 2], 40)
+    real = rng.randn(120, 6) + 4 * labels[:, None]
+    fake = rng.randn(120, 6) + 4 * labels[:, None]
+    fake[labels == 1] = real[labels == 1][:5].mean(0) + 0.2 * rng.randn(40, 6)
+    r = compute(
+        ["cprdc", "ccoverage_class"],
+        {"clf_features": fake, "labels": labels},
+        {"clf_features": real, "labels": labels},
+    )
+    for name, value in _prdc_bruteforce(real, fake, 5).items():
+        assert r[f"c{name}"] == pytest.approx(value)
+    per_class = [
+        _prdc_bruteforce(real[labels == c], fake[labels == c], 5)["coverage"] for c in range(3)
+    ]
+    assert [r[f"ccoverage_c{c}"] for c in range(3)] == pytest.approx(per_class)
+    assert r["ccoverage_class_mean"] == pytest.approx(np.mean(per_class))
+    assert r["ccoverage_class_min"] == r["ccoverage_c1"] < min(r["ccoverage_c0"], r["ccoverage_c2"])
+    tiny = {"clf_features": real[:4], "labels": labels[:4]}
+    with pytest.raises(GankitError, match="ccoverage_class needs more than 5"):
+        compute(["ccoverage_class"], tiny, tiny)
 
 
 def test_precision_recall_match_torch_fidelity():

@@ -1,22 +1,28 @@
 """Models: BigGAN-PyTorch parameter counts, block equations, projection D, hierarchical z,
 truncated sampling, initialisation and configuration errors."""
 
-import importlib
+import contextlib
+import json
 import math
-import os
-import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from gankit.config import ConfigError, ModelConfig, load_preset
-from gankit.errors import GankitError
+from gankit.config import CHOICES, ConfigError, ModelConfig, from_dict, load_preset
+from gankit.errors import GankitError, ParameterError
 from gankit.layers.init import init_weights, raw_weight
 from gankit.layers.spectral_norm import sn_conv2d, sn_linear, spectral_norms
-from gankit.models import build, count_params, list_archs, sample_z
+from gankit.layers.spectral_norm_batched import BatchedSpectralNorm
+from gankit.models import build, count_params, get_arch, list_archs, sample_z
+from gankit.models.biggan import BIGGAN_TABLES
 from gankit.models.blocks import DBlock, GBlock
+from gankit.models.dcgan import DCGAN_LAYOUTS
 from gankit.models.resnet import ResNetGenerator
+from gankit.models.sngan import SNGAN_TABLES
+from gankit.models.style import NetStyle
 
 # ---------------------------------------------------------------------------------- helpers
 
@@ -28,18 +34,21 @@ def small(arch: str, resolution: int, **kw) -> ModelConfig:
     return ModelConfig(**{**base, **kw})
 
 
-SUPPORTED = {
-    "biggan": [32, 64, 128, 256],
-    "sagan": [32, 64, 128, 256],
-    "sngan": [32, 64, 128, 256],
-    "dcgan": [28, 32, 48, 64],
-}
+SUPPORTED = {arch: get_arch(arch).resolutions for arch in list_archs()}
+TABLES = {"biggan": BIGGAN_TABLES, "sagan": BIGGAN_TABLES, "sngan": SNGAN_TABLES}
+MATRIX = {**{a: tuple(t) for a, t in TABLES.items()}, "dcgan": tuple(DCGAN_LAYOUTS)}
+"""The architecture matrix: every registered arch at every size it has a table/layout for."""
 
 # ------------------------------------------------------------------ anchor parameter counts
 
 
-def test_registry_lists_all_archs():
-    assert list_archs() == sorted(SUPPORTED)
+def test_registry_lists_all_archs_and_their_tables():
+    assert list_archs() == sorted(CHOICES["model.arch"])
+    assert SUPPORTED["dcgan"] == tuple(DCGAN_LAYOUTS) == (28, 32, 48, 64)
+    assert tuple(BIGGAN_TABLES) == tuple(SNGAN_TABLES) == (32, 64, 128, 256)
+    # ResNet archs: every multiple of 8 from 32 to 256
+    for arch in TABLES:
+        assert SUPPORTED[arch] == tuple(range(32, 257, 8))
 
 
 def test_biggan_cifar_parameter_counts_equal_biggan_pytorch():
@@ -59,7 +68,7 @@ def test_biggan_attention_adds_biggan_attention_parameters():
 
 
 @pytest.mark.parametrize(
-    "arch,res", [(a, r) for a, rs in SUPPORTED.items() for r in rs], ids=lambda v: str(v)
+    "arch,res", [(a, r) for a, rs in MATRIX.items() for r in rs], ids=lambda v: str(v)
 )
 def test_generator_and_discriminator_shapes(arch, res):
     channels = 1 if res in (28, 48) else 3
@@ -118,12 +127,13 @@ def test_gblock_equals_biggan_order_with_upsampled_skip():
 def test_dblock_equals_reference_order(pre):
     """h = pool(conv2(relu(conv1(relu?(x))))) + pool(conv_sc(x)) (BigGAN Fig. 15c)."""
     torch.manual_seed(1)
-    block = DBlock(3, 6, 6, downsample=True, preactivation=pre, sn=False)
+    plain = NetStyle(net="D", sn=False, norm="none")
+    block = DBlock(3, 6, 6, downsample=True, preactivation=pre, style=plain)
     x = torch.randn(2, 3, 8, 8)
     h = F.relu(x) if pre else x
     h = F.avg_pool2d(block.conv2(F.relu(block.conv1(h))), 2)
     torch.testing.assert_close(block(x), h + F.avg_pool2d(block.conv_sc(x), 2))
-    same = DBlock(4, 4, 4, downsample=False, preactivation=True, sn=False)
+    same = DBlock(4, 4, 4, downsample=False, preactivation=True, style=plain)
     assert same.conv_sc is None  # identity shortcut
 
 
@@ -234,7 +244,7 @@ def test_normal_and_xavier_init():
     lin = init_weights(torch.nn.Linear(400, 300), "xavier")
     bound = math.sqrt(6 / (400 + 300))
     assert lin.weight.abs().max() <= bound and lin.weight.abs().max() > 0.99 * bound
-    with pytest.raises(ConfigError, match="model.init.*ortho, normal, xavier, default"):
+    with pytest.raises(ParameterError, match="^style: unknown init 'glorot'.*ortho, normal"):
         init_weights(lin, "glorot")
 
 
@@ -253,7 +263,8 @@ def test_build_applies_init_and_keeps_cbn_tables():
     "cfg,match",
     [
         (small("nope", 32), r"model.arch.*'nope'.*biggan, dcgan, sagan, sngan"),
-        (small("biggan", 48), r"model.resolution.*'biggan'.*48.*32, 64, 128, 256"),
+        (small("biggan", 36), r"model.resolution.*'biggan'.*36.*32, 40, \.\.\., 256 \(every "),
+        (small("sagan", 264), r"model.resolution.*'sagan'.*264.*multiple of 8"),
         (small("dcgan", 128), r"model.resolution.*'dcgan'.*28, 32, 48, 64"),
         (small("biggan", 32, G_attn=[64]), r"model.G_attn.*\[64\].*\[8, 16, 32\]"),
         (small("sngan", 32, D_attn=[32]), r"model.D_attn.*\[32\].*\[8, 16\]"),
@@ -275,77 +286,37 @@ def test_attention_channel_mismatch_names_the_key():
         build(small("biggan", 32, G_ch=1, G_attn=[16]))
 
 
-# ------------------------------------------- peer check: BigGAN-PyTorch with the same weights
+# ------------------------------ peer check: BigGAN-PyTorch's outputs with the same weights
 
-PEER = os.environ.get("BIGGAN_PYTORCH", "")
-
-
-def _copy(theirs: torch.nn.Module, ours: torch.nn.Module) -> None:
-    """Raw weight, bias and SN vector u of one of their layers into ours (same power iteration:
-    v = normalize(W^T u), u = normalize(W v), sigma = u^T W v)."""
-    with torch.no_grad():
-        raw_weight(ours).copy_(theirs.weight)
-        if isinstance(getattr(theirs, "bias", None), torch.Tensor):
-            ours.bias.copy_(theirs.bias)
-        if hasattr(ours, "parametrizations"):
-            ours.parametrizations.weight[0].u.copy_(theirs.u0[0])
+GOLDEN = np.load(Path(__file__).parent / "golden" / "biggan_golden.npz")
 
 
-def _copy_attention(theirs: torch.nn.Module, ours: torch.nn.Module) -> None:
-    for a, b in [("theta", "query"), ("phi", "key"), ("g", "value"), ("o", "out")]:
-        _copy(getattr(theirs, a), getattr(ours, b))
-    with torch.no_grad():
-        theirs.gamma.fill_(0.7)
-        ours.gamma.fill_(0.7)
+def _golden_models(case: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """gankit's biggan G and D of ``case`` with the weights BigGAN-PyTorch ran with."""
+    stored = {"model": json.loads(str(GOLDEN[f"{case}/config"]))}  # a stored (legacy) table
+    G, D = build(from_dict(stored).model, init=False)
+    for prefix, net in (("G", G), ("D", D)):
+        keys = [k for k in GOLDEN.files if k.startswith(f"{case}/{prefix}/")]
+        state = {k.split("/", 2)[2]: torch.from_numpy(GOLDEN[k]) for k in keys}
+        net.load_state_dict(state)  # strict: gankit's state-dict layout, key for key
+    return G, D
 
 
-@pytest.mark.skipif(not PEER, reason="set BIGGAN_PYTORCH to an ajbrock/BigGAN-PyTorch checkout")
-@pytest.mark.parametrize("res,shared_dim,hier,dim_z", [(32, 0, False, 128), (128, 16, True, 36)])
-def test_biggan_matches_biggan_pytorch_forward(res, shared_dim, hier, dim_z):
-    """Copy BigGAN-PyTorch's weights into gankit's BigGAN; G(z, y) and D(x, y) must agree."""
-    sys.path.insert(0, PEER)
-    BigGAN = importlib.import_module("BigGAN")
-    attn = {32: "16", 128: "64"}[res]
-    kw = dict(resolution=res, n_classes=7, dim_z=dim_z, SN_eps=1e-6, skip_init=True)
-    torch.manual_seed(0)
-    tG = BigGAN.Generator(G_ch=8, G_attn=attn, G_shared=shared_dim > 0, shared_dim=shared_dim,
-                          hier=hier, **kw)  # fmt: skip
-    tD = BigGAN.Discriminator(D_ch=8, D_attn=attn if res > 32 else "0", **kw)
-    d_attn = [int(attn)] if res > 32 else []  # their 32px D table puts every block at "16"
-    cfg = small("biggan", res, n_classes=7, dim_z=dim_z, G_ch=8, D_ch=8, G_attn=[int(attn)],
-                D_attn=d_attn, shared_dim=shared_dim, hier=hier)  # fmt: skip
-    G, D = build(cfg)
-    for a, b in [(tG.linear, G.linear), (tG.output_layer[2], G.out_conv)]:
-        _copy(a, b)
-    with torch.no_grad():
-        G.out_bn.weight.copy_(tG.output_layer[0].gain)
-        G.out_bn.bias.copy_(tG.output_layer[0].bias)
-        if shared_dim:
-            G.shared.weight.copy_(tG.shared.weight)
-    for (tb, *t_attn), ob, o_attn in zip(tG.blocks, G.blocks, G.attn):
-        for name in ("conv1", "conv2", "conv_sc"):
-            _copy(getattr(tb, name), getattr(ob, name))
-        for name in ("bn1", "bn2"):
-            t_bn, o_bn = getattr(tb, name), getattr(ob, name)
-            if shared_dim:
-                _copy(t_bn.gain, o_bn.gain)
-                _copy(t_bn.bias, o_bn.bias)
-            else:  # their gain is 1 + embedding(y)
-                with torch.no_grad():
-                    o_bn.class_gain.copy_(1 + t_bn.gain.weight)
-                    o_bn.class_bias.copy_(t_bn.bias.weight)
-        if t_attn:
-            _copy_attention(t_attn[0], o_attn)
-    for (tb, *t_attn), ob, o_attn in zip(tD.blocks, D.blocks, D.attn):
-        for name in ("conv1", "conv2") + (("conv_sc",) if tb.learnable_sc else ()):
-            _copy(getattr(tb, name), getattr(ob, name))
-        assert tb.learnable_sc == (ob.conv_sc is not None)
-        if t_attn:
-            _copy_attention(t_attn[0], o_attn)
-    _copy(tD.linear, D.psi)
-    _copy(tD.embed, D.embed)
-    z, y = torch.randn(6, dim_z), torch.randint(0, 7, (6,))
-    with torch.no_grad():
-        x_theirs = tG(z, tG.shared(y))
-        torch.testing.assert_close(G(z, y), x_theirs, rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(D(x_theirs, y), tD(x_theirs, y)[:, 0], rtol=1e-4, atol=1e-4)
+@pytest.mark.parametrize("case", ["cifar", "shared_hier"])
+@pytest.mark.parametrize("batched_sn", [False, True])
+def test_biggan_matches_biggan_pytorch_outputs(case, batched_sn):
+    """G(z, y) and D(G(z, y), y) in training mode (batch statistics, one power-iteration step)
+    equal BigGAN-PyTorch's on the same weights (tests/golden/make_biggan_golden.py made the
+    numbers from the peer's sources), per-layer and with batched spectral norm."""
+    G, D = _golden_models(case)
+    z, y = (torch.from_numpy(GOLDEN[f"{case}/{k}"]) for k in ("z", "y"))
+    x_peer = torch.from_numpy(GOLDEN[f"{case}/G_out"])
+    ctx_G, ctx_D = (
+        (BatchedSpectralNorm(G).applied(), BatchedSpectralNorm(D).applied())
+        if batched_sn
+        else (contextlib.nullcontext(), contextlib.nullcontext())
+    )
+    with torch.no_grad(), ctx_G, ctx_D:
+        torch.testing.assert_close(G(z, y), x_peer, rtol=1e-4, atol=1e-4)
+        d_peer = torch.from_numpy(GOLDEN[f"{case}/D_out"])
+        torch.testing.assert_close(D(x_peer, y), d_peer, rtol=1e-4, atol=1e-4)

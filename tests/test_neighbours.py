@@ -17,7 +17,7 @@ from gankit.cli import main
 from gankit.data import to_float
 from gankit.errors import GankitError
 from gankit.metrics import heldout_split
-from gankit.sampling import load
+from gankit.run import load_generator as load
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

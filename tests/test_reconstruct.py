@@ -16,7 +16,7 @@ from gankit.cli import main
 from gankit.errors import GankitError
 from gankit.metrics import heldout_split
 from gankit.models import build
-from gankit.sampling import load
+from gankit.run import load_generator as load
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

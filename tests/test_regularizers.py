@@ -1,11 +1,22 @@
-"""Gradient penalty and orthogonal regularisation against closed forms and einsum references."""
+"""Gradient penalty, orthogonal, R1/R2, LeCam and consistency regularisation against closed
+forms, autograd brute force and einsum references."""
 
 import pytest
 import torch
 from torch import nn
 
 from gankit.layers.spectral_norm import sn_conv2d, sn_embedding, sn_linear
-from gankit.regularizers import gradient_penalty, orthogonal_reg, weight_matrices
+from gankit.regularizers import (
+    LeCamAnchors,
+    consistency_reg,
+    d_regularization,
+    gradient_penalty,
+    lazy_factor,
+    lecam_reg,
+    orthogonal_reg,
+    weight_matrices,
+    zero_centred_gp,
+)
 
 
 def _linear_critic(w: torch.Tensor):
@@ -131,3 +142,82 @@ def test_weight_matrices_names_and_raw_weights():
         "fc.weight",
     ]
     assert [n for n, _ in weight_matrices(sn_linear(3, 2))] == ["weight"]
+
+
+def test_r1_r2_linear_critic_closed_form_and_gradient():
+    """D(x) = w^T vec(x): grad_x D = w, so R1 = gamma1/2 ||w||^2, R2 = gamma2/2 ||w||^2 and
+    d(R1 + R2)/dw = (gamma1 + gamma2) w."""
+    w = torch.tensor([3.0, 4.0, 0.0, 1.0], requires_grad=True)  # ||w||^2 = 26
+    images = torch.randn(6, 1, 2, 2).requires_grad_(True)  # 3 real, 3 fake
+    logits = images.flatten(1) @ w
+    reg = d_regularization(logits, images, 3, 3, r1_gamma=2.0, r2_gamma=0.5)
+    assert reg.item() == pytest.approx((2.0 + 0.5) / 2 * 26.0)
+    reg.backward()
+    torch.testing.assert_close(w.grad, 2.5 * w.detach())
+
+
+def test_r1_r2_quadratic_critic_against_per_sample_autograd():
+    """D(x) = sum(x^2): grad = 2x differs per sample and between the real and fake parts."""
+    torch.manual_seed(0)
+    real, fake = torch.randn(4, 2, 3, 3), 3 * torch.randn(5, 2, 3, 3)
+    images = torch.cat([real, fake]).requires_grad_(True)
+    logits = images.square().flatten(1).sum(1)
+    r1 = d_regularization(logits, images, 4, 5, r1_gamma=10.0)
+    r2 = d_regularization(logits, images, 4, 5, r2_gamma=10.0)
+
+    def brute(x: torch.Tensor) -> float:
+        norms = []
+        for xi in x:
+            xi = xi.clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(xi.square().sum(), xi)
+            norms.append(g.square().sum())
+        return 10.0 / 2 * torch.stack(norms).mean().item()
+
+    assert r1.item() == pytest.approx(brute(real), rel=1e-5)
+    assert r2.item() == pytest.approx(brute(fake), rel=1e-5)
+    assert zero_centred_gp(torch.zeros(3, 4), 5.0).item() == 0.0
+
+
+def test_lazy_factor_scales_every_kth_step():
+    assert [lazy_factor(s, 4) for s in range(9)] == [4, 0, 0, 0, 4, 0, 0, 0, 4]
+    assert [lazy_factor(s, 1) for s in range(3)] == [1, 1, 1]
+
+
+def test_lecam_anchors_ema_and_regulariser_closed_form():
+    anchors = LeCamAnchors(decay=0.9)
+    anchors.update(torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0]))  # first: copy the means
+    assert (anchors.real.item(), anchors.fake.item()) == (2.0, -1.0)
+    anchors.update(torch.tensor([4.0]), torch.tensor([1.0]))  # 0.9 * old + 0.1 * mean
+    assert anchors.real.item() == pytest.approx(0.9 * 2.0 + 0.1 * 4.0)
+    assert anchors.fake.item() == pytest.approx(0.9 * -1.0 + 0.1 * 1.0)
+    real, fake = torch.tensor([1.0, 2.0]), torch.tensor([0.5, -0.5, 0.0])
+    a_r, a_f = anchors.real.item(), anchors.fake.item()
+    expected = ((1 - a_f) ** 2 + (2 - a_f) ** 2) / 2 + (
+        (0.5 - a_r) ** 2 + (0.5 + a_r) ** 2 + a_r**2
+    ) / 3
+    assert lecam_reg(real, fake, anchors).item() == pytest.approx(expected)
+
+
+def test_lecam_in_d_regularization_updates_anchors_then_penalises():
+    anchors = LeCamAnchors(decay=0.5)
+    logits = torch.tensor([2.0, 4.0, -1.0, -3.0], requires_grad=True)  # 2 real, 2 fake
+    reg = d_regularization(logits, None, 2, 2, lecam=anchors, lecam_weight=0.1)
+    # anchors after the first update: alpha_R = 3, alpha_F = -2
+    expected = 0.1 * (((2 + 2) ** 2 + (4 + 2) ** 2) / 2 + ((-1 - 3) ** 2 + (-3 - 3) ** 2) / 2)
+    assert reg.item() == pytest.approx(expected)
+    reg.backward()  # the anchors are constants: d/dD(x_i) = 0.1 * 2 (D(x_i) - alpha_F) / 2
+    torch.testing.assert_close(logits.grad, 0.1 * torch.tensor([4.0, 6.0, -4.0, -6.0]))
+    state = anchors.state_dict()
+    other = LeCamAnchors(decay=0.5)
+    other.load_state_dict(state)
+    assert (other.real.item(), other.fake.item(), int(other.count)) == (3.0, -2.0, 1)
+
+
+def test_consistency_reg_closed_form_and_rows():
+    logits, transformed = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 0.0])
+    assert consistency_reg(logits, transformed).item() == pytest.approx((0.25 + 4.0) / 2)
+    # d_regularization reads the CR rows after the real and fake rows
+    all_logits = torch.tensor([1.0, -2.0, 7.0, 0.5, 0.0])  # 2 real, 1 fake, 2 transformed reals
+    reg = d_regularization(all_logits, None, 2, 1, cr_weight=4.0)
+    assert reg.item() == pytest.approx(4.0 * (0.25 + 4.0) / 2)
+    assert d_regularization(all_logits, None, 2, 1).item() == 0.0

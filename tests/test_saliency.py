@@ -19,7 +19,7 @@ from gankit.cli import main
 from gankit.data import to_float
 from gankit.errors import GankitError
 from gankit.models import build
-from gankit.sampling import load_discriminator
+from gankit.run import load_discriminator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

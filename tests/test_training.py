@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from training_fixtures import tiny_cfg, tiny_data
 
+from gankit import checkpoint as ckpt_io
 from gankit.data import ImageDataset
 from gankit.errors import GankitError
-from gankit.training import checkpoint as ckpt_io
-from gankit.training import train
+from gankit.training import default_hooks, train
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.loop import Trainer
 from gankit.training.monitor import TrainingDivergedError
@@ -93,9 +93,9 @@ def test_nan_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch
 
     real = loop.g_loss
 
-    def nan_after_two(name, logits, calls=[0]):  # noqa: B006
+    def nan_after_two(name, logits, real_logits=None, calls=[0]):  # noqa: B006
         calls[0] += 1
-        return real(name, logits) * (float("nan") if calls[0] > 2 else 1.0)
+        return real(name, logits, real_logits) * (float("nan") if calls[0] > 2 else 1.0)
 
     monkeypatch.setattr(loop, "g_loss", nan_after_two)
     with pytest.raises(TrainingDivergedError, match=r"NaN/Inf at or before step 4.*step_00000002"):
@@ -151,8 +151,9 @@ def test_data_resolution_mismatch(tmp_path):
 
 
 def test_aux_weight_needs_aux_classifier(tmp_path):
-    with pytest.raises(GankitError, match="aux_classifier"):
-        Trainer(tiny_cfg(tmp_path, "train.aux_weight=0.5"), None, dataset=_dataset(3))
+    with pytest.raises(GankitError, match="aux_weight > 0 needs --set model.aux_classifier"):
+        train(tiny_cfg(tmp_path, "train.aux_weight=0.5"), tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()  # checked before anything is created
 
 
 def test_aux_classifier_and_accumulation_run(tmp_path):
@@ -193,10 +194,10 @@ def test_snapshot_without_ema_leaves_training_G_untouched(tmp_path):
 def test_eval_setup_is_checked_at_start(tmp_path, monkeypatch):
     monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
     with pytest.raises(GankitError, match="Inception weights not found"):
-        Trainer(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=fid"), None, dataset=_dataset(3))
+        train(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=fid"), tmp_path / "r", quiet=True)
     with pytest.raises(GankitError, match="unknown metric 'fdi'"):
-        Trainer(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=fdi"), None, dataset=_dataset(3))
-    trainer = Trainer(
-        tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=class_acc,swd"), None, dataset=_dataset(3)
-    )
-    assert trainer.step == 0
+        train(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=fdi"), tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()
+    hooks = default_hooks(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=class_acc,swd"))
+    names = [type(h).__name__ for h in hooks]
+    assert names == ["SigmaTracker", "SampleHealth", "SnapshotGrid", "PeriodicEval"]

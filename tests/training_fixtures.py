@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gankit.checkpoint import save_checkpoint, step_dir_name
 from gankit.config import Config, apply_overrides
 from gankit.models import build
-from gankit.training.checkpoint import save_checkpoint, step_dir_name
 
 TINY = [
     "model.arch=sagan",

@@ -1,24 +1,40 @@
 """gankit: class-conditional image GANs in the Non-local -> SAGAN -> BigGAN line.
 
-``gankit.train(cfg, out_dir)`` and ``gankit.load(run_dir)`` are imported lazily, so that
-``import gankit`` stays light.
+The Python workflow (attributes are imported on first use, so ``import gankit`` stays light):
+
+- :class:`Config`, :func:`load_preset`, :func:`validate` (:mod:`gankit.config`);
+- :func:`train`, :func:`resume` (:mod:`gankit.training`);
+- :func:`load` (the generator of a run, :func:`gankit.run.load_generator`);
+- :func:`generate` (batched samples of a generator, :mod:`gankit.generation`);
+- :func:`evaluate` (metrics of a run, :mod:`gankit.evaluation`).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load", "train"]
+
+_API = {
+    "Config": ("gankit.config", "Config"),
+    "load_preset": ("gankit.config", "load_preset"),
+    "validate": ("gankit.config", "validate"),
+    "train": ("gankit.training", "train"),
+    "resume": ("gankit.training", "resume"),
+    "load": ("gankit.run", "load_generator"),
+    "generate": ("gankit.generation", "generate"),
+    "evaluate": ("gankit.evaluation", "evaluate"),
+}
+__all__ = list(_API)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load":
-        from gankit.sampling import load
+    if name not in _API:
+        raise AttributeError(f"module 'gankit' has no attribute {name!r}")
+    module, attr = _API[name]
+    return getattr(importlib.import_module(module), attr)
 
-        return load
-    if name == "train":
-        from gankit.training import train
 
-        return train
-    raise AttributeError(f"module 'gankit' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

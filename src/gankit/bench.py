@@ -4,20 +4,41 @@ Two kinds of workload:
 
 - **Training** (``cifar``, ``i128`` or any preset name): the *same* iteration ``gankit train``
   runs, :meth:`gankit.training.loop.Trainer.train_iteration` (``n_D`` D steps, one G step, the
-  EMA update), on synthetic data: random uint8 images and labels held in memory, so the data
-  pipeline is not timed. ``cifar`` and ``i128`` are the BigGAN-PyTorch anchor workloads of
-  DESIGN.md Sec. 8 (presets ``biggan-cifar`` and ``biggan-128``).
+  EMA update), on synthetic data: random uint8 images and labels held in memory, so reading
+  the data is not timed. With ``data`` (``--data PATH``: a cache file, an image folder, any
+  ``data.path``) the iteration runs on that data instead, loaded as in training, and
+  ``loader_imgs_per_s`` adds the data path's own speed (:func:`gankit.data.loader_throughput`).
+  ``cifar`` and ``i128`` are the BigGAN-PyTorch anchor workloads (same parameter counts; presets
+  ``biggan-cifar`` and ``biggan-128``).
 - **Attention** (``attention``): forward + backward of one :class:`~gankit.layers.attention.
   SelfAttention` layer on ``(B, C, R, R)`` features, the fused SDPA path against the explicit
   softmax reference, with the same weights.
 
 Timing: ``warmup`` untimed calls, then ``steps`` timed calls; the device is synchronised before
-each clock reading. Peak memory: on CUDA the caching allocator's peak
-(``torch.cuda.max_memory_allocated``); on CPU the process's peak resident set size
-(``resource.getrusage``) for training, and for the attention bench the growth of the resident
-set size over its value before the timed calls, sampled every millisecond from
-``/proc/self/statm`` by a background thread (:class:`RSSPeak`). Large tensors are ``mmap``-ed
-by glibc and given back on free, so RSS tracks live tensor memory at this scale.
+each clock reading. Besides wall-clock ``s_per_iter``, ``cpu_s_per_iter`` is the process's CPU
+time (all threads) per timed call: the host-side cost on CUDA, and on a CPU shared with other
+jobs a figure that depends less on how the scheduler splits the cores. With ``train.compile``
+on, ``compile_s`` is the wall time of the very first iteration, which compiles G's and D's
+graphs (it counts as one of the warm-up calls).
+
+Ops (training, eager only): after the timed calls, one more iteration runs under
+:class:`gankit.training.opcount.OpCounter`: ``ops_per_iter`` counts every ATen op it dispatches
+(forward, backward, optimizer, EMA; views included), ``view_ops_per_iter`` the views and
+aliases among them (no kernel), ``host_syncs_per_iter`` the ops that make the host wait for the
+device (``.item()``, data-dependent shapes, device-to-host copies), and with ``ops_detail = N``
+``ops_top`` lists the ``N`` most frequent ops. A dispatch mode makes ``torch.compile``'d code
+fall back to eager, so with compile on these keys are ``None``.
+
+Peak memory, one definition per device for both workloads: on CUDA the caching allocator's
+peak during the timed calls (``torch.cuda.reset_peak_memory_stats`` after warm-up, then
+``torch.cuda.max_memory_allocated``): everything allocated, i.e. weights, optimizer state and
+inputs included, as the BigGAN-PyTorch anchor reports it. On CPU, where there is no allocator
+to ask, training reports the process's peak resident set size (``resource.getrusage``: includes
+the ~0.5 GiB of libraries), and the attention bench the growth of the resident set size during
+the timed calls, sampled every millisecond from ``/proc/self/statm`` by a background thread
+(:class:`RSSPeak`), so that the two attention paths are compared without the libraries. Large
+tensors are ``mmap``-ed by glibc and given back on free, so RSS tracks live tensor memory at
+this scale.
 """
 
 from __future__ import annotations
@@ -33,12 +54,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from gankit.config import Config, ModelConfig, apply_overrides, list_presets, load_preset
-from gankit.data import ImageDataset
-from gankit.errors import GankitError
+from gankit.config import (
+    Config,
+    ModelConfig,
+    apply_overrides,
+    list_presets,
+    load_preset,
+    validate,
+)
+from gankit.data import ImageDataset, loader_throughput
+from gankit.device import resolve_device
+from gankit.errors import ParameterError
+from gankit.layers.attention import SelfAttention
+from gankit.models import attention_type, count_params
+from gankit.training.loop import Trainer, amp_dtype
+from gankit.training.opcount import OpCounter
+from gankit.training.speed import compile_mode, flags
 
 WORKLOADS = {"cifar": "biggan-cifar", "i128": "biggan-128"}
-"""Anchor workload name -> preset (DESIGN.md Sec. 8)."""
+"""Anchor workload name -> preset (BigGAN-PyTorch's CIFAR and ImageNet-128 runs)."""
 
 GiB = 2**30
 
@@ -67,7 +101,7 @@ def synchronize(device: torch.device) -> None:
 
 def time_calls(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:
     """Mean wall-clock seconds per call of ``fn`` over ``steps >= 1`` calls after ``warmup``
-    calls (:func:`bench_command` validates ``--steps``/``--warmup``)."""
+    calls (:func:`benchmark` validates ``steps``/``warmup``)."""
     for _ in range(warmup):
         fn()
     synchronize(device)
@@ -120,23 +154,27 @@ class RSSPeak:
 def measure(
     fn: Callable[[], Any], steps: int, warmup: int, device: torch.device
 ) -> dict[str, float | None]:
-    """``{"s_per_call", "peak_mem_GiB"}`` of ``fn``: time as :func:`time_calls`; memory, over the
-    timed calls only (after warm-up, so one-off library initialisation is not counted), is the
-    CUDA allocator's peak above the memory in use before them, or on CPU the RSS growth
-    (:class:`RSSPeak`)."""
+    """``{"s_per_call", "peak_mem_GiB"}`` of ``fn``: time as :func:`time_calls`; memory over the
+    timed calls only (after warm-up, so one-off library initialisation is not counted): on CUDA
+    the allocator's absolute peak, on CPU the RSS growth (:class:`RSSPeak`)."""
     if warmup:
         time_calls(fn, warmup, 0, device)
     if device.type == "cuda":
-        synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
+        seconds, peak = cuda_peak_GiB(lambda: time_calls(fn, steps, 0, device), device)
+        return {"s_per_call": seconds, "peak_mem_GiB": peak}
+    with RSSPeak() as rss:
         seconds = time_calls(fn, steps, 0, device)
-        peak: float | None = (torch.cuda.max_memory_allocated(device) - base) / GiB
-    else:
-        with RSSPeak() as rss:
-            seconds = time_calls(fn, steps, 0, device)
-        peak = None if rss.growth is None else rss.growth / GiB
-    return {"s_per_call": seconds, "peak_mem_GiB": peak}
+    return {"s_per_call": seconds, "peak_mem_GiB": None if rss.growth is None else rss.growth / GiB}
+
+
+def cuda_peak_GiB(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    """``(fn(), peak)``: the CUDA allocator's peak of allocated memory while ``fn`` runs, in
+    GiB, absolute (everything allocated counts, also what was allocated before ``fn``)."""
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    out = fn()
+    synchronize(device)
+    return out, torch.cuda.max_memory_allocated(device) / GiB
 
 
 def _available_bytes() -> int | None:
@@ -163,8 +201,8 @@ def bench_attention(
 ) -> dict[str, Any]:
     """Forward + backward of one :class:`SelfAttention` on ``x: (B, C, R, R)``, fused vs reference.
 
-    The layer's variant comes from ``model_cfg`` (``attn_k``, ``attn_pool``: BigGAN's pooled
-    variant by default, SAGAN's with ``--set model.attn_pool=false``), with spectral norm as in
+    The layer's variant comes from ``model_cfg`` (``attn_k``, ``attn_type``: BigGAN's pooled
+    variant by default, SAGAN's with ``--set model.attn_type=sagan``), with spectral norm as in
     the models. Both paths share one set of weights; ``gamma`` is set to 1 so the attention
     output reaches the result. Each call is ``y = layer(x); y.backward(dy)`` with fixed ``dy``,
     under autocast to ``amp`` (``train.amp``: bf16 on CUDA by default, fp32 on CPU) if given.
@@ -177,14 +215,16 @@ def bench_attention(
         ``{"workload": "attention", "N", "M", "fused": {...}, "reference": {...}, ...}`` where
         each path has ``s_per_iter`` and ``peak_mem_GiB``, plus ``max_abs_diff`` of the outputs.
     """
-    from gankit.layers.attention import SelfAttention
-
-    if resolution < 2 or channels < 1 or batch_size < 1:
-        raise GankitError(
-            "bench attention: expected --resolution >= 2, --channels >= 1 and --batch-size >= 1, "
-            f"got {resolution}, {channels}, {batch_size}"
+    for param, value, least in (("resolution", resolution, 2), ("channels", channels, 1),
+                                ("batch_size", batch_size, 1)):  # fmt: skip
+        if value < least:
+            raise ParameterError(param, f"expected an integer >= {least}, got {value}")
+    variant = attention_type(model_cfg)
+    if variant not in ("sagan", "biggan"):
+        raise ParameterError(
+            "attn_type", f"the attention workload times sagan or biggan attention, got {variant!r}"
         )
-    k, pool = model_cfg.attn_k, model_cfg.attn_pool
+    k, pool = model_cfg.attn_k, variant == "biggan"
     gen = torch.Generator().manual_seed(0)
     fused = SelfAttention(channels, k=k, pool=pool, sn=True, sn_eps=model_cfg.sn_eps)
     reference = SelfAttention(channels, k=k, pool=pool, sn=True, sn_eps=model_cfg.sn_eps)
@@ -210,7 +250,7 @@ def bench_attention(
         "dtype": "bfloat16 autocast" if amp == torch.bfloat16 else "float32",
         "device": device_name(device),
         "torch": torch.__version__,
-        "mem_method": "cuda max_memory_allocated above baseline"
+        "peak_mem_kind": "cuda max_memory_allocated"
         if device.type == "cuda"
         else "RSS growth over baseline, /proc/self/statm sampled every 1 ms",
     }
@@ -253,32 +293,72 @@ def synthetic_dataset(cfg: Config, n: int, seed: int = 0) -> ImageDataset:
     return ImageDataset(x, y, m.n_classes, names, source="synthetic (gankit bench)")
 
 
-def bench_training(cfg: Config, steps: int, warmup: int) -> dict[str, Any]:
-    """Time :meth:`Trainer.train_iteration` (``n_D`` D steps, G step, EMA) on synthetic data.
+def count_iteration_ops(train_iteration: Callable[[], Any], detail: int = 0) -> dict[str, Any]:
+    """Run ``train_iteration`` once under :class:`OpCounter`: ``{"ops_per_iter",
+    "view_ops_per_iter", "host_syncs_per_iter"}`` plus ``"ops_top"`` (the ``detail`` most
+    frequent ops) when ``detail > 0``."""
+    with OpCounter() as counter:
+        train_iteration()
+    result: dict[str, Any] = {
+        "ops_per_iter": counter.total,
+        "view_ops_per_iter": counter.views,
+        "host_syncs_per_iter": counter.host_syncs,
+    }
+    if detail > 0:
+        result["ops_top"] = counter.top(detail)
+    return result
+
+
+def bench_training(
+    cfg: Config, steps: int, warmup: int, ops_detail: int = 0, data: str | None = None
+) -> dict[str, Any]:
+    """Time :meth:`Trainer.train_iteration` (``n_D`` D steps, G step, EMA) on synthetic data
+    or on ``data`` (any ``data.path``; adds ``data`` and ``loader_imgs_per_s``), then count the
+    ops of one more iteration (see the module docstring).
 
     The device is ``cfg.train.device``. Nothing is written to disk. Returns the JSON dict of
     ``gankit bench`` (keys in README "Performance"); ``real_imgs_per_s`` counts the real images
     D sees per second (``batch_size * n_D * accumulate`` per iteration).
     """
-    from gankit.models import count_params
-    from gankit.training.loop import Trainer
-    from gankit.training.speed import flags
-
     t = cfg.train
     per_iter = t.batch_size * t.n_D * t.accumulate
-    trainer = Trainer(cfg, None, dataset=synthetic_dataset(cfg, 2 * per_iter), quiet=True)
+    if data is not None:
+        cfg.data.path = data
+    dataset = synthetic_dataset(cfg, 2 * per_iter) if data is None else None
+    trainer = Trainer(cfg, None, dataset=dataset, quiet=True)
     dev = trainer.device
-    if warmup:
-        time_calls(trainer.train_iteration, warmup, 0, dev)
+    mode = compile_mode(t.compile, dev)
+    compile_s = None
+    if mode is not None:  # the first call compiles; it stands in for one warm-up call
+        compile_s = time_calls(trainer.train_iteration, 1, 0, dev)
+    if warmup > (mode is not None):
+        time_calls(trainer.train_iteration, warmup - (mode is not None), 0, dev)
+    cpu_start = time.process_time()
     if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    seconds = time_calls(trainer.train_iteration, steps, 0, dev)
-    peak = torch.cuda.max_memory_allocated(dev) / GiB if dev.type == "cuda" else peak_rss_GiB()
+        seconds, peak = cuda_peak_GiB(
+            lambda: time_calls(trainer.train_iteration, steps, 0, dev), dev
+        )
+    else:
+        seconds, peak = time_calls(trainer.train_iteration, steps, 0, dev), peak_rss_GiB()
+    cpu_seconds = (time.process_time() - cpu_start) / steps
+    if mode is None:
+        ops = count_iteration_ops(trainer.train_iteration, ops_detail)
+    else:  # under a dispatch mode compiled graphs fall back to eager: nothing to count
+        ops = dict.fromkeys(("ops_per_iter", "view_ops_per_iter", "host_syncs_per_iter"))
+    real_data: dict[str, Any] = {}
+    if data is not None:
+        real_data = {
+            "data": trainer.dataset.source,
+            "loader_imgs_per_s": loader_throughput(trainer.dataset, t.batch_size, dev),
+        }
     return {
         "preset": cfg.preset,
         "s_per_iter": seconds,
+        "cpu_s_per_iter": cpu_seconds,
         "G_steps_per_s": 1.0 / seconds,
         "real_imgs_per_s": per_iter / seconds,
+        **ops,
+        "compile_s": compile_s,
         "peak_mem_GiB": peak,
         "peak_mem_kind": "cuda max_memory_allocated" if dev.type == "cuda" else "peak RSS",
         "params_G": count_params(trainer.G),
@@ -293,10 +373,11 @@ def bench_training(cfg: Config, steps: int, warmup: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "flags": flags(t, dev, trainer.amp),
         "loadavg_1min": os.getloadavg()[0],
+        **real_data,
     }
 
 
-def bench_command(
+def benchmark(
     workload: str = "cifar",
     device: str = "auto",
     steps: int = 3,
@@ -305,33 +386,40 @@ def bench_command(
     resolution: int = 64,
     channels: int = 256,
     batch_size: int | None = None,
+    data: str | None = None,
+    ops_detail: int = 0,
 ) -> dict[str, Any]:
-    """Entry point of ``gankit bench`` (see the module docstring); returns the JSON dict.
+    """``gankit bench`` (see the module docstring); returns the JSON dict.
 
     ``workload``: ``cifar``, ``i128`` (the anchor presets), ``attention``, or any preset name.
     ``overrides`` are ``--set`` items; for ``attention`` only ``model.attn_k`` and
-    ``model.attn_pool`` matter. ``batch_size`` overrides ``train.batch_size`` (attention
-    default: 8).
-    """
-    if steps < 1 or warmup < 0:
-        raise GankitError(f"bench: expected --steps >= 1 and --warmup >= 0, got {steps}, {warmup}")
-    if workload == "attention":
-        from gankit.training.distributed import resolve_device
-        from gankit.training.loop import amp_dtype
+    ``model.attn_type`` matter. ``batch_size`` overrides ``train.batch_size`` (attention
+    default: 8). ``data``: time training workloads on this data (``data.path``) instead of
+    synthetic images. ``ops_detail = N > 0`` adds the ``N`` most frequent ops (``ops_top``).
 
-        cfg = apply_overrides(Config(), overrides or [])
+    Raises:
+        ParameterError: unknown ``workload``, ``steps < 1``, ``warmup < 0``,
+            ``ops_detail < 0``, bad attention sizes.
+    """
+    for param, value, least in (("steps", steps, 1), ("warmup", warmup, 0),
+                                ("ops_detail", ops_detail, 0)):  # fmt: skip
+        if value < least:
+            raise ParameterError(param, f"expected an integer >= {least}, got {value}")
+    if workload == "attention":
+        cfg = validate(apply_overrides(Config(), overrides or []))
         dev = resolve_device(device)
         amp = amp_dtype(cfg.train.amp, dev)
         size = batch_size or 8
         return bench_attention(resolution, channels, size, dev, steps, warmup, cfg.model, amp)
     if workload not in WORKLOADS and workload not in list_presets():
         valid = ", ".join([*WORKLOADS, "attention", *list_presets()])
-        raise GankitError(f"bench: unknown --workload {workload!r}; valid: {valid}")
+        raise ParameterError("workload", f"unknown workload {workload!r}; valid: {valid}")
     cfg = load_preset(WORKLOADS.get(workload, workload), overrides or [])
     cfg.train.device = device
     if batch_size is not None:
         cfg.train.batch_size = batch_size
-    result = bench_training(cfg, steps, warmup)
+    validate(cfg)
+    result = bench_training(cfg, steps, warmup, ops_detail, data)
     result["workload"] = workload
     return result
 

@@ -4,13 +4,22 @@ A run is described by one :class:`Config` with four sections (``model``, ``train
 ``eval``). Presets in ``gankit/presets/*.toml`` only list the fields that differ from the
 defaults below. Unknown keys and ill-typed values raise :class:`ConfigError` with a one-line
 message naming the key and listing the valid choices.
+
+Validation is declarative: :data:`_RANGES` (numeric bounds), :data:`CHOICES` (enums) and
+:data:`RULES` (cross-field rules) — one line per key or rule. Ranges and choices are checked
+when a value is set (``--set``, TOML); :func:`validate` checks all three tables on a whole
+config and is called up front by ``train``, ``resume``, ``bench`` and ``info``. Checks that need
+more than the config (an arch's supported resolutions, the world size under DDP, the data)
+happen where that is known: :func:`gankit.models.build` and the trainer's start-up.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,7 +45,7 @@ class ConfigError(GankitError, ValueError):
 class ModelConfig:
     """Generator/discriminator architecture (see ``gankit.models``)."""
 
-    arch: str = "biggan"  # biggan | sagan | sngan | dcgan
+    arch: str = "biggan"  # biggan | sagan | sngan | dcgan (see CHOICES)
     resolution: int = 32  # output side length in pixels
     channels: int = 3  # image channels (1 = grey, 3 = RGB)
     n_classes: int = 10  # 1 = unconditional
@@ -45,8 +54,11 @@ class ModelConfig:
     D_ch: int = 64  # channel multiplier of D
     G_attn: list[int] = field(default_factory=list)  # resolutions with self-attention in G
     D_attn: list[int] = field(default_factory=list)  # resolutions with self-attention in D
-    attn_k: int = 8  # SAGAN attention reduction C -> C/k
-    attn_pool: bool = True  # BigGAN's pooled attention variant (False: SAGAN's)
+    attn_k: int = 8  # SAGAN attention reduction C -> C/k (sagan and biggan attention)
+    # attention block at G_attn/D_attn: "auto" (the arch's own: biggan and dcgan "biggan", sagan
+    # and sngan "sagan"), "sagan", "biggan" (pooled keys/values) or "nonlocal:<mode>" (Wang et
+    # al. 2018 block, mode gaussian | embedded_gaussian | dot_product | concatenation)
+    attn_type: str = "auto"
     shared_dim: int = 0  # BigGAN shared class embedding size (0: one embedding per BN layer)
     hier: bool = False  # hierarchical z: one chunk of z per G block
     G_sn: bool = True  # spectral norm in G
@@ -55,6 +67,18 @@ class ModelConfig:
     bn_eps: float = 1e-5
     init: str = "ortho"  # ortho | xavier | normal | default
     aux_classifier: bool = False  # extra class head on D (AC-GAN term, see train.aux_weight)
+    # layer switches (gankit.models.style; README "Normalisation, activation and block options"):
+    G_norm: str = "batch"  # batch | group | weight | none (class-conditional gain/bias kept)
+    D_norm: str = "none"  # batch | group | weight | none (none: D without normalisation)
+    num_groups: int = 32  # groups of a group-norm layer (Wu & He's default)
+    wn_affine: bool = False  # weight norm: affine in every layer, else strict hidden layers
+    activation: str = "relu"  # relu (the arch's own rectifiers) | selu | tprelu
+    D_down: str = "avgpool"  # avgpool (the arch's own) | fmp (fractional max-pooling)
+    fmp_alpha: float = 1.4142135623730951  # FMP ratio in (1, 2) (Graham: sqrt 2)
+    fmp_random: bool = True  # random FMP sequences (else pseudo-random)
+    fmp_overlap: bool = True  # overlapping FMP regions (else disjoint)
+    G_block: str = "resnet"  # resnet | reversible (RevNet coupling; biggan/sagan/sngan)
+    D_block: str = "resnet"  # resnet | reversible (all D blocks after the first)
 
 
 @dataclass
@@ -69,10 +93,21 @@ class TrainConfig:
     betas_G: list[float] = field(default_factory=lambda: [0.0, 0.999])
     betas_D: list[float] = field(default_factory=lambda: [0.0, 0.999])
     adam_eps: float = 1e-8
-    loss: str = "hinge"  # hinge | nonsaturating | wgan-gp
+    optimizer: str = "adam"  # adam | amsgrad (Adam with the running max of the second moment)
+    loss: str = "hinge"  # hinge | nonsaturating | wgan-gp | rpgan (relativistic pairing, R3GAN)
     gp_weight: float = 10.0  # for wgan-gp
     ortho_reg: float = 0.0  # BigGAN modified orthogonal regularisation beta (0: off)
     aux_weight: float = 0.0  # weight of the auxiliary-classifier term (needs model.aux_classifier)
+    # stabilisers (gankit.augment, gankit.regularizers; README "Stabilisers"):
+    diffaug: str = ""  # DiffAugment policy, e.g. "color,translation,cutout" ("" = off)
+    lecam_weight: float = 0.0  # LeCam regularisation lambda (0: off)
+    lecam_decay: float = 0.99  # EMA decay of LeCam's anchors
+    cr_weight: float = 0.0  # consistency regularisation lambda on reals (0: off)
+    cr_augment: str = "translation"  # the transform T of consistency regularisation
+    r1_gamma: float = 0.0  # zero-centred gradient penalty on reals, gamma/2 E|grad D|^2 (0: off)
+    r2_gamma: float = 0.0  # the same on generated images (0: off)
+    reg_every: int = 1  # lazy R1/R2: every k-th G step, scaled by k
+    init_from: str = ""  # run or checkpoint dir whose G/D/G_ema weights a new run starts from
     accumulate: int = 1  # gradient accumulation steps per optimizer step
     ema: bool = True
     ema_decay: float = 0.999
@@ -80,20 +115,25 @@ class TrainConfig:
     standing_stats: int = 0  # batches for BigGAN standing BN statistics at sampling (0: off)
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
-    compile: bool = False  # torch.compile the D and G steps
+    compile: bool | str = "auto"  # auto (on for CUDA) | true | false | a torch.compile mode
     channels_last: bool = True
-    # speed levers added for issue 6 (gankit.training.speed, README "Performance"):
+    # speed levers (gankit.training.speed, README "Performance"):
     sdpa: bool = True  # fused scaled_dot_product_attention in attention layers (else reference)
     fused_optim: bool = True  # Adam fused=True on CUDA, foreach=True on CPU (else for-loop)
     fused_resample: bool = True  # ResNet blocks: up/down-sampling fused into the 3x3 conv
     checkpoint_activations: bool = False  # ResNet blocks recompute activations in backward
     sn_once: bool = True  # G's SN power iteration once per iteration, shared by the D steps' fakes
+    sn_batched: bool = True  # eager: SN of all layers in a few batched buckets per forward
+    batched_fakes: bool = True  # one G forward makes all D steps' fakes (per-chunk BN stats)
     seed: int = 0
     log_every: int = 50
     snapshot_every: int = 500
     keep_last: int = 3
     sigma_layers: int = 4  # how many weights per network to track sigma_0..2 for
     collapse_rollback: bool = False  # roll back to the last healthy checkpoint on collapse
+    # AmbientGAN (gankit.measurements, gankit.training.ambient):
+    measurement: str = ""  # measurement spec of the data, e.g. "block_pixels:p=0.5" ("" = off)
+    ambient_mode: str = "ambient"  # ambient | ignore | unmeasure: how the measured data are used
 
 
 @dataclass
@@ -103,6 +143,7 @@ class DataConfig:
     path: str = ""  # image folder, .npz, CIFAR batch dir, .npy/.h5 cache; "" = embedded MNIST
     skip_bad: bool = False  # skip unreadable images (counted) instead of failing
     cache: str = ""  # optional .npy/.h5 cache file written on first use
+    limit: int = 0  # train on a fixed random subset of this many images (0 = all)
 
 
 @dataclass
@@ -141,6 +182,14 @@ def _type_name(tp: Any) -> str:
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Convert ``value`` (TOML value or override string) to field type ``tp`` or raise."""
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # e.g. bool | str: the first type that fits
+        for member in typing.get_args(tp):
+            try:
+                return _coerce(key, value, member)
+            except ConfigError:
+                pass
+        names = " or ".join(_type_name(m) for m in typing.get_args(tp))
+        raise ConfigError(f"config key '{key}' expects {names}, got {value!r}")
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):
@@ -182,45 +231,157 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise ConfigError(f"config key '{key}' has unsupported type {_type_name(tp)}")
 
 
-_BOUNDS: dict[str, tuple[Any, str, str]] = {
+_BOUNDS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "positive": (lambda v: v > 0, "> 0", "a positive value"),
     "non_negative": (lambda v: v >= 0, ">= 0", "a non-negative value"),
     "unit": (lambda v: 0 <= v <= 1, "in [0, 1]", "a fraction"),
     "beta": (lambda v: 0 <= v < 1, "in [0, 1)", "an Adam beta"),
+    "ratio": (lambda v: 1 < v < 2, "in (1, 2)", "a pooling ratio"),
 }
 _POSITIVE = (
     "model.resolution model.channels model.n_classes model.dim_z model.G_ch model.D_ch "
-    "model.attn_k model.sn_eps model.bn_eps train.steps train.batch_size train.n_D train.lr_G "
-    "train.lr_D train.adam_eps train.accumulate train.log_every train.snapshot_every eval.n "
-    "eval.batch_size"
+    "model.attn_k model.sn_eps model.bn_eps model.num_groups train.steps train.batch_size "
+    "train.n_D train.lr_G train.lr_D train.adam_eps train.accumulate train.reg_every "
+    "train.log_every train.snapshot_every eval.n eval.batch_size"
 ).split()
 _NON_NEGATIVE = (
-    "model.shared_dim train.gp_weight train.ortho_reg train.aux_weight train.ema_start "
-    "train.standing_stats train.sigma_layers train.keep_last eval.truncation eval.every"
+    "model.shared_dim train.gp_weight train.ortho_reg train.aux_weight train.lecam_weight "
+    "train.cr_weight train.r1_gamma train.r2_gamma train.ema_start train.standing_stats "
+    "train.sigma_layers train.keep_last data.limit eval.truncation eval.every"
 ).split()
 _RANGES: dict[str, str] = {
     **dict.fromkeys(_POSITIVE, "positive"),
     **dict.fromkeys(_NON_NEGATIVE, "non_negative"),
     "train.ema_decay": "unit",
+    "train.lecam_decay": "unit",
     "train.betas_G": "beta",
     "train.betas_D": "beta",
+    "model.fmp_alpha": "ratio",
 }
+"""Numeric keys → bound (a key of ``_BOUNDS``); list values are checked item by item."""
+
+NONLOCAL_MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.arch": ("biggan", "dcgan", "sagan", "sngan"),  # = gankit.models.list_archs()
+    "model.init": ("ortho", "normal", "xavier", "lecun", "default"),  # = layers.INIT_STYLES
+    "model.G_norm": ("batch", "group", "weight", "none"),  # = gankit.models.style.NORMS
+    "model.D_norm": ("batch", "group", "weight", "none"),  # = gankit.models.style.NORMS
+    "model.activation": ("relu", "selu", "tprelu"),  # = gankit.models.style.ACTIVATIONS
+    "model.D_down": ("avgpool", "fmp"),  # = gankit.models.style.DOWNSAMPLERS
+    "model.G_block": ("resnet", "reversible"),  # = gankit.models.style.BLOCKS
+    "model.D_block": ("resnet", "reversible"),  # = gankit.models.style.BLOCKS
+    "train.optimizer": ("adam", "amsgrad"),  # = gankit.training.speed.OPTIMIZERS
+    "model.attn_type": ("auto", "sagan", "biggan", *(f"nonlocal:{m}" for m in NONLOCAL_MODES)),
+    "train.loss": ("hinge", "nonsaturating", "wgan-gp", "rpgan"),  # = gankit.losses.LOSS_NAMES
+    "train.amp": ("auto", "bf16", "fp32"),
+    "train.device": ("auto", "cpu", "cuda"),  # = gankit.device.DEVICES
+    "train.ambient_mode": ("ambient", "ignore", "unmeasure"),  # = training.ambient.AMBIENT_MODES
+}
+"""String keys → their valid values (tests check each against the registry it mirrors)."""
 
 
-def _check_range(key: str, value: Any) -> None:
-    """ConfigError if ``value`` (or any item of a list) is outside the range of ``key``."""
-    if key not in _RANGES:
-        return
-    ok, text, what = _BOUNDS[_RANGES[key]]
-    if not all(ok(v) for v in (value if isinstance(value, list) else [value])):
-        raise ConfigError(f"config key '{key}' must be {text}, got {value!r} ({what})")
+@dataclass(frozen=True)
+class Rule:
+    """A cross-field rule: ``ok(cfg)`` must hold, else ``ConfigError`` naming ``keys``."""
+
+    keys: tuple[str, ...]
+    ok: Callable[[Config], bool]
+    message: str
 
 
-def check_ranges(section: str, values: Any) -> None:
-    """Range-check every field of one section dataclass (``section`` = ``"model"``, ...): for
-    configs built or changed in code, which bypass the checks of :func:`set_value`."""
+RULES: list[Rule] = [
+    Rule(
+        ("train.aux_weight", "model.aux_classifier"),
+        lambda c: c.train.aux_weight == 0 or c.model.aux_classifier,
+        "train.aux_weight > 0 needs --set model.aux_classifier=true",
+    ),
+    Rule(
+        ("model.hier", "model.shared_dim"),
+        lambda c: not c.model.hier or c.model.shared_dim > 0,
+        "hierarchical z (model.hier) needs model.shared_dim > 0",
+    ),
+    *(
+        Rule(
+            (f"model.{net}_norm", f"model.{net}_sn"),
+            lambda c, net=net: (
+                getattr(c.model, f"{net}_norm") != "weight" or not getattr(c.model, f"{net}_sn")
+            ),
+            f"weight norm replaces spectral norm; set model.{net}_sn=false",
+        )
+        for net in ("G", "D")
+    ),
+    *(
+        Rule(
+            ("model.arch", f"model.{net}_block"),
+            lambda c, net=net: (
+                c.model.arch != "dcgan" or getattr(c.model, f"{net}_block") == "resnet"
+            ),
+            "arch 'dcgan' has no residual blocks; reversible blocks need arch biggan, sagan "
+            "or sngan",
+        )
+        for net in ("G", "D")
+    ),
+    Rule(  # Gulrajani et al. 2017, Sec. 4: no batch norm in the critic
+        ("train.loss", "model.D_norm"),
+        lambda c: c.train.loss != "wgan-gp" or c.model.D_norm != "batch",
+        "wgan-gp penalises per-sample gradients, which batch norm in D couples across the "
+        "batch; set model.D_norm=group or none",
+    ),
+    Rule(  # the memory-saving backward is not differentiable again
+        ("train.loss", "model.D_block"),
+        lambda c: c.train.loss != "wgan-gp" or c.model.D_block != "reversible",
+        "wgan-gp needs a double backward through D; set model.D_block=resnet (reversible D "
+        "blocks do not support it)",
+    ),
+]
+"""Cross-field rules of a whole :class:`Config`, checked by :func:`validate`."""
+
+RENAMED: dict[str, str] = {
+    "model.attn_pool": 'model.attn_type ("biggan" for attn_pool=true, "sagan" for false)',
+}
+"""Removed keys → the replacement named in the error. Stored configs that still hold one are
+translated by :func:`_legacy_model` when read."""
+
+
+def _check_value(key: str, value: Any) -> None:
+    """ConfigError if ``value`` is outside the range (any item of a list) or choices of ``key``."""
+    if key in _RANGES:
+        ok, text, what = _BOUNDS[_RANGES[key]]
+        if not all(ok(v) for v in (value if isinstance(value, list) else [value])):
+            raise ConfigError(f"config key '{key}' must be {text}, got {value!r} ({what})")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(
+            f"config key '{key}': unknown value {value!r}; valid: {', '.join(CHOICES[key])}"
+        )
+
+
+def _check_rules(cfg: Config, rules: list[Rule]) -> None:
+    for rule in rules:
+        if not rule.ok(cfg):
+            keys = ", ".join(f"'{k}'" for k in rule.keys)
+            raise ConfigError(f"config keys {keys}: {rule.message}")
+
+
+def validate_section(section: str, values: Any) -> None:
+    """Check one section dataclass (``section`` = ``"model"``, ...): :data:`_RANGES`,
+    :data:`CHOICES` and the :data:`RULES` among its own keys (for code that holds only one
+    section, e.g. :func:`gankit.models.build`)."""
     for f in dataclasses.fields(values):
-        _check_range(f"{section}.{f.name}", getattr(values, f.name))
+        _check_value(f"{section}.{f.name}", getattr(values, f.name))
+    own = [r for r in RULES if all(k.startswith(f"{section}.") for k in r.keys)]
+    _check_rules(Config(**{section: values}), own)
+
+
+def validate(cfg: Config) -> Config:
+    """Check a whole config: ranges, choices and cross-field rules; returns ``cfg``.
+
+    Raises:
+        ConfigError: the first violation, one line naming the key(s) and what is valid.
+    """
+    for name in SECTIONS:
+        validate_section(name, getattr(cfg, name))
+    _check_rules(cfg, RULES)
+    return cfg
 
 
 def _section(cfg: Config, name: str) -> Any:
@@ -239,13 +400,15 @@ def set_value(cfg: Config, dotted_key: str, value: Any) -> None:
     section_name, key = dotted_key.split(".", 1)
     section = _section(cfg, section_name)
     types = _field_types(section)
+    if dotted_key in RENAMED:
+        raise ConfigError(f"config key '{dotted_key}' was replaced by {RENAMED[dotted_key]}")
     if key not in types:
         raise ConfigError(
             f"unknown config key '{dotted_key}'; valid keys in [{section_name}]: "
             f"{', '.join(sorted(types))}"
         )
     value = _coerce(dotted_key, value, types[key])
-    _check_range(dotted_key, value)
+    _check_value(dotted_key, value)
     setattr(section, key, value)
 
 
@@ -268,6 +431,8 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
             continue
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: '{section_name}' must be a [section] table")
+        if section_name == "model":
+            values = _legacy_model(values)
         try:
             _section(cfg, section_name)
             for key, value in values.items():
@@ -275,6 +440,20 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
     return cfg
+
+
+def _legacy_model(values: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``[model]`` table with the removed ``attn_pool`` key, as ``attn_type``: the
+    ``sagan``/``sngan`` archs always used SAGAN attention (``auto``); for the others ``true``
+    meant BigGAN's pooled attention."""
+    if "attn_pool" not in values:
+        return values
+    values = dict(values)
+    pool = values.pop("attn_pool")
+    if "attn_type" not in values:
+        own = values.get("arch", ModelConfig.arch) in ("sagan", "sngan")
+        values["attn_type"] = "auto" if own else ("biggan" if pool else "sagan")
+    return values
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Adversarial losses: hinge, non-saturating and Wasserstein, plus the AC-GAN class term.
+"""Adversarial losses: hinge, non-saturating, Wasserstein and relativistic pairing (R3GAN), plus
+the AC-GAN class term.
 
 All functions are pure: they take the discriminator's logits and return a scalar loss tensor.
 Logits have shape ``(B,)`` (any shape is accepted; every element is one sample's logit) and are
@@ -96,16 +97,56 @@ def wasserstein_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     return fake.float().mean() - real.float().mean()
 
 
+def rpgan_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Relativistic pairing discriminator loss (RpGAN, Jolicoeur-Martineau 2019; the loss of
+    R3GAN, Huang et al. 2024, "The GAN is dead; long live the GAN!").
+
+    ``L_D = E[softplus(D(G(z_i)) - D(x_i))]`` over pairs ``(x_i, z_i)``: D must rank each real
+    image above its paired fake. Use with zero-centred R1 and R2
+    (:func:`gankit.regularizers.zero_centred_gp`) as R3GAN does.
+
+    Args:
+        real: ``D(x)`` logits ``(B,)``; fake: ``D(G(z))`` logits ``(B,)``, paired by index.
+
+    Returns:
+        Scalar fp32 loss.
+    """
+    if real.shape != fake.shape:
+        raise GankitError(
+            f"train.loss = rpgan pairs real and fake samples: got {real.numel()} real and "
+            f"{fake.numel()} fake logits"
+        )
+    return F.softplus(fake.float() - real.float()).mean()
+
+
+def rpgan_g(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Relativistic pairing generator loss ``L_G = E[softplus(D(x_i) - D(G(z_i)))]``
+    (:func:`rpgan_d` with the roles swapped); ``real`` are D's logits on a real batch drawn for
+    the G step (no gradient reaches G through them).
+
+    Args:
+        fake: ``D(G(z))`` logits ``(B,)``; real: ``D(x)`` logits ``(B,)``, paired by index.
+
+    Returns:
+        Scalar fp32 loss.
+    """
+    return rpgan_d(fake, real)
+
+
 _D_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "hinge": hinge_d,
     "nonsaturating": nonsaturating_d,
     "wgan-gp": wasserstein_d,
+    "rpgan": rpgan_d,
 }
-_G_LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+_G_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "hinge": hinge_g,
     "nonsaturating": nonsaturating_g,
     "wgan-gp": wasserstein_g,
+    "rpgan": rpgan_g,
 }
+PAIRED_LOSSES: tuple[str, ...] = ("rpgan",)
+"""Losses whose G step also needs D's logits on a real batch (``g_loss(..., real_logits)``)."""
 LOSS_NAMES: tuple[str, ...] = tuple(_D_LOSSES)
 """Valid values of ``train.loss``."""
 
@@ -118,7 +159,7 @@ def _check_name(name: str) -> None:
 
 
 def d_loss(name: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Discriminator loss ``name`` (``hinge``, ``nonsaturating`` or ``wgan-gp``).
+    """Discriminator loss ``name`` (``hinge``, ``nonsaturating``, ``wgan-gp`` or ``rpgan``).
 
     For ``wgan-gp`` this is the critic loss only; the training loop adds the gradient penalty.
 
@@ -134,18 +175,26 @@ def d_loss(name: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> t
     return _D_LOSSES[name](real_logits, fake_logits)
 
 
-def g_loss(name: str, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Generator loss ``name`` (``hinge``, ``nonsaturating`` or ``wgan-gp``).
+def g_loss(
+    name: str, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Generator loss ``name`` (``hinge``, ``nonsaturating``, ``wgan-gp`` or ``rpgan``).
 
     Args:
         name: the value of ``train.loss``.
         fake_logits: ``D(G(z, y), y)``, ``(B,)``.
+        real_logits: ``D(x, y)`` on a real batch, ``(B,)``: needed by the paired losses
+            (:data:`PAIRED_LOSSES`), ignored by the others.
 
     Raises:
-        GankitError: unknown ``name``.
+        GankitError: unknown ``name``, or a paired loss without ``real_logits``.
     """
     _check_name(name)
-    return _G_LOSSES[name](fake_logits)
+    if name not in PAIRED_LOSSES:
+        return _G_LOSSES[name](fake_logits)
+    if real_logits is None:
+        raise GankitError(f"train.loss = {name}: the G loss needs D's logits on real images")
+    return _G_LOSSES[name](fake_logits, real_logits)
 
 
 def aux_classifier_loss(class_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

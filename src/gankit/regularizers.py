@@ -1,13 +1,16 @@
-"""Regularisers: WGAN-GP gradient penalty and BigGAN's modified orthogonal regularisation.
+"""Regularisers: WGAN-GP gradient penalty, BigGAN's modified orthogonal regularisation, the
+zero-centred R1/R2 penalties, LeCam regularisation and consistency regularisation.
 
-Both return a scalar loss tensor that the training loop adds to the D or G loss, so autograd
-produces their gradients. :func:`weight_matrices` is the shared walk over a network's raw weights
+Each returns a scalar loss tensor that the training loop adds to the D or G loss, so autograd
+produces their gradients; :func:`d_regularization` sums the D-step terms that the ``train.*``
+weights switch on. :func:`weight_matrices` is the shared walk over a network's raw weights
 (also used by :mod:`gankit.analysis.spectrum`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from typing import Any
 
 import torch
 from torch import nn
@@ -125,3 +128,129 @@ def orthogonal_reg(
         off_diag = gram * (1.0 - torch.eye(gram.shape[0], device=gram.device))
         terms.append(off_diag.square().sum())
     return beta * torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+def zero_centred_gp(grad: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Zero-centred gradient penalty ``gamma / 2 * E[||grad_x D(x)||_2^2]`` (Mescheder et al.
+    2018, "Which training methods for GANs do actually converge?", §4.1): R1 when ``x`` are real
+    images, R2 when they are generated (R3GAN, Huang et al. 2024, pairs both with the
+    relativistic loss, :func:`gankit.losses.rpgan_d`).
+
+    Args:
+        grad: ``d D(x) / d x``, ``(B, C, H, W)`` (any ``(B, ...)``), with its graph kept
+            (``create_graph=True``) so that the penalty trains D.
+        gamma: the weight ``gamma`` (``train.r1_gamma`` / ``train.r2_gamma``).
+
+    Returns:
+        Scalar fp32 penalty.
+    """
+    return 0.5 * gamma * grad.float().flatten(1).square().sum(dim=1).mean()
+
+
+def consistency_reg(logits: torch.Tensor, transformed: torch.Tensor) -> torch.Tensor:
+    """Consistency regularisation ``E_x[(D(x) - D(T(x)))^2]`` on real images (Zhang et al.
+    2020, "Consistency regularization for generative adversarial networks"; the loop multiplies by
+    ``train.cr_weight``, their lambda). D's logit is a scalar per image, so the squared norm is
+    a square.
+
+    Args:
+        logits: ``D(x)`` on real images ``(B,)``; transformed: ``D(T(x))`` on the same images
+            after the augmentation ``T``, ``(B,)``.
+    """
+    return (logits.float() - transformed.float()).square().mean()
+
+
+class LeCamAnchors:
+    """Exponential moving averages ``alpha_R``, ``alpha_F`` of D's mean output on real and on
+    generated images (Tseng et al. 2021): ``alpha <- decay * alpha + (1 - decay) * mean``,
+    the first update copying the mean. Kept on the device (no host sync) and resumable through
+    :meth:`state_dict`.
+
+    Args:
+        decay: the EMA decay (0.99 in the paper).
+        device: where the anchors live.
+    """
+
+    def __init__(self, decay: float = 0.99, device: torch.device | str = "cpu"):
+        self.decay = decay
+        self.real = torch.zeros((), device=device)
+        self.fake = torch.zeros((), device=device)
+        self.count = torch.zeros((), dtype=torch.int64, device=device)
+
+    @torch.no_grad()
+    def update(self, real: torch.Tensor, fake: torch.Tensor) -> None:
+        """Average the means of ``real (B,)`` and ``fake (B',)`` logits into the anchors."""
+        w = torch.where(self.count > 0, 1.0 - self.decay, 1.0)
+        self.real.lerp_(real.float().mean(), w)
+        self.fake.lerp_(fake.float().mean(), w)
+        self.count += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"real": self.real.cpu(), "fake": self.fake.cpu(), "count": self.count.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("real", "fake", "count"):
+            getattr(self, name).copy_(state[name])
+
+
+def lecam_reg(real: torch.Tensor, fake: torch.Tensor, anchors: LeCamAnchors) -> torch.Tensor:
+    """LeCam regularisation (Tseng et al. 2021, "Regularizing generative adversarial networks
+    under limited data"): ``R_LC = E_x[(D(x) - alpha_F)^2] + E_z[(D(G(z)) - alpha_R)^2]``,
+    pulling D's outputs on real images towards the running mean of its fake outputs and vice
+    versa (the loop multiplies by ``train.lecam_weight``, their lambda). This is the paper's
+    two-sided equation; the authors' code squares only ``relu`` of the same differences.
+
+    Args:
+        real: ``D(x)`` logits ``(B,)``; fake: ``D(G(z))`` logits ``(B',)``.
+        anchors: the EMA anchors (updated by the caller, :func:`d_regularization`).
+    """
+    return (real.float() - anchors.fake).square().mean() + (
+        fake.float() - anchors.real
+    ).square().mean()
+
+
+def lazy_factor(step: int, every: int) -> int:
+    """Lazy regularisation (Karras et al. 2020, StyleGAN2 §3.1): a penalty computed only every
+    ``every`` steps is multiplied by ``every`` to keep its average strength; 0 on other steps."""
+    return every if step % every == 0 else 0
+
+
+def d_regularization(
+    logits: torch.Tensor,
+    images: torch.Tensor,
+    n_real: int,
+    n_fake: int,
+    lecam: LeCamAnchors | None = None,
+    lecam_weight: float = 0.0,
+    cr_weight: float = 0.0,
+    r1_gamma: float = 0.0,
+    r2_gamma: float = 0.0,
+) -> torch.Tensor:
+    """Sum of the D-step regularisers switched on by non-zero weights, for one D forward on
+    ``images = cat(real, fake[, T(real)])`` (:func:`gankit.augment.discriminator_batch`).
+
+    ``lecam_weight * R_LC + cr_weight * R_CR + R1(r1_gamma) + R2(r2_gamma)``; the anchors are
+    updated with this batch first (as Tseng et al.'s code does). R1/R2 differentiate the logits
+    w.r.t. ``images`` (D's actual input, after augmentation), which must require grad when
+    ``r1_gamma`` or ``r2_gamma`` is non-zero (scale the gammas by :func:`lazy_factor`).
+
+    Args:
+        logits: D's logits ``(n_real + n_fake [+ n_real],)``; images: its input ``(N, C, H, W)``.
+        n_real, n_fake: sizes of the real and fake parts (the rest are the CR rows).
+    Returns:
+        Scalar fp32 loss (0 when every weight is 0).
+    """
+    real, fake, transformed = logits.float().split([n_real, n_fake, len(logits) - n_real - n_fake])
+    total = torch.zeros((), device=logits.device)
+    if lecam_weight > 0:
+        lecam.update(real, fake)
+        total = total + lecam_weight * lecam_reg(real, fake, lecam)
+    if cr_weight > 0:
+        total = total + cr_weight * consistency_reg(real, transformed)
+    if r1_gamma > 0 or r2_gamma > 0:
+        (grad,) = torch.autograd.grad(
+            logits[: n_real + n_fake].float().sum(), images, create_graph=True
+        )
+        total = total + zero_centred_gp(grad[:n_real], r1_gamma)
+        total = total + zero_centred_gp(grad[n_real : n_real + n_fake], r2_gamma)
+    return total

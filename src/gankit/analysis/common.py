@@ -114,6 +114,6 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
 
 def tiles(rows: Sequence[torch.Tensor], channels: int) -> torch.Tensor:
     """Stack rows of uint8 tiles ``(k, C or 1, H, W)`` (equal ``k``) into one ``(R·k, C, H, W)``
-    batch for :func:`gankit.sampling.save_grid` with ``ncol=k``; 1-channel maps are repeated to
+    batch for :func:`gankit.generation.save_grid` with ``ncol=k``; 1-channel maps are repeated to
     ``channels``."""
     return torch.cat([r.cpu().expand(-1, channels, -1, -1) for r in rows])

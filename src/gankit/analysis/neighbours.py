@@ -43,6 +43,7 @@ from gankit.analysis.common import (
 )
 from gankit.data import ImageDataset
 from gankit.errors import GankitError
+from gankit.generation import generate, save_grid
 from gankit.metrics import (
     ClassifierExtractor,
     array_batches,
@@ -51,7 +52,7 @@ from gankit.metrics import (
     load_or_train_classifier,
 )
 from gankit.models import sample_z
-from gankit.sampling import generate, load, save_grid
+from gankit.run import load_generator as load
 
 __all__ = ["analyze_neighbours", "memorisation_ratios", "nearest", "nearest_images"]
 

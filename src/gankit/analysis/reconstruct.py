@@ -51,8 +51,9 @@ from gankit.analysis.common import (
 from gankit.analysis.neighbours import nearest_images
 from gankit.data import to_float, to_uint8
 from gankit.errors import GankitError
+from gankit.generation import save_grid
 from gankit.metrics import heldout_split, load_or_train_classifier
-from gankit.sampling import load, save_grid
+from gankit.run import load_generator as load
 
 __all__ = ["Inversion", "analyze_reconstruct", "invert"]
 

@@ -1,6 +1,6 @@
 """``gankit inspect RUN``: plots of losses and singular-value curves, plus a JSON summary.
 
-Reads ``RUN/metrics.jsonl`` (see :mod:`gankit.training.monitor`) and writes into ``RUN/plots/``
+Reads ``RUN/metrics.jsonl`` (:class:`gankit.run.RunDir`) and writes into ``RUN/plots/``
 (or ``out_dir``): ``losses.png`` (loss_D, loss_G, D_real, D_fake over G steps),
 ``spectra.png`` (sigma_0, sigma_1, sigma_2 of each tracked weight of G and, beside them, of D;
 log scale, BigGAN Fig. 3 style) and ``summary.json`` (steps, last losses, collapse warnings,
@@ -18,23 +18,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gankit.errors import GankitError
+import matplotlib
 
-__all__ = ["inspect_run", "read_metrics"]
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
 
+from gankit.errors import GankitError  # noqa: E402
+from gankit.run import RunDir  # noqa: E402
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Records of ``run_dir/metrics.jsonl`` in file order (a truncated last line is skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise GankitError(f"{run_dir}: no metrics.jsonl; expected a gankit run directory")
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+__all__ = ["inspect_run"]
 
 
 Series = dict[str, tuple[list, list]]
@@ -61,11 +53,6 @@ def _draw(ax: Any, title: str, series: Series, marks: Marks, log: bool, legend: 
 
 def _figure(path: Path, panels: list[list[tuple[str, Series, bool]]], marks: Marks) -> Path:
     """One PNG of ``panels[row][col] = (title, series, log)``; legends in the first row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows, cols = len(panels), len(panels[0])
     fig, axes = plt.subplots(rows, cols, figsize=(8 * cols, 4.5 * rows), squeeze=False)
     for r, row in enumerate(panels):
@@ -106,11 +93,12 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
     Raises:
         GankitError: ``run_dir`` has no ``metrics.jsonl`` or it holds no log record.
     """
-    records = read_metrics(run_dir)
+    run = RunDir(run_dir)
+    records = run.read_metrics()
     logs = [r for r in records if "loss_D" in r]
     if not logs:
-        raise GankitError(f"{run_dir}/metrics.jsonl: no training log records yet")
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "plots"
+        raise GankitError(f"{run.metrics_file}: no training log records yet")
+    out = Path(out_dir) if out_dir is not None else run.plots
     out.mkdir(parents=True, exist_ok=True)
     warnings = [r for r in records if "warning" in r]
     marks = [(r["step"], _is_rollback(r["warning"])) for r in warnings]

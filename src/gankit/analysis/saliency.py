@@ -31,8 +31,10 @@ from gankit.analysis.common import check_eval, check_images, check_positive, run
 from gankit.config import Config
 from gankit.data import to_float
 from gankit.errors import GankitError
+from gankit.generation import generate, save_grid
 from gankit.models import sample_z
-from gankit.sampling import generate, load, load_discriminator, save_grid
+from gankit.run import load_discriminator
+from gankit.run import load_generator as load
 
 __all__ = ["HEADS", "analyze_saliency", "saliency_maps"]
 

@@ -7,8 +7,7 @@ Image layouts accepted in a file: ``(N, H, W)`` grey, ``(N, H, W, C)`` or ``(N, 
 sibling ``X.meta.json``; labels of ``X.npy`` live in a sibling ``X.labels.npy`` (or ``X.npz``
 with key ``y``) — without one the images are unconditional.
 
-Writers are atomic: each file is written to a temporary name in the same folder, fsynced and
-renamed, so an interrupted write never leaves a half file under the final name.
+Writers for the ``data.cache`` files live in :mod:`gankit.data.cache_writer`.
 """
 
 from __future__ import annotations
@@ -17,14 +16,13 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from gankit.data.dataset import ImageDataset
 from gankit.data.preprocess import fit_array
 from gankit.errors import GankitError
-from gankit.io_utils import atomic_write
 
 _CHANNEL_COUNTS = (1, 3, 4)
 
@@ -64,24 +62,25 @@ def check_y(y: np.ndarray, n: int, path: Path) -> np.ndarray:
     return y.astype(np.int64, copy=False)
 
 
-def read_npz(path: Path) -> StoredArrays:
-    """``.npz`` with keys ``x``, ``y`` and optionally ``class_names`` (strings)."""
+def read_npz(path: Path, labels: bool = True) -> StoredArrays:
+    """``.npz`` with keys ``x``, ``y`` and optionally ``class_names`` (strings); with
+    ``labels=False`` ``y`` is optional (``None`` when absent)."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("x", "y") if k not in f.files]
+            missing = [k for k in ("x", "y")[: 2 if labels else 1] if k not in f.files]
             if missing:
                 raise GankitError(
                     f"{path}: missing key(s) {', '.join(missing)} (expected 'x' images and "
                     f"'y' labels; found {', '.join(f.files) or 'nothing'})"
                 )
-            x, y = to_nchw(f["x"], path), f["y"]
+            x, y = to_nchw(f["x"], path), (f["y"] if "y" in f.files else None)
             meta = {"class_names": [str(n) for n in f["class_names"]]} if "class_names" in f else {}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise GankitError(f"{path}: not a readable .npz file ({err})") from None
-    return StoredArrays(x, check_y(y, x.shape[0], path), meta)
+    return StoredArrays(x, None if y is None else check_y(y, x.shape[0], path), meta)
 
 
-def _npy_siblings(path: Path) -> tuple[Path, Path, Path]:
+def npy_siblings(path: Path) -> tuple[Path, Path, Path]:
     """``X.npy`` → (``X.labels.npy``, ``X.npz``, ``X.meta.json``)."""
     stem = path.with_suffix("")
     return (
@@ -93,7 +92,7 @@ def _npy_siblings(path: Path) -> tuple[Path, Path, Path]:
 
 def read_npy(path: Path) -> StoredArrays:
     """``X.npy`` memory-mapped read-only, with labels/metadata from its siblings (module doc)."""
-    labels_npy, labels_npz, meta_json = _npy_siblings(path)
+    labels_npy, labels_npz, meta_json = npy_siblings(path)
     try:
         x = to_nchw(np.load(path, mmap_mode="r", allow_pickle=False), path)
         y = None
@@ -110,7 +109,7 @@ def read_npy(path: Path) -> StoredArrays:
     return StoredArrays(x, y, meta)
 
 
-def _import_h5py(path: Path) -> Any:
+def import_h5py(path: Path) -> Any:
     try:
         import h5py
     except ImportError:
@@ -129,7 +128,7 @@ def _json_or_none(text: str) -> Any:
 
 def read_h5(path: Path) -> StoredArrays:
     """HDF5 with datasets ``x``, ``y``; read fully into memory; metadata from file attributes."""
-    h5py = _import_h5py(path)
+    h5py = import_h5py(path)
     try:
         with h5py.File(path, "r") as f:
             missing = [k for k in ("x", "y") if k not in f]
@@ -142,35 +141,9 @@ def read_h5(path: Path) -> StoredArrays:
     return StoredArrays(x, check_y(y, x.shape[0], path), meta)
 
 
-def write_npy(path: Path, stored: StoredArrays) -> None:
-    """Write ``X.npy``, ``X.labels.npy`` and ``X.meta.json``; the metadata goes last.
-
-    The old metadata is removed first, so a reader never pairs stale metadata with new arrays
-    (a cache without metadata counts as invalid and is rebuilt).
-    """
-    labels_npy, _, meta_json = _npy_siblings(path)
-    meta_json.unlink(missing_ok=True)
-    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(stored.x)))
-    if stored.y is not None:
-        atomic_write(labels_npy, lambda f: np.save(f, stored.y))
-    atomic_write(meta_json, lambda f: f.write(json.dumps(stored.meta).encode()))
-
-
-def write_h5(path: Path, stored: StoredArrays) -> None:
-    """Write datasets ``x``, ``y`` and JSON-encoded metadata attributes to an HDF5 file."""
-    h5py = _import_h5py(path)
-
-    def write(f: BinaryIO) -> None:
-        with h5py.File(f, "w") as h5:
-            h5.create_dataset("x", data=np.ascontiguousarray(stored.x))
-            h5.create_dataset("y", data=stored.y)
-            for key, value in stored.meta.items():
-                h5.attrs[key] = json.dumps(value)
-
-    atomic_write(path, write)
-
-
-def to_dataset(stored: StoredArrays, path: Path, resolution: int, channels: int) -> ImageDataset:
+def to_dataset(
+    stored: StoredArrays, path: Path, resolution: int, channels: int, resize: str = "legacy"
+) -> ImageDataset:
     """Stored arrays → :class:`ImageDataset` at ``resolution``/``channels`` (no copy if they fit).
 
     Classes come from ``meta["class_names"]`` when present, else ``0..max(y)``; without labels
@@ -182,7 +155,7 @@ def to_dataset(stored: StoredArrays, path: Path, resolution: int, channels: int)
         top = int(y.max()) if y.size and stored.y is not None else 0
         names = [str(i) for i in range(max(top, 0) + 1)]
     return ImageDataset(
-        x=fit_array(stored.x, resolution, channels),
+        x=fit_array(stored.x, resolution, channels, resize),
         y=y,
         n_classes=len(names),
         class_names=[str(n) for n in names],

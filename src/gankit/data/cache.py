@@ -1,29 +1,43 @@
-"""``data.cache``: write the preprocessed uint8 arrays once, reuse them on the next run.
+"""``data.cache``: the preprocessed uint8 arrays written once and reused on the next run.
 
 ``PATH.npy`` (memory-mapped on reuse; labels in ``PATH.labels.npy``, metadata in
-``PATH.meta.json``) or ``PATH.h5``/``PATH.hdf5`` (needs h5py). The metadata records the
-resolution, channel count and source; a cache whose metadata differs from the request, or that
-cannot be read, is rebuilt (with a log message) instead of being trusted.
+``PATH.meta.json``, written last) or ``PATH.h5``/``PATH.hdf5`` (needs h5py; read into memory).
+The metadata records the resolution, channel count, source, class names, image count and the
+skipped files; a cache whose metadata is missing (an unfinished write) or differs from the
+request, or that cannot be read, is rebuilt (with a log message) instead of being trusted.
+Builds of one cache file are serialised by a lock file ``.PATH.lock`` (POSIX ``flock``), so
+processes that start together (``torchrun``) build it once and the others wait for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from gankit.data.arrays import StoredArrays, read_h5, read_npy, to_dataset, write_h5, write_npy
+from gankit.data.arrays import StoredArrays, read_h5, read_npy, to_dataset
+from gankit.data.cache_writer import create_writer, partial_path, remove_cache
 from gankit.data.dataset import ImageDataset
 from gankit.errors import GankitError
+
+try:
+    import fcntl
+except ImportError:  # Windows: builds of one cache are not serialised
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
 CACHE_SUFFIXES = (".npy", ".h5", ".hdf5")
+_WRITE_BLOCK = 1024  # images per write when saving an in-memory data set
 
 
-def check_cache_path(path: Path) -> None:
+def check_cache_path(path: Path, name: str = "data.cache") -> None:
+    """``path`` must end in ``.npy``, ``.h5`` or ``.hdf5``; the error names ``name``."""
     if path.suffix.lower() not in CACHE_SUFFIXES:
         raise GankitError(
-            f"data.cache = '{path}': expected a file name ending in {', '.join(CACHE_SUFFIXES)}"
+            f"{name} = '{path}': expected a file name ending in {', '.join(CACHE_SUFFIXES)}"
         )
 
 
@@ -32,7 +46,7 @@ def _read(path: Path) -> StoredArrays:
 
 
 def load_cache(path: Path, resolution: int, channels: int, source: str) -> ImageDataset | None:
-    """The cached dataset if ``path`` exists and matches the request, else ``None``."""
+    """The cached dataset if ``path`` is complete and matches the request, else ``None``."""
     check_cache_path(path)
     if not path.is_file():
         return None
@@ -49,20 +63,66 @@ def load_cache(path: Path, resolution: int, channels: int, source: str) -> Image
     return to_dataset(stored, path, resolution, channels)
 
 
+def cache_meta(
+    resolution: int,
+    channels: int,
+    source: str,
+    class_names: list[str],
+    skipped: int,
+    images: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The metadata of a cache: what :func:`load_cache` checks (``resolution``, ``channels``,
+    ``source``), what :func:`~gankit.data.arrays.to_dataset` reads back (``class_names``,
+    ``skipped``), the image count and any ``extra`` fields."""
+    return {"resolution": resolution, "channels": channels, "source": source,
+            "class_names": class_names, "skipped": skipped, "images": images, **extra}  # fmt: skip
+
+
 def save_cache(path: Path, dataset: ImageDataset, source: str) -> None:
-    """Write ``dataset`` (read from ``source``) to ``path`` atomically, with the metadata that
-    :func:`load_cache` checks."""
+    """Write the in-memory ``dataset`` (read from ``source``) to ``path`` block by block, with
+    the metadata that :func:`load_cache` checks written last."""
     check_cache_path(path)
-    meta = {
-        "resolution": dataset.resolution,
-        "channels": dataset.channels,
-        "source": source,
-        "class_names": dataset.class_names,
-        "skipped": dataset.skipped,
-    }
-    stored = StoredArrays(dataset.x, dataset.y, meta)
+    ds = dataset
+    meta = cache_meta(ds.resolution, ds.channels, source, ds.class_names, ds.skipped, len(ds))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        (write_npy if path.suffix.lower() == ".npy" else write_h5)(path, stored)
+        remove_cache(path)
+        writer = create_writer(path, tuple(ds.x.shape))
+        try:
+            for start in range(0, len(ds), _WRITE_BLOCK):
+                writer.write(ds.x[start : start + _WRITE_BLOCK])
+            writer.finish(ds.y, meta)
+        finally:
+            writer.close()
+            partial_path(path).unlink(missing_ok=True)
     except OSError as err:
         raise GankitError(f"data.cache: cannot write {path} ({err})") from None
+
+
+def lock_path(path: Path) -> Path:
+    """``DIR/NAME`` → ``DIR/.NAME.lock``."""
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def cache_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``.PATH.lock`` (waiting, with a log line, if another process
+    holds it); a no-op where ``fcntl`` is missing."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        handle = open(lock_path(path), "a+b")
+    except OSError as err:
+        raise GankitError(f"data.cache: cannot create {lock_path(path)} ({err})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s: another process is building this cache; waiting for it", path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

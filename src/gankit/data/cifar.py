@@ -94,7 +94,7 @@ def _names(path: Path, key: bytes, n_classes: int) -> list[str]:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
-def load_cifar(root: Path, resolution: int, channels: int) -> ImageDataset:
+def load_cifar(root: Path, resolution: int, channels: int, resize: str = "legacy") -> ImageDataset:
     """Read the CIFAR-10 or CIFAR-100 training set in ``root`` → :class:`ImageDataset`."""
     if (root / CIFAR10_BATCHES[0]).is_file():
         missing = [b for b in CIFAR10_BATCHES if not (root / b).is_file()]
@@ -108,7 +108,7 @@ def load_cifar(root: Path, resolution: int, channels: int) -> ImageDataset:
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     return ImageDataset(
-        x=fit_array(x, resolution, channels),
+        x=fit_array(x, resolution, channels, resize),
         y=y,
         n_classes=len(names),
         class_names=names,

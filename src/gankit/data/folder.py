@@ -3,16 +3,31 @@
 A root with sub-folders is class-conditional: each direct sub-folder is one class (its images may
 sit in nested folders), labelled by the sorted folder names. A root with images and no
 sub-folders is unconditional (one class). Hidden files and folders are ignored. Files of any
-size and mode are decoded with PIL in a thread pool (PIL releases the GIL while decoding), then
-brought to the model's resolution/channels by :mod:`gankit.data.preprocess`.
+size and mode are decoded with PIL and brought to the model's resolution/channels by
+:mod:`gankit.data.preprocess`.
+
+Decoding runs in chunks of files (:func:`decode_chunks`) spread over a pool of worker
+*processes* (PIL's resize and mode conversions hold the GIL, so threads do not scale), with at
+most ``2 × workers`` chunks in flight: the decoded images arrive in file order, chunk by chunk,
+so a consumer that writes them out (the streaming cache build) needs memory for a few chunks,
+not for the data set. :func:`load_image_folder` collects them into one in-memory array.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
+import signal
+import sys
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +40,14 @@ from gankit.errors import GankitError
 
 log = logging.getLogger(__name__)
 
+PROGRESS_MIN_FILES = 500  # show a progress bar from this many files on
+CHUNK_BYTES = 16 * 2**20  # decoded bytes per chunk (one unit of work for a worker)
+MAX_CHUNK_IMAGES = 512
 _IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
-_PROGRESS_MIN_FILES = 500
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+BadFiles = list[tuple[int, str]]
+"""``(index, message)`` of the unreadable files of a chunk (index within the chunk)."""
 
 
 @functools.cache
@@ -36,19 +56,78 @@ def image_extensions() -> frozenset[str]:
     return frozenset(ext.lower() for ext in Image.registered_extensions())
 
 
-def _visible(path: Path) -> bool:
-    return not path.name.startswith(".") and path.name.lower() not in _IGNORED_NAMES
+def _visible(name: str) -> bool:
+    return not name.startswith(".") and name.lower() not in _IGNORED_NAMES
 
 
-def _list_files(folder: Path) -> list[Path]:
+def _list_files(folder: Path) -> list[str]:
+    """Visible files under ``folder`` in sorted walk order, as ``str`` paths (a ``Path`` costs
+    several times the memory of a ``str``: it matters for millions of files)."""
     files = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(Path(dirpath) / f for f in sorted(filenames))
-    return [f for f in files if _visible(f)]
+        files.extend(os.path.join(dirpath, f) for f in sorted(filenames) if _visible(f))
+    return files
 
 
-def decode_image(path: Path, resolution: int) -> np.ndarray:
+@dataclass
+class FolderListing:
+    """The files of an image folder in load order, with their labels.
+
+    Attributes:
+        root: the folder.
+        files: every visible file (``str`` paths), class by class, each class in sorted walk
+            order.
+        labels: int64 ``(len(files),)`` class index of each file.
+        class_names: the sorted class folder names (or the root's name if unconditional).
+        class_dirs: the folder of each class (for error messages).
+    """
+
+    root: Path
+    files: list[str]
+    labels: np.ndarray
+    class_names: list[str]
+    class_dirs: list[Path]
+
+    def relative_name(self, index: int) -> str:
+        """``files[index]`` relative to ``root``, with ``/`` separators."""
+        prefix = len(os.path.join(str(self.root), ""))
+        return self.files[index][prefix:].replace(os.sep, "/")
+
+
+def list_image_folder(root: Path) -> FolderListing:
+    """List ``root`` as described in the module docstring; an empty class folder is an error."""
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p.name))
+    if subdirs:
+        loose = [p for p in root.iterdir() if p.is_file() and _visible(p.name)]
+        if loose:
+            log.warning("%s: ignoring %d file(s) next to the class folders", root, len(loose))
+        dirs = subdirs
+    else:
+        dirs = [root]
+    groups = [_list_files(d) for d in dirs]
+    for where, files in zip(dirs, groups):
+        if not files:
+            raise GankitError(f"{where}: folder has no files (expected images)")
+    names = [d.name for d in subdirs] if subdirs else [root.name or "images"]
+    labels = np.repeat(np.arange(len(groups), dtype=np.int64), [len(fs) for fs in groups])
+    return FolderListing(root, [f for fs in groups for f in fs], labels, names, dirs)
+
+
+def check_classes_left(listing: FolderListing, keep: np.ndarray) -> None:
+    """After skipping bad files (``keep (N,)`` bool), every class must keep an image."""
+    counts = np.bincount(listing.labels[keep], minlength=len(listing.class_names))
+    for where, count in zip(listing.class_dirs, counts):
+        if count == 0:
+            raise GankitError(f"{where}: no readable images left in this class folder")
+
+
+def bad_file_error(path: str | Path, message: str) -> GankitError:
+    """The one-line error for an unreadable file when ``skip_bad`` is off."""
+    return GankitError(f"{path}: {message}; pass --skip-bad to skip such files")
+
+
+def decode_image(path: str | Path, resolution: int, resize: str = "legacy") -> np.ndarray:
     """Decode one file → uint8 ``(C, resolution, resolution)``, C = 1 (grey) or 3 (colour).
 
     Raises whatever PIL raises for unreadable files (the caller names the file). JPEGs are
@@ -58,69 +137,141 @@ def decode_image(path: Path, resolution: int) -> np.ndarray:
         if img.format == "JPEG":
             img.draft(None, (resolution, resolution))
         img.load()
-        return pil_to_chw(fit_square(to_grey_or_rgb(img), resolution))
+        return pil_to_chw(fit_square(to_grey_or_rgb(img), resolution, resize))
 
 
-def _decode_or_error(item: tuple[Path, int]) -> np.ndarray | str:
-    path, resolution = item
-    if path.suffix.lower() not in image_extensions():
-        return f"unsupported file type '{path.suffix}' (expected an image: .png, .jpg, .bmp, ...)"
+def _decode_or_error(path: str, resolution: int, resize: str) -> np.ndarray | str:
+    suffix = os.path.splitext(path)[1]
+    if suffix.lower() not in image_extensions():
+        return f"unsupported file type '{suffix}' (expected an image: .png, .jpg, .bmp, ...)"
     try:
-        return decode_image(path, resolution)
-    except _DECODE_ERRORS as err:
+        return decode_image(path, resolution, resize)
+    except DECODE_ERRORS as err:
         return f"not a readable image ({type(err).__name__}: {err})".replace("\n", " ")
 
 
-def load_image_folder(root: Path, resolution: int, channels: int, skip_bad: bool) -> ImageDataset:
-    """Decode every image under ``root`` → :class:`ImageDataset` (see the module docstring).
+def decode_chunk(
+    files: Sequence[str], resolution: int, channels: int, resize: str = "legacy"
+) -> tuple[np.ndarray, BadFiles]:
+    """Decode ``files`` → (uint8 ``(n_good, channels, R, R)`` in file order, bad files)."""
+    x = np.empty((len(files), channels, resolution, resolution), dtype=np.uint8)
+    bad: BadFiles = []
+    for i, path in enumerate(files):
+        result = _decode_or_error(path, resolution, resize)
+        if isinstance(result, str):
+            bad.append((i, result))
+        else:
+            x[i - len(bad)] = convert_channels(result[None], channels)[0]
+    return x[: len(files) - len(bad)], bad
+
+
+def chunk_size(resolution: int, channels: int) -> int:
+    """Files per chunk: about :data:`CHUNK_BYTES` of decoded images, 1..``MAX_CHUNK_IMAGES``."""
+    return max(1, min(MAX_CHUNK_IMAGES, CHUNK_BYTES // (channels * resolution * resolution)))
+
+
+def default_workers() -> int:
+    """The CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the main process, which stops the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def decode_chunks(
+    chunks: Sequence[Sequence[str]],
+    resolution: int,
+    channels: int,
+    workers: int,
+    resize: str = "legacy",
+) -> Iterator[tuple[np.ndarray, BadFiles]]:
+    """Yield :func:`decode_chunk` of each chunk, in order, decoded by ``workers`` processes.
+
+    ``workers <= 1`` (or a single chunk) decodes in this process. Workers are forked on Linux
+    (they inherit the imported modules, so they start at once) and spawned elsewhere.
+    """
+    if workers <= 1 or len(chunks) <= 1:
+        for files in chunks:
+            yield decode_chunk(files, resolution, channels, resize)
+        return
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
+    try:
+        todo = iter(chunks)
+        pending: deque[tuple[Future, str]] = deque(
+            (pool.submit(decode_chunk, files, resolution, channels, resize), files[0])
+            for files in islice(todo, 2 * workers)
+        )
+        while pending:
+            future, first = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                raise GankitError(
+                    f"{first}: a decoding process died in the chunk from this file on (out of "
+                    "memory? try fewer workers)"
+                ) from None
+            for files in islice(todo, 1):
+                future = pool.submit(decode_chunk, files, resolution, channels, resize)
+                pending.append((future, files[0]))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def split_chunks(files: Sequence[str], size: int) -> list[Sequence[str]]:
+    """``files`` cut into consecutive chunks of ``size`` (the last may be shorter)."""
+    return [files[i : i + size] for i in range(0, len(files), size)]
+
+
+def load_image_folder(
+    root: Path,
+    resolution: int,
+    channels: int,
+    skip_bad: bool,
+    workers: int | None = None,
+    quiet: bool = False,
+    resize: str = "legacy",
+) -> ImageDataset:
+    """Decode every image under ``root`` into memory → :class:`ImageDataset` (module docstring).
 
     Bad files (corrupt, not an image, unsupported suffix) raise :class:`GankitError` naming the
     file, or with ``skip_bad`` are counted in ``dataset.skipped`` and reported as a warning.
+    ``workers``: decoding processes (default: the usable CPU cores); ``resize``: the filter
+    (:mod:`gankit.data.preprocess`).
     """
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
-    if subdirs:
-        loose = [p for p in root.iterdir() if p.is_file() and _visible(p)]
-        if loose:
-            log.warning("%s: ignoring %d file(s) next to the class folders", root, len(loose))
-        groups = [(d.name, _list_files(d)) for d in subdirs]
-    else:
-        groups = [(root.name or "images", _list_files(root))]
-    for name, files in groups:
-        if not files:
-            where = root / name if subdirs else root
-            raise GankitError(f"{where}: folder has no files (expected images)")
-    files = [f for _, files in groups for f in files]
-    labels = np.repeat(np.arange(len(groups), dtype=np.int64), [len(fs) for _, fs in groups])
-
+    listing = list_image_folder(root)
+    files = listing.files
     x = np.empty((len(files), channels, resolution, resolution), dtype=np.uint8)
     keep = np.ones(len(files), dtype=bool)
-    disable = None if len(files) >= _PROGRESS_MIN_FILES else True
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    try:
-        results = pool.map(_decode_or_error, ((f, resolution) for f in files))
-        bar = tqdm(results, total=len(files), desc=f"decoding {root.name}", disable=disable)
-        for i, result in enumerate(bar):
-            if isinstance(result, str):
+    size = chunk_size(resolution, channels)
+    chunks = split_chunks(files, size)
+    disable = quiet or len(files) < PROGRESS_MIN_FILES
+    bar = tqdm(total=len(files), desc=f"decoding {root.name}", unit="img", disable=disable)
+    written = 0
+    stream = decode_chunks(chunks, resolution, channels, workers or default_workers(), resize)
+    with bar, contextlib.closing(stream):
+        for k, (good, bad) in enumerate(stream):
+            for i, message in bad:
                 if not skip_bad:
-                    raise GankitError(f"{files[i]}: {result}; pass --skip-bad to skip such files")
-                keep[i] = False
-                continue
-            x[i] = convert_channels(result[None], channels)[0]
-    finally:
-        pool.shutdown(cancel_futures=True)
-    skipped = int((~keep).sum())
+                    raise bad_file_error(files[k * size + i], message)
+                keep[k * size + i] = False
+            x[written : written + len(good)] = good
+            written += len(good)
+            bar.update(len(good) + len(bad))
+    skipped = len(files) - written
     if skipped:
         log.warning("%s: skipped %d unreadable file(s) (data.skip_bad)", root, skipped)
-        x, labels = x[keep], labels[keep]
-    counts = np.bincount(labels, minlength=len(groups))
-    for (name, _), count in zip(groups, counts):
-        if count == 0:
-            raise GankitError(f"{root / name}: no readable images left in this class folder")
+        check_classes_left(listing, keep)
     return ImageDataset(
-        x=x,
-        y=labels,
-        n_classes=len(groups),
-        class_names=[name for name, _ in groups],
+        x=x[:written],
+        y=listing.labels[keep],
+        n_classes=len(listing.class_names),
+        class_names=listing.class_names,
         source=str(root),
         skipped=skipped,
     )

@@ -46,14 +46,15 @@ def _read_mnist() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def load_mnist(resolution: int, channels: int) -> ImageDataset:
+def load_mnist(resolution: int, channels: int, resize: str = "legacy") -> ImageDataset:
     """The 5,000 digits as uint8 ``(5000, channels, resolution, resolution)``, labels 0..9.
 
-    28×28 is resized bilinearly to ``resolution``; grey is repeated to RGB when ``channels=3``.
+    28×28 is resized to ``resolution`` (bilinearly; ``resize``: :mod:`gankit.data.preprocess`);
+    grey is repeated to RGB when ``channels=3``.
     """
     x, y = _read_mnist()
     return ImageDataset(
-        x=fit_array(x, resolution, channels),
+        x=fit_array(x, resolution, channels, resize),
         y=y,
         n_classes=10,
         class_names=[str(d) for d in range(10)],

@@ -11,7 +11,7 @@ Every layer has two numerically equal paths: :func:`attention_reference` builds 
 unscaled dot products (SDPA would otherwise divide by ``sqrt(d)``). SDPA's fused kernels
 (flash on CPU, flash / memory-efficient on CUDA) never store the ``N x M`` matrix, but the CPU
 flash kernel only engages when q, k and v share a head dim; with a wider v (BigGAN: C/2 vs C/8)
-it silently falls back to the math path, which does (DESIGN.md Sec. 8: +6.2 GB at N = 16,384).
+it silently falls back to the math path, which does (measured: +6.2 GB at N = 16,384).
 :func:`attention` therefore zero-pads the narrower side to the wider width: padding q and k adds
 zero terms to every dot product, so the scores are unchanged; padding v adds zero output columns,
 which are sliced off. Padding was chosen over splitting v into q-width chunks (one SDPA call
@@ -24,11 +24,14 @@ tensors (math fallback) +6,222 MiB, 58.6 s.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from gankit.config import ConfigError
+from gankit.errors import ParameterError
 from gankit.layers.spectral_norm import sn_conv2d
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "attention",
     "attention_reference",
     "build_attention",
+    "double_backward_safe",
 ]
 
 NONLOCAL_MODES = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
@@ -89,6 +93,13 @@ def attention(
     return out.squeeze(1)[..., :d_v]
 
 
+def double_backward_safe(enabled: bool = True) -> contextlib.AbstractContextManager:
+    """Inside this context SDPA runs its math backend, which, unlike the fused CPU flash and
+    CUDA kernels, has a double backward: for penalties on D's input gradient (R1/R2, WGAN-GP).
+    Same values as the fused path; the math path stores the ``N x M`` scores."""
+    return sdpa_kernel([SDPBackend.MATH]) if enabled else contextlib.nullcontext()
+
+
 def _positions(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, *spatial)`` -> ``(B, N, C)`` with ``N = prod(spatial)`` (one row per position)."""
     return x.flatten(2).transpose(1, 2)
@@ -135,7 +146,7 @@ class SelfAttention(nn.Module):
         super().__init__()
         if k < 1 or channels % k or (pool and channels % 2):
             need = f"divisible by k={k}" + (" and by 2 (pool=True)" if pool else "")
-            raise ConfigError(f"attention channels={channels}: expected a positive int {need}")
+            raise ParameterError("channels", f"expected a positive int {need}, got {channels}")
         d_qk = channels // k
         d_v = channels // 2 if pool else d_qk
         self.channels, self.pool, self.fused = channels, pool, fused
@@ -213,9 +224,9 @@ class NonLocal(nn.Module):
         super().__init__()
         if mode not in NONLOCAL_MODES:
             valid = ", ".join(NONLOCAL_MODES)
-            raise ConfigError(f"non-local mode {mode!r}: expected one of {valid}")
+            raise ParameterError("mode", f"expected one of {valid}, got {mode!r}")
         if dim not in (1, 2, 3):
-            raise ConfigError(f"non-local dim={dim}: expected 1, 2 or 3")
+            raise ParameterError("dim", f"expected 1, 2 or 3, got {dim}")
         inter = inter_channels or max(in_channels // 2, 1)
         self.in_channels, self.inter_channels, self.mode = in_channels, inter, mode
         self.dim, self.subsample, self.fused = dim, subsample, fused
@@ -289,10 +300,10 @@ def build_attention(name: str, channels: int, **kwargs) -> nn.Module:
 
     ``sagan`` / ``biggan``: :class:`SelfAttention` with ``pool=False`` / ``True``; the non-local
     modes: :class:`NonLocal` with that ``mode``. ``kwargs`` go to the constructor. An unknown
-    name raises :class:`~gankit.config.ConfigError` (a ``ValueError`` and ``GankitError``).
+    name raises :class:`~gankit.errors.ParameterError` (a ``ValueError`` and ``GankitError``).
     """
     if name in ("sagan", "biggan"):
         return SelfAttention(channels, pool=name == "biggan", **kwargs)
     if name in NONLOCAL_MODES:
         return NonLocal(channels, name, **kwargs)
-    raise ConfigError(f"attention {name!r}: expected one of {', '.join(ATTENTION_NAMES)}")
+    raise ParameterError("name", f"expected one of {', '.join(ATTENTION_NAMES)}, got {name!r}")

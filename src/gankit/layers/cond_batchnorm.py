@@ -2,17 +2,11 @@
 
 ``out = (x - mu_B) / sqrt(sigma_B^2 + eps) * gamma(y) + beta(y)`` with batch statistics
 ``mu_B, sigma_B^2`` per channel (training) or the running statistics (eval), and a gain/bias
-that depend on the condition. Two modes, as in BigGAN-PyTorch:
+that depend on the condition: per-class rows or BigGAN's shared-embedding linear maps
+(:class:`~gankit.layers.cond_norm.ConditionalNorm2d`).
 
-- **per-class** (``shared=False``, SNGAN / SAGAN): one learnable row per class,
-  ``gamma(y) = G[y]``, ``beta(y) = B[y]`` with ``G`` initialised to 1 and ``B`` to 0; the
-  condition is the label ``y: (B,)`` long. Parameters: ``2 * n_classes * num_features``.
-- **shared** (``shared=True``, BigGAN Sec. 3 / App. B): the condition is a vector
-  ``c: (B, cond_dim)`` (the shared class embedding, concatenated with a chunk of z under
-  hierarchical z); ``gamma(c) = 1 + W_g c``, ``beta(c) = W_b c`` with bias-free (optionally
-  spectrally normalised) linear maps. Parameters: ``2 * cond_dim * num_features``.
-
-The normalisation itself is an ``nn.BatchNorm2d(affine=False)`` child, so
+The normalisation itself is a :class:`gankit.layers.batchnorm.BatchNorm2d` (``affine=False``)
+child — an ``nn.BatchNorm2d`` that can also normalise stacked sub-batches separately — so
 ``nn.SyncBatchNorm.convert_sync_batchnorm`` synchronises its statistics under DDP and
 ``momentum=None`` on it gives cumulative ("standing") statistics.
 """
@@ -20,15 +14,14 @@ The normalisation itself is an ``nn.BatchNorm2d(affine=False)`` child, so
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from gankit.layers.spectral_norm import sn_linear
+from gankit.layers.batchnorm import BatchNorm2d
+from gankit.layers.cond_norm import ConditionalNorm2d
 
 __all__ = ["ConditionalBatchNorm2d"]
 
 
-class ConditionalBatchNorm2d(nn.Module):
+class ConditionalBatchNorm2d(ConditionalNorm2d):
     """Batch norm without affine parameters followed by a class-conditional gain and bias.
 
     Args:
@@ -52,30 +45,8 @@ class ConditionalBatchNorm2d(nn.Module):
         momentum: float | None = 0.1,
         sn_eps: float = 1e-6,
     ):
-        super().__init__()
-        self.num_features, self.shared = num_features, shared
-        self.bn = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, affine=False)
-        if shared:
-            self.cond_dim = cond_dim
-            self.gain = sn_linear(cond_dim, num_features, bias=False, sn=sn, eps=sn_eps)
-            self.bias = sn_linear(cond_dim, num_features, bias=False, sn=sn, eps=sn_eps)
-        else:
-            self.n_classes = n_classes
-            self.class_gain = nn.Parameter(torch.ones(n_classes, num_features))
-            self.class_bias = nn.Parameter(torch.zeros(n_classes, num_features))
+        super().__init__(num_features, cond_dim, n_classes, shared=shared, sn=sn, sn_eps=sn_eps)
+        self.bn = BatchNorm2d(num_features, eps=eps, momentum=momentum, affine=False)
 
-    def gamma_beta(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gain and bias ``(B, C)`` each, from labels ``(B,)`` or vectors ``(B, cond_dim)``."""
-        if self.shared:
-            return 1 + self.gain(cond), self.bias(cond)
-        return F.embedding(cond, self.class_gain), F.embedding(cond, self.class_bias)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """``x: (B, C, H, W)``, ``cond``: labels ``(B,)`` long (per-class) or ``(B, cond_dim)``
-        (shared) ``-> (B, C, H, W)``."""
-        gamma, beta = self.gamma_beta(cond)
-        return self.bn(x) * gamma[:, :, None, None] + beta[:, :, None, None]
-
-    def extra_repr(self) -> str:
-        mode = f"shared, cond_dim={self.cond_dim}" if self.shared else f"n_classes={self.n_classes}"
-        return f"{self.num_features}, {mode}"
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x)

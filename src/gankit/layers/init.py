@@ -6,6 +6,8 @@ Styles:
   to ``(out, fan_in)`` has orthonormal rows (or columns, when ``out > fan_in``).
 - ``normal``: ``N(0, 0.02)`` (DCGAN; BigGAN-PyTorch's ``N02``, used on CIFAR).
 - ``xavier``: Glorot-uniform (``nn.init.xavier_uniform_``).
+- ``lecun``: ``N(0, 1 / fan_in)`` (LeCun normal), what SELU networks assume
+  (:func:`gankit.layers.activations.lecun_normal_`).
 - ``default``: keep PyTorch's own initialisation.
 
 Under a spectral-norm parametrization the *raw* weight
@@ -21,7 +23,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gankit.config import ConfigError
+from gankit.errors import ParameterError
+from gankit.layers.activations import lecun_normal_
 
 __all__ = ["INIT_STYLES", "init_fn", "init_weights", "raw_weight"]
 
@@ -29,6 +32,7 @@ INIT_STYLES: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
     "ortho": nn.init.orthogonal_,
     "normal": lambda w: nn.init.normal_(w, 0.0, 0.02),
     "xavier": nn.init.xavier_uniform_,
+    "lecun": lecun_normal_,
     "default": None,
 }
 
@@ -46,19 +50,17 @@ def init_fn(style: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The in-place initialiser of ``style`` (None for ``default``).
 
     Raises:
-        ConfigError: unknown ``style`` (the message lists the valid ones).
+        ParameterError: unknown ``style`` (the message lists the valid ones).
     """
     if style not in INIT_STYLES:
-        raise ConfigError(
-            f"config key 'model.init': unknown init '{style}'; valid: {', '.join(INIT_STYLES)}"
-        )
+        raise ParameterError("style", f"unknown init {style!r}; valid: {', '.join(INIT_STYLES)}")
     return INIT_STYLES[style]
 
 
 @torch.no_grad()
 def init_weights(module: nn.Module, style: str) -> nn.Module:
     """Initialise every conv/linear/embedding weight inside ``module`` in place with ``style``
-    and return ``module``. Raises ConfigError for an unknown ``style``."""
+    and return ``module``. Raises ParameterError for an unknown ``style``."""
     fn = init_fn(style)
     if fn is None:
         return module

@@ -33,20 +33,21 @@ def _check_3x3(weight: torch.Tensor) -> None:
 
 def upsample_kernel(weight: torch.Tensor) -> torch.Tensor:
     """Conv weight ``K: (C_out, C_in, 3, 3)`` -> conv-transpose weight ``(C_in, C_out, 4, 4)``
-    with ``U[t] = K[2 - t] + K[3 - t]`` along each spatial axis."""
+    with ``U[t] = K[2 - t] + K[3 - t]`` along each spatial axis.
+
+    ``S[t] = K[t] + K[t - 1]`` per axis is a 2x2 sum-pool of K zero-padded by one (one
+    ``avg_pool2d`` with ``divisor_override=1``); ``U[t] = S[3 - t]`` is its flip."""
     _check_3x3(weight)
-    k = weight.flip(2, 3)  # k[t] = K[2 - t]
-    k = F.pad(k, (0, 1, 0, 0)) + F.pad(k, (1, 0, 0, 0))  # width: k[t] + k[t - 1]
-    k = F.pad(k, (0, 0, 0, 1)) + F.pad(k, (0, 0, 1, 0))  # height
-    return k.transpose(0, 1)
+    s = F.avg_pool2d(weight, 2, stride=1, padding=1, divisor_override=1)
+    return s.flip(2, 3).transpose(0, 1)
 
 
 def pool_kernel(weight: torch.Tensor) -> torch.Tensor:
     """Conv weight ``K: (C_out, C_in, 3, 3)`` -> ``(C_out, C_in, 4, 4)`` stride-2 kernel with
-    ``P[t] = (K[t] + K[t - 1]) / 2`` along each spatial axis."""
+    ``P[t] = (K[t] + K[t - 1]) / 2`` along each spatial axis: a 2x2 average pool (stride 1) of K
+    zero-padded by one, i.e. one ``avg_pool2d`` op."""
     _check_3x3(weight)
-    k = (F.pad(weight, (0, 1, 0, 0)) + F.pad(weight, (1, 0, 0, 0))) / 2
-    return (F.pad(k, (0, 0, 0, 1)) + F.pad(k, (0, 0, 1, 0))) / 2
+    return F.avg_pool2d(weight, 2, stride=1, padding=1, count_include_pad=True)
 
 
 def upsample_conv3x3(

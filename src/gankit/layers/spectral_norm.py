@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,9 @@ class SpectralNorm(nn.Module):
         v = F.normalize(w.t() @ u, dim=0, eps=eps)
         self.register_buffer("u", u)
         self.register_buffer("v", v)
+        # set by gankit.layers.spectral_norm_batched while a batched pass is active: the object
+        # that computes this layer's W / sigma together with the other layers of its bucket
+        self.batch: Any = None
 
     @torch.no_grad()
     def power_iteration(self, w2d: torch.Tensor, n: int) -> None:
@@ -58,6 +62,13 @@ class SpectralNorm(nn.Module):
         return torch.dot(u, weight.flatten(1).float() @ v)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.batch is not None:
+            return self.batch.weight(self)
+        return self.normalized(weight)
+
+    def normalized(self, weight: torch.Tensor) -> torch.Tensor:
+        """``W / sigma`` of this layer alone (the per-layer path, and the reference of
+        :mod:`gankit.layers.spectral_norm_batched`)."""
         with torch.autocast(weight.device.type, enabled=False):
             if self.training:
                 self.power_iteration(weight.flatten(1), self.n_power_iterations)

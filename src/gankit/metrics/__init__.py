@@ -25,11 +25,15 @@ from gankit.metrics.intra_fid import intra_class_fid
 from gankit.metrics.kid import kernel_inception_distance
 from gankit.metrics.prdc import prdc
 from gankit.metrics.registry import (
+    Extractor,
+    ExtractorSetup,
     Features,
     Metric,
     available_metrics,
     compute,
+    get_extractor,
     get_metric,
+    register_extractor,
     register_metric,
 )
 from gankit.metrics.swd import PixelProjector, sliced_wasserstein, wasserstein_1d
@@ -37,6 +41,8 @@ from gankit.metrics.swd import PixelProjector, sliced_wasserstein, wasserstein_1
 __all__ = [
     "INCEPTION_SHA256",
     "ClassifierExtractor",
+    "Extractor",
+    "ExtractorSetup",
     "FIDInceptionV3",
     "Features",
     "InceptionExtractor",
@@ -51,6 +57,7 @@ __all__ = [
     "fid_from_features",
     "frechet_distance",
     "gaussian_stats",
+    "get_extractor",
     "get_metric",
     "heldout_split",
     "inception_score",
@@ -59,6 +66,7 @@ __all__ = [
     "load_inception",
     "load_or_train_classifier",
     "prdc",
+    "register_extractor",
     "register_metric",
     "sliced_wasserstein",
     "tf1_resize_bilinear",

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from gankit.errors import GankitError
 from gankit.io_utils import atomic_write
 from gankit.metrics.fid import fid_from_features
-from gankit.metrics.registry import Features, register_metric
+from gankit.metrics.registry import ExtractorSetup, Features, register_extractor, register_metric
 from gankit.metrics.stats_cache import cache_key, cache_root
 
 CLASSIFIER_VERSION = 1  # bump when the architecture or the training recipe changes
@@ -173,8 +174,6 @@ def load_or_train_classifier(
     path = cache_root() / "classifiers" / f"{key}.safetensors"
     model = SmallClassifier(c, n_classes)
     if path.is_file():
-        from safetensors import safe_open
-
         with safe_open(str(path), "pt") as f:
             info = json.loads(f.metadata()["info"])
         model.load_state_dict(load_file(str(path)))
@@ -213,7 +212,16 @@ class ClassifierExtractor:
         return {"clf_features": feats, "clf_logits": self.model.head(feats)}
 
 
-@register_metric("class_acc", extractor="classifier", needs_real=False)
+@register_extractor("classifier", outputs=("clf_features", "clf_logits"), offline=True)
+def _classifier_extractor(setup: ExtractorSetup) -> tuple[ClassifierExtractor, dict]:
+    """gankit's classifier of the reference data (trained once, cached)."""
+    model, info = load_or_train_classifier(
+        setup.x, setup.y, setup.n_classes, setup.source, device=setup.device, quiet=setup.quiet
+    )
+    return ClassifierExtractor(model, info["key"]), {"classifier_heldout_acc": info["heldout_acc"]}
+
+
+@register_metric("class_acc", extractor="classifier", needs_real=False, needs_labels=True)
 def _class_acc(fake: Features, real: Features | None) -> dict[str, float]:
     return {"class_acc": float((fake["clf_logits"].argmax(axis=1) == fake["labels"]).mean())}
 

@@ -10,20 +10,13 @@ with an ``id`` string naming its weights and protocol (used in cache keys): the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from gankit.metrics.registry import Features
-
-
-class Extractor(Protocol):
-    id: str
-
-    def __call__(self, images: Tensor) -> dict[str, Tensor]: ...
+from gankit.metrics.registry import Extractor, Features
 
 
 def array_batches(

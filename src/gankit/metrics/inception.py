@@ -14,8 +14,10 @@ It differs from the ImageNet Inception-v3 of torchvision in ways that change the
 * batch norm has ``eps = 1e-3``; the convolutions have no bias.
 
 Input protocol (:meth:`FIDInceptionV3.forward`): uint8 images ``(N, 3, H, W)`` (grey images are
-repeated to 3 channels) → TF-1.x ``resize_bilinear`` to 299×299 (:func:`tf1_resize_bilinear`) →
-``(x - 128) / 128`` → pool3 features ``(N, 2048)`` and logits ``(N, 1008)``.
+repeated to 3 channels) → TF-1.x ``resize_bilinear`` to 299×299 (:func:`tf1_resize_bilinear`;
+``resize="clean"``: clean-fid's PIL bicubic float resize instead,
+:func:`gankit.data.preprocess.resize_clean`) → ``(x - 128) / 128`` → pool3 features
+``(N, 2048)`` and logits ``(N, 1008)``.
 
 Weights are never downloaded: pass ``--inception-weights PATH`` or put the file at
 ``$GANKIT_CACHE/inception/pt_inception-2015-12-05-6726825d.pth`` (``GANKIT_CACHE`` defaults to
@@ -33,13 +35,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gankit.data.preprocess import resize_clean
 from gankit.errors import GankitError
+from gankit.metrics.registry import ExtractorSetup, register_extractor
 from gankit.metrics.stats_cache import cache_root
 
 INCEPTION_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 INCEPTION_INPUT_SIZE = 299
 INCEPTION_ID = "pt_inception-2015-12-05-6726825d/tf1-bilinear-299"
+INCEPTION_IDS = {
+    "legacy": INCEPTION_ID,
+    "clean": "pt_inception-2015-12-05-6726825d/pil-bicubic-299",
+}
 
 
 def tf1_resize_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -255,30 +263,37 @@ class FIDInceptionV3(nn.Module):
         self.fc = nn.Linear(2048, 1008)
         self.eval()
 
-    def preprocess(self, images: Tensor) -> Tensor:
-        """uint8 ``(N, 1|3, H, W)`` → float ``(N, 3, 299, 299)`` in ``[-1, 1)``."""
+    def preprocess(self, images: Tensor, resize: str = "legacy") -> Tensor:
+        """uint8 ``(N, 1|3, H, W)`` → float ``(N, 3, 299, 299)`` in ``[-1, 1]``, resized with
+        TF1 bilinear (``legacy``) or clean-fid's PIL bicubic (``clean``)."""
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
             raise GankitError(
                 "Inception input must be uint8 images (N, 1|3, H, W), got "
                 f"{images.dtype} {tuple(images.shape)}"
             )
-        x = images.to(self.fc.weight.device, torch.float32).expand(-1, 3, -1, -1)
-        x = tf1_resize_bilinear(x, (INCEPTION_INPUT_SIZE, INCEPTION_INPUT_SIZE))
+        size = (INCEPTION_INPUT_SIZE, INCEPTION_INPUT_SIZE)
+        if resize == "clean":
+            x = torch.from_numpy(resize_clean(images.cpu().numpy(), size))
+            x = x.to(self.fc.weight.device).expand(-1, 3, -1, -1)
+        else:
+            x = images.to(self.fc.weight.device, torch.float32).expand(-1, 3, -1, -1)
+            x = tf1_resize_bilinear(x, size)
         return (x - 128.0) / 128.0
 
     @torch.no_grad()
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, images: Tensor, resize: str = "legacy") -> tuple[Tensor, Tensor]:
         """Pool3 features and IS logits of uint8 images.
 
         Args:
             images: uint8 ``(N, 3, H, W)`` or ``(N, 1, H, W)`` (grey, repeated to RGB).
+            resize: ``legacy`` (TF1 bilinear) or ``clean`` (:meth:`preprocess`).
         Returns:
             ``pool3`` float32 ``(N, 2048)`` (FID/KID/PRDC features) and ``logits`` float32
             ``(N, 1008)`` = ``pool3 @ fc.weight.T`` *without* the fc bias, the tensor the
             original Inception Score code takes the softmax of (torch-fidelity's
             ``logits_unbiased``).
         """
-        x = self.preprocess(images)
+        x = self.preprocess(images, resize)
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, 3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
@@ -353,13 +368,20 @@ def load_inception(
 
 
 class InceptionExtractor:
-    """Feature extractor ``uint8 (B, C, H, W) -> {"pool3": (B, 2048), "logits": (B, 1008)}``."""
+    """Feature extractor ``uint8 (B, C, H, W) -> {"pool3": (B, 2048), "logits": (B, 1008)}``
+    (``resize``: the 299×299 resize, :meth:`FIDInceptionV3.preprocess`)."""
 
-    id = INCEPTION_ID
-
-    def __init__(self, net: FIDInceptionV3) -> None:
-        self.net = net
+    def __init__(self, net: FIDInceptionV3, resize: str = "legacy") -> None:
+        self.net, self.resize = net, resize
+        self.id = INCEPTION_IDS[resize]
 
     def __call__(self, images: Tensor) -> dict[str, Tensor]:
-        pool3, logits = self.net(images)
+        pool3, logits = self.net(images, self.resize)
         return {"pool3": pool3, "logits": logits}
+
+
+@register_extractor("inception", outputs=("pool3", "logits"), offline=False)
+def _inception_extractor(setup: ExtractorSetup) -> tuple[InceptionExtractor, dict]:
+    """The FID Inception with the checked ``pt_inception-2015-12-05`` weights."""
+    net = load_inception(setup.inception_weights, setup.device)
+    return InceptionExtractor(net, setup.resize), {}

@@ -10,6 +10,14 @@ metrics for generative models", eqs. 1–4), built on k-nearest-neighbour balls:
 
 Strict ``<`` as the authors' reference implementation. Distances are computed in float64 in
 row chunks, so memory is ``O(chunk · max(N, M))``.
+
+Registered as ``prdc`` (Inception pool3 features) and, offline, ``cprdc`` → ``cprecision``,
+``crecall``, ``cdensity``, ``ccoverage`` in the 128-d feature space of gankit's own classifier
+(:mod:`gankit.metrics.classifier`), plus ``ccoverage_class``: coverage within each class (real
+and generated images of class ``c`` only) as ``ccoverage_c<c>``, with their mean
+``ccoverage_class_mean`` and minimum ``ccoverage_class_min``. ``gankit eval`` reports the same
+numbers for the classifier's held-out real images (``*_real_heldout``, the real-vs-real
+ceiling); coverage depends on the sample counts, so compare equal ``--n``.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gankit.errors import GankitError
 from gankit.metrics.registry import Features, register_metric
 
 
@@ -65,3 +74,40 @@ def prdc(
 @register_metric("prdc", extractor="inception")
 def _prdc(fake: Features, real: Features | None) -> dict[str, float]:
     return prdc(real["pool3"], fake["pool3"])
+
+
+def class_coverage(
+    real_feats: np.ndarray,
+    real_labels: np.ndarray,
+    fake_feats: np.ndarray,
+    fake_labels: np.ndarray,
+    k: int = 5,
+) -> dict[int, float]:
+    """Coverage of each class ``c`` between ``real_feats[real_labels == c]`` and
+    ``fake_feats[fake_labels == c]``, for the classes with more than ``k`` images of each."""
+    out = {}
+    for c in np.unique(real_labels):
+        r, f = real_feats[real_labels == c], fake_feats[fake_labels == c]
+        if min(len(r), len(f)) > k:
+            out[int(c)] = prdc(r, f, k)["coverage"]
+    return out
+
+
+@register_metric("cprdc", extractor="classifier")
+def _cprdc(fake: Features, real: Features | None) -> dict[str, float]:
+    return {f"c{k}": v for k, v in prdc(real["clf_features"], fake["clf_features"]).items()}
+
+
+@register_metric("ccoverage_class", extractor="classifier", needs_labels=True)
+def _ccoverage_class(fake: Features, real: Features | None) -> dict[str, float]:
+    per_class = class_coverage(
+        real["clf_features"], real["labels"], fake["clf_features"], fake["labels"]
+    )
+    if not per_class:
+        raise GankitError("ccoverage_class needs more than 5 real and generated images per class")
+    values = list(per_class.values())
+    return {
+        "ccoverage_class_mean": float(np.mean(values)),
+        "ccoverage_class_min": float(np.min(values)),
+        **{f"ccoverage_c{c}": v for c, v in per_class.items()},
+    }

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gankit.metrics.registry import Features, register_metric
+from gankit.metrics.registry import ExtractorSetup, Features, register_extractor, register_metric
 
 SWD_DIRECTIONS = 256
 SWD_SEED = 0
@@ -64,6 +64,12 @@ class PixelProjector:
         if self._theta is None or self._theta.shape[0] != flat.shape[1]:
             self._theta = random_directions(flat.shape[1], self.n_directions, self.seed)
         return {"swd_proj": flat @ self._theta.to(flat.device)}
+
+
+@register_extractor("swd", outputs=("swd_proj",), offline=True)
+def _swd_extractor(setup: ExtractorSetup) -> tuple[PixelProjector, dict]:
+    """Random projections of the pixels (no weights)."""
+    return PixelProjector(), {}
 
 
 def sliced_wasserstein(

@@ -16,26 +16,17 @@ from torch import nn
 
 from gankit.config import ConfigError, ModelConfig
 from gankit.errors import GankitError
-from gankit.layers.attention import SelfAttention
-from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
-from gankit.layers.spectral_norm import sn_embedding, sn_linear
+from gankit.layers.attention import NonLocal, SelfAttention
+from gankit.layers.cond_norm import ConditionalNorm2d
+from gankit.layers.spectral_norm import sn_embedding
+from gankit.models.style import D_STYLE, G_STYLE, NetStyle
 
 __all__ = [
     "ConditionalGenerator",
     "ProjectionDiscriminator",
     "check_attention_resolutions",
-    "check_resolution",
     "make_attention",
 ]
-
-
-def check_resolution(arch: str, resolution: int, supported: list[int]) -> None:
-    """ConfigError naming the arch and its supported resolutions if ``resolution`` is not one."""
-    if resolution not in supported:
-        raise ConfigError(
-            f"config key 'model.resolution': arch '{arch}' does not support {resolution}; "
-            f"supported: {', '.join(map(str, sorted(supported)))}"
-        )
 
 
 def check_attention_resolutions(
@@ -51,8 +42,21 @@ def check_attention_resolutions(
     return set(requested)
 
 
-def make_attention(cfg: ModelConfig, key: str, channels: int, pool: bool, sn: bool) -> nn.Module:
-    """``SelfAttention`` over ``channels`` for config key ``key`` (``model.G_attn``/``D_attn``)."""
+def make_attention(
+    cfg: ModelConfig, key: str, channels: int, attention: str, sn: bool
+) -> nn.Module:
+    """The attention block ``attention`` (a resolved ``model.attn_type``) over ``channels`` for
+    config key ``key`` (``model.G_attn``/``D_attn``), input and output ``(B, C, H, W)``.
+
+    - ``sagan`` / ``biggan``: :class:`SelfAttention` (``pool=False`` / ``True``) with
+      ``model.attn_k``, spectrally normalised with ``sn``;
+    - ``nonlocal:<mode>``: :class:`NonLocal` (Wang et al. 2018) with that pairwise function,
+      ``C/2`` inner channels, no BN, no spectral norm; its ``W_z`` starts at zero, so the block
+      starts as the identity, like SAGAN's ``gamma = 0``.
+    """
+    if attention.startswith("nonlocal:"):
+        return NonLocal(channels, attention.split(":", 1)[1])
+    pool = attention == "biggan"
     if channels % cfg.attn_k or (pool and channels % 2):
         need = f"divisible by model.attn_k={cfg.attn_k}" + (" and by 2 (pooled)" if pool else "")
         raise ConfigError(
@@ -69,10 +73,12 @@ class ConditionalGenerator(nn.Module):
         dim_z: latent size. With ``hier`` it must split evenly into ``n_cbn + 1`` chunks.
         n_classes: number of classes (1 = unconditional).
         resolution, channels: output images are ``(B, channels, resolution, resolution)``.
-        n_cbn: number of conditional-BN layers that each take one condition.
+        n_cbn: number of conditional-norm slots that each take one condition (one per block).
         shared_dim: size of the shared class embedding (0: per-class CBN tables instead).
-        hier: hierarchical z (needs ``shared_dim > 0``).
-        sn, sn_eps, bn_eps: spectral norm of the CBN linear maps, its epsilon, BN epsilon.
+        hier: hierarchical z (needs ``shared_dim > 0``, a rule of :func:`gankit.config.validate`).
+        sn, sn_eps: spectral norm of the CBN linear maps and its epsilon.
+        style: G's layer choices (:class:`~gankit.models.style.NetStyle`): the kind of
+            conditional norm (batch, group, or the gain/bias alone) and its epsilon.
 
     Attributes:
         z_in: size of the part of z that feeds the first layer (``dim_z`` or one chunk).
@@ -91,11 +97,9 @@ class ConditionalGenerator(nn.Module):
         hier: bool = False,
         sn: bool = True,
         sn_eps: float = 1e-6,
-        bn_eps: float = 1e-5,
+        style: NetStyle = G_STYLE,
     ):
         super().__init__()
-        if hier and shared_dim <= 0:
-            raise ConfigError("config key 'model.hier': hierarchical z needs model.shared_dim > 0")
         n_slots = n_cbn + 1 if hier else 1
         if dim_z % n_slots:
             raise ConfigError(
@@ -109,17 +113,16 @@ class ConditionalGenerator(nn.Module):
         self.z_in = dim_z // n_slots
         self.cond_dim = shared_dim + self.chunk
         self.shared = nn.Embedding(n_classes, shared_dim) if shared_dim > 0 else None
-        self._sn, self._sn_eps, self._bn_eps = sn, sn_eps, bn_eps
+        self._sn, self._sn_eps, self.style = sn, sn_eps, style
 
-    def make_cbn(self, num_features: int) -> ConditionalBatchNorm2d:
-        """A conditional BN layer of the right mode for this generator."""
-        return ConditionalBatchNorm2d(
+    def make_cbn(self, num_features: int) -> ConditionalNorm2d:
+        """A conditional norm layer (``model.G_norm``) of the right mode for this generator."""
+        return self.style.cond_norm2d(
             num_features,
-            self.cond_dim,
-            self.n_classes,
+            cond_dim=self.cond_dim,
+            n_classes=self.n_classes,
             shared=self.shared is not None,
             sn=self._sn,
-            eps=self._bn_eps,
             sn_eps=self._sn_eps,
         )
 
@@ -147,11 +150,13 @@ class ProjectionDiscriminator(nn.Module):
     """Base class of the discriminators: ``D(x, y) = psi(h) + <embed(y), h>``, ``h = phi(x)``.
 
     Subclasses implement :meth:`features` (``phi``). ``psi`` is a linear map to one logit and
-    ``embed`` the class embedding ``V`` (both spectrally normalised with ``sn``); with
-    ``aux_classifier`` a linear head ``aux`` gives class logits from the same features.
+    ``embed`` the class embedding ``V`` (both spectrally normalised with ``style.sn``; with weight
+    norm, ``psi`` is an affine weight-normalised layer, D's last layer); with ``aux_classifier`` a
+    linear head ``aux`` gives class logits from the same features.
 
     Args:
         feat_dim: size of ``h``. n_classes, resolution, channels: as the generator's.
+        style: D's layer choices (:class:`~gankit.models.style.NetStyle`).
     """
 
     def __init__(
@@ -160,15 +165,14 @@ class ProjectionDiscriminator(nn.Module):
         n_classes: int,
         resolution: int,
         channels: int,
-        sn: bool = True,
-        sn_eps: float = 1e-6,
+        style: NetStyle = D_STYLE,
         aux_classifier: bool = False,
     ):
         super().__init__()
         self.n_classes, self.resolution, self.channels = n_classes, resolution, channels
-        self.psi = sn_linear(feat_dim, 1, sn=sn, eps=sn_eps)
-        self.embed = sn_embedding(n_classes, feat_dim, sn=sn, eps=sn_eps)
-        self.aux = sn_linear(feat_dim, n_classes, sn=sn, eps=sn_eps) if aux_classifier else None
+        self.psi = style.linear(feat_dim, 1, last=True)
+        self.embed = sn_embedding(n_classes, feat_dim, sn=style.sn, eps=style.sn_eps)
+        self.aux = style.linear(feat_dim, n_classes, last=True) if aux_classifier else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``phi``: images ``(B, C, H, W) -> (B, feat_dim)``."""
@@ -180,7 +184,8 @@ class ProjectionDiscriminator(nn.Module):
         """``x: (B, C, H, W)``, ``y: (B,)`` long -> logits ``(B,)``; with ``return_aux`` also
         class logits ``(B, n_classes)``."""
         h = self.features(x)
-        logits = self.psi(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
+        # psi(h) + <embed(y), h> = <h, w_psi + embed(y)> + b_psi: one product for both terms
+        logits = (h * (self.embed(y) + self.psi.weight)).sum(dim=1) + self.psi.bias
         if not return_aux:
             return logits
         if self.aux is None:

@@ -6,8 +6,13 @@ order (a 1x1 conv acts per pixel, and commutes with copying pixels or averaging 
 costs 4x less. With ``fused_resample`` (default; ``train.fused_resample``) the resampling and
 the adjacent 3x3 conv also run as one strided op (:mod:`gankit.layers.resample_conv`), exact
 up to fp32 rounding and about 2.2x cheaper; ``fused_resample = False`` is the plain reference.
-Both blocks support activation checkpointing (``checkpoint_activations``,
-:mod:`gankit.layers.checkpointing`).
+Both blocks can recompute their activations in backward (``checkpoint_activations``,
+:mod:`gankit.layers.recompute`). Their convs, normalisation, activations and D's
+down-sampling come from a :class:`~gankit.models.style.NetStyle` (defaults: spectral norm,
+ReLU, average pooling; D blocks without normalisation unless ``model.D_norm`` asks for one, and
+never on the raw pixels of the first block). With fractional max-pooling (``model.D_down =
+"fmp"``) a D block pools its residual and shortcut paths over the same regions, before the 1x1
+shortcut conv.
 """
 
 from __future__ import annotations
@@ -15,50 +20,50 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gankit.layers.checkpointing import CheckpointableBlock
-from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
+from gankit.layers.cond_norm import ConditionalNorm2d
+from gankit.layers.recompute import RecomputableBlock
 from gankit.layers.resample_conv import conv3x3_avgpool, upsample_conv3x3
-from gankit.layers.spectral_norm import sn_conv2d
+from gankit.models.style import D_STYLE, G_STYLE, NetStyle
 
 __all__ = ["DBlock", "GBlock"]
 
 
-class GBlock(CheckpointableBlock):
+class GBlock(RecomputableBlock):
     """Generator block: ``CBN-ReLU-up-conv3-CBN-ReLU-conv3`` plus an upsampled shortcut.
 
-    ``x: (B, C_in, H, W)``, condition ``c`` (see :class:`ConditionalBatchNorm2d`)
+    ``x: (B, C_in, H, W)``, condition ``c`` (see :class:`ConditionalNorm2d`)
     ``-> (B, C_out, 2H, 2W)`` (nearest upsampling). The shortcut is a learnable 1x1 conv
     (``conv_sc``) because the block always resamples, as in BigGAN-PyTorch.
 
     Args:
-        bn1, bn2: conditional BN layers over ``C_in`` and ``C_out`` (from the generator).
-        sn, sn_eps: spectral norm on the convs.
+        bn1, bn2: conditional norm layers over ``C_in`` and ``C_out`` (from the generator).
+        style: convs and activations (spectral norm and ReLU by default).
     """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        bn1: ConditionalBatchNorm2d,
-        bn2: ConditionalBatchNorm2d,
-        sn: bool = True,
-        sn_eps: float = 1e-6,
+        bn1: ConditionalNorm2d,
+        bn2: ConditionalNorm2d,
+        style: NetStyle = G_STYLE,
     ):
         super().__init__()
         self.bn1, self.bn2 = bn1, bn2
-        self.conv1 = sn_conv2d(in_channels, out_channels, 3, padding=1, sn=sn, eps=sn_eps)
-        self.conv2 = sn_conv2d(out_channels, out_channels, 3, padding=1, sn=sn, eps=sn_eps)
-        self.conv_sc = sn_conv2d(in_channels, out_channels, 1, sn=sn, eps=sn_eps)
+        self.act1, self.act2 = style.act(in_channels), style.act(out_channels)
+        self.conv1 = style.conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv2 = style.conv2d(out_channels, out_channels, 3, padding=1)
+        self.conv_sc = style.conv2d(in_channels, out_channels, 1)
         self.fused_resample = True
 
     def block_forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.bn1(x, c))
+        h = self.act1(self.bn1(x, c))
         h = upsample_conv3x3(h, self.conv1.weight, self.conv1.bias, self.fused_resample)
-        h = self.conv2(F.relu(self.bn2(h, c)))
+        h = self.conv2(self.act2(self.bn2(h, c)))
         return h + F.interpolate(self.conv_sc(x), scale_factor=2, mode="nearest")
 
 
-class DBlock(CheckpointableBlock):
+class DBlock(RecomputableBlock):
     """Discriminator block: ``[ReLU]-conv3-ReLU-conv3-[avgpool2]`` plus a shortcut.
 
     ``x: (B, C_in, H, W) -> (B, C_out, H', W')`` with ``H' = H/2`` when ``downsample``. The
@@ -69,7 +74,8 @@ class DBlock(CheckpointableBlock):
     Args:
         hidden_channels: width of the middle activation (BigGAN/SAGAN "wide" D: ``C_out``;
             SNGAN: ``C_in``).
-        sn, sn_eps: spectral norm on the convs.
+        style: convs, normalisation (before each activation), activations and down-sampling
+            (2x2 average pooling, or fractional max-pooling).
     """
 
     def __init__(
@@ -79,28 +85,29 @@ class DBlock(CheckpointableBlock):
         hidden_channels: int,
         downsample: bool,
         preactivation: bool,
-        sn: bool = True,
-        sn_eps: float = 1e-6,
+        style: NetStyle = D_STYLE,
     ):
         super().__init__()
         self.downsample, self.preactivation = downsample, preactivation
-        self.conv1 = sn_conv2d(in_channels, hidden_channels, 3, padding=1, sn=sn, eps=sn_eps)
-        self.conv2 = sn_conv2d(hidden_channels, out_channels, 3, padding=1, sn=sn, eps=sn_eps)
+        if preactivation:
+            self.norm1, self.act1 = style.norm2d(in_channels), style.act(in_channels)
+        self.conv1 = style.conv2d(in_channels, hidden_channels, 3, padding=1)
+        self.norm2, self.act2 = style.norm2d(hidden_channels), style.act(hidden_channels)
+        self.conv2 = style.conv2d(hidden_channels, out_channels, 3, padding=1)
         learnable_sc = in_channels != out_channels or downsample
-        self.conv_sc = (
-            sn_conv2d(in_channels, out_channels, 1, sn=sn, eps=sn_eps) if learnable_sc else None
-        )
+        self.conv_sc = style.conv2d(in_channels, out_channels, 1) if learnable_sc else None
+        self.fmp = style.pool() if downsample else None
         self.fused_resample = True
 
-    def _pool(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(x, 2) if self.downsample else x
-
     def block_forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(x) if self.preactivation else x
-        h = F.relu(self.conv1(h))
-        if self.downsample:
-            h = conv3x3_avgpool(h, self.conv2.weight, self.conv2.bias, self.fused_resample)
+        h = self.act1(self.norm1(x)) if self.preactivation else x
+        h = self.act2(self.norm2(self.conv1(h)))
+        if not self.downsample:
+            h, sc = self.conv2(h), x
+        elif self.fmp is not None:
+            rows, cols = self.fmp.regions(x.shape[2], x.shape[3])
+            h, sc = self.fmp.pool(self.conv2(h), rows, cols), self.fmp.pool(x, rows, cols)
         else:
-            h = self.conv2(h)
-        sc = self._pool(x)
+            h = conv3x3_avgpool(h, self.conv2.weight, self.conv2.bias, self.fused_resample)
+            sc = F.avg_pool2d(x, 2)
         return h + (self.conv_sc(sc) if self.conv_sc is not None else sc)

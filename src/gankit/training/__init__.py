@@ -1,34 +1,23 @@
 """Training: ``train(cfg, out_dir)`` starts a run, ``resume(run_dir)`` continues it exactly.
 
-The loop lives in :mod:`gankit.training.loop` (imported on first use, so that loading
-:mod:`gankit.training.checkpoint` for sampling stays light).
+The loop lives in :mod:`gankit.training.loop`; the run directory it writes is
+:class:`gankit.run.RunDir`.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from gankit.config import Config, check_ranges, load_toml, save_toml, to_dict
+from gankit import checkpoint as ckpt_io
+from gankit.config import Config, from_dict, save_toml, to_dict, validate
 from gankit.errors import GankitError
-from gankit.training import checkpoint as ckpt_io
+from gankit.run import RunDir
+from gankit.training.distributed import cleanup
+from gankit.training.hooks import default_hooks
+from gankit.training.loop import Hook, Trainer
 
-__all__ = ["prepare_run_dir", "resume", "train"]
-
-
-def prepare_run_dir(path: str | Path) -> Path:
-    """Create ``path`` (and parents) and check it is writable, or raise a one-line error."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".gankit-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise GankitError(
-            f"run dir {path}: cannot create or write it ({err.strerror or err}); "
-            "choose another --out"
-        ) from None
-    return path
+__all__ = ["Hook", "Trainer", "default_hooks", "resume", "train"]
 
 
 def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False) -> Path:
@@ -37,36 +26,37 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
     Writes ``config.toml`` (resolved config), ``metrics.jsonl``, ``tb/``, ``samples/`` and
     ``checkpoints/`` (see docs/architecture.md). Only rank 0 writes under torchrun.
 
+    With ``cfg.train.init_from`` set, G, D and the EMA generator start from that run's (or
+    checkpoint's) weights (:mod:`gankit.training.transfer`; what was re-initialised is printed).
+
     Raises:
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
-            :func:`resume`), data that does not fit the model, bad config values.
+            :func:`resume`), data that does not fit the model, bad config values, an
+            ``init_from`` source that is missing or holds a different model.
     """
-    check_ranges("train", cfg.train)
-    run_dir = prepare_run_dir(out_dir)
-    if ckpt_io.list_checkpoints(run_dir / "checkpoints"):
-        raise GankitError(
-            f"run dir {run_dir} already has checkpoints; continue it with `gankit resume "
-            f"{run_dir}` or choose another --out"
-        )
-    return _fit(cfg, run_dir, quiet)
+    validate(cfg)
+    hooks = default_hooks(cfg)  # checks the eval setup before anything is written
+    return _fit(cfg, RunDir.create(out_dir), hooks, quiet)
 
 
-def _fit(cfg: Config, run_dir: Path, quiet: bool, checkpoint: Path | None = None) -> Path:
+def _fit(
+    cfg: Config, run: RunDir, hooks: list[Hook], quiet: bool, checkpoint: Path | None = None
+) -> Path:
     """Build the :class:`~gankit.training.loop.Trainer` (loading ``checkpoint`` if given), write
     the resolved ``config.toml`` and train up to ``cfg.train.steps``."""
-    from gankit.training.distributed import cleanup
-    from gankit.training.loop import Trainer
-
     try:
-        trainer = Trainer(cfg, run_dir, quiet=quiet)
+        trainer = Trainer(cfg, run.path, hooks=hooks, quiet=quiet)
         if checkpoint is not None:
             trainer.load(checkpoint)
+        elif cfg.train.init_from:
+            for line in trainer.init_from(cfg.train.init_from):
+                print(f"gankit: {line}", file=sys.stderr)
         if trainer.writes:
-            save_toml(cfg, run_dir / "config.toml")
+            save_toml(cfg, run.config_file)
         trainer.fit(cfg.train.steps)
     finally:
         cleanup()
-    return run_dir
+    return run.path
 
 
 def resume(
@@ -81,30 +71,29 @@ def resume(
         GankitError: missing run dir/config/checkpoint, or ``config.toml`` whose ``model.*``
             differs from the checkpoint's (the message names the keys).
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.toml").is_file():
-        raise GankitError(f"{run_dir}: not a run directory (no config.toml)")
-    cfg = load_toml(run_dir / "config.toml")
-    ckpts = ckpt_io.list_checkpoints(run_dir / "checkpoints")
-    if not ckpts:
-        raise GankitError(f"{run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
-    state = ckpt_io.load_state(ckpts[-1])
-    saved = state["config"]["model"]
+    run = RunDir.open(run_dir)
+    cfg = run.load_config()
+    latest = run.latest_checkpoint()
+    if latest is None:
+        raise GankitError(f"{run.path}: no complete checkpoint in {run.checkpoints}")
+    state = ckpt_io.load_state(latest)
+    saved = to_dict(from_dict({"model": state["config"]["model"]}))["model"]  # older key names
     current = to_dict(cfg)["model"]
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differing:
         raise GankitError(
-            f"{run_dir / 'config.toml'}: model settings differ from checkpoint {ckpts[-1].name} "
+            f"{run.config_file}: model settings differ from checkpoint {latest.name} "
             f"({', '.join(f'model.{k}' for k in differing)}); resume needs the same model"
         )
     if steps is not None:
         cfg.train.steps = steps
     if device is not None:
         cfg.train.device = device
+    validate(cfg)
+    hooks = default_hooks(cfg)
     if cfg.train.steps <= state["step"]:
         raise GankitError(
-            f"{run_dir}: already at step {state['step']}; pass --steps N with N > {state['step']}"
+            f"{run.path}: already at step {state['step']}; pass --steps N with N > {state['step']}"
             " (the total number of G steps to reach)"
         )
-    prepare_run_dir(run_dir)
-    return _fit(cfg, run_dir, quiet, checkpoint=ckpts[-1])
+    return _fit(cfg, run.ensure_writable(), hooks, quiet, checkpoint=latest)

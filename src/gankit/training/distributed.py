@@ -12,16 +12,18 @@ CPU tensors, and the gloo/CPU path is the one the tests can check.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from gankit.errors import GankitError
+from gankit.device import resolve_device
+from gankit.errors import GankitError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -41,24 +43,16 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``; ``cuda`` checks it."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise GankitError(f"train.device: expected auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GankitError("train.device: cuda requested but no CUDA device is available")
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
-
-
 def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
     """Join the torchrun process group if ``WORLD_SIZE > 1``; return ``(info, device)``."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     info = DistInfo(
         int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0"))
     )
-    dev = resolve_device(device, info.local_rank)
+    try:
+        dev = resolve_device(device, info.local_rank)
+    except ParameterError as err:
+        raise GankitError(f"train.device: {err.message}") from None
     if info.enabled and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
@@ -71,12 +65,45 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+# Buffers (BN statistics, spectral-norm vectors) are equal on every rank by construction and kept
+# so; DDP must not broadcast them on every forward. Newer torch names that keyword
+# ``forward_sync_buffers`` and deprecates ``broadcast_buffers``.
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
+
+
 def wrap(module: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
     """DDP-wrap ``module`` when distributed (buffers are kept in sync by construction)."""
     if not info.enabled:
         return module
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, **_NO_BUFFER_SYNC)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over ranks: forward all-reduces ``x``, backward all-reduces the
+    gradient (the Jacobian of a sum over ranks is the same sum), with the public
+    ``torch.distributed.all_reduce``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """``sum_r x_r`` over all ranks, differentiable (see :class:`_AllReduceSum`)."""
+    return _AllReduceSum.apply(x)
 
 
 class CrossReplicaBatchNorm(_BatchNorm):
@@ -100,10 +127,10 @@ class CrossReplicaBatchNorm(_BatchNorm):
         dims = [0] + list(range(2, x.dim()))
         xf = x.float()
         count = torch.tensor([x.numel() / x.shape[1]], device=x.device, dtype=torch.float32)
-        n = dist_fn.all_reduce(count)
-        mean = dist_fn.all_reduce(xf.sum(dims)) / n
+        n = all_reduce_sum(count)
+        mean = all_reduce_sum(xf.sum(dims)) / n
         shape = [1, -1] + [1] * (x.dim() - 2)
-        var = dist_fn.all_reduce((xf - mean.view(shape)).square().sum(dims)) / n
+        var = all_reduce_sum((xf - mean.view(shape)).square().sum(dims)) / n
         if self.track_running_stats:
             self.num_batches_tracked.add_(1)
             momentum = (

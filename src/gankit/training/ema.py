@@ -34,15 +34,17 @@ class EMA:
 
     @torch.no_grad()
     def update(self, G: nn.Module, step: int) -> None:
-        """Average G's parameters into the copy (plain copy while ``step < start``)."""
-        ema_params = list(self.module.parameters())
-        params = [p.detach() for p in G.parameters()]
+        """Average G's parameters into the copy (plain copy while ``step < start``) and copy its
+        buffers: two multi-tensor ops (``_foreach_lerp_``/``_foreach_copy_``, then
+        ``_foreach_copy_``) whatever the number of tensors, instead of one op per tensor."""
+        ema_params, params = list(self.module.parameters()), list(G.parameters())
         if step < self.start:
             torch._foreach_copy_(ema_params, params)
         else:
             torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
-        for b_ema, b in zip(self.module.buffers(), G.buffers()):
-            b_ema.copy_(b)
+        ema_buffers, buffers = list(self.module.buffers()), list(G.buffers())
+        if buffers:
+            torch._foreach_copy_(ema_buffers, buffers)
 
 
 @torch.no_grad()

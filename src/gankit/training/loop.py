@@ -1,48 +1,68 @@
-"""The training loop: n_D D steps → G step → EMA → log → snapshot → eval hook.
+"""The training loop: n_D D steps → G step → EMA → log → snapshot, plus hooks.
 
 One :class:`Trainer` owns G, D, the EMA copy of G, both Adam optimizers (TTUR: their own lr and
 betas, SAGAN §4 / BigGAN §3), the data sampler and the RNG. :meth:`Trainer.train_iteration` is one
-G step, written top to bottom; :meth:`Trainer.fit` adds logging, snapshots and the eval hook.
+G step, written top to bottom; :meth:`Trainer.fit` adds logging and checkpoints, and calls the
+:class:`Hook` s it was given (grids, eval, sigma tracking, rollback: :mod:`gankit.training.hooks`).
 
 Batches: ``train.batch_size`` images per micro-batch and process; each D step and the G step use
 ``train.accumulate`` micro-batches (effective batch ``batch_size * accumulate * world_size``).
-Every D step draws fresh real images. Fake labels are uniform over ``model.n_classes``. D sees
-real and fake images in one forward (one spectral-norm power iteration per D step).
+Every D step draws fresh real images. Fake labels are uniform over ``model.n_classes``; the
+fakes of all D steps are made first, under ``no_grad`` (G does not change during the D steps;
+:func:`gankit.training.speed.d_step_fakes`). D sees real and fake images in one forward (one
+spectral-norm power iteration per D step).
 With ``model.aux_classifier`` and ``train.aux_weight > 0`` the AC-GAN term is added to D (real
-and fake images) and to G (fake images). On CPU the run is seeded and bitwise reproducible,
-also across :func:`gankit.training.resume`.
+and fake images) and to G (fake images). With ``train.measurement`` (AmbientGAN,
+:mod:`gankit.training.ambient`) the real data are measurements and, in ambient mode, D sees the
+fakes measured too. Stabilisers (README "Stabilisers"): ``train.diffaug`` augments everything
+D sees (:mod:`gankit.augment`, random draws from the latent RNG);
+:func:`gankit.regularizers.d_regularization` adds LeCam, consistency and lazy R1/R2 terms to
+the D loss; ``train.loss = "rpgan"`` pairs each G-step fake with a fresh real batch. On CPU the
+run is seeded and bitwise reproducible, also across :func:`gankit.training.resume` (the LeCam
+anchors are part of the state).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from gankit.config import Config, to_dict
-from gankit.data import BatchSampler, ImageDataset, load_dataset, to_float, to_uint8
+from gankit import augment
+from gankit import checkpoint as ckpt_io
+from gankit.config import Config
+from gankit.data import BatchSampler, ImageDataset, Prefetcher, load_dataset, to_float
 from gankit.errors import GankitError
-from gankit.losses import aux_classifier_loss, d_loss, g_loss
-from gankit.regularizers import gradient_penalty, orthogonal_reg
-from gankit.training import checkpoint as ckpt_io
-from gankit.training import distributed, speed
+from gankit.layers.attention import double_backward_safe
+from gankit.layers.weight_norm import data_dependent_init
+from gankit.losses import PAIRED_LOSSES, aux_classifier_loss, d_loss, g_loss
+from gankit.models import build, sample_z
+from gankit.regularizers import (
+    LeCamAnchors,
+    d_regularization,
+    gradient_penalty,
+    lazy_factor,
+    orthogonal_reg,
+)
+from gankit.run import RunDir
+from gankit.training import distributed, speed, state, transfer
+from gankit.training.ambient import Ambient
 from gankit.training.ema import EMA, standing_stats
+from gankit.training.logger import LossMeter
 from gankit.training.monitor import CollapseDetector, Monitor, TrainingDivergedError
+from gankit.training.stop import StopSignals, TrainingStopped
 
-GRID_COLS = 8  # samples per class in snapshot grids
-GRID_MAX_CLASSES = 16  # rows of a snapshot grid (evenly spaced classes beyond that)
-MAX_ROLLBACKS = 3
+__all__ = ["Hook", "Trainer", "amp_dtype", "check_data"]
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """``train.amp`` → autocast dtype (``None`` = fp32): ``auto`` is bf16 on CUDA, fp32 on CPU."""
-    if amp not in ("auto", "bf16", "fp32"):
-        raise GankitError(f"train.amp: expected auto, bf16 or fp32, got {amp!r}")
+    """``train.amp`` (validated by :func:`gankit.config.validate`) → autocast dtype (``None`` =
+    fp32): ``auto`` is bf16 on CUDA, fp32 on CPU."""
     if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
@@ -69,25 +89,72 @@ def check_data(dataset: ImageDataset, cfg: Config) -> None:
         )
 
 
-def check_eval_setup(cfg: Config) -> None:
-    """With ``eval.every > 0``, fail at start-up (not hours later at the first eval) on an
-    unknown metric name or missing/wrong Inception weights for an Inception-based metric."""
-    from gankit.metrics import get_metric
-    from gankit.metrics.inception import checked_weights_path
+class Hook:
+    """Something :meth:`Trainer.fit` calls at fixed points (every method is optional).
 
-    if not all(get_metric(name).offline for name in cfg.eval.metrics):
-        checked_weights_path(cfg.eval.inception_weights)
+    Hooks run on every rank, in the order given; one that writes files checks
+    ``trainer.writes`` (the main rank of a run with a directory).
+    """
+
+    def on_start(self, trainer: Trainer) -> None:
+        """Once, when the trainer is built (before any checkpoint is loaded)."""
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        """Add fields to a log record (every ``train.log_every`` steps) before it is written
+        and checked for collapse."""
+
+    def on_collapse(self, trainer: Trainer, warnings: list[str]) -> None:
+        """The collapse detector fired on the last log record."""
+
+    def on_snapshot(self, trainer: Trainer, G: nn.Module) -> None:
+        """Main rank, at each snapshot, before the checkpoint is written: ``G`` is the sampling
+        generator (EMA, standing statistics applied) in eval mode."""
+
+    def on_step(self, trainer: Trainer) -> None:
+        """After every iteration (and its log/snapshot)."""
+
+
+def check_stabilizers(cfg: Config, distributed_run: bool, compiled: bool) -> None:
+    """Fail at start-up on an unknown DiffAugment/CR transform, CR without a transform, or
+    R1/R2 (a double backward) under DDP or a compiled step (``train.compile`` in force)."""
+    t = cfg.train
+    augment.parse_policy(t.diffaug, "train.diffaug")
+    augment.parse_policy(t.cr_augment, "train.cr_augment")
+    if t.cr_weight > 0 and not t.cr_augment.strip():
+        raise GankitError("train.cr_weight > 0 needs a transform in train.cr_augment")
+    if (t.r1_gamma > 0 or t.r2_gamma > 0) and (distributed_run or compiled):
+        raise GankitError(
+            "train.r1_gamma/train.r2_gamma: not supported with DDP or train.compile=true "
+            "(double backward)"
+        )
 
 
 class Trainer:
     """G, D, EMA, optimizers, data and RNG of one training run.
 
+    Handles of the two networks (one G, one D; the others are views used by the iteration):
+
+    ==============  ================================================================
+    ``G``, ``D``    the networks themselves (unwrapped; optimizers, checkpoints)
+    ``G_train``     G, DDP-wrapped under torchrun (else G itself)
+    ``D_train``     D, DDP-wrapped under torchrun (else D itself)
+    ``G_fn``        ``G_train`` compiled (``train.compile``): G's forward in the G step
+    ``D_fn``        ``D_train`` compiled: D's forward in the D steps
+    ``G_fake``      unwrapped G compiled: no-grad fakes for the D steps (no DDP hooks)
+    ``D_frozen``    unwrapped D compiled: D in the G step (frozen; no DDP hooks)
+    ``ema.module``  the EMA copy of G; ``sampling_G`` is it (or G without EMA)
+    ==============  ================================================================
+
     Args:
-        cfg: the resolved run config.
+        cfg: the resolved run config (checked by :func:`gankit.config.validate`).
         run_dir: where logs, samples and checkpoints go (``None``: write nothing).
         G, D: prebuilt networks (default ``gankit.models.build(cfg.model)``).
         dataset: prebuilt data (default ``gankit.data.load_dataset(cfg.data, ...)``).
+        hooks: :class:`Hook` s called by :meth:`fit` (:func:`gankit.training.hooks.default_hooks`).
         quiet: no progress bar.
+
+    Raises:
+        GankitError: settings that need the world size (DDP), data that does not fit the model.
     """
 
     def __init__(
@@ -98,52 +165,52 @@ class Trainer:
         G: nn.Module | None = None,
         D: nn.Module | None = None,
         dataset: ImageDataset | None = None,
+        hooks: Sequence[Hook] = (),
         quiet: bool = False,
     ):
         t = cfg.train
-        self.cfg, self.quiet = cfg, quiet
+        self.cfg, self.quiet, self.hooks = cfg, quiet, list(hooks)
         self.dist, self.device = distributed.setup(t.device)
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.writes = self.run_dir is not None and self.dist.is_main
+        self.run = RunDir(run_dir) if run_dir is not None else None
+        self.writes = self.run is not None and self.dist.is_main
         self.amp = amp_dtype(t.amp, self.device)
         if t.loss == "wgan-gp" and self.dist.enabled:
             raise GankitError("train.loss: wgan-gp is not supported with DDP (double backward)")
-        if t.aux_weight > 0 and not cfg.model.aux_classifier:
-            raise GankitError("train.aux_weight > 0 needs --set model.aux_classifier=true")
         if self.dist.enabled and cfg.model.aux_classifier and t.aux_weight == 0:
             raise GankitError(  # DDP rejects parameters (the unused class head) without grads
                 "model.aux_classifier=true needs train.aux_weight > 0 under DDP"
             )
 
-        if cfg.eval.every > 0:
-            check_eval_setup(cfg)
+        check_stabilizers(
+            cfg, self.dist.enabled, speed.compile_mode(t.compile, self.device) is not None
+        )
+        self.ambient = Ambient(cfg)  # AmbientGAN: train.measurement, train.ambient_mode
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         if G is None or D is None:
-            from gankit.models import build
-
             G, D = build(cfg.model)
+            D = self.ambient.discriminator(D, cfg.model)  # an MLP D for non-image measurements
         self.G, self.D = G.to(self.device), D.to(self.device)
-        speed.configure_modules((self.G, self.D), t)  # channels_last, SDPA (issue 6 levers)
-        self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
-        if self.dist.enabled:
-            distributed.convert_batchnorm(self.G)
-        self.G_train = distributed.wrap(self.G, self.dist, self.device)
-        self.D_train = distributed.wrap(self.D, self.dist, self.device)
-        # torch.compile'd calls (eager when train.compile is off or compiling fails):
-        # G_fn/D_fn train G/D (possibly DDP), G_fake/D_frozen are the unwrapped nets.
-        self.G_fn = speed.CompileOrEager(self.G_train, "G", t.compile)
-        self.D_fn = speed.CompileOrEager(self.D_train, "D", t.compile)
-        self.G_fake = speed.CompileOrEager(self.G, "G (fakes)", t.compile)
-        self.D_frozen = speed.CompileOrEager(self.D, "D (G step)", t.compile)
-        self.opt_G = speed.adam(self.G.parameters(), t.lr_G, t.betas_G, t.adam_eps, t, self.device)
-        self.opt_D = speed.adam(self.D.parameters(), t.lr_D, t.betas_D, t.adam_eps, t, self.device)
-
+        speed.configure_modules((self.G, self.D), t)  # channels_last, SDPA, fused resampling
         self.dataset = (
             dataset
             if dataset is not None
             else load_dataset(cfg.data, cfg.model.resolution, cfg.model.channels)
         )
         check_data(self.dataset, cfg)
+        self.dataset = self.ambient.real_data(self.dataset)  # measurements or their inverse
+        self._init_weight_norm()  # before the EMA copy and the DDP broadcast
+        self.ema = EMA(self.G, t.ema_decay, t.ema_start) if t.ema else None
+        if self.dist.enabled:
+            distributed.convert_batchnorm(self.G)
+        self.G_train = distributed.wrap(self.G, self.dist, self.device)
+        self.D_train = distributed.wrap(self.D, self.dist, self.device)
+        # G_fn/D_fn train G/D (possibly DDP), G_fake/D_frozen run the unwrapped nets:
+        # torch.compile'd or eager (train.compile; eager fallback if compiling fails)
+        self.G_fn, self.D_fn, self.G_fake, self.D_frozen = speed.step_calls(
+            self.G_train, self.D_train, t, self.device
+        )
+        self.opt_G = speed.adam(self.G.parameters(), t.lr_G, t.betas_G, t.adam_eps, t)
+        self.opt_D = speed.adam(self.D.parameters(), t.lr_D, t.betas_D, t.adam_eps, t)
         self.sampler = BatchSampler(
             self.dataset,
             t.batch_size,
@@ -151,8 +218,12 @@ class Trainer:
             self.dist.rank,
             self.dist.world_size,
         )
-        self.gen = torch.Generator(self.device)
-        self._seed_latents(0)
+        self.batches = Prefetcher(self.dataset, self.sampler, self.device)  # next batch in bg
+        self.gen = torch.Generator(self.device)  # latents, DiffAugment and measurement draws
+        self.seed_latents(0)
+        self.lecam = LeCamAnchors(t.lecam_decay, self.device)
+        # AmbientGAN: fake -> f_θ(fake) before D (identity unless ambient mode); θ from self.gen
+        self.measure_fake = self.ambient.fake_measurement(self.gen)
 
         self.step = 0
         self.rollbacks = 0
@@ -160,19 +231,29 @@ class Trainer:
         self.best: dict[str, Any] = {}
         self.detector = CollapseDetector()
         self.monitor: Monitor | None = None
-        self._log_sum: torch.Tensor | None = None
-        self._log_count = 0
-        self._log_time = time.perf_counter()
-        self._finite = torch.ones((), dtype=torch.bool, device=self.device)
-        from gankit.analysis.spectrum import pick_layers
-
-        self.sigma_layers = {
-            "G": pick_layers(self.G, t.sigma_layers),
-            "D": pick_layers(self.D, t.sigma_layers),
-        }
+        self.meter = LossMeter(self.device, self.dist)
+        for hook in self.hooks:
+            hook.on_start(self)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _seed_latents(self, salt: int) -> None:
+    def _init_weight_norm(self) -> None:
+        """Data-dependent initialisation of the affine weight-normalised layers (Salimans &
+        Kingma Sec. 3; :func:`gankit.layers.weight_norm.data_dependent_init`): G on one batch
+        of latents and labels, D on one batch of real images. The batch comes from its own
+        generator seeded with ``train.seed`` (the same on every rank), so the sampler and the
+        latent RNG are untouched; a resumed run overwrites the result with its checkpoint."""
+        t = self.cfg.train
+        gen = torch.Generator().manual_seed(t.seed)
+        n = min(t.batch_size, len(self.dataset))
+        x, y = self.dataset.batch(torch.randperm(len(self.dataset), generator=gen)[:n])
+        x, y = x.to(self.device), y.to(self.device)
+        x = to_float(x) if x.dtype == torch.uint8 else x  # measured data may be float
+        z = torch.randn(n, self.cfg.model.dim_z, generator=gen).to(self.device)
+        with self._autocast():
+            data_dependent_init(self.G, lambda: self.G(z, y))
+            data_dependent_init(self.D, lambda: self.D(x, y))
+
+    def seed_latents(self, salt: int) -> None:
         """Per-rank latent RNG; ``salt`` changes it after a rollback so the replay differs."""
         self.gen.manual_seed(self.cfg.train.seed + 1_000_003 * self.dist.rank + 7919 * salt)
 
@@ -192,15 +273,13 @@ class Trainer:
         return module.no_sync()
 
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.dataset.batch(next(self.sampler))
-        x = to_float(x.to(self.device, non_blocking=True))
-        if self.cfg.train.channels_last:
+        x, y = next(self.batches)  # already on the device
+        x = to_float(x) if x.dtype == torch.uint8 else x  # measured data may be float
+        if self.cfg.train.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, y.to(self.device)
+        return x, y
 
     def _latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from gankit.models import sample_z
-
         z = sample_z(n, self.cfg.model.dim_z, generator=self.gen, device=self.device)
         y = torch.randint(self.cfg.model.n_classes, (n,), generator=self.gen, device=self.device)
         return z, y
@@ -220,37 +299,46 @@ class Trainer:
         sync happens here."""
         t = self.cfg.train
         n_micro = t.n_D * t.accumulate
-        loss_D_sum = D_real_sum = D_fake_sum = torch.zeros((), device=self.device)
+        lazy = lazy_factor(self.step, t.reg_every) if t.r1_gamma or t.r2_gamma else 0
+        cr_policy = t.cr_augment if t.cr_weight > 0 else ""
+        stats = speed.DStepStats()
 
-        # 1. D steps, each on fresh real images; G only produces fakes (no grad).
+        # 1. D steps, each on fresh real images; G produces all their fakes first (no grad).
+        latents = [self._latents(t.batch_size) for _ in range(n_micro)]
+        with self._autocast():
+            fakes = speed.d_step_fakes(self.G_fake, self.G, latents, t)
         self.D.requires_grad_(True)
         for d_step in range(t.n_D):
             self.opt_D.zero_grad(set_to_none=True)
             for micro in range(t.accumulate):
                 x, y = self._real_batch()
-                z, y_fake = self._latents(len(y))
+                (_, y_fake), fake = latents[d_step * t.accumulate + micro], fakes.pop(0)
                 with self._no_sync(self.D_train, micro):
-                    with self._autocast():
-                        once = t.sn_once and (d_step > 0 or micro > 0)  # see training.speed
-                        with torch.no_grad(), speed.frozen_power_iteration(self.G, once):
-                            fake = self.G_fake(z, y_fake)
-                        logits, cls = self._discriminate(
-                            self.D_fn, torch.cat([x, fake.to(x.dtype)]), torch.cat([y, y_fake])
+                    with self._autocast(), double_backward_safe(lazy > 0 or t.loss == "wgan-gp"):
+                        fake = self.measure_fake(fake)  # AmbientGAN
+                        images, labels = augment.d_input(
+                            x, fake, y, y_fake, t.diffaug, cr_policy, self.gen
                         )
-                        real_logits, fake_logits = logits.float().split([len(y), len(y_fake)])
+                        logits, cls = self._discriminate(
+                            self.D_fn, images.requires_grad_(lazy > 0), labels
+                        )
+                        n = len(y) + len(y_fake)
+                        real_logits, fake_logits = logits[:n].float().split([len(y), len(y_fake)])
                         loss_D = d_loss(t.loss, real_logits, fake_logits)
                         if cls is not None:
                             loss_D = loss_D + t.aux_weight * aux_classifier_loss(
-                                cls, torch.cat([y, y_fake])
+                                cls[:n], labels[:n]
                             )
                         if t.loss == "wgan-gp":
                             loss_D = loss_D + gradient_penalty(
                                 self.D, x, fake, y, t.gp_weight, generator=self.gen
                             )
-                    (loss_D / t.accumulate).backward()
-                loss_D_sum = loss_D_sum + loss_D.detach() / n_micro
-                D_real_sum = D_real_sum + real_logits.detach().mean() / n_micro
-                D_fake_sum = D_fake_sum + fake_logits.detach().mean() / n_micro
+                        loss_D = loss_D + d_regularization(
+                            logits, images, len(y), len(y_fake), self.lecam, t.lecam_weight,
+                            t.cr_weight, lazy * t.r1_gamma, lazy * t.r2_gamma,
+                        )  # fmt: skip
+                    (loss_D / t.accumulate if t.accumulate > 1 else loss_D).backward()
+                stats.add(loss_D, logits[:n].float())
             self.opt_D.step()
 
         # 2. G step through the frozen D (unwrapped: D's DDP hooks stay out of it).
@@ -261,13 +349,18 @@ class Trainer:
             z, y_fake = self._latents(t.batch_size)
             with self._no_sync(self.G_train, micro):
                 with self._autocast():
-                    logits, cls = self._discriminate(self.D_frozen, self.G_fn(z, y_fake), y_fake)
-                    loss_G = g_loss(t.loss, logits.float())
+                    fake = self.measure_fake(self.G_fn(z, y_fake))  # AmbientGAN
+                    x, y = self._real_batch() if t.loss in PAIRED_LOSSES else (fake[:0], y_fake[:0])
+                    images, labels = augment.d_input(fake, x, y_fake, y, t.diffaug, "", self.gen)
+                    logits, cls = self._discriminate(self.D_frozen, images, labels)
+                    fake_logits, real_logits = logits.float().split([len(y_fake), len(y)])
+                    loss_G = g_loss(t.loss, fake_logits, real_logits)
                     if cls is not None:
+                        cls = cls[: len(y_fake)]  # the fakes' rows (reals follow for rpgan)
                         loss_G = loss_G + t.aux_weight * aux_classifier_loss(cls, y_fake)
                 if t.ortho_reg > 0:
                     loss_G = loss_G + orthogonal_reg(self.G, t.ortho_reg)
-                (loss_G / t.accumulate).backward()
+                (loss_G / t.accumulate if t.accumulate > 1 else loss_G).backward()
             loss_G_sum = loss_G_sum + loss_G.detach() / t.accumulate
         self.opt_G.step()
         self.D.requires_grad_(True)
@@ -276,172 +369,121 @@ class Trainer:
         self.step += 1
         if self.ema is not None:
             self.ema.update(self.G, self.step)
-        return {
-            "loss_D": loss_D_sum,
-            "loss_G": loss_G_sum,
-            "D_real": D_real_sum,
-            "D_fake": D_fake_sum,
-        }
+        return {**stats.means(), "loss_G": loss_G_sum}
 
     # -- the run -----------------------------------------------------------------------------
     def fit(self, steps: int) -> None:
-        """Train until G step ``steps``: iteration → log → snapshot → eval hook."""
-        t, every_eval = self.cfg.train, self.cfg.eval.every
+        """Train until G step ``steps``: iteration → log → snapshot → hooks' ``on_step``."""
+        t = self.cfg.train
         self.monitor = Monitor(
-            self.run_dir if self.writes else None, steps, self.step, quiet=self.quiet
+            self.run.path if self.writes else None, steps, self.step, quiet=self.quiet
         )
-        self._log_time = time.perf_counter()
+        self.meter.reset()
         try:
-            while self.step < steps:
-                losses = self.train_iteration()
-                self._accumulate(losses)
-                if self.step % t.log_every == 0 or self.step == steps:
-                    self.log()
-                if self.step % t.snapshot_every == 0 or self.step == steps:
-                    self.snapshot()
-                if every_eval > 0 and self.step % every_eval == 0:
-                    self.evaluate()
-                self.monitor.progress(self.step)
+            with StopSignals() as stop:
+                while self.step < steps:
+                    self.meter.add(self.train_iteration())
+                    logged = self.step % t.log_every == 0 or self.step == steps
+                    if logged:
+                        self.log()
+                    saved = self.step % t.snapshot_every == 0 or self.step == steps
+                    if saved:
+                        self.snapshot()
+                    for hook in self.hooks:
+                        hook.on_step(self)
+                    self.monitor.progress(self.step)
+                    # under DDP the ranks agree on stopping at log steps only (a collective)
+                    if logged or not self.dist.enabled:
+                        signum = stop.requested(self.dist.enabled)
+                        if signum:
+                            self._stop(signum, saved)
         finally:
             self.monitor.close()
 
-    def _accumulate(self, losses: dict[str, torch.Tensor]) -> None:
-        stacked = torch.stack([losses[k] for k in ("loss_D", "loss_G", "D_real", "D_fake")])
-        self._finite &= torch.isfinite(stacked).all()
-        self._log_sum = stacked if self._log_sum is None else self._log_sum + stacked
-        self._log_count += 1
+    def _stop(self, signum: int, saved: bool) -> None:
+        """Write a checkpoint of this step (unless one was just written) and end training."""
+        if not saved:
+            self.snapshot()
+        where = f"checkpoint {self.run.latest_checkpoint()}" if self.run else "no run directory"
+        resume = f"; continue with `gankit resume {self.run.path}`" if self.run else ""
+        raise TrainingStopped(
+            f"stopped by {StopSignals.name(signum)} at step {self.step} ({where}){resume}", signum
+        )
 
-    def _check_finite(self) -> None:
-        """Stop with a clear message if any loss since the last check was NaN/Inf."""
-        if bool(self._finite):
+    def check_finite(self) -> None:
+        """Stop with a clear message if any loss since the last check was NaN/Inf on any rank
+        (collective under DDP: every rank checks, and raises, together)."""
+        if self.meter.all_finite():
             return
-        ckpts = ckpt_io.list_checkpoints(self.run_dir / "checkpoints") if self.run_dir else []
-        last = f"last good checkpoint: {ckpts[-1]}" if ckpts else "no checkpoint was written"
+        last = self.run.latest_checkpoint() if self.run is not None else None
+        where = f"last good checkpoint: {last}" if last else "no checkpoint was written"
         raise TrainingDivergedError(
-            f"a loss became NaN/Inf at or before step {self.step}; training stopped ({last}). "
+            f"a loss became NaN/Inf at or before step {self.step}; training stopped ({where}). "
             "Lower train.lr_G/train.lr_D or check the data."
         )
 
     def log(self) -> None:
         """Write one metrics record (averages since the last log) and check for collapse."""
         t = self.cfg.train
-        self._check_finite()
-        means = self._log_sum / self._log_count
-        if self.dist.enabled:
-            torch.distributed.all_reduce(means)
-            means /= self.dist.world_size
-        now = time.perf_counter()
-        images = self._log_count * t.batch_size * t.n_D * t.accumulate * self.dist.world_size
-        loss_D, loss_G, D_real, D_fake = means.tolist()
+        self.check_finite()
+        means, count, seconds = self.meter.means()
+        images = count * t.batch_size * t.n_D * t.accumulate * self.dist.world_size
         record: dict[str, Any] = {
             "step": self.step,
-            "loss_D": loss_D,
-            "loss_G": loss_G,
-            "D_real": D_real,
-            "D_fake": D_fake,
+            **means,
             "lr_G": self.opt_G.param_groups[0]["lr"],
             "lr_D": self.opt_D.param_groups[0]["lr"],
-            "img_per_s": images / max(now - self._log_time, 1e-9),
+            "img_per_s": images / max(seconds, 1e-9),
         }
-        from gankit.analysis.spectrum import spectrum_report
-
-        for net_name, net in (("G", self.G), ("D", self.D)):
-            for layer, sigmas in spectrum_report(net, 3, self.sigma_layers[net_name]).items():
-                for i, s in enumerate(sigmas):
-                    record[f"sigma{i}/{net_name}/{layer}"] = s
-        self._log_sum, self._log_count, self._log_time = None, 0, now
+        for hook in self.hooks:
+            hook.on_log(self, record)
         self.monitor.write(record)
         self.monitor.progress(self.step, record)
         warnings = self.detector.check(record)
         self.healthy = not warnings
         for w in warnings:
             self.monitor.warn(self.step, f"possible collapse: {w}")
-        if warnings and t.collapse_rollback:
-            self.rollback()
-
-    def rollback(self) -> None:
-        """Reload the newest healthy checkpoint older than this step, with a new latent seed."""
-        root = self.run_dir / "checkpoints" if self.run_dir else None
-        healthy = [
-            c
-            for c in (ckpt_io.list_checkpoints(root) if root else [])
-            if ckpt_io.checkpoint_step(c) < self.step and ckpt_io.load_state(c)["healthy"]
-        ]
-        if not healthy or self.rollbacks >= MAX_ROLLBACKS:
-            self.monitor.warn(
-                self.step,
-                "collapse rollback skipped (no healthy checkpoint left "
-                f"or {MAX_ROLLBACKS} rollbacks done)",
-            )
-            return
-        from_step, rollbacks = self.step, self.rollbacks + 1
-        self.load(healthy[-1])
-        self.rollbacks = rollbacks
-        self._seed_latents(rollbacks)
-        self.monitor.warn(from_step, f"rolled back to {healthy[-1]} (rollback {rollbacks})")
+        if warnings:
+            for hook in self.hooks:
+                hook.on_collapse(self, warnings)
 
     @torch.no_grad()
     def snapshot(self) -> None:
-        """Fixed-z sample grid and a checkpoint (main rank), after a NaN check."""
-        self._check_finite()
+        """A checkpoint of the current step (main rank), after a NaN check; hooks'
+        ``on_snapshot`` see its sampling generator first."""
+        self.check_finite()
         state = self.state_dict()  # collective under DDP: every rank calls it
         if not self.writes:
             return
         # without EMA, sample from a copy so that G's BN statistics, SN vectors and mode stay
         G = self.sampling_G if self.ema is not None else copy.deepcopy(self.G).eval()
         if self.cfg.train.standing_stats > 0:
-            gen = torch.Generator(self.device).manual_seed(self.cfg.train.seed + self.step)
-            from gankit.models import sample_z
+            standing_stats(G, self.cfg.train.standing_stats, self._standing_inputs())
+        for hook in self.hooks:
+            hook.on_snapshot(self, G)
+        weights = {**self.weights(), "G_ema": G.state_dict()}  # the sampled generator
+        self.save_checkpoint(ckpt_io.step_dir_name(self.step), weights, state)
+        ckpt_io.prune_checkpoints(self.run.checkpoints, self.cfg.train.keep_last)
 
-            def make_inputs() -> tuple[torch.Tensor, torch.Tensor]:
-                n, m = self.cfg.train.batch_size, self.cfg.model
-                z = sample_z(n, m.dim_z, generator=gen, device=self.device)
-                return z, torch.randint(m.n_classes, (n,), generator=gen, device=self.device)
+    def _standing_inputs(self):
+        """Batches ``(z, y)`` for standing statistics, seeded by ``train.seed`` and the step."""
+        gen = torch.Generator(self.device).manual_seed(self.cfg.train.seed + self.step)
+        n, m = self.cfg.train.batch_size, self.cfg.model
 
-            standing_stats(G, self.cfg.train.standing_stats, make_inputs)
-        from gankit.sampling import save_grid
+        def make_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+            z = sample_z(n, m.dim_z, generator=gen, device=self.device)
+            return z, torch.randint(m.n_classes, (n,), generator=gen, device=self.device)
 
-        z, y = self._grid_latents()
-        save_grid(
-            to_uint8(G(z, y)), self.run_dir / "samples" / f"step_{self.step:08d}.png", GRID_COLS
+        return make_inputs
+
+    def save_checkpoint(
+        self, name: str, weights: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]
+    ) -> Path:
+        """Write checkpoint ``RUN/checkpoints/name`` (with ``meta.json``: step, health)."""
+        meta = {"step": state["step"], "healthy": state["healthy"]}
+        return ckpt_io.save_checkpoint(
+            self.run.checkpoints, name, weights, state, self.cfg, meta=meta
         )
-        root = self.run_dir / "checkpoints"
-        weights = {**self.weights(), "G_ema": G.state_dict()}  # the grid's generator
-        ckpt_io.save_checkpoint(root, ckpt_io.step_dir_name(self.step), weights, state, self.cfg)
-        ckpt_io.prune_checkpoints(root, self.cfg.train.keep_last)
-
-    def _grid_latents(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fixed z for snapshot grids: one row of ``GRID_COLS`` per class (≤ 16 classes)."""
-        m = self.cfg.model
-        rows = min(m.n_classes, GRID_MAX_CLASSES)
-        classes = torch.linspace(0, m.n_classes - 1, rows).round().long()
-        gen = torch.Generator().manual_seed(self.cfg.train.seed)
-        z = torch.randn(rows * GRID_COLS, m.dim_z, generator=gen)
-        return z.to(self.device), classes.repeat_interleave(GRID_COLS).to(self.device)
-
-    def evaluate(self) -> None:
-        """Eval hook: ``gankit.evaluate.periodic_eval`` (main rank); keeps ``checkpoints/best``
-        by the lowest value of the first metric whose name contains ``fid`` (``fid`` first)."""
-        from gankit.evaluate import periodic_eval
-
-        state = self.state_dict()  # collective under DDP: every rank calls it
-        if not self.writes:
-            return
-        results = periodic_eval(self.sampling_G, self.cfg, self.step, self.device)
-        self.monitor.write({"step": self.step, "eval": results})  # same row as `gankit eval`
-        keys = sorted((k for k in results if "fid" in k), key=lambda k: (k != "fid", k))
-        if not keys:
-            return
-        key, value = keys[0], float(results[keys[0]])
-        if not self.best or value < self.best["value"]:
-            self.best = {"key": key, "value": value, "step": self.step}
-            ckpt_io.save_checkpoint(
-                self.run_dir / "checkpoints",
-                "best",
-                self.weights(),
-                {**state, "best": self.best},
-                self.cfg,
-            )
 
     # -- state -------------------------------------------------------------------------------
     def weights(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -452,50 +494,20 @@ class Trainer:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything besides the weights needed to continue exactly (``weights_only``-safe).
+        """:func:`gankit.training.state.capture` (collective under DDP)."""
+        return state.capture(self)
 
-        Under DDP the latent RNG state of every rank is gathered (a collective call)."""
-        gen_states = [self.gen.get_state()]
-        if self.dist.enabled:
-            gen_states = [None] * self.dist.world_size
-            torch.distributed.all_gather_object(gen_states, self.gen.get_state())
-        state = {
-            "step": self.step,
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict(),
-            "rng_torch": torch.get_rng_state(),
-            "rng_latents": gen_states,
-            "sampler": self.sampler.state_dict(),
-            "collapse": self.detector.state_dict(),
-            "healthy": self.healthy,
-            "rollbacks": self.rollbacks,
-            "best": self.best,
-            "config": to_dict(self.cfg),
-        }
-        if self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
+    def init_from(self, source: str | Path) -> list[str]:
+        """Start from the weights of run or checkpoint ``source`` (``train.init_from``, see
+        :mod:`gankit.training.transfer`); returns the lines describing what was loaded."""
+        nets = {"G": self.G, "D": self.D}
+        if self.ema is not None:
+            nets["G_ema"] = self.ema.module
+        return transfer.init_from(source, nets, self.cfg.model.n_classes, self.device)
 
     def load(self, ckpt: Path) -> None:
-        """Restore weights and state from checkpoint directory ``ckpt``."""
-        self.G.load_state_dict(ckpt_io.load_weights(ckpt, "G", self.device))
-        self.D.load_state_dict(ckpt_io.load_weights(ckpt, "D", self.device))
-        if self.ema is not None:
-            self.ema.module.load_state_dict(ckpt_io.load_weights(ckpt, "G_ema", self.device))
-        state = ckpt_io.load_state(ckpt)
-        self.sampler.load_state_dict(state["sampler"])  # one-line error if world size changed
-        self.step = state["step"]
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
-        torch.set_rng_state(state["rng_torch"])
-        self.gen.set_state(state["rng_latents"][self.dist.rank])
-        if "rng_cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
-        self.detector.load_state_dict(state["collapse"])
-        self.healthy, self.rollbacks, self.best = (
-            state["healthy"],
-            state["rollbacks"],
-            state["best"],
-        )
-        self._finite.fill_(True)
-        self._log_sum, self._log_count = None, 0
+        """Restore weights and state from checkpoint directory ``ckpt``
+        (:func:`gankit.training.state.restore`) and forget losses since the last log."""
+        state.restore(self, ckpt)
+        self.meter.clear_nan()
+        self.meter.reset()

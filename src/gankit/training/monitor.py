@@ -12,7 +12,17 @@ Collapse rule (BigGAN §4.1/4.2 observations; checked at every log over the prev
 1. ``sigma0`` of any tracked **D** weight exceeds 3x its median over the window
    (D's spectral blow-up precedes collapse); or
 2. ``loss_D < 0.05`` while ``loss_G > 3 * max(|median loss_G over the window|, 0.1)``
-   (D wins outright and G's loss spikes).
+   (D wins outright and G's loss spikes); or
+3. a sample-diversity signal (:mod:`gankit.training.sample_signals`, logged as
+   ``diversity/pixel_std`` and ``diversity/pairwise``, each relative to the same number for real
+   images) falls below ``DIVERSITY_FLOOR`` (0.1: the grid's samples vary less than a tenth as
+   much as real images — a grid of one repeated image, e.g. all black, scores ≈ 0; healthy
+   runs measured from their first logs stay above 0.2); or
+4. ``class_spread`` (models with an auxiliary classifier: the spread of the class head's
+   predictions on the samples over that on real images) falls below ``SPREAD_FLOOR`` (0.3).
+
+Rules 3 and 4 look at what G produces, so they catch a collapse in which D's weights and the
+losses stay calm (e.g. every sample black); rules 1 and 2 need no samples.
 
 A warning is written to ``metrics.jsonl`` (key ``warning``) and stderr; with
 ``train.collapse_rollback`` the trainer then rolls back to the last healthy checkpoint.
@@ -27,6 +37,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
 from gankit.errors import GankitError
 
 WINDOW = 10
@@ -34,6 +47,25 @@ MIN_HISTORY = 5
 SIGMA_FACTOR = 3.0
 D_LOSS_FLOOR = 0.05
 G_LOSS_FACTOR = 3.0
+DIVERSITY_FLOOR = 0.1
+SPREAD_FLOOR = 0.3
+DIVERSITY_KEYS = ("diversity/pixel_std", "diversity/pairwise")
+
+
+def sample_warnings(record: dict[str, Any]) -> list[str]:
+    """Warnings of the sample-signal floors (rules 3 and 4) for one record (no history)."""
+    warnings = [
+        f"{key} = {record[key]:.3g} < {DIVERSITY_FLOOR:g} (samples vary less than "
+        f"{DIVERSITY_FLOOR:g}x as much as real images)"
+        for key in DIVERSITY_KEYS
+        if key in record and record[key] < DIVERSITY_FLOOR
+    ]
+    if "class_spread" in record and record["class_spread"] < SPREAD_FLOOR:
+        warnings.append(
+            f"class_spread = {record['class_spread']:.3g} < {SPREAD_FLOOR:g} (samples of "
+            "different classes are classified as few classes)"
+        )
+    return warnings
 
 
 class TrainingDivergedError(GankitError):
@@ -62,6 +94,7 @@ class CollapseDetector:
                     f"{key} = {value:.3g} exceeds {SIGMA_FACTOR:g}x its median "
                     f"{statistics.median(past):.3g} over the last {len(past)} logs"
                 )
+        warnings += sample_warnings(record)
         past_g = self._series("loss_G")
         if len(past_g) >= MIN_HISTORY:
             ref = G_LOSS_FACTOR * max(abs(statistics.median(past_g)), 0.1)
@@ -100,12 +133,8 @@ class Monitor:
         if run_dir is None:
             return
         self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        from torch.utils.tensorboard import SummaryWriter
-
         self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
         if not quiet and sys.stderr.isatty():
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
 
     def write(self, record: dict[str, Any]) -> None:

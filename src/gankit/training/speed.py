@@ -6,25 +6,42 @@
 - ``train.sdpa``: attention layers take the fused ``scaled_dot_product_attention`` path (else
   the explicit-softmax reference, which stores the ``N x M`` score matrix).
 - ``train.channels_last``: weights and images in NHWC layout (oneDNN / cuDNN's fast layout).
-- ``train.fused_optim``: Adam's ``fused=True`` kernel on CUDA, ``foreach=True`` (one multi-tensor
-  op per state update) on CPU; else the per-parameter for-loop.
+- ``train.fused_optim``: Adam's ``fused=True`` kernel (one op per optimizer step, on CUDA and
+  CPU); else the per-parameter for-loop.
 - ``train.fused_resample``: the ResNet blocks' "upsample, 3x3 conv" (G) and "3x3 conv, avg-pool"
   (D) run as one stride-2 (transposed) conv with a composed 4x4 kernel
   (:mod:`gankit.layers.resample_conv`): exact, ~2.2x fewer multiply-adds for those convs.
 - ``train.checkpoint_activations`` (off by default: it costs one more forward of each block):
   the ResNet blocks of G and D keep only their inputs and recompute the rest in backward
-  (:mod:`gankit.layers.checkpointing`), without a second SN power iteration or BN update.
+  (:mod:`gankit.layers.recompute`), without a second SN power iteration or BN update.
 - ``train.sn_once``: G's weights do not change during the D steps, so G's spectral-norm power
   iteration runs only in the first D step's fake forward; the other ``n_D - 1`` no-grad
   forwards reuse its ``u``, ``v`` (:func:`frozen_power_iteration`). Exact for ``n_D = 1``; for
   ``n_D > 1`` G's ``u`` takes 2 instead of ``n_D + 1`` power-iteration steps per G step (still
   at least SNGAN's one per update).
-- ``train.compile``: ``torch.compile`` of G and D (forward and, through AOTAutograd, backward).
-  If compilation fails, :class:`CompileOrEager` warns once and runs eagerly from then on.
+- ``train.sn_batched`` (eager only): the spectral norms of G and D are computed in a few
+  batched buckets per forward instead of layer by layer
+  (:mod:`gankit.layers.spectral_norm_batched`); G's no-grad forwards of the later D steps reuse
+  the first one's ``W / sigma`` (with ``sn_once`` G's weights and ``u``, ``v`` do not change).
+  SN raw weights then stay in the plain layout (the stack is a view; the convs still get
+  channels-last activations).
+- ``train.compile``: ``torch.compile`` of G and D (forward and, through AOTAutograd, backward):
+  ``"auto"`` (compile on CUDA with the ``"default"`` mode, eager on CPU), ``true`` (=
+  ``"default"``), ``false``, or a ``torch.compile`` mode name (``"reduce-overhead"``: CUDA
+  graphs, ``"max-autotune"``, ``"max-autotune-no-cudagraphs"``). Compiled artefacts are cached
+  across runs under ``$GANKIT_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set). If
+  compiling a call (its forward, or its backward, which is compiled at the same time) fails,
+  :class:`CompileOrEager` warns once (one line) and runs it eagerly.
+- ``train.optimizer`` (not a speed lever; built here with the implementation above): ``adam``
+  or ``amsgrad`` (Reddi et al. 2018, "On the Convergence of Adam and Beyond", Alg. 2): Adam
+  whose denominator uses the running maximum ``v_hat_t = max(v_hat_{t-1}, v_t)`` of the second
+  moment, here with Adam's bias corrections (``torch.optim.Adam(amsgrad=True)``: the step is
+  ``lr m_t / (1 - beta1^t) / (sqrt(v_hat_t / (1 - beta2^t)) + eps)``).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -33,23 +50,68 @@ import torch
 from torch import nn
 
 from gankit.config import TrainConfig
+from gankit.errors import GankitError
+from gankit.layers.batchnorm import can_chunk, chunked
 from gankit.layers.spectral_norm import frozen_power_iteration
+from gankit.layers.spectral_norm_batched import BatchedSpectralNorm, sn_raw_weights
+from gankit.metrics.stats_cache import cache_root
 
 __all__ = [
+    "COMPILE_MODES",
+    "OPTIMIZERS",
     "CompileOrEager",
+    "DStepStats",
     "adam",
+    "batched_fakes",
+    "compile_mode",
     "configure_modules",
+    "d_step_fakes",
     "flags",
     "frozen_power_iteration",
+    "sn_batched",
+    "step_calls",
 ]
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile`` modes accepted by ``train.compile`` (besides auto/true/false)."""
+
+
+def compile_mode(value: bool | str, device: torch.device) -> str | None:
+    """``train.compile`` → the ``torch.compile`` mode to use, or ``None`` for eager.
+
+    ``"auto"``: ``"default"`` on CUDA, eager elsewhere; ``True``: ``"default"``; ``False``:
+    eager; a name in :data:`COMPILE_MODES`: that mode.
+    """
+    if value is True:
+        return "default"
+    if value is False:
+        return None
+    if value == "auto":
+        return "default" if device.type == "cuda" else None
+    if value in COMPILE_MODES:
+        return value
+    raise GankitError(
+        f"train.compile: expected auto, true, false or one of {', '.join(COMPILE_MODES)}, "
+        f"got {value!r}"
+    )
+
+
+def sn_batched(t: TrainConfig) -> bool:
+    """Whether the eager step batches spectral norms (``train.sn_batched``; not together with
+    ``train.checkpoint_activations``, whose recomputation needs each layer's own SN graph)."""
+    return t.sn_batched and not t.checkpoint_activations
 
 
 def configure_modules(modules: Iterable[nn.Module], t: TrainConfig) -> None:
-    """Apply ``train.channels_last``, ``train.sdpa``, ``train.fused_resample`` and
-    ``train.checkpoint_activations`` to G and D in place."""
+    """Apply ``train.channels_last``, ``train.sdpa``, ``train.fused_resample``,
+    ``train.checkpoint_activations`` and ``train.sn_batched`` (SN raw weights in the plain
+    layout, see the module docstring) to G and D in place."""
     for module in modules:
         if t.channels_last:
             module.to(memory_format=torch.channels_last)
+            if sn_batched(t):
+                for w in sn_raw_weights(module):
+                    w.data = w.data.contiguous()
         for m in module.modules():
             if hasattr(m, "fused") and isinstance(m.fused, bool):  # attention layers
                 m.fused = t.sdpa
@@ -58,44 +120,78 @@ def configure_modules(modules: Iterable[nn.Module], t: TrainConfig) -> None:
                 m.checkpoint_activations = t.checkpoint_activations
 
 
-def _adam_impl(t: TrainConfig, device: torch.device) -> dict[str, bool]:
-    if not t.fused_optim:
-        return {"foreach": False}
-    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+def _adam_impl(t: TrainConfig) -> dict[str, bool]:
+    return {"fused": True} if t.fused_optim else {"foreach": False}
+
+
+OPTIMIZERS = ("adam", "amsgrad")
+"""``train.optimizer`` values (checked by :func:`gankit.config.validate`)."""
 
 
 def adam(
-    params: Iterable[nn.Parameter],
-    lr: float,
-    betas: list[float],
-    eps: float,
-    t: TrainConfig,
-    device: torch.device,
+    params: Iterable[nn.Parameter], lr: float, betas: list[float], eps: float, t: TrainConfig
 ) -> torch.optim.Adam:
-    """Adam with the implementation chosen by ``train.fused_optim`` (see module docstring)."""
+    """Adam (or AMSGrad, ``train.optimizer``) with the implementation chosen by
+    ``train.fused_optim`` (see module docstring)."""
     return torch.optim.Adam(
-        params, lr=lr, betas=tuple(float(b) for b in betas), eps=eps, **_adam_impl(t, device)
+        params,
+        lr=lr,
+        betas=tuple(float(b) for b in betas),
+        eps=eps,
+        amsgrad=t.optimizer == "amsgrad",
+        **_adam_impl(t),
     )
 
 
+def enable_compile_cache() -> None:
+    """Inductor's FX-graph and AOTAutograd caches (on by default) under
+    ``$GANKIT_CACHE/inductor``, unless ``TORCHINDUCTOR_CACHE_DIR`` is already set."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "inductor"))
+
+
+def compile_backend() -> str:
+    """``torch.compile`` backend: ``$GANKIT_COMPILE_BACKEND`` or ``"inductor"`` (tests run the
+    compiled path on CPU in seconds with ``aot_eager``)."""
+    return os.environ.get("GANKIT_COMPILE_BACKEND") or "inductor"
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
 class CompileOrEager:
-    """Callable running ``torch.compile(module)``; on the first failure it warns once (one
-    line) and calls ``module`` eagerly from then on. Parameters are shared with ``module``.
+    """Callable running ``module`` compiled (``torch.compile``) or eagerly, with the
+    spectral norms batched when eager. On the first compile failure it warns once (one line)
+    and runs eagerly from then on. Parameters are shared with ``module``.
 
     Args:
         module: the network (possibly DDP-wrapped) to run.
         name: used in the warning, e.g. ``"D"``.
-        enabled: ``False`` skips compilation entirely.
+        mode: a ``torch.compile`` mode (:func:`compile_mode`) or ``None`` for eager.
+        batch_sn: batch the spectral norms in eager calls (:func:`sn_batched`).
+        reuse_frozen: let calls with frozen SN layers and no grad reuse ``W / sigma``.
     """
 
-    def __init__(self, module: nn.Module, name: str, enabled: bool):
+    def __init__(
+        self,
+        module: nn.Module,
+        name: str,
+        mode: str | None,
+        batch_sn: bool = False,
+        reuse_frozen: bool = False,
+    ):
         self.module, self.name = module, name
-        self.compiled: Any = torch.compile(module) if enabled else None
+        self.compiled: Any = None
+        if mode is not None:
+            enable_compile_cache()
+            self.compiled = torch.compile(module, mode=mode, backend=compile_backend())
+        self.sn = BatchedSpectralNorm(_unwrap(module), reuse_frozen) if batch_sn else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.compiled is not None:
-            try:
-                return self.compiled(*args, **kwargs)
+            try:  # backward graphs compile here too, so that their failures land here as well
+                with torch._functorch.config.patch(force_non_lazy_backward_lowering=True):
+                    return self.compiled(*args, **kwargs)
             except Exception as err:  # noqa: BLE001 - any compiler failure means: run eagerly
                 msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
                 warnings.warn(
@@ -105,25 +201,99 @@ class CompileOrEager:
                     stacklevel=2,
                 )
                 self.compiled = None
-        return self.module(*args, **kwargs)
+        if self.sn is None:
+            return self.module(*args, **kwargs)
+        with self.sn.applied():
+            return self.module(*args, **kwargs)
 
     @property
     def is_compiled(self) -> bool:
         return self.compiled is not None
 
 
+def step_calls(
+    G: nn.Module, D: nn.Module, t: TrainConfig, device: torch.device
+) -> tuple[CompileOrEager, CompileOrEager, CompileOrEager, CompileOrEager]:
+    """The four calls of the training step: ``(G_fn, D_fn, G_fake, D_frozen)`` = G and D
+    trained (possibly DDP-wrapped, as passed), G producing the D steps' fakes (no grad; reuses
+    ``W / sigma`` across frozen D steps) and D in the G step (unwrapped: D's DDP hooks stay
+    out of it)."""
+    mode, batch = compile_mode(t.compile, device), sn_batched(t)
+    G_net, D_net = _unwrap(G), _unwrap(D)
+    return (
+        CompileOrEager(G, "G", mode, batch),
+        CompileOrEager(D, "D", mode, batch),
+        CompileOrEager(G_net, "G (fakes)", mode, batch, reuse_frozen=True),
+        CompileOrEager(D_net, "D (G step)", mode, batch),
+    )
+
+
+def batched_fakes(t: TrainConfig, G: nn.Module) -> bool:
+    """Whether the D steps' fakes come from one forward of G (``train.batched_fakes``): needs
+    ``sn_once`` (one power iteration for all of them) and chunkable batch norms in G
+    (:func:`gankit.layers.batchnorm.can_chunk`; not under DDP's cross-replica BN)."""
+    return t.batched_fakes and t.sn_once and can_chunk(G)
+
+
+@torch.no_grad()
+def d_step_fakes(
+    G_call: CompileOrEager,
+    G: nn.Module,
+    latents: list[tuple[torch.Tensor, torch.Tensor]],
+    t: TrainConfig,
+) -> list[torch.Tensor]:
+    """The fake images of an iteration's D-step micro-batches, one per ``(z, y)`` of
+    ``latents``, without grad.
+
+    With :func:`batched_fakes`: one call of G on all latents stacked, each micro-batch's rows
+    normalised with their own batch statistics (:func:`gankit.layers.batchnorm.chunked`), which
+    equals separate calls. Otherwise one call per micro-batch, G's power iteration only in the
+    first with ``sn_once``.
+    """
+    n = len(latents)
+    if n > 1 and batched_fakes(t, G):
+        z, y = (torch.cat(parts) for parts in zip(*latents))
+        with chunked(G, n):
+            return list(G_call(z, y).chunk(n))
+    fakes = []
+    for i, (z, y) in enumerate(latents):
+        with frozen_power_iteration(G, t.sn_once and i > 0):
+            fakes.append(G_call(z, y))
+    return fakes
+
+
+class DStepStats:
+    """Means over an iteration's D-step micro-batches of ``loss_D`` and of D's logits on the
+    real and the fake half, reduced once at the end (two ops per micro-batch)."""
+
+    def __init__(self) -> None:
+        self.losses: list[torch.Tensor] = []
+        self.logits: list[torch.Tensor] = []
+
+    def add(self, loss_D: torch.Tensor, logits: torch.Tensor) -> None:
+        """``loss_D``: scalar; ``logits: (2B,)``, real images first."""
+        self.losses.append(loss_D.detach())
+        self.logits.append(logits.detach())
+
+    def means(self) -> dict[str, torch.Tensor]:
+        """``{"loss_D", "D_real", "D_fake"}``, scalar tensors (no host sync)."""
+        real, fake = torch.stack(self.logits).unflatten(1, (2, -1)).mean(dim=(0, 2)).unbind()
+        return {"loss_D": torch.stack(self.losses).mean(), "D_real": real, "D_fake": fake}
+
+
 def flags(t: TrainConfig, device: torch.device, amp: torch.dtype | None) -> dict[str, Any]:
     """The levers in force, as reported by ``gankit bench`` (``flags`` key)."""
-    impl = _adam_impl(t, device)
+    mode = compile_mode(t.compile, device)
     return {
         "amp": "bf16" if amp == torch.bfloat16 else "fp32",
         "sdpa": t.sdpa,
         "channels_last": t.channels_last,
-        "optimizer": "fused" if impl.get("fused") else "foreach" if impl["foreach"] else "for-loop",
+        "optimizer": "fused" if t.fused_optim else "for-loop",
         "sn_once": t.sn_once,
+        "sn_batched": sn_batched(t) and mode is None,
+        "batched_fakes": t.batched_fakes and t.sn_once,
         "fused_resample": t.fused_resample,
         "checkpoint_activations": t.checkpoint_activations,
-        "compile": t.compile,
-        "host_syncs_per_iter": 0,
+        "compile": mode or False,
         "num_threads": torch.get_num_threads(),
     }

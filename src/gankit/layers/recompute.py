@@ -1,5 +1,5 @@
-"""Activation checkpointing of residual blocks (Chen et al. 2016, "Training Deep Nets with
-Sublinear Memory Cost").
+"""Activation recomputation ("activation checkpointing") of residual blocks (Chen et al. 2016,
+"Training Deep Nets with Sublinear Memory Cost").
 
 A block with ``checkpoint_activations = True`` keeps only its inputs during the forward pass and
 recomputes its inner activations in the backward pass, trading one more forward of the block
@@ -22,7 +22,7 @@ from torch.utils.checkpoint import checkpoint
 
 from gankit.layers.spectral_norm import frozen_power_iteration
 
-__all__ = ["CheckpointableBlock", "no_state_updates"]
+__all__ = ["RecomputableBlock", "no_state_updates"]
 
 
 @contextlib.contextmanager
@@ -42,8 +42,8 @@ def no_state_updates(module: nn.Module) -> Iterator[None]:
             m.num_batches_tracked.copy_(tracked)
 
 
-class CheckpointableBlock(nn.Module):
-    """Base of a block whose ``block_forward(*args)`` may run under activation checkpointing.
+class RecomputableBlock(nn.Module):
+    """Base of a block whose ``block_forward(*args)`` may recompute its activations in backward.
 
     ``checkpoint_activations`` (default False; set by ``train.checkpoint_activations``) takes
     effect only when autograd is recording; otherwise the block runs as usual.

@@ -1,5 +1,8 @@
 """Atomic, crash-safe checkpoints: safetensors weights plus a ``weights_only`` state file.
 
+This module reads and writes ONE checkpoint directory; what a run directory holds (and which of
+its checkpoints is the latest or best) is :mod:`gankit.run`.
+
 Layout of one checkpoint, ``RUN/checkpoints/step_XXXXXXXX/``:
 
 - ``G.safetensors``, ``D.safetensors``, ``G_ema.safetensors``: ``state_dict()`` of each network
@@ -7,7 +10,9 @@ Layout of one checkpoint, ``RUN/checkpoints/step_XXXXXXXX/``:
 - ``state.pt``: optimizer states, RNG states, data-sampler state, step and monitor history —
   only tensors, dicts, lists, ints, floats and strings, so it loads with
   ``torch.load(weights_only=True)`` and never unpickles code;
-- ``config.toml``: the run's resolved config, so a checkpoint directory alone can be sampled.
+- ``config.toml``: the run's resolved config, so a checkpoint directory alone can be sampled;
+- ``meta.json`` (optional): a few small values (``step``, ``healthy``) readable without loading
+  ``state.pt`` (:func:`load_meta`).
 
 Writing is atomic: every file goes into a hidden temp directory ``.tmp-<name>-<pid>``, each file
 is fsynced, the directory is renamed into place and the parent directory fsynced. A crash at any
@@ -22,6 +27,7 @@ its writer is no longer running) instead of deleting it with the other temp dire
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -37,8 +43,13 @@ from gankit.errors import GankitError
 WEIGHT_FILES = ("G", "D", "G_ema")
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.toml"
+META_FILE = "meta.json"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 _OLD_COPY = re.compile(r"^\.tmp-old-(.+)-(\d+)$")
+
+
+class CheckpointWriteError(GankitError):
+    """Writing a checkpoint failed (e.g. ENOSPC); nothing written before it was touched."""
 
 
 def step_dir_name(step: int) -> str:
@@ -101,6 +112,7 @@ def save_checkpoint(
     weights: dict[str, dict[str, torch.Tensor]],
     state: dict[str, Any],
     cfg: Config,
+    meta: dict[str, Any] | None = None,
 ) -> Path:
     """Write checkpoint ``root/name`` atomically and return its path.
 
@@ -110,6 +122,7 @@ def save_checkpoint(
         weights: ``{"G": state_dict, "D": ..., "G_ema": ...}``.
         state: the resumable state (see the module docstring for allowed types).
         cfg: the run's config, written as ``config.toml``.
+        meta: small JSON-able values written as ``meta.json`` (if given).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -120,13 +133,15 @@ def save_checkpoint(
     tmp = root / f".tmp-{name}-{os.getpid()}"
     final = root / name
     old: Path | None = None
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         for key in WEIGHT_FILES:
             tensors = {k: v.detach().cpu().contiguous().clone() for k, v in weights[key].items()}
             save_file(tensors, str(tmp / f"{key}.safetensors"))
         torch.save(state, tmp / STATE_FILE)
         save_toml(cfg, tmp / CONFIG_FILE)
+        if meta is not None:
+            (tmp / META_FILE).write_text(json.dumps(meta))
         for f in tmp.iterdir():
             _fsync_file(f)
         _fsync_dir(tmp)
@@ -137,10 +152,16 @@ def save_checkpoint(
         if old is not None:
             shutil.rmtree(old)
         _fsync_dir(root)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not final.exists():
             old.rename(final)  # put the previous checkpoint back
+        if isinstance(err, OSError):  # disk full, quota, permissions, I/O error
+            cause = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+            raise CheckpointWriteError(
+                f"checkpoint {final} could not be written ({cause}); the checkpoints before it "
+                "are intact: make room or fix the directory, then continue with `gankit resume`"
+            ) from err
         raise
     return final
 
@@ -168,30 +189,15 @@ def prune_checkpoints(root: str | Path, keep_last: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def find_checkpoint(source: str | Path) -> Path:
-    """Resolve a run directory (→ its latest checkpoint) or a checkpoint directory.
-
-    Raises:
-        GankitError: ``source`` is missing, or is neither a run with a complete checkpoint nor a
-            complete checkpoint directory.
-    """
-    source = Path(source)
-    if not source.exists():
-        raise GankitError(f"{source}: no such run or checkpoint directory")
-    if is_complete(source):
-        return source
-    ckpts = list_checkpoints(source / "checkpoints")
-    if not ckpts:
-        raise GankitError(
-            f"{source}: expected a run directory with checkpoints/step_*/ or a checkpoint "
-            "directory holding G.safetensors, G_ema.safetensors and state.pt; found none"
-        )
-    return ckpts[-1]
-
-
 def load_weights(ckpt: Path, which: str, device: str | torch.device = "cpu") -> dict:
     """``state_dict`` of network ``which`` (``G``, ``D`` or ``G_ema``) from ``ckpt``."""
     return load_file(str(Path(ckpt) / f"{which}.safetensors"), device=str(device))
+
+
+def load_meta(ckpt: Path) -> dict[str, Any]:
+    """``meta.json`` of ``ckpt`` (``{}`` for a checkpoint written without one)."""
+    path = Path(ckpt) / META_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:

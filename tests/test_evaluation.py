@@ -1,4 +1,4 @@
-"""``gankit eval`` / ``periodic_eval``: offline metrics on a tiny labelled data set."""
+"""``gankit.evaluate`` / ``periodic_eval``: offline metrics on a tiny labelled data set."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from gankit.config import load_preset
-from gankit.errors import GankitError
-from gankit.evaluate import eval_command, periodic_eval
+from gankit.errors import GankitError, ParameterError
+from gankit.evaluation import evaluate, generate_balanced, periodic_eval
 
 RES, K = 32, 4
 
@@ -63,40 +63,43 @@ class PatternG(nn.Module):
 
 
 def test_periodic_eval_separates_perfect_from_noise(data_cfg):
-    good = periodic_eval(PatternG(True), data_cfg, step=1, device="cpu")
-    bad = periodic_eval(PatternG(False), data_cfg, step=1, device="cpu")
+    good = periodic_eval(PatternG(True), data_cfg, device="cpu")
+    bad = periodic_eval(PatternG(False), data_cfg, device="cpu")
     assert set(good) == {"class_acc", "cfid", "swd"}
     assert good["class_acc"] > 0.95 and bad["class_acc"] < 0.6
     assert good["cfid"] < bad["cfid"] / 10 and good["swd"] < bad["swd"] / 3
 
 
-def test_eval_command_writes_json_and_metrics_row(data_cfg, tmp_path):
+def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path):
+    from gankit.checkpoint import save_checkpoint
     from gankit.models import build
-    from gankit.training.checkpoint import save_checkpoint
 
     data_cfg.model.arch, data_cfg.model.G_attn, data_cfg.model.D_attn = "dcgan", [], []
     G, D = build(data_cfg.model)
     run = tmp_path / "run"
     weights = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G.state_dict()}
     save_checkpoint(run / "checkpoints", "step_00000007", weights, {"step": 7}, data_cfg)
-    out = eval_command(str(run), ["class_acc", "swd"], n=40, device="cpu", quiet=True)
+    out = evaluate(str(run), ["class_acc", "swd", "cprdc"], n=40, device="cpu", quiet=True)
     assert out["step"] == 7 and out["n"] == 40 and "NOT comparable" in out["notes"]["offline"]
-    assert set(out["eval"]) == {"class_acc", "swd", "class_acc_real_heldout", "swd_real_heldout"}
+    names = ["class_acc", "swd", "cprecision", "crecall", "cdensity", "ccoverage"]
+    assert set(out["eval"]) == {*names, *(f"{n}_real_heldout" for n in names)}
     assert out["eval"]["class_acc_real_heldout"] > 0.95
+    # an untrained G covers little of the real digits; held-out reals cover them well
+    assert out["eval"]["ccoverage"] < 0.5 < out["eval"]["ccoverage_real_heldout"]
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert row == {"step": 7, "eval": out["eval"]}
     with pytest.raises(GankitError, match="unknown metric 'fdi'"):
-        eval_command(str(run), ["fdi"], n=40, device="cpu")
+        evaluate(str(run), ["fdi"], n=40, device="cpu")
     with pytest.raises(GankitError, match="Inception weights not found"):
-        eval_command(str(run), ["fid"], n=40, device="cpu")
+        evaluate(str(run), ["fid"], n=40, device="cpu")
+    with pytest.raises(ParameterError, match="^n: expected at least 10"):
+        evaluate(str(run), ["swd"], n=5, device="cpu")
 
 
 def test_generated_labels_cycle_over_the_data_classes():
     """A model with more classes than the data: labels stay within the data's classes."""
-    from gankit.evaluate import generate
-
     G = PatternG(perfect=True)
-    labels = torch.cat([y for _, y in generate(G, 20, batch_size=7, n_classes=K - 1)])
+    labels = torch.cat([y for _, y in generate_balanced(G, 20, batch_size=7, n_classes=K - 1)])
     assert sorted(labels.tolist()) == sorted([i % (K - 1) for i in range(20)])
-    labels = torch.cat([y for _, y in generate(G, 20, batch_size=7)])
+    labels = torch.cat([y for _, y in generate_balanced(G, 20, batch_size=7)])
     assert set(labels.tolist()) == set(range(K))

@@ -1,4 +1,4 @@
-"""Sampling: gankit.load, grids, .npz, interpolation strips, CLI errors."""
+"""Generation: gankit.load, grids, .npz, interpolation strips, CLI errors."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from training_fixtures import tiny_cfg, tiny_data
 
 import gankit
 from gankit.cli import main
-from gankit.errors import GankitError
-from gankit.sampling import _mixed_classes, make_grid, sample_command
+from gankit.errors import GankitError, ParameterError
+from gankit.generation import _mixed_classes, make_grid, write_samples
 from gankit.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,46 +41,39 @@ def test_load_returns_ema_generator_with_config(run):
 
 
 def test_png_grid_size(run, tmp_path):
-    out = sample_command(run, n=7, out=tmp_path / "g.png", classes=[1, 2], device="cpu")
+    out = write_samples(gankit.load(run), tmp_path / "g.png", n=7, classes=[1, 2])
     img = Image.open(out)
     assert img.size == (2 * 34 + 2, 4 * 34 + 2) and img.mode == "L"  # 2 columns, 4 rows
 
 
 def test_npz_dtypes_shapes_and_class_cycle(run, tmp_path):
-    out = sample_command(run, n=5, out=tmp_path / "s.npz", classes=[2, 0], truncation=0.5)
+    out = write_samples(gankit.load(run), tmp_path / "s.npz", n=5, classes=[2, 0], truncation=0.5)
     data = np.load(out)
     assert data["x"].dtype == np.uint8 and data["x"].shape == (5, 32, 32, 1)
     assert data["y"].dtype == np.int64 and data["y"].tolist() == [2, 0, 2, 0, 2]
 
 
-def test_npz_batched_matches_unbatched(run, tmp_path, monkeypatch):
-    import gankit.sampling as sampling
-
+def test_npz_batched_matches_unbatched(run, tmp_path):
     sizes = []
-    real_load = sampling.load
-
-    def load(*args, **kwargs):
-        G = real_load(*args, **kwargs)
-        G.register_forward_hook(lambda m, inputs, out: sizes.append(len(inputs[0])))
-        return G
-
-    monkeypatch.setattr(sampling, "load", load)
+    G = gankit.load(run)
+    G.register_forward_hook(lambda m, inputs, out: sizes.append(len(inputs[0])))
     common = dict(n=7, classes=[2, 0, 1], truncation=0.5, seed=3)
-    whole = np.load(sample_command(run, out=tmp_path / "a.npz", batch_size=7, **common))
+    whole = np.load(write_samples(G, tmp_path / "a.npz", batch_size=7, **common))
     assert sizes == [7]
     sizes.clear()
-    parts = np.load(sample_command(run, out=tmp_path / "b.npz", batch_size=3, **common))
+    parts = np.load(write_samples(G, tmp_path / "b.npz", batch_size=3, **common))
     assert sizes == [3, 3, 1]
     assert parts["y"].tolist() == whole["y"].tolist() == [2, 0, 1, 2, 0, 1, 2]
     assert np.array_equal(parts["x"], whole["x"])
-    with pytest.raises(GankitError, match="--batch-size"):
-        sample_command(run, out=tmp_path / "c.npz", batch_size=0)
+    with pytest.raises(ParameterError, match="batch_size") as err:
+        write_samples(G, tmp_path / "c.npz", batch_size=0)
+    assert err.value.param == "batch_size" and "--" not in str(err.value)
 
 
 def test_interpolation_strips(run, tmp_path):
     for mode in ("z", "class"):
-        out = sample_command(
-            run, n=6, out=tmp_path / f"{mode}.png", classes=[0, 2], interpolate=mode
+        out = write_samples(
+            gankit.load(run), tmp_path / f"{mode}.png", n=6, classes=[0, 2], interpolate=mode
         )
         assert Image.open(out).size == (6 * 34 + 2, 36)
 

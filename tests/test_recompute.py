@@ -1,10 +1,11 @@
-"""Activation checkpointing of ResNet blocks gives the plain blocks' outputs, gradients and
-state (spectral-norm u/v, batch-norm running statistics)."""
+"""Activation recompute of ResNet blocks gives the plain blocks' outputs, gradients and
+state (spectral-norm u/v, batch-norm running statistics), and runs only under autograd."""
 
 import copy
 
 import torch
 
+import gankit.layers.recompute as recompute
 from gankit.config import ModelConfig
 from gankit.models import build
 
@@ -44,11 +45,25 @@ def test_checkpointed_blocks_equal_plain_blocks():
             torch.testing.assert_close(state2[key], state[key], rtol=1e-6, atol=1e-7, msg=key)
 
 
-def test_checkpointing_is_inactive_without_grad():
+def test_recompute_runs_only_when_autograd_records(monkeypatch):
+    """Each block goes through torch.utils.checkpoint exactly when gradients are recorded."""
+    calls = []
+    real = recompute.checkpoint
+
+    def spy(fn, *args, **kwargs):
+        calls.append(fn.__self__)
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(recompute, "checkpoint", spy)
     torch.manual_seed(0)
     G, _ = build(CFG)
     for block in G.blocks:
         block.checkpoint_activations = True
+    z, y = torch.randn(2, 20), torch.tensor([0, 1])
     with torch.no_grad():
-        x = G(torch.randn(2, 20), torch.tensor([0, 1]))
-    assert x.shape == (2, 3, 32, 32) and not x.requires_grad
+        x = G(z, y)
+    assert calls == [] and not x.requires_grad
+    x = G(z, y)
+    assert calls == list(G.blocks) and x.requires_grad
+    x.sum().backward()  # recomputes through the spied calls
+    assert all(p.grad is not None for p in G.blocks.parameters())

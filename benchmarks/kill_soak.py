@@ -1,0 +1,182 @@
+"""Kill soak: SIGKILL `gankit train` at random moments, resume each time, check nothing is lost.
+
+A tiny run (checkpoint every step, so many kills land inside a checkpoint write) is killed
+``--kills`` times at uniformly random moments after it starts training; after each kill the
+script checks that every listed checkpoint loads (weights and state), that the newest
+checkpoint's step never goes back, and how many kills hit a write in progress (a ``.tmp-*``
+directory left behind); then it resumes with ``gankit resume``. Finally it lets the run finish
+and compares G, D and G_ema with an uninterrupted run of the same config (bitwise on CPU).
+Prints one JSON report:
+
+    python benchmarks/kill_soak.py --kills 20 --steps 40 --work /tmp/soak
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gankit.checkpoint import WEIGHT_FILES, load_state, load_weights
+from gankit.run import RunDir
+
+TINY = [
+    "model.arch=sagan",
+    "model.resolution=32",
+    "model.channels=1",
+    "model.n_classes=3",
+    "model.dim_z=8",
+    "model.G_ch=8",
+    "model.D_ch=8",
+    "model.G_attn=[]",
+    "model.D_attn=[]",
+    "train.batch_size=4",
+    "train.log_every=1",
+    "train.snapshot_every=1",
+    "train.keep_last=2",
+    "train.sigma_layers=2",
+    "train.device=cpu",
+]
+
+
+def _tiny_data(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(48, 32, 32), dtype=np.uint8)
+    np.savez(path, x=x, y=np.arange(48) % 3)
+    return path
+
+
+def _gankit(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gankit.cli", *args]
+
+
+def _train_args(data: Path, run: Path, steps: int) -> list[str]:
+    sets = [a for item in TINY for a in ("--set", item)]
+    return _gankit("train", "--data", str(data), "--out", str(run), "--steps", str(steps),
+                   "--quiet", *sets)  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _latest_step(run: Path) -> int:
+    ckpts = RunDir(run).list_checkpoints()
+    return int(load_state(ckpts[-1])["step"]) if ckpts else 0
+
+
+def _check_readable(run: Path) -> int:
+    """Load every listed checkpoint fully; return how many failed to load."""
+    bad = 0
+    for ckpt in RunDir(run).list_checkpoints():
+        try:
+            load_state(ckpt)
+            for which in WEIGHT_FILES:
+                load_weights(ckpt, which)
+        except Exception:  # any failure to read counts; the report says how many
+            bad += 1
+    return bad
+
+
+def _weights(run: Path) -> dict[str, dict[str, torch.Tensor]]:
+    ckpt = RunDir(run).list_checkpoints()[-1]
+    return {w: load_weights(ckpt, w) for w in WEIGHT_FILES}
+
+
+def _command(data: Path, run: Path, steps: int) -> list[str]:
+    """``gankit resume`` once the run has a checkpoint, else ``gankit train`` again."""
+    if RunDir(run).list_checkpoints():
+        return _gankit("resume", str(run), "--steps", str(steps), "--quiet")
+    return _train_args(data, run, steps)
+
+
+def _log_lines(run: Path) -> int:
+    path = RunDir(run).metrics_file
+    return len(path.read_bytes().splitlines()) if path.is_file() else 0
+
+
+def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 2.0) -> dict:
+    """Run the soak in ``work`` and return the report (see the module docstring).
+
+    Each life of the process is killed ``uniform(0, max_delay)`` seconds after it logged its
+    first step (so kills land in training and checkpoint writes, not in start-up)."""
+    rng = random.Random(seed)
+    work.mkdir(parents=True, exist_ok=True)
+    data = _tiny_data(work / "data.npz")
+    ref, run = work / "reference", work / "killed"
+    for d in (ref, run):
+        shutil.rmtree(d, ignore_errors=True)
+    subprocess.run(_train_args(data, ref, steps), check=True, env=_env(), capture_output=True)
+
+    report = {"kills": 0, "kills_during_write": 0, "resumes": 0, "resume_failures": 0,
+              "unreadable_checkpoints": 0, "step_went_back": 0, "steps": steps}  # fmt: skip
+    last_step = 0
+    while report["kills"] < kills:
+        report["resumes"] += bool(RunDir(run).list_checkpoints())
+        lines = _log_lines(run)
+        proc = subprocess.Popen(
+            _command(data, run, steps), env=_env(), stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        while proc.poll() is None and _log_lines(run) <= lines:
+            time.sleep(0.02)
+        try:
+            proc.wait(timeout=rng.uniform(0.0, max_delay))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            report["kills"] += 1
+            ckpts = RunDir(run).checkpoints
+            report["kills_during_write"] += any(ckpts.glob(".tmp-*")) if ckpts.is_dir() else 0
+        else:
+            if proc.returncode != 0:
+                report["resume_failures"] += 1
+                report["last_error"] = proc.stderr.read().decode()[-500:]
+            if _latest_step(run) >= steps:  # finished before the kill: start over
+                shutil.rmtree(run)
+                last_step = 0
+                continue
+        report["unreadable_checkpoints"] += _check_readable(run)
+        step = _latest_step(run)
+        report["step_went_back"] += step < last_step
+        last_step = step
+    report["resumes"] += bool(RunDir(run).list_checkpoints())
+    done = subprocess.run(_command(data, run, steps), env=_env(), capture_output=True)
+    report["resume_failures"] += done.returncode != 0
+    a, b = _weights(ref), _weights(run)
+    report["final_bitwise_equal"] = all(
+        a[w].keys() == b[w].keys() and all(torch.equal(a[w][k], b[w][k]) for k in a[w]) for w in a
+    )
+    return report
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--max-delay", type=float, default=2.0, help="seconds after the first logged step"
+    )
+    p.add_argument("--work", default=None, help="work folder (default: a temp dir)")
+    args = p.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="gankit-soak-"))
+    start = time.perf_counter()
+    report = soak(work, args.kills, args.steps, args.seed, args.max_delay)
+    report["wall_s"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""``gankit`` command line: one module per command, each ``add_parser(sub)`` + ``run(args)``.
+
+A command module parses its flags, calls ONE library function and prints the result; heavy
+modules are imported inside ``run`` so that ``gankit --help`` stays fast. :func:`main` turns
+library errors into one line on stderr and exit status 2:
+
+- :class:`~gankit.errors.ParameterError` → ``gankit: error: --param-name: message`` (the
+  parameter's underscores become dashes; a command module may map parameters to other flags in
+  its ``FLAG_NAMES``);
+- any other :class:`~gankit.errors.GankitError` → ``gankit: error: message``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from types import ModuleType
+
+from gankit.cli import (
+    analyze,
+    bench,
+    data,
+    eval,
+    info,
+    inspect,
+    measure,
+    resume,
+    sample,
+    serve,
+    train,
+)
+from gankit.errors import GankitError, ParameterError
+
+__all__ = ["COMMANDS", "build_parser", "flag_name", "main"]
+
+COMMANDS: list[ModuleType] = [
+    info,
+    train,
+    resume,
+    sample,
+    eval,
+    measure,
+    data,
+    inspect,
+    analyze,
+    bench,
+    serve,
+]
+"""Command modules, in ``gankit --help`` order."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gankit", description="Train, sample, evaluate and inspect class-conditional GANs."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def flag_name(param: str, command: ModuleType | None = None) -> str:
+    """The flag that sets library parameter ``param``: ``command.FLAG_NAMES[param]`` if the
+    command module declares one, else ``--`` + ``param`` with dashes for underscores."""
+    overrides = getattr(command, "FLAG_NAMES", {})
+    return overrides.get(param, "--" + param.replace("_", "-"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = sys.modules[args.func.__module__]
+    try:
+        return args.func(args)
+    except ParameterError as err:
+        print(f"gankit: error: {flag_name(err.param, command)}: {err.message}", file=sys.stderr)
+        return 2
+    except GankitError as err:
+        code = getattr(err, "exit_code", 2)  # e.g. a graceful stop on SIGTERM: 143
+        print(f"gankit: {'error: ' if code == 2 else ''}{err}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        print("gankit: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,48 @@
+"""argparse helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gankit.config import DEFAULT_PRESET, list_presets
+from gankit.device import DEVICES
+
+__all__ = ["add_device", "add_preset", "add_set", "data_path", "int_list"]
+
+
+def add_set(p: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``."""
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.batch_size=32 (repeatable)",
+    )
+
+
+def add_device(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument("--device", choices=list(DEVICES), default=default)
+
+
+def add_preset(p: argparse.ArgumentParser, default: str | None) -> None:
+    presets = ", ".join(list_presets())
+    shown = "" if default else f" (default {DEFAULT_PRESET})"
+    p.add_argument("--preset", default=default, help=f"one of: {presets}{shown}")
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: ``"3,7"`` → ``[3, 7]``."""
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        msg = f"expected comma-separated integers, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def data_path(value: str) -> str:
+    """``--data`` as an absolute path (``~`` expanded) so that resume/eval work from any cwd;
+    ``""`` (embedded MNIST) stays empty."""
+    return str(Path(value).expanduser().resolve()) if value else value

@@ -1,0 +1,20 @@
+"""``gankit inspect``: loss and sigma_0 plots plus a JSON summary of a run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="plot losses and sigma_0 curves of a run to PNG")
+    p.add_argument("run_dir")
+    p.add_argument("--out", default=None, help="output folder (default RUN/plots)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gankit.analysis.report import inspect_run
+
+    for path in inspect_run(args.run_dir, out_dir=args.out):
+        print(path)
+    return 0

@@ -1,0 +1,241 @@
+"""The run directory: what a training run writes, and how to find and load what it wrote.
+
+Layout of ``RUN/`` (written by :func:`gankit.train`, read by every other command)::
+
+    config.toml                    the resolved config (``resume`` reads it)
+    checkpoints/step_XXXXXXXX/     G, D, G_ema .safetensors + state.pt + config.toml
+                                   (:mod:`gankit.checkpoint`)
+    checkpoints/best/              the lowest FID-like eval value (``eval.every > 0``)
+    samples/step_XXXXXXXX.png      fixed-z snapshot grids
+    metrics.jsonl                  one JSON object per line: training logs, eval rows, warnings
+    tb/                            TensorBoard events
+    plots/                         written by ``gankit inspect``
+
+:func:`load_generator` (``gankit.load``) and :func:`load_discriminator` take a run directory
+(its latest checkpoint) or one checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gankit import checkpoint as ckpt_io
+from gankit.config import Config, load_toml
+from gankit.device import resolve_device
+from gankit.errors import GankitError
+from gankit.models import build
+
+__all__ = ["RunDir", "find_checkpoint", "load_discriminator", "load_generator"]
+
+CONFIG_FILE = "config.toml"
+METRICS_FILE = "metrics.jsonl"
+BEST = "best"
+
+
+class RunDir:
+    """Paths and files of one run directory (nothing is created by the constructor).
+
+    Use :meth:`create` for a new run (checks it is writable, refuses one with checkpoints) and
+    :meth:`open` for an existing one (checks it has a ``config.toml``).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # -- paths -------------------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def tb(self) -> Path:
+        return self.path / "tb"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    def sample_grid(self, step: int) -> Path:
+        """``samples/step_XXXXXXXX.png``: the snapshot grid of G step ``step``."""
+        return self.samples / f"{ckpt_io.step_dir_name(step)}.png"
+
+    # -- creating and opening ----------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path) -> RunDir:
+        """A new run at ``path``: created (with parents) and checked writable.
+
+        Raises:
+            GankitError: it cannot be created or written, or it already holds checkpoints
+                (continue those with ``resume``).
+        """
+        run = cls(path).ensure_writable()
+        if run.list_checkpoints():
+            raise GankitError(
+                f"run dir {run.path} already has checkpoints; continue it with `gankit resume "
+                f"{run.path}` or choose another --out"
+            )
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """An existing run; raises a one-line :class:`GankitError` without ``config.toml``."""
+        run = cls(path)
+        if not run.config_file.is_file():
+            raise GankitError(f"{run.path}: not a run directory (no config.toml)")
+        return run
+
+    def ensure_writable(self) -> RunDir:
+        """Create the directory (and parents) and check it is writable, or raise one line."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".gankit-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise GankitError(
+                f"run dir {self.path}: cannot create or write it ({err.strerror or err}); "
+                "choose another --out"
+            ) from None
+        return self
+
+    def load_config(self) -> Config:
+        return load_toml(self.config_file)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def list_checkpoints(self) -> list[Path]:
+        """Complete ``checkpoints/step_*`` directories, oldest first."""
+        return ckpt_io.list_checkpoints(self.checkpoints)
+
+    def latest_checkpoint(self) -> Path | None:
+        ckpts = self.list_checkpoints()
+        return ckpts[-1] if ckpts else None
+
+    def best_checkpoint(self) -> Path | None:
+        """``checkpoints/best`` if complete (written by the eval hook), else ``None``."""
+        best = self.checkpoints / BEST
+        return best if ckpt_io.is_complete(best) else None
+
+    # -- metrics.jsonl -----------------------------------------------------------------------
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Records of ``metrics.jsonl`` in file order (a truncated last line is skipped).
+
+        Raises:
+            GankitError: there is no ``metrics.jsonl``.
+        """
+        if not self.metrics_file.is_file():
+            raise GankitError(f"{self.path}: no metrics.jsonl; expected a gankit run directory")
+        records = []
+        for line in self.metrics_file.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to ``metrics.jsonl`` (for writers other than the training
+        monitor, which keeps the file open)."""
+        with open(self.metrics_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    @classmethod
+    def of_checkpoint(cls, ckpt: str | Path) -> RunDir | None:
+        """The run a checkpoint directory belongs to (``RUN/checkpoints/NAME``), or ``None``
+        for a checkpoint directory outside a run."""
+        ckpt = Path(ckpt)
+        if ckpt.parent.name != "checkpoints":
+            return None
+        return cls(ckpt.parent.parent)
+
+
+def find_checkpoint(source: str | Path) -> Path:
+    """Resolve a run directory (→ its latest checkpoint) or a checkpoint directory.
+
+    Raises:
+        GankitError: ``source`` is missing, or is neither a run with a complete checkpoint nor a
+            complete checkpoint directory.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise GankitError(f"{source}: no such run or checkpoint directory")
+    if ckpt_io.is_complete(source):
+        return source
+    latest = RunDir(source).latest_checkpoint()
+    if latest is None:
+        raise GankitError(
+            f"{source}: expected a run directory with checkpoints/step_*/ or a checkpoint "
+            "directory holding G.safetensors, G_ema.safetensors and state.pt; found none"
+        )
+    return latest
+
+
+def _load(source: str | Path, which: str, index: int, device: str | torch.device) -> nn.Module:
+    ckpt = find_checkpoint(source)
+    cfg = load_toml(ckpt / ckpt_io.CONFIG_FILE)
+    net = build(cfg.model, init=False)[index]  # weights are loaded next
+    net.load_state_dict(ckpt_io.load_weights(ckpt, which))
+    net = net.to(resolve_device(device)).eval().requires_grad_(False)
+    net.config = cfg
+    return net
+
+
+def load_generator(
+    source: str | Path, device: str | torch.device = "cpu", ema: bool = True
+) -> nn.Module:
+    """The generator of a run directory (latest checkpoint) or of one checkpoint directory.
+
+    Args:
+        source: ``RUN`` or ``RUN/checkpoints/step_XXXXXXXX`` (or ``.../best``).
+        device: ``cpu``, ``cuda``, ``auto`` or a torch device.
+        ema: the EMA weights (default) or the raw G weights.
+
+    Returns:
+        ``G`` in eval mode, ``G(z (B, dim_z), y (B,)) -> (B, C, H, W)`` in [-1, 1], with
+        ``G.config`` the run's Config.
+    """
+    return _load(source, "G_ema" if ema else "G", 0, device)
+
+
+def load_discriminator(source: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The discriminator of a run directory or checkpoint, in eval mode, with ``D.config``:
+    ``D(x (B, C, H, W), y (B,)) -> (B,)`` logits.
+
+    Raises:
+        GankitError: as :func:`find_checkpoint`; a checkpoint with generator weights but no
+            ``D.safetensors`` is named as such.
+    """
+    try:
+        return _load(source, "D", 1, device)
+    except GankitError:
+        source = Path(source)
+        generator_only = [
+            d
+            for d in (source, *sorted(source.glob("checkpoints/step_*")))
+            if (d / "G_ema.safetensors").is_file() and not (d / "D.safetensors").is_file()
+        ]
+        if generator_only:
+            raise GankitError(
+                f"{generator_only[-1]}: no D.safetensors (discriminator weights); expected a "
+                "training checkpoint with G, D and G_ema"
+            ) from None
+        raise

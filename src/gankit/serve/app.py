@@ -1,0 +1,244 @@
+"""``gankit serve RUN``: a local web explorer of a trained run — a JSON API and one static page.
+
+Routes (the page in ``static/`` uses only the API; scripts can call it too):
+
+- ``GET /`` the page; ``GET /static/...`` its script and style sheet;
+- ``GET /api/info``: run name, checkpoints, model shape, class names;
+- ``GET /api/config``: the run's ``config.toml`` as JSON;
+- ``GET /api/metrics``: training curves (:func:`gankit.serve.curves.training_curves`);
+- ``POST /api/generate``: a grid (:class:`~gankit.serve.params.GenerateParams`);
+- ``POST /api/interpolate``: a strip (:class:`~gankit.serve.params.InterpolateParams`).
+
+``format`` picks the answer of the two POST routes: ``json`` (the PNG grid as a ``data:`` URL
+plus labels), ``png`` (the grid) or ``npz`` (``x`` uint8 ``(N, H, W, C)``, ``y`` int64, as
+``gankit sample``). Every error is ``{"error": "<one line>"}`` with a 4xx status (5xx only for a
+bug); the server keeps running.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import ipaddress
+import math
+import re
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from gankit.checkpoint import checkpoint_step
+from gankit.errors import GankitError
+from gankit.generation import grid_image, save_npz
+from gankit.serve.explorer import RunExplorer
+from gankit.serve.params import (
+    MAX_BODY_BYTES,
+    generate_params,
+    interpolate_params,
+    parse_body,
+)
+
+STATIC = Path(__file__).parent / "static"
+
+__all__ = ["create_app", "serve"]
+
+
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    line = message.splitlines()[0] if message else "error"
+    return JSONResponse({"error": line}, status, headers=headers)
+
+
+async def _read_json(request: Request) -> dict[str, Any]:
+    """The request's JSON object, reading at most ``MAX_BODY_BYTES + 1`` bytes."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            break
+    return parse_body(bytes(body))
+
+
+def _default_ncol(n: int, n_cycled: int) -> int:
+    """One column per class like ``gankit sample``; a square grid for a single class."""
+    return min(n_cycled, n) if n_cycled > 1 else math.ceil(math.sqrt(n))
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def _images_response(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    ncol: int,
+    fmt: str,
+    meta: dict[str, Any],
+    stem: str,
+    **extra: Any,
+) -> Response:
+    """Encode uint8 ``images (N, C, H, W)`` as the ``fmt`` answer (``json``, ``png``, ``npz``)."""
+    if fmt == "npz":
+        buf = io.BytesIO()
+        save_npz(buf, images, labels, **{k: v.numpy() for k, v in extra.items()})
+        headers = {"Content-Disposition": f'attachment; filename="{stem}.npz"'}
+        return Response(buf.getvalue(), media_type="application/octet-stream", headers=headers)
+    grid = grid_image(images, ncol)
+    buf = io.BytesIO()
+    grid.save(buf, format="PNG")
+    png = buf.getvalue()
+    if fmt == "png":
+        headers = {"Content-Disposition": f'attachment; filename="{stem}.png"'}
+        return Response(png, media_type="image/png", headers=headers)
+    return JSONResponse(
+        {
+            "image": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
+            "width": grid.width,
+            "height": grid.height,
+            "ncol": ncol,
+            "labels": labels.tolist(),
+            **{k: v.tolist() for k, v in extra.items()},
+            **meta,
+        }
+    )
+
+
+def create_app(explorer: RunExplorer) -> Starlette:
+    """The Starlette app serving ``explorer``'s run (class names load in a background thread
+    started with the app)."""
+    run = _safe_name(explorer.run_dir.resolve().name)
+
+    def checkpoint_meta(name: str) -> dict[str, Any]:
+        step = checkpoint_step(Path(name))  # parses the name only; never a file path
+        return {"checkpoint": name, "step": step if step >= 0 else None}
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def info(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(explorer.info))
+
+    async def config(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(explorer.config))
+
+    async def metrics(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(explorer.curves))
+
+    async def generate(request: Request) -> Response:
+        p = generate_params(await _read_json(request), explorer.n_classes)
+
+        def work() -> Response:
+            images, labels, name = explorer.generate(p)
+            n_cycled = len(p.classes) if p.classes else explorer.n_classes
+            meta = {**checkpoint_meta(name), "n": p.n, "seed": p.seed, "truncation": p.truncation}
+            stem = f"{run}-{name}-seed{p.seed}"
+            ncol = p.ncol or _default_ncol(p.n, n_cycled)
+            return _images_response(images, labels, ncol, p.format, meta, stem)
+
+        return await run_in_threadpool(work)
+
+    async def interpolate(request: Request) -> Response:
+        p = interpolate_params(await _read_json(request), explorer.n_classes)
+
+        def work() -> Response:
+            frames, t, name = explorer.interpolate(p)
+            labels = torch.where(t < 0.5, p.classes[0], p.classes[1])  # the nearer end class
+            meta = {**checkpoint_meta(name), "steps": p.steps, "truncation": p.truncation}
+            (sa, sb), (ca, cb) = p.seeds, p.classes
+            stem = f"{run}-{name}-seeds{sa}-{sb}-classes{ca}-{cb}"
+            return _images_response(frames, labels, p.steps, p.format, meta, stem, t=t)
+
+        return await run_in_threadpool(work)
+
+    async def request_error(request: Request, err: Exception) -> Response:
+        return _error(str(err), getattr(err, "status", 400))
+
+    async def http_error(request: Request, err: Exception) -> Response:
+        assert isinstance(err, HTTPException)
+        return _error(f"{request.url.path}: {err.detail}", err.status_code, err.headers)
+
+    async def server_error(request: Request, err: Exception) -> Response:
+        return _error(f"internal error: {type(err).__name__}: {err}", 500)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        threading.Thread(target=explorer.load_class_names, name="class-names", daemon=True).start()
+        yield
+
+    handlers: dict[Any, Callable] = {
+        GankitError: request_error,
+        HTTPException: http_error,
+        Exception: server_error,
+    }
+    routes = [
+        Route("/", index),
+        Route("/api/info", info),
+        Route("/api/config", config),
+        Route("/api/metrics", metrics),
+        Route("/api/generate", generate, methods=["POST"]),
+        Route("/api/interpolate", interpolate, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free one): connections queue from now
+    on, so the URL can be printed before the server loop starts."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as err:
+        raise GankitError(f"--host/--port: cannot listen on {host}:{port} ({err})") from None
+    return sock
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(
+    run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, device: str = "auto"
+) -> None:
+    """Serve the explorer of ``run_dir`` on ``http://host:port/`` until interrupted.
+
+    Prints one line with the URL (the actual port when ``port`` is 0) once the socket is bound.
+
+    Raises:
+        GankitError: ``port`` outside 0..65535, the address cannot be bound, or ``run_dir`` is
+            not a run with checkpoints.
+    """
+    if not 0 <= port <= 65535:
+        raise GankitError(f"--port: expected 0..65535, got {port}")
+    explorer = RunExplorer(run_dir, device)
+    app = create_app(explorer)
+    sock = _bind(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    print(
+        f"gankit serve: {url} (run {explorer.run_dir}, checkpoint {explorer.checkpoint}, "
+        f"device {explorer.device_name}); Ctrl+C stops",
+        flush=True,
+    )
+    if not _is_loopback(host):
+        print(f"gankit serve: warning: {host} is reachable from other machines", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

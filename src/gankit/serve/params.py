@@ -1,0 +1,165 @@
+"""Request parameters of the ``gankit serve`` JSON API: parsing, defaults and bounds.
+
+Every bad value raises :class:`RequestError` whose one-line message names the parameter and what
+was expected; the app answers it with ``{"error": message}`` and the error's HTTP status (400,
+404 for an unknown checkpoint, 413 for an oversized body).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from gankit.errors import GankitError
+
+MAX_N = 256  # images per grid
+MAX_STEPS = 64  # frames per interpolation strip
+MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 4.0  # 0 = off; below 0.1 resampling z takes seconds
+MAX_SEED = 2**53 - 1  # exact in JavaScript numbers
+MAX_BODY_BYTES = 64 * 1024
+FORMATS = ("json", "png", "npz")
+
+
+class RequestError(GankitError):
+    """A bad request: ``param: message``, answered with HTTP ``status``."""
+
+    def __init__(self, param: str, message: str, status: int = 400):
+        super().__init__(f"{param}: {message}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    """``POST /api/generate``: ``n`` images whose labels cycle through ``classes`` (None: all)."""
+
+    n: int = 16
+    classes: tuple[int, ...] | None = None
+    truncation: float = 0.0
+    seed: int = 0
+    ncol: int | None = None  # None: one column per class, or a square grid for one class
+    checkpoint: str | None = None  # None: the latest
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class InterpolateParams:
+    """``POST /api/interpolate``: ``steps`` frames from (seeds[0], classes[0]) to (seeds[1],
+    classes[1])."""
+
+    seeds: tuple[int, int] = (0, 1)
+    classes: tuple[int, int] = (0, 0)
+    steps: int = 8
+    truncation: float = 0.0
+    checkpoint: str | None = None
+    format: str = "json"
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """The JSON object of a request body (empty body: ``{}``)."""
+    if len(body) > MAX_BODY_BYTES:
+        raise RequestError("request body", f"larger than {MAX_BODY_BYTES} bytes", status=413)
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RequestError("request body", f"not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise RequestError("request body", f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so error messages stay one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_keys(data: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise RequestError(unknown[0], f"unknown parameter; expected one of {', '.join(allowed)}")
+
+
+def _int(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise RequestError(name, f"expected an integer in {lo}..{hi}, got {_show(value)}")
+    return value
+
+
+def _truncation(value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (value == 0 or MIN_TRUNCATION <= value <= MAX_TRUNCATION):
+        raise RequestError(
+            "truncation",
+            f"expected 0 (off) or a number in [{MIN_TRUNCATION}, {MAX_TRUNCATION}], "
+            f"got {_show(value)}",
+        )
+    return float(value)
+
+
+def _class_ids(name: str, value: Any, n_classes: int, length: int | None) -> tuple[int, ...]:
+    """``length`` (None: 1..MAX_N) class indices, each in ``[0, n_classes)``."""
+    sized = isinstance(value, list) and (
+        len(value) == length if length else 1 <= len(value) <= MAX_N
+    )
+    if not sized:
+        expected = f"{length} class indices" if length else f"a list of 1..{MAX_N} class indices"
+        raise RequestError(name, f"expected {expected}, got {_show(value)}")
+    for c in value:
+        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < n_classes:
+            raise RequestError(
+                name, f"unknown class {_show(c)}; the model has classes 0..{n_classes - 1}"
+            )
+    return tuple(value)
+
+
+def _checkpoint(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise RequestError("checkpoint", f"expected a checkpoint name string, got {_show(value)}")
+    return value
+
+
+def _format(value: Any) -> str:
+    if value not in FORMATS:
+        raise RequestError("format", f"expected one of {', '.join(FORMATS)}, got {_show(value)}")
+    return value
+
+
+def generate_params(data: dict[str, Any], n_classes: int) -> GenerateParams:
+    """Check a ``/api/generate`` body against the bounds and a model of ``n_classes``."""
+    _check_keys(data, tuple(GenerateParams.__dataclass_fields__))
+    d = GenerateParams()
+    n = _int("n", data.get("n", d.n), 1, MAX_N)
+    classes = data.get("classes")
+    ncol = data.get("ncol")
+    return GenerateParams(
+        n=n,
+        classes=None if classes is None else _class_ids("classes", classes, n_classes, None),
+        truncation=_truncation(data.get("truncation", d.truncation)),
+        seed=_int("seed", data.get("seed", d.seed), 0, MAX_SEED),
+        ncol=None if ncol is None else _int("ncol", ncol, 1, n),
+        checkpoint=_checkpoint(data.get("checkpoint")),
+        format=_format(data.get("format", d.format)),
+    )
+
+
+def interpolate_params(data: dict[str, Any], n_classes: int) -> InterpolateParams:
+    """Check a ``/api/interpolate`` body against the bounds and a model of ``n_classes``."""
+    _check_keys(data, tuple(InterpolateParams.__dataclass_fields__))
+    d = InterpolateParams()
+    seeds = data.get("seeds", list(d.seeds))
+    if not isinstance(seeds, list) or len(seeds) != 2:
+        raise RequestError("seeds", f"expected two seeds [a, b], got {_show(seeds)}")
+    seed_a, seed_b = (_int("seeds", s, 0, MAX_SEED) for s in seeds)
+    class_a, class_b = _class_ids("classes", data.get("classes", list(d.classes)), n_classes, 2)
+    return InterpolateParams(
+        seeds=(seed_a, seed_b),
+        classes=(class_a, class_b),
+        steps=_int("steps", data.get("steps", d.steps), 2, MAX_STEPS),
+        truncation=_truncation(data.get("truncation", d.truncation)),
+        checkpoint=_checkpoint(data.get("checkpoint")),
+        format=_format(data.get("format", d.format)),
+    )

@@ -1,0 +1,409 @@
+// gankit serve: the page's logic. Plain ES module, no dependencies; talks only to /api/*.
+// Curves are drawn as inline SVG (one <polyline> per series, its data in data-* attributes).
+
+const $ = (id) => document.getElementById(id);
+const state = { info: null, lastGrid: null };
+const PALETTE = ["#4f46e5", "#e11d48", "#059669", "#d97706", "#0891b2", "#7c3aed", "#65a30d",
+  "#db2777", "#475569", "#ea580c"];
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// ---- API ----------------------------------------------------------------------------------
+
+async function api(path, body) {
+  const init = body === undefined ? {} : {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  };
+  const res = await fetch(path, init);
+  if (!res.ok) {
+    let message = `${res.status} ${res.statusText}`;
+    try { message = (await res.json()).error || message; } catch (_) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return res;
+}
+
+let errorTimer = null;
+function showError(err) {
+  const box = $("error");
+  box.textContent = String(err.message || err);
+  box.hidden = false;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(() => { box.hidden = true; }, 8000);
+}
+
+// ---- run info, checkpoints and class pickers ----------------------------------------------
+
+function className(i) {
+  const names = state.info ? state.info.class_names : [];
+  return names[i] !== undefined ? names[i] : String(i);
+}
+
+function fillClassSelect(select, withAll) {
+  const keep = select.value;
+  select.replaceChildren();
+  if (withAll) select.append(new Option("All classes", "all"));
+  for (let i = 0; i < state.info.n_classes; i++) select.append(new Option(className(i), String(i)));
+  if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+}
+
+function renderInfo() {
+  const info = state.info;
+  document.title = `gankit · ${info.run}`;
+  $("run-name").textContent = info.run;
+  const select = $("checkpoint");
+  const keep = select.value || info.latest;
+  select.replaceChildren(...info.checkpoints.map((c) =>
+    new Option(c.step === null ? c.name : `step ${c.step}${c.name === info.latest ? " (latest)" : ""}`, c.name)));
+  select.value = info.checkpoints.some((c) => c.name === keep) ? keep : info.latest;
+  select.disabled = info.checkpoints.length < 2;
+  $("run-facts").textContent = `${info.arch} · ${info.resolution}×${info.resolution}×${info.channels}` +
+    ` · ${info.n_classes} class${info.n_classes === 1 ? "" : "es"} · dim_z ${info.dim_z} · ${info.device}`;
+  fillClassSelect($("class"), info.n_classes > 1);
+  fillClassSelect($("interp-class-a"), false);
+  fillClassSelect($("interp-class-b"), false);
+}
+
+async function loadInfo() {
+  state.info = await (await api("/api/info")).json();
+  renderInfo();
+  if (state.info.class_names_pending) setTimeout(refreshNames, 1000);
+}
+
+async function refreshNames() {
+  try {
+    const info = await (await api("/api/info")).json();
+    if (info.class_names_pending) { setTimeout(refreshNames, 1000); return; }
+    state.info = info;
+    renderInfo();
+    renderGridColumns();
+    renderStripTitles();
+  } catch (err) { showError(err); }
+}
+
+// ---- sample grid ---------------------------------------------------------------------------
+
+function gridRequest() {
+  const info = state.info;
+  const rows = Number($("grid-size").value);
+  const cls = $("class").value;
+  const truncation = Number($("truncation").value);
+  const seed = Math.max(0, Math.floor(Number($("seed").value) || 0));
+  const base = { truncation, seed, checkpoint: $("checkpoint").value };
+  if (cls === "all" && info.n_classes <= 16) {
+    return { ...base, n: Math.min(256, rows * info.n_classes), classes: null };
+  }
+  const classes = cls === "all" ? null : [Number(cls)];
+  return { ...base, n: rows * rows, classes, ncol: rows };
+}
+
+// Latest-wins: while a request runs, further changes only mark the grid dirty.
+let gridTimer = null, gridBusy = false, gridDirty = false;
+function scheduleGrid() {
+  clearTimeout(gridTimer);
+  gridTimer = setTimeout(runGrid, 120);
+}
+
+async function runGrid() {
+  if (gridBusy) { gridDirty = true; return; }
+  gridBusy = true;
+  document.body.dataset.state = "loading";
+  try {
+    do {
+      gridDirty = false;
+      const request = gridRequest();
+      const data = await (await api("/api/generate", request)).json();
+      if (!gridDirty) showGrid(request, data);
+    } while (gridDirty);
+  } catch (err) {
+    showError(err);
+  } finally {
+    gridBusy = false;
+    document.body.dataset.state = "ready";
+  }
+}
+
+function showGrid(request, data) {
+  const img = $("grid");
+  img.src = data.image;
+  img.dataset.params = JSON.stringify(request);
+  state.lastGrid = { request, data };
+  const link = $("download-png");
+  link.href = data.image;
+  link.download = `${state.info.run}-${data.checkpoint}-seed${data.seed}.png`;
+  const cls = request.classes ? className(request.classes[0]) : "all classes";
+  const tau = data.truncation === 0 ? "off" : data.truncation.toFixed(1);
+  const step = data.step === null ? data.checkpoint : `step ${data.step}`;
+  $("grid-caption").textContent = `${data.n} samples · ${cls} · τ ${tau} · seed ${data.seed} · ${step}`;
+  renderGridColumns();
+}
+
+function renderGridColumns() {
+  const box = $("grid-columns");
+  const last = state.lastGrid;
+  box.replaceChildren();
+  if (!last || last.request.classes || state.info.n_classes > 16) return;
+  box.style.setProperty("--ncol", last.data.ncol);
+  for (let c = 0; c < last.data.ncol; c++) {
+    const span = document.createElement("span");
+    span.textContent = className(last.data.labels[c]);
+    box.append(span);
+  }
+}
+
+async function downloadNpz() {
+  try {
+    const blob = await (await api("/api/generate", { ...gridRequest(), format: "npz" })).blob();
+    const url = URL.createObjectURL(blob);
+    const a = Object.assign(document.createElement("a"), {
+      href: url, download: `${state.info.run}-samples-seed${$("seed").value}.npz`,
+    });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (err) { showError(err); }
+}
+
+// ---- interpolation -------------------------------------------------------------------------
+
+function renderStripTitles() {
+  const [sa, sb] = [$("interp-seed-a").value, $("interp-seed-b").value];
+  const [ca, cb] = [$("interp-class-a").value, $("interp-class-b").value];
+  $("strip-z-title").textContent = `Between seeds ${sa} → ${sb} (class ${className(Number(ca))})`;
+  $("strip-class-title").textContent =
+    `Between classes ${className(Number(ca))} → ${className(Number(cb))} (seed ${sa})`;
+}
+
+async function runInterpolation() {
+  const int = (id) => Math.max(0, Math.floor(Number($(id).value) || 0));
+  const [sa, sb] = [int("interp-seed-a"), int("interp-seed-b")];
+  const [ca, cb] = [Number($("interp-class-a").value), Number($("interp-class-b").value)];
+  const base = {
+    steps: int("interp-steps"), truncation: Number($("truncation").value),
+    checkpoint: $("checkpoint").value,
+  };
+  const jobs = [
+    ["strip-z", { ...base, seeds: [sa, sb], classes: [ca, ca] }],
+    ["strip-class", { ...base, seeds: [sa, sa], classes: [ca, cb] }],
+  ];
+  document.body.dataset.interp = "loading";
+  try {
+    for (const [id, request] of jobs) {
+      const data = await (await api("/api/interpolate", request)).json();
+      $(id).src = data.image;
+      $(id).dataset.params = JSON.stringify(request);
+    }
+    renderStripTitles();
+  } catch (err) {
+    showError(err);
+  } finally {
+    document.body.dataset.interp = "ready";
+  }
+}
+
+// ---- training curves (inline SVG) ----------------------------------------------------------
+
+function fmt(v) {
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(1);
+  return String(Number(v.toPrecision(3)));
+}
+
+// About `count` round ticks in [lo, hi]: multiples of 1, 2, 2.5 or 5 times a power of ten.
+function niceTicks(lo, hi, count = 5) {
+  const span = hi - lo;
+  const mag = 10 ** Math.floor(Math.log10(span / Math.max(1, count - 1)));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => span / s <= count) || 10 * mag;
+  const digits = Math.max(0, -Math.floor(Math.log10(step) + 1e-9) + (step / mag === 2.5 ? 1 : 0));
+  const ticks = [];
+  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) {
+    ticks.push({ value: Number((k * step).toFixed(digits)), label: (k * step).toFixed(digits) });
+  }
+  return ticks;
+}
+
+function svgEl(name, attrs, parent) {
+  const el = document.createElementNS(SVG_NS, name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  if (parent) parent.append(el);
+  return el;
+}
+
+// series: [{name, points: [[step, value], ...]}]; log: log10 y axis (all values > 0).
+function lineChart(id, title, series, { log = false } = {}) {
+  const W = 520, H = 230, m = { l: 54, r: 14, t: 12, b: 30 };
+  const box = { x: m.l, y: m.t, w: W - m.l - m.r, h: H - m.t - m.b };
+  const tf = log ? Math.log10 : (v) => v;
+  const pts = series.flatMap((s) => s.points);
+  let [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
+  let [y0, y1] = [Math.min(...pts.map((p) => tf(p[1]))), Math.max(...pts.map((p) => tf(p[1])))];
+  if (x0 === x1) { x0 -= 1; x1 += 1; }
+  const pad = y1 > y0 ? (y1 - y0) * 0.06 : Math.max(Math.abs(y0) * 0.1, 0.01);
+  y0 -= pad; y1 += pad;
+  const sx = (x) => box.x + ((x - x0) / (x1 - x0)) * box.w;
+  const sy = (v) => box.y + ((y1 - tf(v)) / (y1 - y0)) * box.h;
+
+  const fig = document.createElement("figure");
+  fig.className = "chart";
+  fig.id = id;
+  const cap = document.createElement("figcaption");
+  cap.textContent = title + (log ? " (log scale)" : "");
+  fig.append(cap);
+  const svg = svgEl("svg", {
+    viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title,
+    "data-x0": x0, "data-x1": x1, "data-y0": y0, "data-y1": y1, "data-log": log,
+    "data-box": [box.x, box.y, box.w, box.h].join(","),
+  }, fig);
+  const axes = svgEl("g", { class: "axes" }, svg);
+  const yTicks = log && y1 - y0 >= 2
+    ? niceTicks(Math.ceil(y0), Math.floor(y1)).filter((t) => Number.isInteger(t.value))
+      .map((t) => ({ value: 10 ** t.value, label: fmt(10 ** t.value) }))
+    : niceTicks(log ? 10 ** y0 : y0, log ? 10 ** y1 : y1).filter((t) => !log || t.value > 0);
+  for (const t of yTicks) {
+    const y = sy(t.value);
+    if (y < box.y - 0.5 || y > box.y + box.h + 0.5) continue;
+    svgEl("line", { x1: box.x, x2: box.x + box.w, y1: y, y2: y, class: "grid" }, axes);
+    svgEl("text", { x: box.x - 6, y: y + 4, "text-anchor": "end" }, axes).textContent = t.label;
+  }
+  for (const t of niceTicks(x0, x1, 6).filter((t) => Number.isInteger(t.value))) {
+    const x = sx(t.value);
+    svgEl("line", { x1: x, x2: x, y1: box.y + box.h, y2: box.y + box.h + 4, class: "tick" }, axes);
+    svgEl("text", { x, y: H - 10, "text-anchor": "middle" }, axes).textContent = String(t.value);
+  }
+  svgEl("rect", { x: box.x, y: box.y, width: box.w, height: box.h, class: "plot" }, axes);
+
+  const legend = document.createElement("div");
+  legend.className = "legend";
+  series.forEach((s, i) => {
+    const color = PALETTE[i % PALETTE.length];
+    svgEl("polyline", {
+      points: s.points.map((p) => `${sx(p[0]).toFixed(2)},${sy(p[1]).toFixed(2)}`).join(" "),
+      stroke: color, "data-series": s.name,
+      "data-steps": JSON.stringify(s.points.map((p) => p[0])),
+      "data-values": JSON.stringify(s.points.map((p) => p[1])),
+    }, svg);
+    if (s.points.length < 40) {
+      for (const p of s.points) svgEl("circle", { cx: sx(p[0]), cy: sy(p[1]), r: 2.5, fill: color }, svg);
+    }
+    const item = document.createElement("span");
+    item.innerHTML = `<i style="background:${color}"></i>`;
+    item.append(s.name);
+    legend.append(item);
+  });
+  addHover(svg, box, series, sx, sy, fig);
+  fig.append(legend);
+  return fig;
+}
+
+function addHover(svg, box, series, sx, sy, fig) {
+  const cursor = svgEl("line", { y1: box.y, y2: box.y + box.h, class: "cursor", visibility: "hidden" }, svg);
+  const tip = document.createElement("div");
+  tip.className = "tip";
+  tip.hidden = true;
+  fig.append(tip);
+  const steps = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
+  svg.addEventListener("mousemove", (ev) => {
+    const r = svg.getBoundingClientRect();
+    const x = ((ev.clientX - r.left) / r.width) * svg.viewBox.baseVal.width;
+    const step = steps.reduce((best, s) => (Math.abs(sx(s) - x) < Math.abs(sx(best) - x) ? s : best));
+    cursor.setAttribute("x1", sx(step));
+    cursor.setAttribute("x2", sx(step));
+    cursor.setAttribute("visibility", "visible");
+    const lines = series.map((s) => {
+      const p = s.points.find((q) => q[0] === step);
+      return p ? `${s.name}: ${fmt(p[1])}` : null;
+    }).filter(Boolean);
+    tip.textContent = `step ${step}\n${lines.join("\n")}`;
+    tip.hidden = false;
+    tip.style.left = `${((sx(step) / svg.viewBox.baseVal.width) * 100).toFixed(1)}%`;
+  });
+  svg.addEventListener("mouseleave", () => { cursor.setAttribute("visibility", "hidden"); tip.hidden = true; });
+}
+
+async function loadCurves() {
+  const curves = await (await api("/api/metrics")).json();
+  const charts = [];
+  const named = (obj) => Object.entries(obj).map(([name, points]) => ({ name, points }));
+  const losses = named(curves.losses);
+  if (losses.length) charts.push(lineChart("chart-losses", "Losses and mean D outputs", losses));
+  for (const net of ["G", "D"]) {
+    const s = named(curves.sigma0[net]);
+    const positive = s.every((x) => x.points.every((p) => p[1] > 0));
+    const vals = s.flatMap((x) => x.points.map((p) => p[1]));
+    const log = positive && vals.length > 0 && Math.max(...vals) / Math.min(...vals) >= 10;
+    if (s.length) charts.push(lineChart(`chart-sigma0-${net}`, `σ0 of ${net}'s weights`, s, { log }));
+  }
+  for (const [name, points] of Object.entries(curves.eval)) {
+    charts.push(lineChart(`chart-eval-${name}`, `eval: ${name}`, [{ name, points }]));
+  }
+  if (!charts.length) {
+    const p = document.createElement("p");
+    p.className = "caption";
+    p.textContent = "No training log in metrics.jsonl yet.";
+    charts.push(p);
+  }
+  $("charts").replaceChildren(...charts);
+  $("warnings").replaceChildren(...curves.warnings.map((w) => {
+    const li = document.createElement("li");
+    li.textContent = `step ${w.step}: ${w.warning}`;
+    return li;
+  }));
+}
+
+// ---- config --------------------------------------------------------------------------------
+
+async function loadConfig() {
+  const cfg = await (await api("/api/config")).json();
+  const tables = Object.entries(cfg).filter(([, v]) => v && typeof v === "object").map(([section, values]) => {
+    const table = document.createElement("table");
+    const head = table.createTHead().insertRow();
+    const th = document.createElement("th");
+    th.colSpan = 2;
+    th.textContent = `[${section}]`;
+    head.append(th);
+    const body = table.createTBody();
+    for (const [k, v] of Object.entries(values)) {
+      const row = body.insertRow();
+      row.insertCell().textContent = k;
+      row.insertCell().textContent = JSON.stringify(v);
+    }
+    return table;
+  });
+  $("config-tables").replaceChildren(...tables);
+}
+
+// ---- wiring --------------------------------------------------------------------------------
+
+function showTruncation() {
+  const v = Number($("truncation").value);
+  $("truncation-value").textContent = v === 0 ? "off" : v.toFixed(1);
+}
+
+async function refresh() {
+  try {
+    await loadInfo();
+    await Promise.all([runGrid(), loadCurves(), loadConfig()]);
+  } catch (err) { showError(err); }
+}
+
+function init() {
+  for (const id of ["class", "grid-size", "seed", "checkpoint"]) $(id).addEventListener("change", scheduleGrid);
+  $("seed").addEventListener("input", scheduleGrid);
+  $("truncation").addEventListener("input", () => { showTruncation(); scheduleGrid(); });
+  $("seed-random").addEventListener("click", () => {
+    $("seed").value = Math.floor(Math.random() * 1e6);
+    scheduleGrid();
+  });
+  $("download-npz").addEventListener("click", downloadNpz);
+  $("interp-run").addEventListener("click", runInterpolation);
+  $("checkpoint").addEventListener("change", runInterpolation);
+  $("refresh").addEventListener("click", refresh);
+  showTruncation();
+  refresh().then(() => {
+    const classes = $("interp-class-b");
+    if (classes.options.length > 1) classes.selectedIndex = 1;
+    return runInterpolation();
+  });
+}
+
+init();

@@ -1,0 +1,92 @@
+"""``train.init_from``: start a new run from the weights of another run or checkpoint
+(fine-tuning, or transfer to a new, small data set).
+
+G, D and the EMA generator are loaded tensor by tensor. The model settings must match except
+``model.n_classes``: when the class count differs, every tensor whose shape differs only in a
+dimension equal to the class count (class embeddings, per-class BN gains and biases, D's
+projection embedding and auxiliary head, their spectral-norm vectors) keeps its fresh
+initialisation, and the names are reported. Class indices are not remapped: checkpoints do not
+record class names, so class ``i`` of the source is only reused as class ``i`` when both runs
+have the same count. Optimizer states, step and RNG start fresh.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gankit import checkpoint as ckpt_io
+from gankit.config import load_toml
+from gankit.errors import GankitError
+from gankit.run import find_checkpoint
+
+
+def _class_shaped(src: torch.Size, dst: torch.Size, k_src: int, k_dst: int) -> bool:
+    """True when ``src`` and ``dst`` differ only in dimensions that are ``k_src`` vs ``k_dst``."""
+    return len(src) == len(dst) and all(
+        a == b or (a == k_src and b == k_dst) for a, b in zip(src, dst)
+    )
+
+
+def load_matching(
+    net: nn.Module, weights: dict[str, torch.Tensor], k_src: int, k_dst: int, where: str
+) -> tuple[list[str], list[str]]:
+    """Copy ``weights`` into ``net``'s tensors of the same name and shape.
+
+    Returns:
+        ``(reinitialised, missing)``: names kept at their fresh values because they depend on
+        the class count, and names the source lacks (e.g. ``model.aux_classifier`` differs).
+    Raises:
+        GankitError: a tensor whose shape differs in a dimension other than the class count.
+    """
+    state = net.state_dict()
+    reinit, missing = [], []
+    for name, value in state.items():
+        src = weights.get(name)
+        if src is None:
+            missing.append(name)
+        elif src.shape == value.shape:
+            state[name] = src
+        elif k_src != k_dst and _class_shaped(src.shape, value.shape, k_src, k_dst):
+            reinit.append(name)
+        else:
+            raise GankitError(
+                f"train.init_from: {where} {name} has shape {tuple(src.shape)} there but "
+                f"{tuple(value.shape)} here; the model settings must match (only "
+                "model.n_classes may differ)"
+            )
+    net.load_state_dict(state)
+    return reinit, missing
+
+
+def init_from(
+    source: str | Path, nets: dict[str, nn.Module], n_classes: int, device: torch.device
+) -> list[str]:
+    """Load ``nets`` (``{"G": G, "D": D, "G_ema": ...}``) from run or checkpoint ``source``.
+
+    Args:
+        source: a run directory (its latest checkpoint) or a checkpoint directory.
+        nets: the networks of the new run, by checkpoint file name.
+        n_classes: the new run's ``model.n_classes``.
+        device: where the loaded tensors go.
+    Returns:
+        Human-readable lines saying what was loaded and what was re-initialised.
+    Raises:
+        GankitError: no such run/checkpoint, or a model that differs beyond the class count.
+    """
+    ckpt = find_checkpoint(source)
+    k_src = load_toml(ckpt / ckpt_io.CONFIG_FILE).model.n_classes
+    lines = [f"init_from: weights of {ckpt}"]
+    for which, net in nets.items():
+        weights = ckpt_io.load_weights(ckpt, which, device)
+        reinit, missing = load_matching(net, weights, k_src, n_classes, which)
+        if reinit:
+            lines.append(
+                f"init_from: {which}: {k_src} classes there, {n_classes} here: class-dependent "
+                f"weights re-initialised: {', '.join(reinit)}"
+            )
+        if missing:
+            lines.append(f"init_from: {which}: not in the source, left fresh: {', '.join(missing)}")
+    return lines

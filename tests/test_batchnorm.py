@@ -1,0 +1,58 @@
+"""Chunked batch norm equals separate training-mode forwards of nn.BatchNorm2d."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from gankit.layers.batchnorm import BatchNorm2d, can_chunk, chunked
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_chunked_forward_equals_separate_forwards(affine, channels_last):
+    torch.manual_seed(0)
+    bn = BatchNorm2d(5, affine=affine, momentum=0.3)
+    if affine:
+        with torch.no_grad():
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-1, 1)
+    ref = nn.BatchNorm2d(5, affine=affine, momentum=0.3)
+    ref.load_state_dict(bn.state_dict())  # same parameters, buffers and state-dict keys
+    xs = [torch.randn(3, 5, 4, 6) * (k + 1) + k for k in range(4)]
+    x = torch.cat(xs)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    outs = [ref(xk) for xk in xs]  # four sequential running-statistic updates
+    with chunked(bn, 4):
+        out = bn(x)
+    assert bn.chunks == 1  # restored
+    torch.testing.assert_close(out, torch.cat(outs), rtol=1e-5, atol=1e-6)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(bn, name), getattr(ref, name), rtol=1e-6, atol=1e-7)
+
+
+def test_chunked_gradient_equals_separate_forwards():
+    torch.manual_seed(1)
+    bn = BatchNorm2d(3)
+    ref = copy.deepcopy(bn)
+    x = torch.randn(8, 3, 2, 2, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    g = torch.randn(8, 3, 2, 2)
+    with chunked(bn, 2):
+        (bn(x) * g).sum().backward()
+    (torch.cat([ref(part) for part in x_ref.chunk(2)]) * g).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bn.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_eval_mode_and_chunking_rules():
+    bn = BatchNorm2d(2).eval()
+    x = torch.randn(4, 2, 3, 3)
+    expected = nn.functional.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias)
+    with chunked(bn, 2):
+        torch.testing.assert_close(bn(x), expected)  # running statistics, no chunking
+    assert can_chunk(nn.Sequential(BatchNorm2d(2), nn.ReLU()))
+    assert not can_chunk(nn.Sequential(BatchNorm2d(2, momentum=None)))  # cumulative average
+    assert not can_chunk(nn.Sequential(nn.BatchNorm2d(2)))  # torch's own batch norm

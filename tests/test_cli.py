@@ -1,0 +1,55 @@
+"""The CLI package: command registration, ``python -m gankit.cli`` and error-to-flag mapping."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import pytest
+
+from gankit import cli
+from gankit.errors import GankitError, ParameterError
+
+
+def test_every_command_module_registers_its_subparser():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert list(sub.choices) == [m.__name__.rsplit(".", 1)[1] for m in cli.COMMANDS]
+    for name, p in sub.choices.items():
+        assert p.get_default("func").__module__ == f"gankit.cli.{name}"
+
+
+def test_parameter_error_is_shown_under_its_flag():
+    assert cli.flag_name("batch_size") == "--batch-size"
+    command = types.SimpleNamespace(FLAG_NAMES={"source": "SOURCE"})
+    assert cli.flag_name("source", command) == "SOURCE"
+    assert cli.flag_name("n", command) == "--n"
+    err = ParameterError("batch_size", "expected a positive number, got 0")
+    assert str(err) == "batch_size: expected a positive number, got 0"
+    assert isinstance(err, GankitError) and isinstance(err, ValueError)
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["bench", "--steps", "0"], "gankit: error: --steps: expected an integer >= 1, got 0"),
+        (["bench", "--warmup", "-1"], "gankit: error: --warmup: expected an integer >= 0, got -1"),
+        (["bench", "--workload", "nope"], "gankit: error: --workload: unknown workload 'nope'"),
+        (
+            ["bench", "--workload", "attention", "--resolution", "1"],
+            "gankit: error: --resolution: expected an integer >= 2, got 1",
+        ),
+    ],
+)
+def test_library_parameter_errors_become_flag_errors(capsys, argv, line):
+    assert cli.main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run(
+        [sys.executable, "-m", "gankit.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "usage: gankit" in out and "bench" in out

@@ -1,0 +1,268 @@
+"""``gankit serve`` JSON API against a live server: images equal ``gankit sample`` and the
+interpolation formula, every bad-parameter class gives a one-line 4xx JSON error, 20 concurrent
+requests give the sequential results, and the curves/config/info routes."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from serve_fixtures import CLASS_NAMES, request
+
+import gankit
+from gankit.cli import main
+from gankit.config import load_toml, to_dict
+from gankit.errors import GankitError
+from gankit.generation import make_grid, write_samples
+from gankit.models import sample_z
+from gankit.run import RunDir, load_generator
+from gankit.serve.curves import training_curves
+from gankit.serve.explorer import RunExplorer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _post(url: str, body: dict) -> bytes:
+    status, _, data = request(url, body)
+    assert status == 200, data
+    return data
+
+
+def _npz(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data)) as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_generate_equals_gankit_sample(serve_url, serve_run, tmp_path):
+    body = {"n": 7, "classes": [2, 0], "seed": 5, "truncation": 0.7}
+    got = _npz(_post(f"{serve_url}/api/generate", {**body, "format": "npz"}))
+    G = load_generator(serve_run)
+    ref = np.load(write_samples(G, tmp_path / "s.npz", **body))
+    assert got["x"].dtype == np.uint8 and got["x"].shape == (7, 32, 32, 1)
+    assert got["y"].dtype == np.int64 and got["y"].tolist() == [2, 0, 2, 0, 2, 0, 2]
+    assert np.array_equal(got["x"], ref["x"]) and np.array_equal(got["y"], ref["y"])
+
+    # PNG: the same samples tiled with 2 px padding, one column per class (2 columns, 4 rows).
+    png_bytes = _post(f"{serve_url}/api/generate", {**body, "format": "png"})
+    png = Image.open(io.BytesIO(png_bytes))
+    assert png.size == (2 * 34 + 2, 4 * 34 + 2) and png.mode == "L"
+    tiles = torch.from_numpy(got["x"]).permute(0, 3, 1, 2)
+    assert np.array_equal(np.asarray(png), make_grid(tiles, 2)[..., 0])
+
+    # JSON: the same PNG as a data URL, plus labels and the checkpoint.
+    meta = json.loads(_post(f"{serve_url}/api/generate", body))
+    assert base64.b64decode(meta["image"].split(",", 1)[1]) == png_bytes
+    assert meta["labels"] == got["y"].tolist()
+    assert (meta["checkpoint"], meta["step"], meta["ncol"]) == ("step_00000004", 4, 2)
+
+
+def test_single_class_grid_is_square(serve_url):
+    meta = json.loads(_post(f"{serve_url}/api/generate", {"n": 9, "classes": [1]}))
+    assert meta["ncol"] == 3 and (meta["width"], meta["height"]) == (3 * 34 + 2, 3 * 34 + 2)
+
+
+def test_interpolation_follows_the_formula(serve_url, serve_run):
+    """Frame i = G(lerp(z_a, z_b, t_i), y), t_i = i/(steps-1), z_s = sample_z(1) from seed s;
+    a class strip starts at class a and ends at class b."""
+    G = gankit.load(serve_run / "checkpoints" / "step_00000002", device="cpu")
+
+    def z_of(seed: int) -> torch.Tensor:
+        return sample_z(1, G.dim_z, 0.5, generator=torch.Generator().manual_seed(seed))[0]
+
+    def render(z: torch.Tensor, y: int) -> np.ndarray:
+        with torch.no_grad():
+            x = G(z[None], torch.tensor([y]))
+        return ((x[0, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+
+    body = {"seeds": [3, 4], "classes": [1, 1], "steps": 5, "truncation": 0.5}
+    body["checkpoint"] = "step_00000002"
+    got = _npz(_post(f"{serve_url}/api/interpolate", {**body, "format": "npz"}))
+    assert got["x"].shape == (5, 32, 32, 1) and got["t"].tolist() == [0, 0.25, 0.5, 0.75, 1]
+    za, zb = z_of(3), z_of(4)
+    for i, t in enumerate(got["t"]):
+        want = render(za + float(t) * (zb - za), 1)
+        assert np.abs(got["x"][i, ..., 0].astype(int) - want).max() <= 1
+
+    mixed = _npz(
+        _post(f"{serve_url}/api/interpolate", {**body, "classes": [0, 2], "format": "npz"})
+    )
+    assert mixed["y"].tolist() == [0, 0, 2, 2, 2]  # the nearer end class
+    assert np.abs(mixed["x"][0, ..., 0].astype(int) - render(za, 0)).max() <= 1
+    assert np.abs(mixed["x"][-1, ..., 0].astype(int) - render(zb, 2)).max() <= 1
+    assert not np.array_equal(mixed["x"][2], got["x"][2])  # the class mix changes the middle
+
+
+def test_info_config_and_curves(serve_url, serve_run):
+    deadline = time.monotonic() + 60
+    while True:  # class names load in a background thread
+        info = json.loads(request(f"{serve_url}/api/info")[2])
+        if not info["class_names_pending"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert info["class_names"] == CLASS_NAMES
+    assert [c["name"] for c in info["checkpoints"]] == ["step_00000002", "step_00000004"]
+    assert (info["latest"], info["n_classes"], info["resolution"]) == ("step_00000004", 3, 32)
+
+    config = json.loads(request(f"{serve_url}/api/config")[2])
+    assert config == json.loads(json.dumps(to_dict(load_toml(serve_run / "config.toml"))))
+
+    curves = json.loads(request(f"{serve_url}/api/metrics")[2])
+    logs = [r for r in RunDir(serve_run).read_metrics() if "loss_D" in r]
+    assert curves["losses"]["loss_D"] == [[r["step"], r["loss_D"]] for r in logs]
+    assert set(curves["sigma0"]["G"]) and set(curves["sigma0"]["D"])
+    assert [p[0] for p in curves["eval"]["swd"]] == [4] and curves["last_step"] == 4
+
+
+def test_training_curves_keep_the_last_value_per_step_and_drop_nan():
+    records = [
+        {"step": 1, "loss_D": 2.0, "sigma0/G/a.weight": 1.5, "sigma1/G/a.weight": 0.3},
+        {"step": 2, "loss_D": float("nan"), "loss_G": 1.0},
+        {"step": 2, "loss_D": 3.0},  # rolled back and trained again
+        {"step": 2, "warning": "D collapse"},
+        {"step": 2, "eval": {"fid": 12.5, "note": "text"}},
+        {"step": None, "eval": {"fid": 9.0}},  # eval of a checkpoint without a step
+        {"step": 1, "eval": {"fid": 20.0}},
+        [3, 4],  # not a record
+    ]
+    c = training_curves(records)
+    assert c["losses"] == {"loss_D": [[1, 2.0], [2, 3.0]], "loss_G": [[2, 1.0]]}
+    assert c["sigma0"] == {"G": {"a.weight": [[1, 1.5]]}, "D": {}}
+    assert c["eval"] == {"fid": [[1, 20.0], [2, 12.5]]}
+    assert c["warnings"] == [{"step": 2, "warning": "D collapse"}] and c["last_step"] == 2
+
+
+BAD = [
+    ("generate", {"n": 0}, 400, "n: expected an integer in 1..256"),
+    ("generate", {"n": 257}, 400, "n: expected an integer in 1..256"),
+    ("generate", {"n": "4"}, 400, "n: expected an integer"),
+    ("generate", {"n": True}, 400, "n: expected an integer"),
+    ("generate", {"classes": [3]}, 400, "classes: unknown class 3; the model has classes 0..2"),
+    ("generate", {"classes": ["cat"]}, 400, "classes: unknown class 'cat'"),
+    ("generate", {"classes": []}, 400, "classes: expected a list of 1..256 class indices"),
+    ("generate", {"truncation": -1}, 400, "truncation: expected 0 (off) or a number in [0.1, 4.0]"),
+    ("generate", {"truncation": 4.5}, 400, "truncation: expected 0 (off)"),
+    ("generate", {"truncation": 0.05}, 400, "truncation: expected 0 (off)"),
+    ("generate", b'{"truncation": NaN}', 400, "truncation: expected 0 (off)"),
+    ("generate", {"seed": -1}, 400, "seed: expected an integer in 0..9007199254740991"),
+    ("generate", {"seed": 1.5}, 400, "seed: expected an integer"),
+    ("generate", {"ncol": 9, "n": 4}, 400, "ncol: expected an integer in 1..4"),
+    ("generate", {"format": "gif"}, 400, "format: expected one of json, png, npz"),
+    ("generate", {"size": 4}, 400, "size: unknown parameter"),
+    ("generate", b"{bad", 400, "request body: not valid JSON"),
+    ("generate", b"[1, 2]", 400, "request body: expected a JSON object, got list"),
+    ("generate", b"\xff\xfe", 400, "request body: not valid JSON"),
+    ("generate", b" " * 70000, 413, "request body: larger than 65536 bytes"),
+    ("generate", {"checkpoint": "../config.toml"}, 404, "checkpoint: unknown checkpoint"),
+    ("generate", {"checkpoint": "step_00000003"}, 404, "checkpoint: unknown checkpoint"),
+    ("generate", {"checkpoint": "best"}, 404, "this run has step_00000002, step_00000004"),
+    ("generate", {"checkpoint": 2}, 400, "checkpoint: expected a checkpoint name string"),
+    ("interpolate", {"steps": 1}, 400, "steps: expected an integer in 2..64"),
+    ("interpolate", {"steps": 65}, 400, "steps: expected an integer in 2..64"),
+    ("interpolate", {"seeds": [1]}, 400, "seeds: expected two seeds [a, b]"),
+    ("interpolate", {"classes": [0, 1, 2]}, 400, "classes: expected 2 class indices"),
+    ("interpolate", {"classes": [0, 7]}, 400, "classes: unknown class 7"),
+]
+
+
+@pytest.mark.parametrize("route, body, status, message", BAD)
+def test_bad_parameters_give_one_line_json_errors(serve_url, route, body, status, message):
+    got, kind, data = request(f"{serve_url}/api/{route}", body, method="POST")
+    error = json.loads(data)["error"]
+    assert (got, kind) == (status, "application/json") and message in error
+    assert "\n" not in error and len(error) < 200
+
+
+@pytest.mark.parametrize(
+    "path, method, status, message",
+    [
+        ("/api/generate", "GET", 405, "/api/generate: Method Not Allowed"),
+        ("/api/nothing", "GET", 404, "/api/nothing: Not Found"),
+        ("/static/../app.py", "GET", 404, "Not Found"),  # a real file one folder up
+        ("/static/%2e%2e/app.py", "GET", 404, "Not Found"),
+    ],
+)
+def test_bad_routes_give_json_errors(serve_url, path, method, status, message):
+    got, kind, data = request(serve_url + path, method=method)
+    assert (got, kind) == (status, "application/json") and message in json.loads(data)["error"]
+
+
+def test_server_survives_bad_requests_and_serves_static_files(serve_url):
+    for route, body, _, _ in BAD[:5]:
+        request(f"{serve_url}/api/{route}", body, method="POST")
+    status, kind, page = request(serve_url + "/")
+    assert status == 200 and kind.startswith("text/html") and b"/static/app.js" in page
+    for name, kind_prefix in [("app.js", "text/javascript"), ("style.css", "text/css")]:
+        status, kind, _ = request(f"{serve_url}/static/{name}")
+        assert status == 200 and kind.startswith(kind_prefix)
+    links = re.findall(rb'(?:src|href)="([^"]*)"', page)  # no CDN: every asset is local
+    assert links and all(link.startswith(b"/static/") for link in links)
+
+
+def test_20_concurrent_requests_equal_sequential(serve_url):
+    """Plain grids and class interpolations (which patch G while they run) interleaved."""
+    bodies = []
+    for i in range(20):
+        if i % 4 == 3:
+            body = {"seeds": [i, i + 1], "classes": [i % 3, (i + 1) % 3], "steps": 4}
+            bodies.append(("interpolate", {**body, "format": "png"}))
+        else:
+            body = {"n": 4 + i % 5, "classes": [i % 3], "seed": i, "truncation": (i % 3) * 0.5}
+            ckpt = "step_00000002" if i % 2 else "step_00000004"
+            bodies.append(("generate", {**body, "checkpoint": ckpt, "format": "png"}))
+
+    def call(item: tuple[str, dict]) -> bytes:
+        return _post(f"{serve_url}/api/{item[0]}", item[1])
+
+    sequential = [call(item) for item in bodies]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        concurrent = list(pool.map(call, bodies))
+    assert concurrent == sequential
+    assert len(set(sequential)) == 20
+
+
+def test_explorer_rejects_a_directory_without_checkpoints(tmp_path):
+    with pytest.raises(GankitError, match="found none"):
+        RunExplorer(tmp_path)
+
+
+def test_cli_errors_are_one_line(serve_run, tmp_path, capsys):
+    assert main(["serve", str(tmp_path / "missing")]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"gankit: error: {tmp_path / 'missing'}: no such run directory"
+    )
+    assert main(["serve", str(serve_run), "--port", "70000"]) == 2
+    assert "--port: expected 0..65535, got 70000" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(serve_run), "--port", str(port), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and err.count("\n") == 1
+
+
+def test_explorer_caches_generators_and_reports_a_vanished_checkpoint(serve_run, monkeypatch):
+    explorer = RunExplorer(serve_run, device="cpu", keep=1)
+    name, G = explorer.generator("step_00000002")
+    assert name == "step_00000002" and not G.training
+    assert explorer.generator("step_00000002")[1] is G  # cached
+    assert explorer.generator(None)[0] == "step_00000004"
+    assert [key[0] for key in explorer._generators] == ["step_00000004"]  # keep=1 evicted step 2
+
+    def vanished(path, device):
+        raise FileNotFoundError(f"{path}/G_ema.safetensors")
+
+    monkeypatch.setattr("gankit.serve.explorer.load_generator", vanished)
+    with pytest.raises(GankitError, match="checkpoint: step_00000002 is gone") as err:
+        explorer.generator("step_00000002")
+    assert err.value.status == 404

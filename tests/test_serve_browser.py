@@ -1,0 +1,185 @@
+"""``gankit serve`` in a real headless browser: Debian's chromium driven by Selenium through
+Debian's chromedriver (nothing is downloaded). Loads the page of a tiny trained run, changes the
+class and the truncation, checks that the grid changes and decodes, runs an interpolation, reads
+a training curve off its SVG, downloads the PNG and saves a screenshot.
+
+The screenshot goes to ``$GANKIT_TEST_ARTIFACTS/serve.png`` (default: the test's tmp folder).
+Without chromium/chromedriver/selenium the test skips, except under ``CI=true``, where it fails:
+``make test`` installs the Debian packages ``chromium`` and ``chromium-driver``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from serve_fixtures import CLASS_NAMES, request
+
+from gankit.run import RunDir
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    SELENIUM = None
+except ImportError as err:  # the dev extra brings it
+    SELENIUM = f"selenium is not installed ({err})"
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def _missing() -> str | None:
+    if SELENIUM:
+        return SELENIUM
+    if not CHROMIUM or not CHROMEDRIVER:
+        return "Debian packages chromium and chromium-driver are not installed"
+    return None
+
+
+@pytest.fixture(scope="session")  # session: set up (or skipped) before the run is trained
+def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
+    missing = _missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser test cannot run in CI: {missing}; `make test` installs them")
+        pytest.skip(missing)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1600", "--hide-scrollbars"):  # fmt: skip
+        options.add_argument(arg)
+    downloads = tmp_path_factory.mktemp("downloads")
+    prefs = {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    options.add_experimental_option("prefs", prefs)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    driver.downloads = downloads
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(what: str, check: Callable[[], object], timeout: float = 60) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _png(data_url: str) -> bytes:
+    assert data_url.startswith("data:image/png;base64,")
+    return base64.b64decode(data_url.split(",", 1)[1])
+
+
+def _grid_for(driver, **want) -> str:
+    """Wait until the grid shows the request with ``want`` (page idle), return its data URL."""
+
+    def ready():
+        img = driver.find_element(By.ID, "grid")
+        params = json.loads(img.get_attribute("data-params") or "{}")
+        idle = driver.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "ready"
+        return (
+            idle and all(params.get(k) == v for k, v in want.items()) and img.get_attribute("src")
+        )
+
+    return _wait(f"grid with {want}", ready)
+
+
+def _decodes(driver, element_id: str) -> tuple[int, int]:
+    """``(naturalWidth, naturalHeight)`` once the browser has decoded the image."""
+    return tuple(
+        driver.execute_async_script(
+            "const [id, done] = arguments; const img = document.getElementById(id);"
+            "img.decode().then(() => done([img.naturalWidth, img.naturalHeight]),"
+            " (e) => done([0, 0]));",
+            element_id,
+        )
+    )
+
+
+def test_page_end_to_end(browser, serve_url, serve_run, tmp_path):
+    d = browser
+    d.get(serve_url + "/")
+
+    # Class picker: the data's class names (loaded in the background, the page polls).
+    picker = Select(d.find_element(By.ID, "class"))
+    _wait("class names", lambda: [o.text for o in picker.options] == ["All classes", *CLASS_NAMES])
+    first = _grid_for(d, classes=None, seed=0, truncation=0)
+    assert _decodes(d, "grid") == Image.open(io.BytesIO(_png(first))).size
+
+    # Change the class: a new 4×4 grid of "dog" only, the same PNG the API gives.
+    picker.select_by_visible_text("dog")
+    dog = _grid_for(d, classes=[1], truncation=0)
+    assert dog != first and _decodes(d, "grid") == (4 * 34 + 2, 4 * 34 + 2)
+    api = request(f"{serve_url}/api/generate", {"n": 16, "classes": [1], "ncol": 4, "seed": 0})
+    assert json.loads(api[2])["image"] == dog
+
+    # Truncation slider, moved with the keyboard like a user: 0 → 0.5.
+    slider = d.find_element(By.ID, "truncation")
+    slider.send_keys(*[Keys.ARROW_RIGHT] * 5)
+    truncated = _grid_for(d, classes=[1], truncation=0.5)
+    assert truncated != dog and _decodes(d, "grid")[0] > 0
+    assert d.find_element(By.ID, "truncation-value").text == "0.5"
+
+    # Interpolation between classes cat → owl.
+    Select(d.find_element(By.ID, "interp-class-b")).select_by_visible_text("owl")
+    d.find_element(By.ID, "interp-run").click()
+
+    def strip_done():
+        params = json.loads(
+            d.find_element(By.ID, "strip-class").get_attribute("data-params") or "{}"
+        )
+        idle = d.find_element(By.TAG_NAME, "body").get_attribute("data-interp") == "ready"
+        return idle and params.get("classes") == [0, 2]
+
+    _wait("class interpolation strip", strip_done)
+    assert _decodes(d, "strip-class") == (8 * 34 + 2, 36)  # 8 frames of 32 px, 2 px padding
+    assert "cat → owl" in d.find_element(By.ID, "strip-class-title").text
+
+    # A curve: the loss_D polyline holds the logged values at the chart's own scale.
+    line = d.find_element(By.CSS_SELECTOR, '#chart-losses polyline[data-series="loss_D"]')
+    svg = d.find_element(By.CSS_SELECTOR, "#chart-losses svg")
+    logs = [r for r in RunDir(serve_run).read_metrics() if "loss_D" in r]
+    assert json.loads(line.get_attribute("data-steps")) == [r["step"] for r in logs]
+    values = json.loads(line.get_attribute("data-values"))
+    assert values == [r["loss_D"] for r in logs]
+    x0, x1, y0, y1 = (float(svg.get_attribute(f"data-{k}")) for k in ("x0", "x1", "y0", "y1"))
+    bx, by, bw, bh = map(float, svg.get_attribute("data-box").split(","))
+    points = [tuple(map(float, p.split(","))) for p in line.get_attribute("points").split()]
+    for (px, py), r in zip(points, logs):
+        assert px == pytest.approx(bx + (r["step"] - x0) / (x1 - x0) * bw, abs=0.01)
+        assert py == pytest.approx(by + (y1 - r["loss_D"]) / (y1 - y0) * bh, abs=0.01)
+    assert d.find_element(By.ID, "chart-eval-swd")  # the eval row of `gankit eval`
+
+    # Download the current grid as PNG: the file is the grid on screen.
+    d.find_element(By.ID, "download-png").click()
+    files = _wait("downloaded PNG", lambda: [p for p in d.downloads.glob("*.png")])
+    _wait("download to finish", lambda: not list(d.downloads.glob("*.crdownload")))
+    assert files[0].read_bytes() == _png(truncated)
+    assert files[0].name == "run-step_00000004-seed0.png"
+
+    artefacts = Path(os.environ.get("GANKIT_TEST_ARTIFACTS", tmp_path))
+    artefacts.mkdir(parents=True, exist_ok=True)
+    shot = artefacts / "serve.png"
+    assert d.save_screenshot(str(shot))
+    assert Image.open(shot).size[0] > 0
+    assert not d.find_element(By.ID, "error").is_displayed()  # no error banner on the way
