@@ -10,7 +10,7 @@ import pytest
 import torch
 from training_fixtures import saved_run, settle, tiny_cfg, tiny_data
 
-from gankit.analysis.common import run_data
+from gankit.analysis.common import run_data, summarize
 from gankit.analysis.reconstruct import analyze_reconstruct, invert
 from gankit.cli import main
 from gankit.errors import GankitError
@@ -190,3 +190,14 @@ def test_feature_weight_uses_the_offline_classifier(run, tmp_path, monkeypatch):
     )
     assert result["feature_weight"] == 0.1 and result["error"]["n"] == 2
     assert list((tmp_path / "cache" / "classifiers").glob("*.safetensors"))
+
+
+def test_summaries_skip_failed_images():
+    values = torch.tensor([1.0, float("nan"), 3.0, 2.0, 10.0])
+    s = summarize(values)
+    finite = np.array([1.0, 3.0, 2.0, 10.0])
+    assert s["n"] == 4 and s["mean"] == finite.mean() and s["median"] == np.median(finite)
+    assert s["q10"] == pytest.approx(np.quantile(finite, 0.1)) and (s["min"], s["max"]) == (1, 10)
+    assert summarize(torch.tensor([float("nan")])) == {
+        "n": 0, "mean": None, "min": None, "q10": None, "median": None, "q90": None, "max": None
+    }  # fmt: skip

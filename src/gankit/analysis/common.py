@@ -83,16 +83,16 @@ def pixel_vectors(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).double() / 255
 
 
-def summarize(values: torch.Tensor | np.ndarray) -> dict[str, float | int]:
-    """``{"n", "mean", "q10", "median", "q90"}`` of the finite entries of ``values`` (NaN-free
-    statistics; ``n`` counts the finite entries; all-NaN gives ``None`` values)."""
+def summarize(values: torch.Tensor | np.ndarray) -> dict[str, float | int | None]:
+    """``{"n", "mean", "min", "q10", "median", "q90", "max"}`` of the finite entries of
+    ``values`` (``n`` counts them; with none, the statistics are ``None``)."""
     v = np.asarray(torch.as_tensor(values).detach().double().cpu())
     v = v[np.isfinite(v)]
     if v.size == 0:
-        return {"n": 0, "mean": None, "q10": None, "median": None, "q90": None}
+        return {"n": 0, **dict.fromkeys(("mean", "min", "q10", "median", "q90", "max"))}
     q10, median, q90 = np.quantile(v, QUANTILES)
-    return {"n": int(v.size), "mean": float(v.mean()), "q10": float(q10),
-            "median": float(median), "q90": float(q90)}  # fmt: skip
+    return {"n": int(v.size), "mean": float(v.mean()), "min": float(v.min()), "q10": float(q10),
+            "median": float(median), "q90": float(q90), "max": float(v.max())}  # fmt: skip
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
