@@ -125,7 +125,7 @@ class SampleHealth(Hook):
         x = to_float(data.batch(torch.randperm(len(data), generator=gen)[: len(z)])[0])
         self.real = {k: fn(x) for k, fn in _DIVERSITY.items()}
         labels = torch.as_tensor(np.array(data.y))  # a copy: data.y may be read-only
-        per_class = [torch.nonzero(labels == c).flatten()[:GRID_COLS] for c in y.unique()]
+        per_class = [torch.nonzero(labels == c).flatten()[:GRID_COLS] for c in y.unique().tolist()]
         if all(len(idx) > 0 for idx in per_class):
             real_x, real_y = data.batch(torch.cat(per_class))
             self.real_x, self.real_y = (
