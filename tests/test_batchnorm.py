@@ -9,9 +9,10 @@ from torch import nn
 from gankit.layers.batchnorm import BatchNorm2d, can_chunk, chunked
 
 
+@pytest.mark.parametrize("grad", [True, False])  # two implementations: see the module doc
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_chunked_forward_equals_separate_forwards(affine, channels_last):
+def test_chunked_forward_equals_separate_forwards(affine, channels_last, grad):
     torch.manual_seed(0)
     bn = BatchNorm2d(5, affine=affine, momentum=0.3)
     if affine:
@@ -25,7 +26,7 @@ def test_chunked_forward_equals_separate_forwards(affine, channels_last):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     outs = [ref(xk) for xk in xs]  # four sequential running-statistic updates
-    with chunked(bn, 4):
+    with chunked(bn, 4), torch.set_grad_enabled(grad):
         out = bn(x)
     assert bn.chunks == 1  # restored
     torch.testing.assert_close(out, torch.cat(outs), rtol=1e-5, atol=1e-6)

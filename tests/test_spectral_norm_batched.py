@@ -132,3 +132,21 @@ def test_two_training_forwards_before_one_backward():
     (a + b).backward()
     (ref(x).sum() + ref(x).sum()).backward()
     torch.testing.assert_close(raw_weight(m).grad, raw_weight(ref).grad, rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_have_exactly_the_strides_of_their_weights():
+    """DDP's gradient buckets expect each gradient laid out like its parameter, also in size-1
+    dimensions: a (1, 6) linear slice of the padded stack and a channels-last 1x1 kernel
+    (strides (3, 1, 3, 3)) both count as contiguous with other strides."""
+    torch.manual_seed(0)
+    net = nn.ModuleDict(
+        {"c": sn_conv2d(6, 6, 3), "sc": sn_conv2d(3, 6, 1), "head": sn_linear(6, 1)}
+    )
+    sc = raw_weight(net["sc"])
+    sc.data = sc.data.to(memory_format=torch.channels_last)
+    assert sc.stride() == (3, 1, 3, 3)
+    with BatchedSpectralNorm(net).applied():
+        sum(m.weight.sum() for m in net.values()).backward()
+    for name, m in net.items():
+        w = raw_weight(m)
+        assert w.grad.stride() == w.stride(), name

@@ -218,6 +218,13 @@ def _versions(tensors: Sequence[torch.Tensor]) -> tuple:
     return tuple((t.data_ptr(), t._version) for t in tensors)
 
 
+def _with_strides(t: torch.Tensor, strides: tuple[int, ...]) -> torch.Tensor:
+    """``t`` itself if it has ``strides``, else a copy laid out with them."""
+    if t.stride() == strides:
+        return t
+    return torch.empty_strided(t.shape, strides, dtype=t.dtype, device=t.device).copy_(t)
+
+
 class _BucketSN(torch.autograd.Function):
     """``W_SN`` of every layer of a bucket; backward by the closed form of the module doc."""
 
@@ -242,6 +249,7 @@ class _BucketSN(torch.autograd.Function):
                 sigma = torch.bmm(torch.bmm(u, w), v.transpose(1, 2))  # (L, 1, 1)
             w_sn = (w / sigma).to(dtype)
         ctx.bucket = bucket
+        ctx.strides = [weight.stride() for weight in weights]
         ctx.save_for_backward(w_sn, u, v, sigma)
         return tuple(bucket.unstack(w_sn))
 
@@ -252,10 +260,12 @@ class _BucketSN(torch.autograd.Function):
         g = bucket.stack(grads).to(w_sn.dtype)
         inner = (g * w_sn).sum(dim=(1, 2), keepdim=True)  # <G, W_SN>, (L, 1, 1)
         grad = torch.baddbmm(g, u.transpose(1, 2) * inner, v, alpha=-1) / sigma
-        # contiguous: a strided view of the stacked gradient upsets DDP's gradient buckets
+        # each gradient laid out exactly like its weight: DDP's gradient buckets expect the
+        # parameter's strides, also in size-1 dimensions, where a view of the padded stack (a
+        # (1, 32) slice of width 288) or a channels-last 1x1 kernel differ while "contiguous"
         out = [
-            gw.contiguous() if g_in is not None else None
-            for gw, g_in in zip(bucket.unstack(grad), grads)
+            _with_strides(gw, strides) if g_in is not None else None
+            for gw, g_in, strides in zip(bucket.unstack(grad), grads, ctx.strides)
         ]
         return (None, None, *out)
 

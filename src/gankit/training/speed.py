@@ -48,6 +48,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
 
 from gankit.config import TrainConfig
 from gankit.errors import GankitError
@@ -74,6 +75,9 @@ __all__ = [
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """``torch.compile`` modes accepted by ``train.compile`` (besides auto/true/false)."""
+
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+"""The modes that replay CUDA graphs, whose outputs live in a pool the next replay overwrites."""
 
 
 def compile_mode(value: bool | str, device: torch.device) -> str | None:
@@ -182,6 +186,7 @@ class CompileOrEager:
     ):
         self.module, self.name = module, name
         self.compiled: Any = None
+        self.own_outputs = mode in CUDA_GRAPH_MODES
         if mode is not None:
             enable_compile_cache()
             self.compiled = torch.compile(module, mode=mode, backend=compile_backend())
@@ -191,7 +196,14 @@ class CompileOrEager:
         if self.compiled is not None:
             try:  # backward graphs compile here too, so that their failures land here as well
                 with torch._functorch.config.patch(force_non_lazy_backward_lowering=True):
-                    return self.compiled(*args, **kwargs)
+                    out = self.compiled(*args, **kwargs)
+                # the step keeps outputs across later replays (G's fakes over the D steps, D's
+                # logits for the log): copies own them (differentiable, a few copy kernels)
+                return (
+                    pytree.tree_map_only(torch.Tensor, torch.clone, out)
+                    if self.own_outputs
+                    else out
+                )
             except Exception as err:  # noqa: BLE001 - any compiler failure means: run eagerly
                 msg = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
                 warnings.warn(
