@@ -123,6 +123,9 @@ def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 2
               "unreadable_checkpoints": 0, "step_went_back": 0, "steps": steps}  # fmt: skip
     last_step = 0
     while report["kills"] < kills:
+        if _latest_step(run) >= steps:  # complete (a kill can land after the last checkpoint)
+            shutil.rmtree(run)
+            last_step = 0
         report["resumes"] += bool(RunDir(run).list_checkpoints())
         lines = _log_lines(run)
         proc = subprocess.Popen(
@@ -143,17 +146,16 @@ def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 2
             if proc.returncode != 0:
                 report["resume_failures"] += 1
                 report["last_error"] = proc.stderr.read().decode()[-500:]
-            if _latest_step(run) >= steps:  # finished before the kill: start over
-                shutil.rmtree(run)
-                last_step = 0
+            if _latest_step(run) >= steps:  # finished before the kill: the loop starts over
                 continue
         report["unreadable_checkpoints"] += _check_readable(run)
         step = _latest_step(run)
         report["step_went_back"] += step < last_step
         last_step = step
-    report["resumes"] += bool(RunDir(run).list_checkpoints())
-    done = subprocess.run(_command(data, run, steps), env=_env(), capture_output=True)
-    report["resume_failures"] += done.returncode != 0
+    if _latest_step(run) < steps:
+        report["resumes"] += bool(RunDir(run).list_checkpoints())
+        done = subprocess.run(_command(data, run, steps), env=_env(), capture_output=True)
+        report["resume_failures"] += done.returncode != 0
     a, b = _weights(ref), _weights(run)
     report["final_bitwise_equal"] = all(
         a[w].keys() == b[w].keys() and all(torch.equal(a[w][k], b[w][k]) for k in a[w]) for w in a
