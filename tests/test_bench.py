@@ -55,7 +55,10 @@ def test_bench_training_json(capsys):
 def test_bench_ops_detail_and_op_count_follow_the_levers(capsys):
     args = ["--workload", "cifar", "--device", "cpu", "--steps", "1", "--warmup", "1"]
     sets = [a for s in TINY for a in ("--set", s)]
-    fast = _cli_json(capsys, *args, *sets, "--batch-size", "2", "--ops-detail", "5")
+    fast = _cli_json(
+        capsys, *args, *sets, "--set", "train.sn_batched=true", "--batch-size", "2",
+        "--ops-detail", "5",
+    )  # fmt: skip
     assert len(fast["ops_top"]) == 5 and sum(fast["ops_top"].values()) <= fast["ops_per_iter"]
     counts = list(fast["ops_top"].values())
     assert counts == sorted(counts, reverse=True)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.bench import synthetic_dataset
-from gankit.config import Config, apply_overrides, load_preset, load_toml
+from gankit.config import Config, ConfigError, apply_overrides, load_preset, load_toml, validate
 from gankit.errors import GankitError
 from gankit.layers.activations import relu
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
@@ -46,6 +46,7 @@ TINY = [
     "train.batch_size=4",
     "train.device=cpu",
     "train.amp=fp32",
+    "train.sn_batched=true",  # auto is off on CPU; the batched path is tested here too
     "train.ema_decay=0.9",
 ]
 REFERENCE = [
@@ -156,8 +157,10 @@ def test_each_op_saving_lever_matches_its_reference(lever):
 
 def test_fast_step_has_a_third_of_the_reference_ops_and_no_host_sync():
     """ATen ops per iteration (the launch-overhead proxy) of the cifar workload's structure:
-    every lever on vs every lever off. Op counts do not depend on widths' values or timing."""
+    every lever on (the batched SN too, as on CUDA) vs every lever off. Op counts do not depend
+    on widths' values or timing."""
     cifar = ["model.G_ch=4", "model.D_ch=4", "train.batch_size=2", "train.device=cpu"]
+    cifar.append("train.sn_batched=true")
     counts = {}
     for name, levers in (("fast", []), ("reference", REFERENCE)):
         cfg = load_preset("biggan-cifar", cifar + levers)
@@ -199,6 +202,20 @@ def test_adam_implementations_match_closed_form_first_step():
         p.grad = g.clone()
         opt.step()
         torch.testing.assert_close(p.detach(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_sn_batched_auto_is_on_for_cuda_only():
+    cfg = apply_overrides(Config(), ["train.compile=false"])
+    assert cfg.train.sn_batched == "auto"
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not speed.sn_batched(cfg.train, cpu) and speed.sn_batched(cfg.train, cuda)
+    assert speed.flags(cfg.train, cpu, None)["sn_batched"] is False
+    cfg = apply_overrides(cfg, ["train.sn_batched=true"])
+    assert speed.sn_batched(cfg.train, cpu)
+    cfg = apply_overrides(cfg, ["train.checkpoint_activations=true"])  # needs per-layer SN graphs
+    assert not speed.sn_batched(cfg.train, cuda)
+    with pytest.raises(ConfigError, match="train.sn_batched must be auto, true or false"):
+        validate(apply_overrides(Config(), ["train.sn_batched=sometimes"]))
 
 
 def test_flags_report_levers():

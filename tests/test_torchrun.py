@@ -19,7 +19,9 @@ from training_fixtures import TINY, tiny_data
 
 from gankit.run import RunDir
 
-MODEL_AND_TRAIN = [o for o in TINY if not o.startswith(("train.steps", "train.device"))]
+MODEL_AND_TRAIN = [o for o in TINY if not o.startswith(("train.steps", "train.device"))] + [
+    "train.sn_batched=true"  # the CUDA default: its gradients must suit DDP's buckets
+]
 
 
 def _free_port() -> int:

@@ -123,7 +123,9 @@ class TrainConfig:
     fused_resample: bool = True  # ResNet blocks: up/down-sampling fused into the 3x3 conv
     checkpoint_activations: bool = False  # ResNet blocks recompute activations in backward
     sn_once: bool = True  # G's SN power iteration once per iteration, shared by the D steps' fakes
-    sn_batched: bool = True  # eager: SN of all layers in a few batched buckets per forward
+    # eager: SN of all layers in a few batched buckets per forward; auto = on for CUDA (fewer
+    # ops, launch-bound), off on CPU (measured slower there: padded buckets cost FLOPs)
+    sn_batched: bool | str = "auto"
     batched_fakes: bool = True  # one G forward makes all D steps' fakes (per-chunk BN stats)
     seed: int = 0
     log_every: int = 50
@@ -290,6 +292,11 @@ class Rule:
 
 
 RULES: list[Rule] = [
+    Rule(
+        ("train.sn_batched",),
+        lambda c: c.train.sn_batched in (True, False, "auto"),
+        "train.sn_batched must be auto, true or false",
+    ),
     Rule(
         ("train.aux_weight", "model.aux_classifier"),
         lambda c: c.train.aux_weight == 0 or c.model.aux_classifier,

@@ -190,7 +190,7 @@ class Trainer:
             G, D = build(cfg.model)
             D = self.ambient.discriminator(D, cfg.model)  # an MLP D for non-image measurements
         self.G, self.D = G.to(self.device), D.to(self.device)
-        speed.configure_modules((self.G, self.D), t)  # channels_last, SDPA, fused resampling
+        speed.configure_modules((self.G, self.D), t, self.device)  # channels_last, SDPA, ...
         self.dataset = (
             dataset
             if dataset is not None
