@@ -2,10 +2,10 @@
 # Small data: the default preset on 500 of the embedded digits (data.limit=500, a fixed random
 # subset, seed 0), four recipes, each evaluated against the whole digit set; one JSON line per
 # recipe (offline metrics + how many collapse warnings the run logged).
-# Usage: benchmarks/small_data.sh [OUT_DIR]   (env: STEPS=1200 SEED=0 JOBS=1 PYTHON=python)
+# Usage: benchmarks/small_data.sh [OUT_DIR]   (env: STEPS=2400 SEED=0 JOBS=1 PYTHON=python)
 set -euo pipefail
 OUT="${1:-runs/small_data}"
-STEPS="${STEPS:-1200}"
+STEPS="${STEPS:-2400}"
 SEED="${SEED:-0}"
 JOBS="${JOBS:-1}"
 PY="${PYTHON:-python}"
