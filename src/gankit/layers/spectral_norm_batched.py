@@ -219,10 +219,17 @@ def _versions(tensors: Sequence[torch.Tensor]) -> tuple:
 
 
 def _with_strides(t: torch.Tensor, strides: tuple[int, ...]) -> torch.Tensor:
-    """``t`` itself if it has ``strides``, else a copy laid out with them."""
+    """``t`` itself if it has ``strides``, else a copy laid out with them (one ``clone`` in the
+    row-major or channels-last layout when that gives them, the common cases)."""
     if t.stride() == strides:
         return t
-    return torch.empty_strided(t.shape, strides, dtype=t.dtype, device=t.device).copy_(t)
+    fmt = torch.channels_last if t.dim() == 4 else torch.contiguous_format
+    copy = t.clone(memory_format=fmt)
+    if copy.stride() != strides:
+        copy = t.clone(memory_format=torch.contiguous_format)
+    if copy.stride() != strides:
+        copy = torch.empty_strided(t.shape, strides, dtype=t.dtype, device=t.device).copy_(t)
+    return copy
 
 
 class _BucketSN(torch.autograd.Function):
