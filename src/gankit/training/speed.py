@@ -25,7 +25,7 @@
   the first one's ``W / sigma`` (with ``sn_once`` G's weights and ``u``, ``v`` do not change).
   SN raw weights then stay in the plain layout (the stack is a view; the convs still get
   channels-last activations). On CPU (2 cores, ``cifar``) it cut the ops per iteration from
-  3,488 to 1,584 but made the iteration slower (29.4–30.3 vs 26.6 s) and bigger (1.8 vs
+  3,488 to 1,565 but made the iteration slower (29.4–30.3 vs 26.6 s) and bigger (1.8 vs
   1.5 GiB peak RSS): the zero padding of the buckets costs arithmetic, which a CPU pays for and
   a launch-bound GPU does not notice; hence the device-dependent default.
 - ``train.compile``: ``torch.compile`` of G and D (forward and, through AOTAutograd, backward):
