@@ -218,18 +218,25 @@ def _versions(tensors: Sequence[torch.Tensor]) -> tuple:
     return tuple((t.data_ptr(), t._version) for t in tensors)
 
 
+def _row_major(shape: torch.Size) -> tuple[int, ...]:
+    """The strides of a row-major (``torch.contiguous_format``) tensor of ``shape``."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
 def _with_strides(t: torch.Tensor, strides: tuple[int, ...]) -> torch.Tensor:
-    """``t`` itself if it has ``strides``, else a copy laid out with them (one ``clone`` in the
-    row-major or channels-last layout when that gives them, the common cases)."""
+    """``t`` itself if it has ``strides``, else a copy laid out with them: one ``clone``, in the
+    row-major layout or, for a 4-D weight that is not row-major, the channels-last one."""
     if t.stride() == strides:
         return t
-    fmt = torch.channels_last if t.dim() == 4 else torch.contiguous_format
-    copy = t.clone(memory_format=fmt)
-    if copy.stride() != strides:
-        copy = t.clone(memory_format=torch.contiguous_format)
-    if copy.stride() != strides:
-        copy = torch.empty_strided(t.shape, strides, dtype=t.dtype, device=t.device).copy_(t)
-    return copy
+    row_major = strides == _row_major(t.shape) or t.dim() != 4
+    copy = t.clone(memory_format=torch.contiguous_format if row_major else torch.channels_last)
+    if copy.stride() == strides:
+        return copy
+    return torch.empty_strided(t.shape, strides, dtype=t.dtype, device=t.device).copy_(t)
 
 
 class _BucketSN(torch.autograd.Function):
