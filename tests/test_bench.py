@@ -18,7 +18,7 @@ TINY = ["model.G_ch=4", "model.D_ch=4", "model.dim_z=16", "train.n_D=2"]
 TRAIN_KEYS = {
     "s_per_iter", "G_steps_per_s", "real_imgs_per_s", "peak_mem_GiB", "params_G", "params_D",
     "device", "torch", "flags", "workload", "batch_size", "n_D", "ops_per_iter", "cpu_s_per_iter",
-    "view_ops_per_iter", "host_syncs_per_iter", "compile_s", "peak_mem_kind",
+    "view_ops_per_iter", "host_syncs_per_iter", "compile_s", "capture_s", "peak_mem_kind",
 }  # fmt: skip
 
 

@@ -21,13 +21,19 @@ jobs a figure that depends less on how the scheduler splits the cores. With ``tr
 on, ``compile_s`` is the wall time of the very first iteration, which compiles G's and D's
 graphs (it counts as one of the warm-up calls).
 
-Ops (training, eager only): after the timed calls, one more iteration runs under
+CUDA graph (``train.cuda_graph``, :mod:`gankit.training.cuda_graph`): before the ``warmup``
+calls, the trainer's eager warm-up iterations and the capture run until the graph is captured;
+``capture_s`` is their wall time (``None`` without a graph). The timed calls are replays.
+
+Ops (training, eager or CUDA graph): after the timed calls, one more iteration runs under
 :class:`gankit.training.opcount.OpCounter`: ``ops_per_iter`` counts every ATen op it dispatches
 (forward, backward, optimizer, EMA; views included), ``view_ops_per_iter`` the views and
 aliases among them (no kernel), ``host_syncs_per_iter`` the ops that make the host wait for the
 device (``.item()``, data-dependent shapes, device-to-host copies), and with ``ops_detail = N``
 ``ops_top`` lists the ``N`` most frequent ops. A dispatch mode makes ``torch.compile``'d code
-fall back to eager, so with compile on these keys are ``None``.
+fall back to eager, so with compile on (and no CUDA graph) these keys are ``None``. A graph
+replay dispatches only its input copies and output copies: with ``train.cuda_graph`` in force
+``ops_per_iter`` counts those, the launches the host still makes.
 
 Peak memory, one definition per device for both workloads: on CUDA the caching allocator's
 peak during the timed calls (``torch.cuda.reset_peak_memory_stats`` after warm-up, then
@@ -331,6 +337,15 @@ def bench_training(
     compile_s = None
     if mode is not None:  # the first call compiles; it stands in for one warm-up call
         compile_s = time_calls(trainer.train_iteration, 1, 0, dev)
+    capture_s = None
+    graph = trainer.graph
+    if graph is not None:  # eager warm-up iterations, the capture and its first replay
+        start = time.perf_counter()
+        while not graph.captured and not graph.disabled:
+            trainer.train_iteration()
+        synchronize(dev)
+        capture_s = time.perf_counter() - start
+    graphed = graph is not None and graph.captured
     if warmup > (mode is not None):
         time_calls(trainer.train_iteration, warmup - (mode is not None), 0, dev)
     cpu_start = time.process_time()
@@ -341,7 +356,7 @@ def bench_training(
     else:
         seconds, peak = time_calls(trainer.train_iteration, steps, 0, dev), peak_rss_GiB()
     cpu_seconds = (time.process_time() - cpu_start) / steps
-    if mode is None:
+    if mode is None or graphed:  # a replay dispatches only the input copies and its outputs
         ops = count_iteration_ops(trainer.train_iteration, ops_detail)
     else:  # under a dispatch mode compiled graphs fall back to eager: nothing to count
         ops = dict.fromkeys(("ops_per_iter", "view_ops_per_iter", "host_syncs_per_iter"))
@@ -359,6 +374,7 @@ def bench_training(
         "real_imgs_per_s": per_iter / seconds,
         **ops,
         "compile_s": compile_s,
+        "capture_s": capture_s,
         "peak_mem_GiB": peak,
         "peak_mem_kind": "cuda max_memory_allocated" if dev.type == "cuda" else "peak RSS",
         "params_G": count_params(trainer.G),
@@ -371,7 +387,7 @@ def bench_training(
         "warmup": warmup,
         "device": device_name(dev),
         "torch": torch.__version__,
-        "flags": flags(t, dev, trainer.amp),
+        "flags": flags(t, dev, trainer.amp, graphed),
         "loadavg_1min": os.getloadavg()[0],
         **real_data,
     }

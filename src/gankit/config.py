@@ -127,6 +127,9 @@ class TrainConfig:
     # ops, launch-bound), off on CPU (measured slower there: padded buckets cost FLOPs)
     sn_batched: bool | str = "auto"
     batched_fakes: bool = True  # one G forward makes all D steps' fakes (per-chunk BN stats)
+    # the whole iteration as one CUDA graph, replayed (gankit.training.cuda_graph); auto = on
+    # for CUDA where the run allows it
+    cuda_graph: bool | str = "auto"
     seed: int = 0
     log_every: int = 50
     snapshot_every: int = 500
@@ -296,6 +299,11 @@ RULES: list[Rule] = [
         ("train.sn_batched",),
         lambda c: c.train.sn_batched in (True, False, "auto"),
         "train.sn_batched must be auto, true or false",
+    ),
+    Rule(
+        ("train.cuda_graph",),
+        lambda c: c.train.cuda_graph in (True, False, "auto"),
+        "train.cuda_graph must be auto, true or false",
     ),
     Rule(
         ("train.aux_weight", "model.aux_classifier"),

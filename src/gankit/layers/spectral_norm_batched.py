@@ -312,6 +312,14 @@ class BatchedSpectralNorm:
             for members in plan_buckets(sizes, max_padding):
                 self.buckets.append(_Bucket([group[i] for i in members], reuse_frozen))
 
+    def forget(self) -> None:
+        """Drop the tensors kept between passes (stacked ``u``/``v``, a frozen pass's
+        ``W / sigma``): the next pass computes them from the layers' buffers and weights. A CUDA
+        graph capture starts with this, so that it records that computation instead of reading
+        a tensor of an earlier eager pass."""
+        for bucket in self.buckets:
+            bucket.vectors, bucket.reuse = {}, None
+
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
         """Inside the block the SN layers of the module return the batched ``W / sigma``."""

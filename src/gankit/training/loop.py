@@ -52,6 +52,7 @@ from gankit.regularizers import (
 from gankit.run import RunDir
 from gankit.training import distributed, speed, state, transfer
 from gankit.training.ambient import Ambient
+from gankit.training.cuda_graph import IterationGraph
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.logger import LossMeter
 from gankit.training.monitor import CollapseDetector, Monitor, TrainingDivergedError
@@ -184,6 +185,7 @@ class Trainer:
         check_stabilizers(
             cfg, self.dist.enabled, speed.compile_mode(t.compile, self.device) is not None
         )
+        self.graphed = speed.cuda_graph(t, self.device, self.dist.enabled)  # train.cuda_graph
         self.ambient = Ambient(cfg)  # AmbientGAN: train.measurement, train.ambient_mode
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         if G is None or D is None:
@@ -224,6 +226,18 @@ class Trainer:
         self.lecam = LeCamAnchors(t.lecam_decay, self.device)
         # AmbientGAN: fake -> f_θ(fake) before D (identity unless ambient mode); θ from self.gen
         self.measure_fake = self.ambient.fake_measurement(self.gen)
+        # train.cuda_graph: the iteration captured once and replayed (None: every call eager)
+        self.graph = (
+            IterationGraph(
+                self.batches,
+                [self.opt_G, self.opt_D],
+                self.gen,
+                torch.cuda.Stream(self.device),
+                forget=self._forget_sn_tensors,
+            )
+            if self.graphed
+            else None
+        )
 
         self.step = 0
         self.rollbacks = 0
@@ -253,6 +267,12 @@ class Trainer:
             data_dependent_init(self.G, lambda: self.G(z, y))
             data_dependent_init(self.D, lambda: self.D(x, y))
 
+    def _forget_sn_tensors(self) -> None:
+        """Drop what the batched spectral norms keep between passes (before a graph capture)."""
+        for call in (self.G_fn, self.D_fn, self.G_fake, self.D_frozen):
+            if call.sn is not None:
+                call.sn.forget()
+
     def seed_latents(self, salt: int) -> None:
         """Per-rank latent RNG; ``salt`` changes it after a rollback so the replay differs."""
         self.gen.manual_seed(self.cfg.train.seed + 1_000_003 * self.dist.rank + 7919 * salt)
@@ -263,7 +283,13 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.G
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
+        # a CUDA graph replays every cast: no weight-cast cache across the captured region
+        return torch.autocast(
+            self.device.type,
+            dtype=self.amp,
+            enabled=self.amp is not None,
+            cache_enabled=not self.graphed,
+        )
 
     def _no_sync(self, module: nn.Module, micro: int) -> contextlib.AbstractContextManager:
         """Skip DDP's gradient all-reduce on all but the last accumulation micro-batch."""
@@ -273,7 +299,8 @@ class Trainer:
         return module.no_sync()
 
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = next(self.batches)  # already on the device
+        # already on the device; the graph's static buffers while it is captured
+        x, y = self.graph.next_batch() if self.graph is not None else next(self.batches)
         x = to_float(x) if x.dtype == torch.uint8 else x  # measured data may be float
         if self.cfg.train.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -294,9 +321,21 @@ class Trainer:
 
     # -- one G step --------------------------------------------------------------------------
     def train_iteration(self) -> dict[str, torch.Tensor]:
-        """``n_D`` D steps, one G step, one EMA update. Returns detached scalar tensors
-        ``loss_D``, ``D_real``, ``D_fake`` (means over the D steps) and ``loss_G`` — no host
-        sync happens here."""
+        """``n_D`` D steps, one G step, one EMA update: eagerly, or as a replay of the CUDA
+        graph (``train.cuda_graph``; eager while the EMA only copies G). Returns detached
+        scalar tensors ``loss_D``, ``D_real``, ``D_fake`` (means over the D steps) and
+        ``loss_G`` — no host sync happens here."""
+        if self.graph is None:
+            losses = self._iteration()
+        else:
+            ema_copies = self.ema is not None and self.step + 1 < self.ema.start
+            losses = self.graph(self._iteration, graphable=not ema_copies)
+        self.step += 1
+        return losses
+
+    def _iteration(self) -> dict[str, torch.Tensor]:
+        """The device work of :meth:`train_iteration` for step ``self.step + 1`` (the step
+        counter itself is not touched: this is what a CUDA graph records)."""
         t = self.cfg.train
         n_micro = t.n_D * t.accumulate
         lazy = lazy_factor(self.step, t.reg_every) if t.r1_gamma or t.r2_gamma else 0
@@ -366,9 +405,8 @@ class Trainer:
         self.D.requires_grad_(True)
 
         # 3. EMA of G's weights.
-        self.step += 1
         if self.ema is not None:
-            self.ema.update(self.G, self.step)
+            self.ema.update(self.G, self.step + 1)
         return {**stats.means(), "loss_G": loss_G_sum}
 
     # -- the run -----------------------------------------------------------------------------
@@ -509,5 +547,7 @@ class Trainer:
         """Restore weights and state from checkpoint directory ``ckpt``
         (:func:`gankit.training.state.restore`) and forget losses since the last log."""
         state.restore(self, ckpt)
+        if self.graph is not None:  # the optimizers' state tensors were replaced
+            self.graph.reset()
         self.meter.clear_nan()
         self.meter.reset()

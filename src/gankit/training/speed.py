@@ -35,6 +35,11 @@
   across runs under ``$GANKIT_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set). If
   compiling a call (its forward, or its backward, which is compiled at the same time) fails,
   :class:`CompileOrEager` warns once (one line) and runs it eagerly.
+- ``train.cuda_graph`` (``"auto"`` = on CUDA where the run allows it): after a few eager
+  iterations the whole iteration (D steps, G step, Adam steps, EMA) is captured as one CUDA
+  graph and replayed, one launch per iteration (:mod:`gankit.training.cuda_graph`). Not with
+  DDP, lazy R1/R2, WGAN-GP or a ``train.compile`` mode that replays CUDA graphs itself
+  (:func:`cuda_graph_blockers`).
 - ``train.optimizer`` (not a speed lever; built here with the implementation above): ``adam``
   or ``amsgrad`` (Reddi et al. 2018, "On the Convergence of Adam and Beyond", Alg. 2): Adam
   whose denominator uses the running maximum ``v_hat_t = max(v_hat_{t-1}, v_t)`` of the second
@@ -69,6 +74,8 @@ __all__ = [
     "batched_fakes",
     "compile_mode",
     "configure_modules",
+    "cuda_graph",
+    "cuda_graph_blockers",
     "d_step_fakes",
     "flags",
     "frozen_power_iteration",
@@ -109,6 +116,38 @@ def sn_batched(t: TrainConfig, device: torch.device) -> bool:
     layer's own SN graph)."""
     on = device.type == "cuda" if t.sn_batched == "auto" else bool(t.sn_batched)
     return on and not t.checkpoint_activations
+
+
+def cuda_graph_blockers(t: TrainConfig, device: torch.device, distributed: bool) -> list[str]:
+    """Why the iteration cannot be one CUDA graph here (empty: it can)."""
+    blockers = []
+    if device.type != "cuda":
+        blockers.append(f"needs a CUDA device, not {device.type}")
+    if distributed:
+        blockers.append("not under DDP")
+    if t.r1_gamma > 0 or t.r2_gamma > 0:
+        blockers.append("lazy R1/R2 (train.r1_gamma/r2_gamma) change the iteration by step")
+    if t.loss == "wgan-gp":
+        blockers.append("not with train.loss=wgan-gp")
+    mode = compile_mode(t.compile, device)
+    if mode in CUDA_GRAPH_MODES:
+        blockers.append(f"train.compile={mode} replays CUDA graphs itself")
+    return blockers
+
+
+def cuda_graph(t: TrainConfig, device: torch.device, distributed: bool) -> bool:
+    """Whether the iteration runs as one CUDA graph (``train.cuda_graph``; ``"auto"``: where
+    :func:`cuda_graph_blockers` finds nothing).
+
+    Raises:
+        GankitError: ``train.cuda_graph=true`` where it cannot be used.
+    """
+    blockers = cuda_graph_blockers(t, device, distributed)
+    if t.cuda_graph == "auto":
+        return not blockers
+    if t.cuda_graph and blockers:
+        raise GankitError(f"train.cuda_graph=true: {'; '.join(blockers)}")
+    return bool(t.cuda_graph)
 
 
 def configure_modules(modules: Iterable[nn.Module], t: TrainConfig, device: torch.device) -> None:
@@ -298,8 +337,11 @@ class DStepStats:
         return {"loss_D": torch.stack(self.losses).mean(), "D_real": real, "D_fake": fake}
 
 
-def flags(t: TrainConfig, device: torch.device, amp: torch.dtype | None) -> dict[str, Any]:
-    """The levers in force, as reported by ``gankit bench`` (``flags`` key)."""
+def flags(
+    t: TrainConfig, device: torch.device, amp: torch.dtype | None, graphed: bool = False
+) -> dict[str, Any]:
+    """The levers in force, as reported by ``gankit bench`` (``flags`` key); ``graphed``:
+    the iteration was replayed as a CUDA graph."""
     mode = compile_mode(t.compile, device)
     return {
         "amp": "bf16" if amp == torch.bfloat16 else "fp32",
@@ -312,5 +354,6 @@ def flags(t: TrainConfig, device: torch.device, amp: torch.dtype | None) -> dict
         "fused_resample": t.fused_resample,
         "checkpoint_activations": t.checkpoint_activations,
         "compile": mode or False,
+        "cuda_graph": graphed,
         "num_threads": torch.get_num_threads(),
     }
