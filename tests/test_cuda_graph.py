@@ -211,7 +211,8 @@ def test_cuda_graph_replay_matches_eager_on_gpu(preset):
 
     def trainer(graph: str) -> Trainer:
         cfg = load_preset(preset, ["train.device=cuda", "train.compile=false",
-                                   f"train.cuda_graph={graph}", "train.batch_size=16"])  # fmt: skip
+                                   f"train.cuda_graph={graph}", "train.batch_size=16",
+                                   "train.ema_start=0"])  # fmt: skip
         return Trainer(cfg, None, dataset=synthetic_dataset(cfg, 64), quiet=True)
 
     graphed, eager = trainer("true"), trainer("false")

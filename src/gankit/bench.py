@@ -38,7 +38,10 @@ replay dispatches only its input copies and output copies: with ``train.cuda_gra
 Peak memory, one definition per device for both workloads: on CUDA the caching allocator's
 peak during the timed calls (``torch.cuda.reset_peak_memory_stats`` after warm-up, then
 ``torch.cuda.max_memory_allocated``): everything allocated, i.e. weights, optimizer state and
-inputs included, as the BigGAN-PyTorch anchor reports it. On CPU, where there is no allocator
+inputs included, as the BigGAN-PyTorch anchor reports it. With a CUDA graph the peak also
+covers the eager warm-up iterations and the capture: a replay allocates nothing (its tensors
+live in the graph's private pool, which the capture filled), so the timed replays alone would
+show only what stays allocated between iterations. On CPU, where there is no allocator
 to ask, training reports the process's peak resident set size (``resource.getrusage``: includes
 the ~0.5 GiB of libraries), and the attention bench the growth of the resident set size during
 the timed calls, sampled every millisecond from ``/proc/self/statm`` by a background thread
@@ -337,25 +340,35 @@ def bench_training(
     compile_s = None
     if mode is not None:  # the first call compiles; it stands in for one warm-up call
         compile_s = time_calls(trainer.train_iteration, 1, 0, dev)
-    capture_s = None
-    graph = trainer.graph
-    if graph is not None:  # eager warm-up iterations, the capture and its first replay
+    capture_s, cpu_seconds, graph = None, 0.0, trainer.graph
+
+    def to_capture() -> None:  # eager warm-up iterations, the capture and its first replay
+        nonlocal capture_s
         start = time.perf_counter()
         while not graph.captured and not graph.disabled:
             trainer.train_iteration()
         synchronize(dev)
         capture_s = time.perf_counter() - start
-    graphed = graph is not None and graph.captured
-    if warmup > (mode is not None):
-        time_calls(trainer.train_iteration, warmup - (mode is not None), 0, dev)
-    cpu_start = time.process_time()
+
+    def timed() -> float:
+        nonlocal cpu_seconds
+        if graph is not None:
+            to_capture()
+        if warmup > (mode is not None):
+            time_calls(trainer.train_iteration, warmup - (mode is not None), 0, dev)
+        if graph is None and dev.type == "cuda":  # the peak of the timed calls only
+            synchronize(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+        cpu_start = time.process_time()
+        seconds = time_calls(trainer.train_iteration, steps, 0, dev)
+        cpu_seconds = (time.process_time() - cpu_start) / steps
+        return seconds
+
     if dev.type == "cuda":
-        seconds, peak = cuda_peak_GiB(
-            lambda: time_calls(trainer.train_iteration, steps, 0, dev), dev
-        )
+        seconds, peak = cuda_peak_GiB(timed, dev)
     else:
-        seconds, peak = time_calls(trainer.train_iteration, steps, 0, dev), peak_rss_GiB()
-    cpu_seconds = (time.process_time() - cpu_start) / steps
+        seconds, peak = timed(), peak_rss_GiB()
+    graphed = graph is not None and graph.captured
     if mode is None or graphed:  # a replay dispatches only the input copies and its outputs
         ops = count_iteration_ops(trainer.train_iteration, ops_detail)
     else:  # under a dispatch mode compiled graphs fall back to eager: nothing to count
