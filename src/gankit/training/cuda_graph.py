@@ -3,8 +3,10 @@
 Eager (and ``torch.compile``'d) PyTorch launches each of an iteration's ~1,500-2,000 kernels
 from Python; on a GPU the small workloads (``cifar``, the default demo) are bound by those
 launches, not by the GPU (CPU time per iteration ≈ wall time). :class:`IterationGraph` records
-every kernel of one iteration -- the ``n_D`` D steps, the G step, both Adam steps and the EMA
-update -- with ``torch.cuda.graph`` once, and replays them with one launch per iteration.
+every kernel of one iteration's ``n_D`` D steps and G step, both Adam steps included, with
+``torch.cuda.graph`` once, and replays them with one launch per iteration. The EMA update
+follows each replay as two multi-tensor ops (it depends on the step: before
+``train.ema_start`` it copies G).
 
 What keeps a replay equal to the eager iteration:
 
@@ -15,8 +17,7 @@ What keeps a replay equal to the eager iteration:
   takes fresh numbers and advances the generator's Philox offset as the eager calls would.
 - **Nothing host-side in the iteration.** No host sync (``gankit bench`` reports
   ``host_syncs_per_iter``), and no Python branch that depends on the step: lazy R1/R2
-  (``train.r1_gamma``/``r2_gamma``) and WGAN-GP are not graphed, the EMA warm-up
-  (``step < train.ema_start``) runs eagerly and the capture happens after it.
+  (``train.r1_gamma``/``r2_gamma``) and WGAN-GP are not graphed.
 - **Warm-up, then capture.** The first :data:`WARMUP` iterations (after a start, a resume or a
   rollback) run eagerly on the capture stream (library handles, Adam's lazily created state,
   cuDNN plans); then one capture. Adam is ``capturable`` only while it is captured (its step
@@ -142,11 +143,10 @@ class IterationGraph:
         self.drawn += 1
         return self.pending.pop(0) if self.pending else next(self.batches)
 
-    def __call__(self, iteration: Callable[[], Losses], graphable: bool = True) -> Losses:
-        """One training iteration: eager (warm-up, ``graphable=False``, or after a failed
-        capture) or a replay of the captured graph. Returns the iteration's losses (owned
-        copies on replay)."""
-        if self.disabled or not graphable:
+    def __call__(self, iteration: Callable[[], Losses]) -> Losses:
+        """One training iteration: eager (warm-up, or after a failed capture) or a replay of
+        the captured graph. Returns the iteration's losses (owned copies on replay)."""
+        if self.disabled:
             return iteration()
         if not self.captured and self.warm < WARMUP:
             return self._warm_up(iteration)

@@ -321,21 +321,22 @@ class Trainer:
 
     # -- one G step --------------------------------------------------------------------------
     def train_iteration(self) -> dict[str, torch.Tensor]:
-        """``n_D`` D steps, one G step, one EMA update: eagerly, or as a replay of the CUDA
-        graph (``train.cuda_graph``; eager while the EMA only copies G). Returns detached
-        scalar tensors ``loss_D``, ``D_real``, ``D_fake`` (means over the D steps) and
-        ``loss_G`` — no host sync happens here."""
-        if self.graph is None:
-            losses = self._iteration()
-        else:
-            ema_copies = self.ema is not None and self.step + 1 < self.ema.start
-            losses = self.graph(self._iteration, graphable=not ema_copies)
+        """``n_D`` D steps and one G step (eagerly, or as a replay of the CUDA graph,
+        ``train.cuda_graph``), then one EMA update. Returns detached scalar tensors
+        ``loss_D``, ``D_real``, ``D_fake`` (means over the D steps) and ``loss_G`` — no host
+        sync happens here."""
+        losses = self._iteration() if self.graph is None else self.graph(self._iteration)
         self.step += 1
+        # 3. EMA of G's weights: outside the graph, since it depends on the step (it copies G
+        # before train.ema_start); two multi-tensor ops
+        if self.ema is not None:
+            self.ema.update(self.G, self.step)
         return losses
 
     def _iteration(self) -> dict[str, torch.Tensor]:
-        """The device work of :meth:`train_iteration` for step ``self.step + 1`` (the step
-        counter itself is not touched: this is what a CUDA graph records)."""
+        """The D steps and the G step of :meth:`train_iteration` at ``self.step``: what a
+        CUDA graph records (nothing in it depends on the step but lazy R1/R2, which is never
+        graphed)."""
         t = self.cfg.train
         n_micro = t.n_D * t.accumulate
         lazy = lazy_factor(self.step, t.reg_every) if t.r1_gamma or t.r2_gamma else 0
@@ -403,10 +404,6 @@ class Trainer:
             loss_G_sum = loss_G_sum + loss_G.detach() / t.accumulate
         self.opt_G.step()
         self.D.requires_grad_(True)
-
-        # 3. EMA of G's weights.
-        if self.ema is not None:
-            self.ema.update(self.G, self.step + 1)
         return {**stats.means(), "loss_G": loss_G_sum}
 
     # -- the run -----------------------------------------------------------------------------

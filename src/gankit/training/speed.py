@@ -36,8 +36,9 @@
   compiling a call (its forward, or its backward, which is compiled at the same time) fails,
   :class:`CompileOrEager` warns once (one line) and runs it eagerly.
 - ``train.cuda_graph`` (``"auto"`` = on CUDA where the run allows it): after a few eager
-  iterations the whole iteration (D steps, G step, Adam steps, EMA) is captured as one CUDA
-  graph and replayed, one launch per iteration (:mod:`gankit.training.cuda_graph`). Not with
+  iterations the D steps and the G step (Adam steps included) are captured as one CUDA graph
+  and replayed, one launch per iteration; the EMA update follows outside the graph
+  (:mod:`gankit.training.cuda_graph`). Not with
   DDP, lazy R1/R2, WGAN-GP or a ``train.compile`` mode that replays CUDA graphs itself
   (:func:`cuda_graph_blockers`).
 - ``train.optimizer`` (not a speed lever; built here with the implementation above): ``adam``
