@@ -1,9 +1,10 @@
 """The comparison grid of docs/ambient.md from the runs of ``benchmarks/ambient.sh``.
 
-One row per line of ``ROWS``, one column per digit class (the same z in every generator row):
-the clean digits, the run trained on them, and for each measurement family the measured data
-followed by the EMA samples of the ambient, ignore and unmeasure runs. Row labels are drawn on
-the left. Usage: ``python benchmarks/ambient_grid.py OUT_DIR docs/ambient_grid.png``
+One row per image set, one column per digit class (the same z in every generator row): the
+clean digits, the run trained on them, and for each measurement family the measured data
+followed by the EMA samples of the ambient, ignore and unmeasure runs (a run that has no
+checkpoint yet is left out). Row labels are drawn on the left.
+Usage: ``python benchmarks/ambient_grid.py OUT_DIR docs/ambient_grid.png``
 """
 
 from __future__ import annotations
@@ -45,19 +46,19 @@ def main() -> None:
     args = p.parse_args()
     runs, data = args.out_dir / "runs", args.out_dir / "data"
     clean = load_dataset(DataConfig(), 28, 1)
-    z = torch.randn(
-        N_CLASSES, gankit.load(runs / "clean").dim_z, generator=torch.Generator().manual_seed(0)
-    )
-    rows = [
-        ("clean digits", first_per_class(clean.x, clean.y)),
-        ("clean: GAN", samples(runs / "clean", z)),
-    ]
+    trained = sorted(r for r in runs.iterdir() if any((r / "checkpoints").glob("step_*")))
+    dim_z = gankit.load(trained[0]).dim_z
+    z = torch.randn(N_CLASSES, dim_z, generator=torch.Generator().manual_seed(0))
+    rows = [("clean digits", first_per_class(clean.x, clean.y))]
+    if runs / "clean" in trained:
+        rows.append(("clean: GAN", samples(runs / "clean", z)))
     for prefix, npz in FAMILIES:
         measured = read_measured(data / f"{npz}.npz")
         family = measured.measurement.split(":")[0]
         rows.append((f"{family}: data", first_per_class(measured.x, measured.y)))
         for mode in ("ambient", "ignore", "unmeasure"):
-            rows.append((f"{family}: {mode}", samples(runs / f"{prefix}_{mode}", z)))
+            if runs / f"{prefix}_{mode}" in trained:
+                rows.append((f"{family}: {mode}", samples(runs / f"{prefix}_{mode}", z)))
     grid = make_grid(torch.cat([r for _, r in rows]), N_CLASSES)[..., 0]
     grid = np.kron(grid, np.ones((SCALE, SCALE), dtype=np.uint8))
     img = Image.new("L", (grid.shape[1] + LABEL_WIDTH, grid.shape[0]), 255)
