@@ -93,12 +93,12 @@ class IterationGraph:
         batches: the real-batch iterator (``(x, y)`` on the device) the iteration draws from
             through :meth:`next_batch`.
         optimizers: the Adam optimizers stepped inside the iteration.
+        generator: the trainer's device generator (latents, augmentations).
         stream: the CUDA stream for warm-up and capture (``None``: the current stream, for a
             ``backend`` that is not a CUDA graph).
         backend: records and replays the iteration (default :class:`CudaGraph` on ``stream``
             and ``generator``): anything with ``capture(fn)`` (``fn`` runs the iteration on
             the static buffers) and ``replay() -> outputs``.
-        generator: the trainer's device generator (latents, augmentations).
         forget: drops tensors the iteration's Python keeps from one call to the next (the
             batched spectral norms' stacked vectors); called before a capture, after a failed
             one and on :meth:`reset`, so that neither the graph nor a later eager call reads a
