@@ -295,15 +295,13 @@ class Rule:
 
 
 RULES: list[Rule] = [
-    Rule(
-        ("train.sn_batched",),
-        lambda c: c.train.sn_batched in (True, False, "auto"),
-        "train.sn_batched must be auto, true or false",
-    ),
-    Rule(
-        ("train.cuda_graph",),
-        lambda c: c.train.cuda_graph in (True, False, "auto"),
-        "train.cuda_graph must be auto, true or false",
+    *(
+        Rule(
+            (f"train.{key}",),
+            lambda c, key=key: getattr(c.train, key) in (True, False, "auto"),
+            f"train.{key} must be auto, true or false",
+        )
+        for key in ("sn_batched", "cuda_graph")  # device-dependent levers
     ),
     Rule(
         ("train.aux_weight", "model.aux_classifier"),
