@@ -25,6 +25,7 @@ ALL_ON = [
     "train.r1_gamma=1.0",
     "train.r2_gamma=0.5",
     "train.reg_every=2",
+    "train.d_measurement=conv_noise:sigma=1,noise=0.1",
 ]
 
 
@@ -141,12 +142,57 @@ def test_data_limit_is_a_fixed_subset(tmp_path):
         load_dataset(DataConfig(path=str(data), limit=31), 32, 1)
 
 
+def _d_inputs(trainer: Trainer) -> list[torch.Tensor]:
+    """Every input D gets during one training iteration (D step, then G step)."""
+    seen: list[torch.Tensor] = []
+    handle = trainer.D.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
+    trainer.train_iteration()
+    handle.remove()
+    return seen
+
+
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur, σ = 1 px, of ``x`` in [-1, 1], done in [0, 1] with black outside."""
+    t = torch.arange(-3.0, 4.0, dtype=torch.float64)
+    k = torch.exp(-(t[:, None] ** 2 + t[None, :] ** 2) / 2)
+    u = torch.nn.functional.pad((x.double() + 1) / 2, (3, 3, 3, 3))
+    out = torch.zeros_like(x, dtype=torch.float64)
+    for i in range(7):
+        for j in range(7):
+            out += k[i, j] / k.sum() * u[..., i : i + x.shape[-2], j : j + x.shape[-1]]
+    return (2 * out - 1).float()
+
+
+def test_d_measurement_blurs_everything_d_sees(tmp_path):
+    """D step: [real; fake] blurred (same batch and fakes as the plain run); G step likewise."""
+    data = tiny_data(tmp_path / "d.npz")
+    plain = _d_inputs(Trainer(tiny_cfg(data, "train.n_D=1"), quiet=True))
+    blur = "train.d_measurement=conv_noise:sigma=1,noise=0"
+    measured = _d_inputs(Trainer(tiny_cfg(data, "train.n_D=1", blur), quiet=True))
+    torch.testing.assert_close(measured[0], _blur(plain[0]), atol=1e-5, rtol=0)
+    g_step = measured[1]
+    assert not torch.equal(g_step, plain[1])  # G step: other latents (θ were drawn)
+    assert (g_step.amax() - g_step.amin()) < (plain[1].amax() - plain[1].amin())  # smoothed
+
+
+def test_d_measurement_noise_is_fresh_per_image_and_has_its_std(tmp_path):
+    data = tiny_data(tmp_path / "d.npz")
+    noise = "train.d_measurement=conv_noise:sigma=1,noise=0.5"
+    plain = _d_inputs(Trainer(tiny_cfg(data, "train.n_D=1"), quiet=True))[0]
+    noisy = _d_inputs(Trainer(tiny_cfg(data, "train.n_D=1", noise), quiet=True))[0]
+    residual = noisy - _blur(plain)
+    assert abs(residual.std().item() - 0.5) < 0.02  # 2 * 16 * 32 * 32 draws
+    assert not torch.allclose(residual[0], residual[1])
+
+
 @pytest.mark.parametrize(
     "overrides, match",
     [
         (["train.diffaug=color,zoom"], "train.diffaug: unknown transform 'zoom'"),
         (["train.cr_weight=1", "train.cr_augment="], "train.cr_weight > 0 needs a transform"),
         (["train.r1_gamma=1", "train.compile=true"], "double backward"),
+        (["train.d_measurement=blur"], "train.d_measurement 'blur': unknown measurement"),
+        (["train.d_measurement=gaussian_projection"], "train.d_measurement.*not images"),
     ],
 )
 def test_bad_stabiliser_settings_fail_at_start(tmp_path, overrides, match):

@@ -139,6 +139,9 @@ class TrainConfig:
     # AmbientGAN (gankit.measurements, gankit.training.ambient):
     measurement: str = ""  # measurement spec of the data, e.g. "block_pixels:p=0.5" ("" = off)
     ambient_mode: str = "ambient"  # ambient | ignore | unmeasure: how the measured data are used
+    # a measurement applied with fresh θ to everything D sees, real and fake (instance noise),
+    # e.g. "conv_noise:sigma=1,noise=0.4" ("" = off)
+    d_measurement: str = ""
 
 
 @dataclass

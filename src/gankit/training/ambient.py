@@ -73,6 +73,18 @@ class Ambient:
             if t.measurement
             else None
         )
+        self.d_measurement = (
+            build_measurement(t.d_measurement, self.image_shape, param="train.d_measurement")
+            if t.d_measurement
+            else None
+        )
+        if self.d_measurement is not None and not self.d_measurement.image_output(
+            self.image_shape
+        ):
+            raise GankitError(
+                f"train.d_measurement '{t.d_measurement}': its outputs are not images of the "
+                f"model's size {self.image_shape}; D's inputs need an image-valued measurement"
+            )
         if self.measurement is not None and cfg.eval.every > 0:
             raise GankitError(
                 "eval.every > 0 with train.measurement: the eval reference would be the measured "
@@ -142,6 +154,13 @@ class Ambient:
     def fake_measurement(self, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
         """``fake -> f_θ(fake)`` with θ from ``generator`` (ambient mode), else the identity."""
         return partial(self.measurement, generator=generator) if self.measures_fakes else _identity
+
+    def measure_d_input(self, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
+        """``images -> f_θ(images)`` for everything D sees (``train.d_measurement``, θ fresh per
+        image from ``generator``), else the identity."""
+        if self.d_measurement is None:
+            return _identity
+        return partial(self.d_measurement, generator=generator)
 
     def grid(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """Snapshot tiles ``(B, C, H, W)``: in ambient mode with image-valued measurements each

@@ -226,6 +226,8 @@ class Trainer:
         self.lecam = LeCamAnchors(t.lecam_decay, self.device)
         # AmbientGAN: fake -> f_θ(fake) before D (identity unless ambient mode); θ from self.gen
         self.measure_fake = self.ambient.fake_measurement(self.gen)
+        # instance noise: train.d_measurement on real and fake before D (identity when off)
+        self.measure_d_input = self.ambient.measure_d_input(self.gen)
         # train.cuda_graph: the iteration captured once and replayed (None: every call eager)
         self.graph = (
             IterationGraph(
@@ -359,6 +361,7 @@ class Trainer:
                         images, labels = augment.d_input(
                             x, fake, y, y_fake, t.diffaug, cr_policy, self.gen
                         )
+                        images = self.measure_d_input(images)
                         logits, cls = self._discriminate(
                             self.D_fn, images.requires_grad_(lazy > 0), labels
                         )
@@ -392,6 +395,7 @@ class Trainer:
                     fake = self.measure_fake(self.G_fn(z, y_fake))  # AmbientGAN
                     x, y = self._real_batch() if t.loss in PAIRED_LOSSES else (fake[:0], y_fake[:0])
                     images, labels = augment.d_input(fake, x, y_fake, y, t.diffaug, "", self.gen)
+                    images = self.measure_d_input(images)
                     logits, cls = self._discriminate(self.D_frozen, images, labels)
                     fake_logits, real_logits = logits.float().split([len(y_fake), len(y)])
                     loss_G = g_loss(t.loss, fake_logits, real_logits)
