@@ -96,6 +96,13 @@ def test_conv_noise_is_gaussian_blur_plus_noise(sigma):
     assert abs(theta.std().item() - 0.3) < 5 * 0.3 / math.sqrt(2 * n)
 
 
+def test_conv_noise_without_blur_is_noise_alone():
+    x = images(b=4, c=1, h=12, w=12)
+    y, theta = build_measurement("conv_noise:sigma=0,noise=0.4").measure(x, gen())
+    torch.testing.assert_close(y, x + theta, atol=1e-6, rtol=0)
+    assert abs(theta.std().item() - 0.4) < 5 * 0.4 / math.sqrt(2 * theta.numel())
+
+
 def test_patches_follow_the_drawn_corner():
     x = images(b=6, c=2, h=11, w=9)
     k = 4
@@ -226,7 +233,7 @@ def test_fresh_theta_per_sample_and_per_call(spec):
         ("block_pixels:p=half", ["p must be a number"]),
         ("block_pixels:q=0.5", ["unknown parameter 'q'", "valid for block_pixels: p"]),
         ("block_pixels:p", ["expected name:key=value"]),
-        ("conv_noise:sigma=0", ["sigma must be > 0"]),
+        ("conv_noise:sigma=-1", ["sigma must be >= 0"]),
         ("conv_noise:noise=-1", ["noise must be >= 0"]),
         ("block_patch:k=2.5", ["k must be an integer"]),
         ("keep_patch:k=0", ["k must be an integer >= 1"]),

@@ -17,8 +17,8 @@ data. Outputs that are not images (projections) stay in ``u`` units.
 spec (defaults)                y                                          unmeasure inverse
 =============================  =========================================  ====================
 ``block_pixels:p=0.5``         each pixel zeroed independently w.p. p     mean in-painting
-``conv_noise:sigma=1,          Gaussian blur (std ``sigma`` px) + i.i.d.  Wiener deconvolution
-noise=0.2``                    ``N(0, noise²)`` per pixel
+``conv_noise:sigma=1,          Gaussian blur (std ``sigma`` px; 0: none)  Wiener deconvolution
+noise=0.2``                    + i.i.d. ``N(0, noise²)`` per pixel
 ``block_patch:k=14``           one random ``k×k`` patch zeroed            mean in-painting
 ``keep_patch:k=14``            all but one random ``k×k`` patch zeroed    —
 ``extract_patch:k=14``         one random ``k×k`` patch, alone            —
@@ -336,7 +336,10 @@ class ExtractPatch(_Patch):
 
 # -- blur + noise -----------------------------------------------------------------------------
 def gaussian_kernel(sigma: float) -> Tensor:
-    """Normalised 2-D Gaussian ``(K, K)``, ``K = 2⌈3σ⌉ + 1``: ``exp(-(i² + j²) / 2σ²) / Σ``."""
+    """Normalised 2-D Gaussian ``(K, K)``, ``K = 2⌈3σ⌉ + 1``: ``exp(-(i² + j²) / 2σ²) / Σ``;
+    ``σ = 0``: the ``(1, 1)`` identity kernel (no blur)."""
+    if sigma == 0:
+        return torch.ones(1, 1)
     radius = math.ceil(3 * sigma)
     t = torch.arange(-radius, radius + 1, dtype=torch.float64)
     g = torch.exp(-(t**2) / (2 * sigma**2))
@@ -367,11 +370,12 @@ def wiener_deconvolve(y: Tensor, kernel: Tensor, noise_std: float) -> Tensor:
 class ConvNoise(Measurement):
     """Convolve+Noise: ``y = k * x + θ`` with ``k`` a normalised Gaussian kernel of standard
     deviation ``sigma`` pixels (:func:`gaussian_kernel`, zero padding: black outside the image)
-    and ``θ ~ N(0, noise²)`` i.i.d. per pixel and channel (``θ: (B, C, H, W)``)."""
+    and ``θ ~ N(0, noise²)`` i.i.d. per pixel and channel (``θ: (B, C, H, W)``); ``sigma=0``
+    is noise alone (instance noise)."""
 
     name = "conv_noise"
     PARAMS = {
-        "sigma": Param(float, 1.0, lambda v: v > 0, "> 0"),
+        "sigma": Param(float, 1.0, lambda v: v >= 0, ">= 0"),
         "noise": Param(float, 0.2, lambda v: v >= 0, ">= 0"),
     }
 
