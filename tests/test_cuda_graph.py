@@ -38,6 +38,7 @@ TINY = [
     "train.n_D=2",
     "train.device=cpu",
     "train.diffaug=color,translation",  # draws from the latent generator inside the iteration
+    "train.d_measurement=conv_noise:sigma=1,noise=0.1",  # so does instance noise
     "train.ema_decay=0.9",
 ]
 KEYS = ("loss_D", "loss_G", "D_real", "D_fake")

@@ -96,6 +96,14 @@ def test_conv_noise_is_gaussian_blur_plus_noise(sigma):
     assert abs(theta.std().item() - 0.3) < 5 * 0.3 / math.sqrt(2 * n)
 
 
+def test_conv_noise_makes_its_kernel_once_per_device_and_dtype():
+    """No host-to-device copy per call: a CUDA graph can capture the blur."""
+    m = build_measurement("conv_noise")
+    x = images(b=1, c=1, h=8, w=8)
+    assert m._kernel(x) is m._kernel(x + 1)
+    assert m._kernel(x.double()).dtype == torch.float64
+
+
 def test_conv_noise_without_blur_is_noise_alone():
     x = images(b=4, c=1, h=12, w=12)
     y, theta = build_measurement("conv_noise:sigma=0,noise=0.4").measure(x, gen())

@@ -383,8 +383,20 @@ class ConvNoise(Measurement):
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return z * self.noise
 
+    def __init__(self, **values: float):
+        super().__init__(**values)
+        self._kernels: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+    def _kernel(self, x: Tensor) -> Tensor:
+        """The blur kernel on ``x``'s device and dtype, made once (no host-to-device copy per
+        call, so a CUDA graph can capture the blur)."""
+        key = (x.device, x.dtype)
+        if key not in self._kernels:
+            self._kernels[key] = gaussian_kernel(self.sigma).to(device=x.device, dtype=x.dtype)
+        return self._kernels[key]
+
     def apply(self, x: Tensor, theta: Tensor) -> Tensor:
-        kernel = gaussian_kernel(self.sigma).to(device=x.device, dtype=x.dtype)
+        kernel = self._kernel(x)
         c, r = x.shape[1], kernel.shape[-1] // 2
         blurred = F.conv2d(_to_u(x), kernel.expand(c, 1, -1, -1), padding=r, groups=c)
         return _from_u(blurred) + theta
