@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from training_fixtures import tiny_cfg, tiny_data
+from training_fixtures import d_inputs, tiny_cfg, tiny_data
 
 from gankit import checkpoint as ckpt_io
 from gankit.cli import main
@@ -85,15 +85,6 @@ def test_measure_cli_errors_are_one_line(tmp_path, capsys):
     assert "already holds measurements" in capsys.readouterr().err
 
 
-def _d_inputs(trainer: Trainer) -> list[torch.Tensor]:
-    """Record every input D gets during one training iteration."""
-    seen: list[torch.Tensor] = []
-    handle = trainer.D.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
-    trainer.train_iteration()
-    handle.remove()
-    return seen
-
-
 def test_ambient_d_sees_measured_fakes_and_ignore_raw_ones(tmp_path):
     data, _ = measured(tmp_path, "block_pixels:p=0.5")
     spec = "train.measurement=block_pixels:p=0.5"
@@ -101,7 +92,7 @@ def test_ambient_d_sees_measured_fakes_and_ignore_raw_ones(tmp_path):
         trainer = Trainer(
             tiny_cfg(data, spec, f"train.ambient_mode={mode}", "train.n_D=1"), quiet=True
         )
-        d_step, g_step = _d_inputs(trainer)
+        d_step, g_step = d_inputs(trainer)
         b = trainer.cfg.train.batch_size
         for fake in (d_step[b:], g_step):  # D step input is [real; fake], G step input fake
             assert fake.shape == (b, *SHAPE)
@@ -125,7 +116,7 @@ def test_non_image_measurements_train_with_an_mlp_d(tmp_path, spec, loss):
     trainer = Trainer(tiny_cfg(data, f"train.measurement={spec}", f"train.loss={loss}"), quiet=True)
     shape = build_measurement(spec).output_shape(SHAPE)
     assert isinstance(trainer.D, MeasurementDiscriminator) and trainer.D.in_shape == shape
-    d_step, g_step = _d_inputs(trainer)[-2:]
+    d_step, g_step = d_inputs(trainer)[-2:]
     assert d_step.shape[1:] == shape and g_step.shape[1:] == shape
     assert torch.isfinite(g_step).all()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from training_fixtures import tiny_cfg, tiny_data
+from training_fixtures import d_inputs, tiny_cfg, tiny_data
 
 from gankit import checkpoint as ckpt_io
 from gankit.config import DataConfig
@@ -142,15 +142,6 @@ def test_data_limit_is_a_fixed_subset(tmp_path):
         load_dataset(DataConfig(path=str(data), limit=31), 32, 1)
 
 
-def _d_inputs(trainer: Trainer) -> list[torch.Tensor]:
-    """Every input D gets during one training iteration (D step, then G step)."""
-    seen: list[torch.Tensor] = []
-    handle = trainer.D.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
-    trainer.train_iteration()
-    handle.remove()
-    return seen
-
-
 def _blur(x: torch.Tensor) -> torch.Tensor:
     """Gaussian blur, σ = 1 px, of ``x`` in [-1, 1], done in [0, 1] with black outside."""
     t = torch.arange(-3.0, 4.0, dtype=torch.float64)
@@ -166,9 +157,9 @@ def _blur(x: torch.Tensor) -> torch.Tensor:
 def test_d_measurement_blurs_everything_d_sees(tmp_path):
     """D step: [real; fake] blurred (same batch and fakes as the plain run); G step likewise."""
     data = tiny_data(tmp_path / "d.npz")
-    plain = _d_inputs(Trainer(tiny_cfg(data, "train.n_D=1"), quiet=True))
+    plain = d_inputs(Trainer(tiny_cfg(data, "train.n_D=1"), quiet=True))
     blur = "train.d_measurement=conv_noise:sigma=1,noise=0"
-    measured = _d_inputs(Trainer(tiny_cfg(data, "train.n_D=1", blur), quiet=True))
+    measured = d_inputs(Trainer(tiny_cfg(data, "train.n_D=1", blur), quiet=True))
     torch.testing.assert_close(measured[0], _blur(plain[0]), atol=1e-5, rtol=0)
     g_step = measured[1]
     assert not torch.equal(g_step, plain[1])  # G step: other latents (θ were drawn)
@@ -178,8 +169,8 @@ def test_d_measurement_blurs_everything_d_sees(tmp_path):
 def test_d_measurement_noise_is_fresh_per_image_and_has_its_std(tmp_path):
     data = tiny_data(tmp_path / "d.npz")
     noise = "train.d_measurement=conv_noise:sigma=1,noise=0.5"
-    plain = _d_inputs(Trainer(tiny_cfg(data, "train.n_D=1"), quiet=True))[0]
-    noisy = _d_inputs(Trainer(tiny_cfg(data, "train.n_D=1", noise), quiet=True))[0]
+    plain = d_inputs(Trainer(tiny_cfg(data, "train.n_D=1"), quiet=True))[0]
+    noisy = d_inputs(Trainer(tiny_cfg(data, "train.n_D=1", noise), quiet=True))[0]
     residual = noisy - _blur(plain)
     assert abs(residual.std().item() - 0.5) < 0.02  # 2 * 16 * 32 * 32 draws
     assert not torch.allclose(residual[0], residual[1])

@@ -74,3 +74,12 @@ def saved_run(run_dir: Path, cfg: Config, seed: int = 0) -> Path:
     weights = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G.state_dict()}
     save_checkpoint(run_dir / "checkpoints", step_dir_name(1), weights, {"step": 1}, cfg)
     return run_dir
+
+
+def d_inputs(trainer) -> list[torch.Tensor]:
+    """Every input D gets during one ``trainer.train_iteration()`` (D steps, then G step)."""
+    seen: list[torch.Tensor] = []
+    handle = trainer.D.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
+    trainer.train_iteration()
+    handle.remove()
+    return seen

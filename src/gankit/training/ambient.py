@@ -78,9 +78,7 @@ class Ambient:
             if t.d_measurement
             else None
         )
-        if self.d_measurement is not None and not self.d_measurement.image_output(
-            self.image_shape
-        ):
+        if self.d_measurement is not None and not self.d_measurement.image_output(self.image_shape):
             raise GankitError(
                 f"train.d_measurement '{t.d_measurement}': its outputs are not images of the "
                 f"model's size {self.image_shape}; D's inputs need an image-valued measurement"
