@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Small data: the default preset on 500 of the embedded digits (data.limit=500, a fixed random
-# subset, seed 0), four recipes, each evaluated against the whole digit set; one JSON line per
+# subset, seed 0), five recipes (the preset as it is, without its instance noise, and three
+# stabilisers on top of it), each evaluated against the whole digit set; one JSON line per
 # recipe (offline metrics + how many collapse warnings the run logged).
 # Usage: benchmarks/small_data.sh [OUT_DIR]   (env: STEPS=2400 SEED=0 JOBS=1 PYTHON=python)
 set -euo pipefail
@@ -34,6 +35,7 @@ PYEOF
 export -f one
 printf '%s\n' \
   "baseline" \
+  "no_instance_noise train.d_measurement=" \
   "diffaug train.diffaug=translation,cutout" \
   "diffaug_lecam train.diffaug=translation,cutout train.lecam_weight=0.1" \
   "rpgan_r1r2 train.loss=rpgan train.r1_gamma=0.05 train.r2_gamma=0.05 train.reg_every=4" \
