@@ -18,6 +18,11 @@ The data are a ``.npz`` written by ``gankit measure`` (its spec must equal
 ``train.measurement``) or, for measurements that are images, any image source whose images
 are already measurements (``ambient`` and ``ignore`` only: without θ there is no inverse).
 G, its EMA copy, sampling and evaluation stay clean: only D's inputs are measured.
+
+``train.d_measurement`` (instance noise) is the same idea on any data: an image-valued
+measurement applied with fresh θ to everything D sees, real and fake (after DiffAugment), so
+that D compares the two distributions through an invertible-in-distribution channel. The
+WGAN-GP penalty is still taken at the unmeasured interpolates; R1/R2 at D's measured inputs.
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ def unmeasure(data: MeasuredDataset, inverse: Callable[[Tensor, Tensor], Tensor]
 
 
 class Ambient:
-    """The AmbientGAN part of one run (module doc); inert when ``train.measurement`` is empty.
+    """The AmbientGAN part of one run (module doc); inert when ``train.measurement`` and
+    ``train.d_measurement`` are empty.
 
     Raises:
         GankitError: a bad spec or mode, a patch larger than the model's images, or
