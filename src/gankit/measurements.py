@@ -379,13 +379,13 @@ class ConvNoise(Measurement):
         "noise": Param(float, 0.2, lambda v: v >= 0, ">= 0"),
     }
 
-    def sample_theta(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return z * self.noise
-
     def __init__(self, **values: float):
         super().__init__(**values)
         self._kernels: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+    def sample_theta(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return z * self.noise
 
     def _kernel(self, x: Tensor) -> Tensor:
         """The blur kernel on ``x``'s device and dtype, made once (no host-to-device copy per
