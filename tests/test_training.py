@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 
 import numpy as np
@@ -14,6 +15,7 @@ from training_fixtures import tiny_cfg, tiny_data
 from gankit import checkpoint as ckpt_io
 from gankit.data import ImageDataset
 from gankit.errors import GankitError
+from gankit.run import RunDir
 from gankit.training import default_hooks, train
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.loop import Trainer
@@ -124,6 +126,23 @@ def test_run_dir_is_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(GankitError, match="run dir .*cannot create or write"):
         train(tiny_cfg(data), tmp_path / "f" / "run", quiet=True)
+
+
+def _probe_many(path) -> None:
+    for _ in range(300):
+        RunDir(path).ensure_writable()
+
+
+def test_write_probe_is_safe_across_processes(tmp_path):
+    """The ranks of a DDP run check the same run directory at once: no probe may trip another."""
+    procs = [multiprocessing.get_context("fork").Process(target=_probe_many, args=(tmp_path,))
+             for _ in range(4)]  # fmt: skip
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0] * 4
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_run_refuses_to_train_over(tmp_path):

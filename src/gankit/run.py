@@ -18,6 +18,7 @@ Layout of ``RUN/`` (written by :func:`gankit.train`, read by every other command
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +109,9 @@ class RunDir:
         """Create the directory (and parents) and check it is writable, or raise one line."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".gankit-write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
+            # a name of its own per process: the ranks of a DDP run probe the same directory
+            with tempfile.TemporaryFile(dir=self.path, prefix=".gankit-write-test-"):
+                pass
         except OSError as err:
             raise GankitError(
                 f"run dir {self.path}: cannot create or write it ({err.strerror or err}); "
