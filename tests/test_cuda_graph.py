@@ -39,6 +39,7 @@ TINY = [
     "train.device=cpu",
     "train.diffaug=color,translation",  # draws from the latent generator inside the iteration
     "train.d_measurement=conv_noise:sigma=1,noise=0.1",  # so does instance noise
+    "train.d_measurement_fade=3",  # whose strength changes by step (a scalar the graph reads)
     "train.ema_decay=0.9",
 ]
 KEYS = ("loss_D", "loss_G", "D_real", "D_fake")

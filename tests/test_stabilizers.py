@@ -26,6 +26,7 @@ ALL_ON = [
     "train.r2_gamma=0.5",
     "train.reg_every=2",
     "train.d_measurement=conv_noise:sigma=1,noise=0.1",
+    "train.d_measurement_fade=3",  # fades out across the resume
 ]
 
 
@@ -174,6 +175,25 @@ def test_d_measurement_noise_is_fresh_per_image_and_has_its_std(tmp_path):
     residual = noisy - _blur(plain)
     assert abs(residual.std().item() - 0.5) < 0.02  # 2 * 16 * 32 * 32 draws
     assert not torch.allclose(residual[0], residual[1])
+
+
+@pytest.mark.parametrize("step, strength", [(0, 1.0), (1, 0.75), (3, 0.25), (4, 0.0), (9, 0.0)])
+def test_d_measurement_fade_is_linear_in_the_step(tmp_path, step, strength):
+    """Annealed instance noise: D sees x + a (blur(x) - x), a = max(0, 1 - step / 4)."""
+    data = tiny_data(tmp_path / "d.npz")
+    plain = d_inputs(Trainer(tiny_cfg(data, "train.n_D=1"), quiet=True))[0]
+    blur = "train.d_measurement=conv_noise:sigma=1,noise=0"
+    faded = Trainer(tiny_cfg(data, "train.n_D=1", blur, "train.d_measurement_fade=4"), quiet=True)
+    faded.step = step
+    expected = plain + strength * (_blur(plain) - plain)
+    torch.testing.assert_close(d_inputs(faded)[0], expected, atol=1e-5, rtol=0)
+
+
+def test_d_measurement_fade_needs_a_measurement(tmp_path):
+    cfg = tiny_cfg(tmp_path, "train.d_measurement=", "train.d_measurement_fade=9")
+    with pytest.raises(GankitError, match="d_measurement_fade.*needs a measurement to fade"):
+        train(cfg, tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()  # checked before anything is created
 
 
 @pytest.mark.parametrize(

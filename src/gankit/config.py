@@ -142,6 +142,9 @@ class TrainConfig:
     # a measurement applied with fresh θ to everything D sees, real and fake (instance noise),
     # e.g. "conv_noise:sigma=1,noise=0.4" ("" = off)
     d_measurement: str = ""
+    # G steps over which d_measurement fades out linearly (annealed instance noise): D sees
+    # x + a (f_θ(x) - x), a = max(0, 1 - step / d_measurement_fade); 0 = full strength throughout
+    d_measurement_fade: int = 0
 
 
 @dataclass
@@ -255,7 +258,8 @@ _POSITIVE = (
 _NON_NEGATIVE = (
     "model.shared_dim train.gp_weight train.ortho_reg train.aux_weight train.lecam_weight "
     "train.cr_weight train.r1_gamma train.r2_gamma train.ema_start train.standing_stats "
-    "train.sigma_layers train.keep_last data.limit eval.truncation eval.every"
+    "train.sigma_layers train.keep_last train.d_measurement_fade data.limit eval.truncation "
+    "eval.every"
 ).split()
 _RANGES: dict[str, str] = {
     **dict.fromkeys(_POSITIVE, "positive"),
@@ -336,6 +340,12 @@ RULES: list[Rule] = [
             "or sngan",
         )
         for net in ("G", "D")
+    ),
+    Rule(
+        ("train.d_measurement_fade", "train.d_measurement"),
+        lambda c: c.train.d_measurement_fade == 0 or bool(c.train.d_measurement),
+        "a fade needs a measurement to fade, e.g. --set "
+        'train.d_measurement="conv_noise:sigma=1,noise=0.4"',
     ),
     Rule(  # Gulrajani et al. 2017, Sec. 4: no batch norm in the critic
         ("train.loss", "model.D_norm"),

@@ -23,6 +23,8 @@ G, its EMA copy, sampling and evaluation stay clean: only D's inputs are measure
 measurement applied with fresh θ to everything D sees, real and fake (after DiffAugment), so
 that D compares the two distributions through an invertible-in-distribution channel. The
 WGAN-GP penalty is still taken at the unmeasured interpolates; R1/R2 at D's measured inputs.
+``train.d_measurement_fade`` anneals it (Sønderby et al. 2017, "annealed instance noise"):
+D sees ``x + a (f_θ(x) - x)`` with ``a`` falling linearly from 1 at step 0 to 0 at that step.
 """
 
 from __future__ import annotations
@@ -159,12 +161,19 @@ class Ambient:
         """``fake -> f_θ(fake)`` with θ from ``generator`` (ambient mode), else the identity."""
         return partial(self.measurement, generator=generator) if self.measures_fakes else _identity
 
-    def measure_d_input(self, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
+    def measure_d_input(
+        self, generator: torch.Generator, strength: Tensor | None = None
+    ) -> Callable[[Tensor], Tensor]:
         """``images -> f_θ(images)`` for everything D sees (``train.d_measurement``, θ fresh per
-        image from ``generator``), else the identity."""
+        image from ``generator``), else the identity. With ``strength`` (a 0-dim tensor ``a``
+        the caller updates in place, ``train.d_measurement_fade``) it is
+        ``images + a (f_θ(images) - images)``: θ is drawn at every strength, even ``a = 0``."""
         if self.d_measurement is None:
             return _identity
-        return partial(self.d_measurement, generator=generator)
+        measure = partial(self.d_measurement, generator=generator)
+        if strength is None:
+            return measure
+        return lambda x: torch.lerp(x, measure(x), strength.to(x.dtype))
 
     def grid(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """Snapshot tiles ``(B, C, H, W)``: in ambient mode with image-valued measurements each

@@ -227,7 +227,9 @@ class Trainer:
         # AmbientGAN: fake -> f_θ(fake) before D (identity unless ambient mode); θ from self.gen
         self.measure_fake = self.ambient.fake_measurement(self.gen)
         # instance noise: train.d_measurement on real and fake before D (identity when off)
-        self.measure_d_input = self.ambient.measure_d_input(self.gen)
+        # (train.d_measurement_fade: its strength, a device scalar the graph reads)
+        self.d_strength = torch.ones((), device=self.device) if t.d_measurement_fade else None
+        self.measure_d_input = self.ambient.measure_d_input(self.gen, self.d_strength)
         # train.cuda_graph: the iteration captured once and replayed (None: every call eager)
         self.graph = (
             IterationGraph(
@@ -327,6 +329,9 @@ class Trainer:
         ``train.cuda_graph``), then one EMA update. Returns detached scalar tensors
         ``loss_D``, ``D_real``, ``D_fake`` (means over the D steps) and ``loss_G`` — no host
         sync happens here."""
+        fade = self.cfg.train.d_measurement_fade
+        if fade:
+            self.d_strength.fill_(max(0.0, 1.0 - self.step / fade))
         losses = self._iteration() if self.graph is None else self.graph(self._iteration)
         self.step += 1
         # 3. EMA of G's weights: outside the graph, since it depends on the step (it copies G
@@ -338,7 +343,7 @@ class Trainer:
     def _iteration(self) -> dict[str, torch.Tensor]:
         """The D steps and the G step of :meth:`train_iteration` at ``self.step``: what a
         CUDA graph records (nothing in it depends on the step but lazy R1/R2, which is never
-        graphed)."""
+        graphed, and the instance-noise strength, a device scalar set before each call)."""
         t = self.cfg.train
         n_micro = t.n_D * t.accumulate
         lazy = lazy_factor(self.step, t.reg_every) if t.r1_gamma or t.r2_gamma else 0
