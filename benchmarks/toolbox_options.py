@@ -25,7 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-# sngan-cifar on the digits at 32x32, trained like mnist-sagan
+# sngan-cifar on the digits at 32x32, trained like an earlier mnist-sagan default (AC-GAN term
+# 0.2, Adam(2e-4, betas (0.5, 0.999)), EMA 0.99), as in the table of benchmarks/RESULTS.md
 RESNET = [
     "model.channels=1", "model.G_ch=16", "model.D_ch=32", "model.init=normal",
     "model.aux_classifier=true", "train.aux_weight=0.2", "train.n_D=1",
