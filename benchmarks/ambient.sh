@@ -3,7 +3,8 @@
 # preset in ambient / ignore / unmeasure mode (and once on the clean digits), evaluate every run
 # against the CLEAN digits after each stage, draw the comparison grid.
 # Usage: benchmarks/ambient.sh [OUT_DIR]
-#   (env: STAGES="800 1600 2400" SEED=0 JOBS=2 THREADS=1 PYTHON=python)
+#   (env: STAGES="800 1600 2400" SEED=0 THETA_SEED=0 JOBS=2 THREADS=1 PYTHON=python)
+# SEED seeds training, THETA_SEED the measurement of the data (`gankit measure --seed`).
 # Each run trains to the first stage, then `gankit resume` continues it to the next (exact on
 # CPU: the same weights as one straight run). Evals: OUT_DIR/logs/NAME.eval.STEPS.json.
 # THREADS torch threads per run, JOBS runs at a time, niced (a shared 2-core machine; JOBS=1
@@ -12,6 +13,7 @@ set -euo pipefail
 OUT="${1:-runs/ambient}"
 STAGES="${STAGES:-800 1600 2400}"
 SEED="${SEED:-0}"
+THETA_SEED="${THETA_SEED:-0}"
 JOBS="${JOBS:-2}"
 THREADS="${THREADS:-1}"
 PY="${PYTHON:-python}"
@@ -21,7 +23,7 @@ mkdir -p "$OUT/data" "$OUT/logs" "$OUT/runs"
 
 for family in "${FAMILIES[@]}"; do
   spec=${family#* }
-  "$PY" -m gankit.cli measure --measurement "$spec" --seed "$SEED" \
+  "$PY" -m gankit.cli measure --measurement "$spec" --seed "$THETA_SEED" \
     --out "$OUT/data/${spec//[:=,]/_}.npz"
 done
 
@@ -37,8 +39,9 @@ one() {  # NAME SPEC MODE STEPS: train or continue (SPEC "-" = clean digits), ev
     nice -n 10 "$PY" -m gankit.cli train --out "$OUT/runs/$name" --steps "$steps" \
       --seed "$SEED" --quiet "${extra[@]}"
   fi > "$OUT/logs/$name.train.$steps.log" 2>&1
-  nice -n 10 "$PY" -m gankit.cli eval "$OUT/runs/$name" --metrics class_acc,cfid,swd --n 1000 \
-    --data "" --quiet > "$OUT/logs/$name.eval.$steps.json"
+  nice -n 10 "$PY" -m gankit.cli eval "$OUT/runs/$name" \
+    --metrics class_acc,cfid,swd,cprdc,ccoverage_class --n 1000 --data "" --quiet \
+    > "$OUT/logs/$name.eval.$steps.json"
 }
 export -f one
 for steps in $STAGES; do
