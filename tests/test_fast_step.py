@@ -218,6 +218,24 @@ def test_sn_batched_auto_is_on_for_cuda_only():
         validate(apply_overrides(Config(), ["train.sn_batched=sometimes"]))
 
 
+@pytest.mark.parametrize("preset", ["mnist-sagan", "biggan-128"])
+def test_cudnn_benchmark_is_set_on_cuda_only(preset):
+    t = load_preset(preset).train
+    big = preset == "biggan-128"  # the small presets' start-up costs more than the timing saves
+    assert t.cudnn_benchmark is big
+    saved = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = not big
+        speed.configure_backends(t, torch.device("cpu"))  # nothing to set on CPU
+        assert torch.backends.cudnn.benchmark is (not big)
+        speed.configure_backends(t, torch.device("cuda"))
+        assert torch.backends.cudnn.benchmark is big
+    finally:
+        torch.backends.cudnn.benchmark = saved
+    assert speed.flags(t, torch.device("cuda"), None)["cudnn_benchmark"] is big
+    assert speed.flags(t, torch.device("cpu"), None)["cudnn_benchmark"] is False
+
+
 def test_flags_report_levers():
     cfg = apply_overrides(Config(), TINY + ["train.fused_optim=false"])
     f = speed.flags(cfg.train, torch.device("cpu"), None)

@@ -122,6 +122,9 @@ class TrainConfig:
     fused_optim: bool = True  # Adam fused=True on CUDA, foreach=True on CPU (else for-loop)
     fused_resample: bool = True  # ResNet blocks: up/down-sampling fused into the 3x3 conv
     checkpoint_activations: bool = False  # ResNet blocks recompute activations in backward
+    # CUDA: cuDNN times its conv algorithms on each new shape and keeps the fastest (H100
+    # i128 -4 % s/iter, +22 s before the first replay; benchmarks/RESULTS.md)
+    cudnn_benchmark: bool = True
     sn_once: bool = True  # G's SN power iteration once per iteration, shared by the D steps' fakes
     # eager: SN of all layers in a few batched buckets per forward; auto = on for CUDA (fewer
     # ops, launch-bound), off on CPU (measured slower there: padded buckets cost FLOPs)

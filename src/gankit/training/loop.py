@@ -193,6 +193,7 @@ class Trainer:
             D = self.ambient.discriminator(D, cfg.model)  # an MLP D for non-image measurements
         self.G, self.D = G.to(self.device), D.to(self.device)
         speed.configure_modules((self.G, self.D), t, self.device)  # channels_last, SDPA, ...
+        speed.configure_backends(t, self.device)  # cuDNN autotuning
         self.dataset = (
             dataset
             if dataset is not None

@@ -14,6 +14,9 @@
 - ``train.checkpoint_activations`` (off by default: it costs one more forward of each block):
   the ResNet blocks of G and D keep only their inputs and recompute the rest in backward
   (:mod:`gankit.layers.recompute`), without a second SN power iteration or BN update.
+- ``train.cudnn_benchmark`` (CUDA only): cuDNN times the algorithms of each new convolution
+  shape on its first call and keeps the fastest (``torch.backends.cudnn.benchmark``, a
+  process-wide switch); otherwise its heuristics choose without timing.
 - ``train.sn_once``: G's weights do not change during the D steps, so G's spectral-norm power
   iteration runs only in the first D step's fake forward; the other ``n_D - 1`` no-grad
   forwards reuse its ``u``, ``v`` (:func:`frozen_power_iteration`). Exact for ``n_D = 1``; for
@@ -167,6 +170,12 @@ def configure_modules(modules: Iterable[nn.Module], t: TrainConfig, device: torc
             if hasattr(m, "fused_resample"):  # ResNet blocks
                 m.fused_resample = t.fused_resample
                 m.checkpoint_activations = t.checkpoint_activations
+
+
+def configure_backends(t: TrainConfig, device: torch.device) -> None:
+    """Apply ``train.cudnn_benchmark`` on CUDA (process-wide; nothing on other devices)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = t.cudnn_benchmark
 
 
 def _adam_impl(t: TrainConfig) -> dict[str, bool]:
@@ -354,6 +363,7 @@ def flags(
         "batched_fakes": t.batched_fakes and t.sn_once,
         "fused_resample": t.fused_resample,
         "checkpoint_activations": t.checkpoint_activations,
+        "cudnn_benchmark": t.cudnn_benchmark and device.type == "cuda",
         "compile": mode or False,
         "cuda_graph": graphed,
         "num_threads": torch.get_num_threads(),
