@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The GPU rows of benchmarks/RESULTS.md in one call of a lent GPU machine (~9 minutes):
+# GPU tests, the BigGAN-PyTorch anchor (when ANCHOR names the folder of its unpacked code and
+# ANCHOR_KIT the folder holding anchor_biggan_bench.py and stubs/, by default ANCHOR/..),
+# gankit's cifar and i128 rows (eager + CUDA graph, compiled + CUDA graph, the memory levers),
+# the default demo and its evaluation.
+#
+# Usage (repository root, gankit importable):
+#   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] benchmarks/gpu_round.sh
+# Each step is its own process with a timeout; a step that would end after END seconds (default
+# 540) is skipped, most informative first. Bench JSON lines go to $OUT/bench.jsonl, the anchor's
+# to $OUT/anchor.jsonl, the demo's metrics and evaluation to $OUT/demo_*.
+set -u
+: "${OUT:?set OUT to a folder for the results}"
+export PYTHONUNBUFFERED=1 GANKIT_CACHE="${GANKIT_CACHE:-/tmp/gkcache}"
+PY="${PYTHON:-python3}"
+END="${END:-540}"
+T0=$(date +%s)
+left() { echo $(( END - ($(date +%s) - T0) )); }
+step() {  # step TIMEOUT CMD...: run CMD unless fewer than TIMEOUT seconds are left
+  local limit=$1; shift
+  if [ "$(left)" -lt "$limit" ]; then echo "=== skip (left $(left) s): $*" >&2; return; fi
+  echo "=== [$(( $(date +%s) - T0 )) s] $*" >&2
+  local start; start=$(date +%s%N)
+  timeout "$limit" "$@"
+  echo "=== rc=$? wall_ms=$(( ($(date +%s%N) - start) / 1000000 ))" >&2
+}
+bench() { local limit=$1; shift
+  step "$limit" "$PY" -m gankit.cli bench --device cuda --json "$@" | grep '^{' | tee -a "$OUT/bench.jsonl"; }
+
+nvidia-smi -L
+step 60 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_cuda_graph.py tests/test_data_cache_build.py
+if [ -n "${ANCHOR:-}" ]; then
+  KIT=$(cd "${ANCHOR_KIT:-$ANCHOR/..}" && pwd)
+  (cd "$ANCHOR" && step 120 env DEV=cuda PYTHONPATH="$KIT/stubs" "$PY" "$KIT/anchor_biggan_bench.py") \
+    | grep '^{' | tee -a "$OUT/anchor.jsonl"
+fi
+EAGER=(--set train.compile=false)
+bench 30 --workload cifar --steps 30 --warmup 5 "${EAGER[@]}"
+bench 45 --workload i128 --steps 10 --warmup 2 "${EAGER[@]}"
+bench 30 --workload cifar --steps 30 --warmup 5 "${EAGER[@]}" --set train.batched_fakes=false \
+  --set train.checkpoint_activations=true
+step 60 "$PY" -m gankit.cli train --out "$OUT/demo" --device cuda --quiet
+cp "$OUT/demo/metrics.jsonl" "$OUT/demo_metrics.jsonl" 2>/dev/null
+step 40 "$PY" -m gankit.cli eval "$OUT/demo" --device cuda \
+  --metrics class_acc,cfid,swd,cprdc,ccoverage_class --n 1000 > "$OUT/demo_eval.json"
+rm -rf "$OUT/demo"
+bench 90 --workload cifar --steps 30 --warmup 3
+bench 170 --workload i128 --steps 10 --warmup 2
+echo "=== total $(( $(date +%s) - T0 )) s" >&2
