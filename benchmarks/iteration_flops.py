@@ -5,10 +5,9 @@ small batch under ``torch.utils.flop_counter.FlopCounterMode`` and scales the co
 the preset's batch (convolutions and matmuls are linear in the batch; the spectral-norm power
 iterations, which are not, are a few MFLOP). Attention through ``scaled_dot_product_attention``
 is not counted on the CPU (``i128``: about 4 TFLOP per iteration on top, estimated from its two
-64x64 layers with q and k padded to v's width as the fused path does). Divided by a
-measured GPU time per iteration it
-gives the arithmetic rate the step achieves, which says how far a compute-bound step such as
-``i128`` is from its ceiling. One JSON line per preset::
+64x64 layers with q and k padded to v's width as the fused path does). Divided by a measured
+GPU time per iteration it gives the arithmetic rate the step achieves, which says how far a
+compute-bound step such as ``i128`` is from its ceiling. One JSON line per preset::
 
     python benchmarks/iteration_flops.py biggan-128 biggan-cifar [--batch 2]
 """
