@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from gankit.bench import synthetic_dataset
