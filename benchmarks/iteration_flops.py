@@ -20,14 +20,15 @@ import json
 from torch.utils.flop_counter import FlopCounterMode
 
 from gankit.bench import synthetic_dataset
-from gankit.config import load_preset
+from gankit.config import load_preset, validate
 from gankit.training.loop import Trainer
 
 
 def iteration_flops(preset: str, batch: int) -> dict:
     """``{"preset", "batch", "flops_per_iter", "by_op"}`` at the preset's own batch size."""
-    full = load_preset(preset).train.batch_size
-    cfg = load_preset(preset, ["train.device=cpu", f"train.batch_size={batch}", "train.ema=false"])
+    cfg = load_preset(preset, ["train.device=cpu", "train.ema=false"])
+    full, cfg.train.batch_size = cfg.train.batch_size, batch
+    validate(cfg)
     trainer = Trainer(cfg, None, dataset=synthetic_dataset(cfg, 2 * batch * cfg.train.n_D),
                       quiet=True)  # fmt: skip
     with FlopCounterMode(display=False) as counter:
