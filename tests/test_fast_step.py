@@ -260,13 +260,26 @@ def test_flags_report_levers():
 )
 def test_compile_setting_resolves_to_a_mode(value, device, mode):
     cfg = apply_overrides(Config(), [f"train.compile={value}"])
-    assert speed.compile_mode(cfg.train.compile, torch.device(device)) == mode
+    assert speed.compile_mode(cfg.train, torch.device(device)) == mode
+
+
+def test_compile_is_not_combined_with_activation_checkpointing():
+    """TorchDynamo cannot trace the blocks' recomputation: ``auto`` stays eager with
+    ``train.checkpoint_activations``, an explicit mode is an error naming both settings."""
+    cfg = apply_overrides(Config(), ["train.checkpoint_activations=true"])
+    assert speed.compile_mode(cfg.train, torch.device("cuda")) is None
+    for value in ("true", "max-autotune"):
+        cfg = apply_overrides(cfg, [f"train.compile={value}"])
+        with pytest.raises(GankitError, match=rf"train.compile={value}.*checkpoint_activations"):
+            speed.compile_mode(cfg.train, torch.device("cpu"))
+    cfg = apply_overrides(cfg, ["train.compile=false"])
+    assert speed.compile_mode(cfg.train, torch.device("cuda")) is None
 
 
 def test_compile_setting_rejects_unknown_mode_and_reads_old_bool_configs(tmp_path):
     cfg = apply_overrides(Config(), ["train.compile=fastest"])
     with pytest.raises(GankitError, match="train.compile"):
-        speed.compile_mode(cfg.train.compile, torch.device("cpu"))
+        speed.compile_mode(cfg.train, torch.device("cpu"))
     old = tmp_path / "config.toml"
     old.write_text("[train]\ncompile = false\n")  # configs written before "auto" existed
     assert load_toml(old).train.compile is False

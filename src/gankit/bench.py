@@ -336,7 +336,7 @@ def bench_training(
     dataset = synthetic_dataset(cfg, 2 * per_iter) if data is None else None
     trainer = Trainer(cfg, None, dataset=dataset, quiet=True)
     dev = trainer.device
-    mode = compile_mode(t.compile, dev)
+    mode = compile_mode(t, dev)
     compile_s = None
     if mode is not None:  # the first call compiles; it stands in for one warm-up call
         compile_s = time_calls(trainer.train_iteration, 1, 0, dev)

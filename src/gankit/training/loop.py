@@ -183,7 +183,7 @@ class Trainer:
             )
 
         check_stabilizers(
-            cfg, self.dist.enabled, speed.compile_mode(t.compile, self.device) is not None
+            cfg, self.dist.enabled, speed.compile_mode(t, self.device) is not None
         )
         self.graphed = speed.cuda_graph(t, self.device, self.dist.enabled)  # train.cuda_graph
         self.ambient = Ambient(cfg)  # AmbientGAN: train.measurement, train.ambient_mode

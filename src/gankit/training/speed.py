@@ -32,7 +32,8 @@
   1.5 GiB peak RSS): the zero padding of the buckets costs arithmetic, which a CPU pays for and
   a launch-bound GPU does not notice; hence the device-dependent default.
 - ``train.compile``: ``torch.compile`` of G and D (forward and, through AOTAutograd, backward):
-  ``"auto"`` (compile on CUDA with the ``"default"`` mode, eager on CPU), ``true`` (=
+  ``"auto"`` (compile on CUDA with the ``"default"`` mode, eager on CPU and with
+  ``train.checkpoint_activations``, which TorchDynamo cannot trace), ``true`` (=
   ``"default"``), ``false``, or a ``torch.compile`` mode name (``"reduce-overhead"``: CUDA
   graphs, ``"max-autotune"``, ``"max-autotune-no-cudagraphs"``). Compiled artefacts are cached
   across runs under ``$GANKIT_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set). If
@@ -94,24 +95,35 @@ CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 """The modes that replay CUDA graphs, whose outputs live in a pool the next replay overwrites."""
 
 
-def compile_mode(value: bool | str, device: torch.device) -> str | None:
+def compile_mode(t: TrainConfig, device: torch.device) -> str | None:
     """``train.compile`` → the ``torch.compile`` mode to use, or ``None`` for eager.
 
-    ``"auto"``: ``"default"`` on CUDA, eager elsewhere; ``True``: ``"default"``; ``False``:
-    eager; a name in :data:`COMPILE_MODES`: that mode.
+    ``"auto"``: ``"default"`` on CUDA, eager elsewhere and with
+    ``train.checkpoint_activations``; ``True``: ``"default"``; ``False``: eager; a name in
+    :data:`COMPILE_MODES`: that mode.
+
+    Raises:
+        GankitError: an unknown value, or compiling with ``train.checkpoint_activations``
+            (TorchDynamo cannot trace the blocks' recomputation, whose state-preserving
+            context is not one it supports; it would fail on the first call and run eagerly).
     """
-    if value is True:
-        return "default"
+    value = t.compile
+    if value not in (True, False, "auto", *COMPILE_MODES):
+        raise GankitError(
+            f"train.compile: expected auto, true, false or one of {', '.join(COMPILE_MODES)}, "
+            f"got {value!r}"
+        )
+    if value == "auto":
+        value = device.type == "cuda" and not t.checkpoint_activations
     if value is False:
         return None
-    if value == "auto":
-        return "default" if device.type == "cuda" else None
-    if value in COMPILE_MODES:
-        return value
-    raise GankitError(
-        f"train.compile: expected auto, true, false or one of {', '.join(COMPILE_MODES)}, "
-        f"got {value!r}"
-    )
+    if t.checkpoint_activations:
+        raise GankitError(
+            f"train.compile={str(t.compile).lower()} cannot be used with "
+            "train.checkpoint_activations=true (torch.compile cannot trace the blocks' "
+            "recomputation): set one of them to false"
+        )
+    return "default" if value is True else value
 
 
 def sn_batched(t: TrainConfig, device: torch.device) -> bool:
@@ -133,7 +145,7 @@ def cuda_graph_blockers(t: TrainConfig, device: torch.device, distributed: bool)
         blockers.append("lazy R1/R2 (train.r1_gamma/r2_gamma) change the iteration by step")
     if t.loss == "wgan-gp":
         blockers.append("not with train.loss=wgan-gp")
-    mode = compile_mode(t.compile, device)
+    mode = compile_mode(t, device)
     if mode in CUDA_GRAPH_MODES:
         blockers.append(f"train.compile={mode} replays CUDA graphs itself")
     return blockers
@@ -284,7 +296,7 @@ def step_calls(
     trained (possibly DDP-wrapped, as passed), G producing the D steps' fakes (no grad; reuses
     ``W / sigma`` across frozen D steps) and D in the G step (unwrapped: D's DDP hooks stay
     out of it)."""
-    mode, batch = compile_mode(t.compile, device), sn_batched(t, device)
+    mode, batch = compile_mode(t, device), sn_batched(t, device)
     G_net, D_net = _unwrap(G), _unwrap(D)
     return (
         CompileOrEager(G, "G", mode, batch),
@@ -352,7 +364,7 @@ def flags(
 ) -> dict[str, Any]:
     """The levers in force, as reported by ``gankit bench`` (``flags`` key); ``graphed``:
     the iteration was replayed as a CUDA graph."""
-    mode = compile_mode(t.compile, device)
+    mode = compile_mode(t, device)
     return {
         "amp": "bf16" if amp == torch.bfloat16 else "fp32",
         "sdpa": t.sdpa,
