@@ -182,9 +182,7 @@ class Trainer:
                 "model.aux_classifier=true needs train.aux_weight > 0 under DDP"
             )
 
-        check_stabilizers(
-            cfg, self.dist.enabled, speed.compile_mode(t, self.device) is not None
-        )
+        check_stabilizers(cfg, self.dist.enabled, speed.compile_mode(t, self.device) is not None)
         self.graphed = speed.cuda_graph(t, self.device, self.dist.enabled)  # train.cuda_graph
         self.ambient = Ambient(cfg)  # AmbientGAN: train.measurement, train.ambient_mode
         torch.manual_seed(t.seed)  # identical initial weights on every rank
