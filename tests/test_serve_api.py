@@ -160,6 +160,9 @@ BAD = [
     ("generate", b"{bad", 400, "request body: not valid JSON"),
     ("generate", b"[1, 2]", 400, "request body: expected a JSON object, got list"),
     ("generate", b"\xff\xfe", 400, "request body: not valid JSON"),
+    ("generate", b"null", 400, "request body: expected a JSON object, got null"),
+    ("generate", b"[" * 30000 + b"]" * 30000, 400, "request body: not valid JSON"),  # depth
+    ("generate", b'{"seed": ' + b"9" * 5000 + b"}", 400, "request body: not valid JSON"),
     ("generate", b" " * 70000, 413, "request body: larger than 65536 bytes"),
     ("generate", {"checkpoint": "../config.toml"}, 404, "checkpoint: unknown checkpoint"),
     ("generate", {"checkpoint": "step_00000003"}, 404, "checkpoint: unknown checkpoint"),
@@ -234,12 +237,28 @@ def test_explorer_rejects_a_directory_without_checkpoints(tmp_path):
         RunExplorer(tmp_path)
 
 
+def test_explorer_answers_503_while_the_run_has_no_checkpoint(serve_run, tmp_path):
+    """A run whose checkpoints went away after start-up (e.g. a new run started in the same
+    directory) gets a 503 naming the run, not an internal error."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").symlink_to(serve_run / "checkpoints")
+    explorer = RunExplorer(run, device="cpu")
+    (run / "checkpoints").unlink()
+    (run / "checkpoints").mkdir()
+    for call in (explorer.info, lambda: explorer.generator(None)):
+        with pytest.raises(GankitError, match="has no complete checkpoint at the moment") as err:
+            call()
+        assert err.value.status == 503
+
+
 def test_cli_errors_are_one_line(serve_run, tmp_path, capsys):
     assert main(["serve", str(tmp_path / "missing")]) == 2
-    assert (
-        capsys.readouterr().err.strip()
-        == f"gankit: error: {tmp_path / 'missing'}: no such run directory"
+    assert capsys.readouterr().err.strip() == (
+        f"gankit: error: {tmp_path / 'missing'}: no such run directory (expected a run directory)"
     )
+    assert main(["serve", str(serve_run / "config.toml")]) == 2
+    assert "config.toml: not a directory (expected a run directory)" in capsys.readouterr().err
     assert main(["serve", str(serve_run), "--port", "70000"]) == 2
     assert "--port: expected 0..65535, got 70000" in capsys.readouterr().err
     with socket.socket() as busy:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from serve_fixtures import CLASS_NAMES, request
+from serve_fixtures import CLASS_NAMES, request, start_server, stop_server
 
 from gankit.run import RunDir
 
@@ -63,6 +63,7 @@ def browser(tmp_path_factory) -> Iterator[webdriver.Chrome]:
     downloads = tmp_path_factory.mktemp("downloads")
     prefs = {"download.default_directory": str(downloads), "download.prompt_for_download": False}
     options.add_experimental_option("prefs", prefs)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.execute_cdp_cmd(
         "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
@@ -183,3 +184,98 @@ def test_page_end_to_end(browser, serve_url, serve_run, tmp_path):
     assert d.save_screenshot(str(shot))
     assert Image.open(shot).size[0] > 0
     assert not d.find_element(By.ID, "error").is_displayed()  # no error banner on the way
+
+
+def _console_errors(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def _strips(driver) -> dict[str, dict]:
+    """The requests of both strips on screen, once the interpolation is idle (else {})."""
+    if driver.find_element(By.TAG_NAME, "body").get_attribute("data-interp") != "ready":
+        return {}
+    return {
+        i: json.loads(driver.find_element(By.ID, i).get_attribute("data-params") or "{}")
+        for i in ("strip-z", "strip-class")
+    }
+
+
+def _strips_with(driver, strip: str, **want) -> dict[str, dict]:
+    """:func:`_strips` once ``strip``'s request has the items ``want`` (else {})."""
+    strips = _strips(driver)
+    return strips if all(strips.get(strip, {}).get(k) == v for k, v in want.items()) else {}
+
+
+def _type(driver, element_id: str, text: str) -> None:
+    field = driver.find_element(By.ID, element_id)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(text)
+
+
+def test_bad_fields_are_refused_and_the_newest_strips_win(browser, serve_url):
+    """A seed or step count that is not an allowed integer is refused with a message naming
+    the field (never replaced by another value); the next good value clears the message; the
+    strips on screen always come from the newest request; the page logs no console error."""
+    d = browser
+    d.get(serve_url + "/")
+    _grid_for(d, seed=0)
+    _wait("first strips", lambda: _strips(d).get("strip-class", {}).get("steps") == 8)
+    banner = d.find_element(By.ID, "error")
+
+    _type(d, "seed", "-5")
+    _wait("seed error", lambda: banner.is_displayed())
+    assert banner.text == "seed: expected an integer in 0..9007199254740991, got -5"
+    _type(d, "seed", "7")
+    _grid_for(d, seed=7)
+    _wait("banner cleared", lambda: not banner.is_displayed())
+
+    _type(d, "interp-steps", "2.5")
+    d.find_element(By.ID, "interp-run").click()
+    _wait("steps error", lambda: banner.is_displayed())
+    assert banner.text == "steps: expected an integer in 2..64, got 2.5"
+    assert _strips(d)["strip-z"]["steps"] == 8  # the strips on screen are kept
+
+    _type(d, "interp-steps", "4")
+    for seed in ("3", "4", "5"):  # three requests while the first still runs: the last wins
+        _type(d, "interp-seed-a", seed)
+        d.find_element(By.ID, "interp-run").click()
+    last = _wait("newest strips", lambda: _strips_with(d, "strip-z", seeds=[5, 1]))
+    assert last["strip-class"]["seeds"] == [5, 5] and last["strip-z"]["steps"] == 4
+    assert d.find_element(By.ID, "strip-z-title").text.startswith("Between seeds 5 → 1")
+    assert "seed 5" in d.find_element(By.ID, "strip-class-title").text
+    assert not banner.is_displayed()
+    assert _console_errors(d) == []
+
+
+def test_refresh_follows_new_checkpoints_unless_one_was_picked(browser, serve_run, tmp_path):
+    """Refresh moves the picker, the grid and the strips to a checkpoint written since the page
+    loaded, unless the user picked an older checkpoint, which then stays."""
+    run = tmp_path / "run"
+    shutil.copytree(serve_run, run)
+    ckpts = run / "checkpoints"
+    proc, url = start_server(run)
+    try:
+        d = browser
+        d.get(url)
+        _grid_for(d, checkpoint="step_00000004")
+        ckpt6 = "step_00000006"
+        shutil.copytree(ckpts / "step_00000004", ckpts / ckpt6)
+        d.find_element(By.ID, "refresh").click()
+        _grid_for(d, checkpoint=ckpt6)
+        strips = _wait("strips of step 6", lambda: _strips_with(d, "strip-z", checkpoint=ckpt6))
+        assert strips["strip-class"]["checkpoint"] == ckpt6
+        assert Select(d.find_element(By.ID, "checkpoint")).first_selected_option.text == (
+            "step 6 (latest)"
+        )
+
+        Select(d.find_element(By.ID, "checkpoint")).select_by_value("step_00000002")
+        _grid_for(d, checkpoint="step_00000002")
+        shutil.copytree(ckpts / "step_00000004", ckpts / "step_00000008")
+        d.find_element(By.ID, "refresh").click()
+        _wait(
+            "step 8 listed", lambda: "step 8 (latest)" in d.find_element(By.ID, "checkpoint").text
+        )
+        _grid_for(d, checkpoint="step_00000002")
+        assert Select(d.find_element(By.ID, "checkpoint")).first_selected_option.text == "step 2"
+    finally:
+        stop_server(proc)

@@ -229,9 +229,13 @@ def serve(
     """
     if not 0 <= port <= 65535:
         raise GankitError(f"--port: expected 0..65535, got {port}")
-    explorer = RunExplorer(run_dir, device)
+    sock = _bind(host, port)  # first: a busy port fails before the generator loads
+    try:
+        explorer = RunExplorer(run_dir, device)
+    except BaseException:
+        sock.close()
+        raise
     app = create_app(explorer)
-    sock = _bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
     print(

@@ -50,7 +50,8 @@ class RunExplorer:
         self.run = RunDir(run_dir)
         self.run_dir = self.run.path
         if not self.run_dir.is_dir():
-            raise GankitError(f"{run_dir}: no such run directory")
+            what = "not a directory" if self.run_dir.exists() else "no such run directory"
+            raise GankitError(f"{run_dir}: {what} (expected a run directory)")
         if not any(checkpoint_step(p) >= 0 for p in self.checkpoints().values()):
             raise GankitError(
                 f"{run_dir}: expected a run directory with complete checkpoints/step_*/ "
@@ -78,8 +79,20 @@ class RunExplorer:
         return found
 
     def latest(self) -> str:
-        """Name of the newest ``step_*`` checkpoint."""
-        return [name for name, p in self.checkpoints().items() if checkpoint_step(p) >= 0][-1]
+        """Name of the newest ``step_*`` checkpoint.
+
+        Raises:
+            RequestError: 503 when the run has none at the moment (removed since start-up,
+                e.g. a new run started in the same directory).
+        """
+        steps = [name for name, p in self.checkpoints().items() if checkpoint_step(p) >= 0]
+        if not steps:
+            raise RequestError(
+                "checkpoint",
+                f"{self.run_dir} has no complete checkpoint at the moment; try again later",
+                status=503,
+            )
+        return steps[-1]
 
     def generator(self, name: str | None) -> tuple[str, nn.Module]:
         """``(name, EMA G)`` of checkpoint ``name`` (None: the latest), loaded once and cached.

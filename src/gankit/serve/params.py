@@ -64,10 +64,12 @@ def parse_body(body: bytes) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RequestError("request body", f"not valid JSON ({err})") from None
+    except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, numbers over 4,300 digits
+        msg = str(err).splitlines()[0][:120]
+        raise RequestError("request body", f"not valid JSON ({msg})") from None
     if not isinstance(data, dict):
-        raise RequestError("request body", f"expected a JSON object, got {type(data).__name__}")
+        got = "null" if data is None else type(data).__name__
+        raise RequestError("request body", f"expected a JSON object, got {got}")
     return data
 
 

@@ -2,7 +2,10 @@
 // Curves are drawn as inline SVG (one <polyline> per series, its data in data-* attributes).
 
 const $ = (id) => document.getElementById(id);
-const state = { info: null, lastGrid: null };
+// followLatest: the checkpoint picker moves to the newest checkpoint on refresh (until the
+// user picks an older one); strips: the interpolation requests and answers on screen.
+const state = { info: null, lastGrid: null, followLatest: true, strips: {} };
+const MAX_SEED = 9007199254740991; // the API's bound on seeds (2^53 - 1)
 const PALETTE = ["#4f46e5", "#e11d48", "#059669", "#d97706", "#0891b2", "#7c3aed", "#65a30d",
   "#db2777", "#475569", "#ea580c"];
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -22,14 +25,39 @@ async function api(path, body) {
   return res;
 }
 
+// The banner shows the latest failure of one part of the page (`source`: "page", "grid",
+// "interp"); that part's next success, or 8 s, hides it.
 let errorTimer = null;
-function showError(err) {
+function showError(err, source = "page") {
   const box = $("error");
   box.textContent = String(err.message || err);
+  box.dataset.source = source;
   box.hidden = false;
   clearTimeout(errorTimer);
   errorTimer = setTimeout(() => { box.hidden = true; }, 8000);
 }
+
+function clearError(source) {
+  const box = $("error");
+  if (!box.hidden && box.dataset.source === source) {
+    box.hidden = true;
+    clearTimeout(errorTimer);
+  }
+}
+
+// The integer typed in field `id`; an Error naming `label` unless it is one in lo..hi (a bad
+// value is refused here rather than silently replaced by another one).
+function intField(id, label, lo, hi) {
+  const text = $(id).value.trim();
+  const v = Number(text);
+  if (text === "" || !Number.isInteger(v) || v < lo || v > hi) {
+    throw new Error(`${label}: expected an integer in ${lo}..${hi}, got ${text || "nothing"}`);
+  }
+  return v;
+}
+
+const tauText = (t) => (t === 0 ? "off" : t.toFixed(1));
+const stepText = (data) => (data.step === null ? data.checkpoint : `step ${data.step}`);
 
 // ---- run info, checkpoints and class pickers ----------------------------------------------
 
@@ -51,7 +79,7 @@ function renderInfo() {
   document.title = `gankit · ${info.run}`;
   $("run-name").textContent = info.run;
   const select = $("checkpoint");
-  const keep = select.value || info.latest;
+  const keep = state.followLatest ? info.latest : select.value || info.latest;
   select.replaceChildren(...info.checkpoints.map((c) =>
     new Option(c.step === null ? c.name : `step ${c.step}${c.name === info.latest ? " (latest)" : ""}`, c.name)));
   select.value = info.checkpoints.some((c) => c.name === keep) ? keep : info.latest;
@@ -77,7 +105,7 @@ async function refreshNames() {
     renderInfo();
     renderGridColumns();
     renderStripTitles();
-  } catch (err) { showError(err); }
+  } catch (err) { showError(err, "page"); }
 }
 
 // ---- sample grid ---------------------------------------------------------------------------
@@ -87,7 +115,7 @@ function gridRequest() {
   const rows = Number($("grid-size").value);
   const cls = $("class").value;
   const truncation = Number($("truncation").value);
-  const seed = Math.max(0, Math.floor(Number($("seed").value) || 0));
+  const seed = intField("seed", "seed", 0, MAX_SEED);
   const base = { truncation, seed, checkpoint: $("checkpoint").value };
   if (cls === "all" && info.n_classes <= 16) {
     return { ...base, n: Math.min(256, rows * info.n_classes), classes: null };
@@ -114,8 +142,9 @@ async function runGrid() {
       const data = await (await api("/api/generate", request)).json();
       if (!gridDirty) showGrid(request, data);
     } while (gridDirty);
+    clearError("grid");
   } catch (err) {
-    showError(err);
+    showError(err, "grid");
   } finally {
     gridBusy = false;
     document.body.dataset.state = "ready";
@@ -131,9 +160,8 @@ function showGrid(request, data) {
   link.href = data.image;
   link.download = `${state.info.run}-${data.checkpoint}-seed${data.seed}.png`;
   const cls = request.classes ? className(request.classes[0]) : "all classes";
-  const tau = data.truncation === 0 ? "off" : data.truncation.toFixed(1);
-  const step = data.step === null ? data.checkpoint : `step ${data.step}`;
-  $("grid-caption").textContent = `${data.n} samples · ${cls} · τ ${tau} · seed ${data.seed} · ${step}`;
+  $("grid-caption").textContent =
+    `${data.n} samples · ${cls} · τ ${tauText(data.truncation)} · seed ${data.seed} · ${stepText(data)}`;
   renderGridColumns();
 }
 
@@ -152,51 +180,73 @@ function renderGridColumns() {
 
 async function downloadNpz() {
   try {
-    const blob = await (await api("/api/generate", { ...gridRequest(), format: "npz" })).blob();
+    const request = gridRequest();
+    const blob = await (await api("/api/generate", { ...request, format: "npz" })).blob();
     const url = URL.createObjectURL(blob);
     const a = Object.assign(document.createElement("a"), {
-      href: url, download: `${state.info.run}-samples-seed${$("seed").value}.npz`,
+      href: url, download: `${state.info.run}-${request.checkpoint}-seed${request.seed}.npz`,
     });
     document.body.append(a);
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
-  } catch (err) { showError(err); }
+  } catch (err) { showError(err, "grid"); }
 }
 
 // ---- interpolation -------------------------------------------------------------------------
 
+// Titles from the requests the strips on screen were made from (not the fields' current text).
 function renderStripTitles() {
-  const [sa, sb] = [$("interp-seed-a").value, $("interp-seed-b").value];
-  const [ca, cb] = [$("interp-class-a").value, $("interp-class-b").value];
-  $("strip-z-title").textContent = `Between seeds ${sa} → ${sb} (class ${className(Number(ca))})`;
-  $("strip-class-title").textContent =
-    `Between classes ${className(Number(ca))} → ${className(Number(cb))} (seed ${sa})`;
+  const z = state.strips["strip-z"], c = state.strips["strip-class"];
+  if (!z || !c) return;
+  const tail = (s) => ` · τ ${tauText(s.data.truncation)} · ${stepText(s.data)}`;
+  const [za, zb] = z.request.seeds;
+  $("strip-z-title").textContent =
+    `Between seeds ${za} → ${zb} (class ${className(z.request.classes[0])})${tail(z)}`;
+  const [ca, cb] = c.request.classes.map(className);
+  $("strip-class-title").textContent = `Between classes ${ca} → ${cb} (seed ${c.request.seeds[0]})${tail(c)}`;
 }
 
-async function runInterpolation() {
-  const int = (id) => Math.max(0, Math.floor(Number($(id).value) || 0));
-  const [sa, sb] = [int("interp-seed-a"), int("interp-seed-b")];
+function interpolationRequests() {
+  const [sa, sb] = [intField("interp-seed-a", "seed A", 0, MAX_SEED), intField("interp-seed-b", "seed B", 0, MAX_SEED)];
   const [ca, cb] = [Number($("interp-class-a").value), Number($("interp-class-b").value)];
   const base = {
-    steps: int("interp-steps"), truncation: Number($("truncation").value),
+    steps: intField("interp-steps", "steps", 2, 64), truncation: Number($("truncation").value),
     checkpoint: $("checkpoint").value,
   };
-  const jobs = [
+  return [
     ["strip-z", { ...base, seeds: [sa, sb], classes: [ca, ca] }],
     ["strip-class", { ...base, seeds: [sa, sa], classes: [ca, cb] }],
   ];
+}
+
+// Latest-wins like the grid: both strips always come from the newest settings.
+let interpBusy = false, interpDirty = false;
+async function runInterpolation() {
+  if (interpBusy) { interpDirty = true; return; }
+  interpBusy = true;
   document.body.dataset.interp = "loading";
   try {
-    for (const [id, request] of jobs) {
-      const data = await (await api("/api/interpolate", request)).json();
-      $(id).src = data.image;
-      $(id).dataset.params = JSON.stringify(request);
-    }
-    renderStripTitles();
+    do {
+      interpDirty = false;
+      const done = [];
+      for (const [id, request] of interpolationRequests()) {
+        done.push([id, request, await (await api("/api/interpolate", request)).json()]);
+        if (interpDirty) break;
+      }
+      if (interpDirty) continue;
+      for (const [id, request, data] of done) {
+        $(id).src = data.image;
+        $(id).dataset.params = JSON.stringify(request);
+        state.strips[id] = { request, data };
+      }
+      renderStripTitles();
+    } while (interpDirty);
+    clearError("interp");
   } catch (err) {
-    showError(err);
+    showError(err, "interp");
   } finally {
+    interpBusy = false;
     document.body.dataset.interp = "ready";
   }
 }
@@ -379,31 +429,40 @@ function showTruncation() {
   $("truncation-value").textContent = v === 0 ? "off" : v.toFixed(1);
 }
 
-async function refresh() {
+// (Re)load the run: checkpoints, then the grid, strips, curves and config. `first`: the page's
+// first load, which also sets class B to the second class.
+async function refresh(first = false) {
   try {
     await loadInfo();
-    await Promise.all([runGrid(), loadCurves(), loadConfig()]);
-  } catch (err) { showError(err); }
+  } catch (err) {
+    showError(err, "page");
+    document.body.dataset.state = "error";
+    return;
+  }
+  clearError("page");
+  if (first && $("interp-class-b").options.length > 1) $("interp-class-b").selectedIndex = 1;
+  const other = (load) => load().catch((err) => showError(err, "page"));
+  await Promise.all([runGrid(), runInterpolation(), other(loadCurves), other(loadConfig)]);
 }
 
 function init() {
   for (const id of ["class", "grid-size", "seed", "checkpoint"]) $(id).addEventListener("change", scheduleGrid);
   $("seed").addEventListener("input", scheduleGrid);
   $("truncation").addEventListener("input", () => { showTruncation(); scheduleGrid(); });
+  $("truncation").addEventListener("change", runInterpolation);
   $("seed-random").addEventListener("click", () => {
     $("seed").value = Math.floor(Math.random() * 1e6);
     scheduleGrid();
   });
   $("download-npz").addEventListener("click", downloadNpz);
   $("interp-run").addEventListener("click", runInterpolation);
-  $("checkpoint").addEventListener("change", runInterpolation);
-  $("refresh").addEventListener("click", refresh);
-  showTruncation();
-  refresh().then(() => {
-    const classes = $("interp-class-b");
-    if (classes.options.length > 1) classes.selectedIndex = 1;
-    return runInterpolation();
+  $("checkpoint").addEventListener("change", () => {
+    state.followLatest = $("checkpoint").value === state.info.latest;
+    runInterpolation();
   });
+  $("refresh").addEventListener("click", () => refresh());
+  showTruncation();
+  refresh(true);
 }
 
 init();
