@@ -5,7 +5,8 @@ A tiny run (checkpoint every step, so many kills land inside a checkpoint write)
 script checks that every listed checkpoint loads (weights and state), that the newest
 checkpoint's step never goes back, and how many kills hit a write in progress (a ``.tmp-*``
 directory left behind); then it resumes with ``gankit resume``. Finally it lets the run finish
-and compares G, D and G_ema with an uninterrupted run of the same config (bitwise on CPU).
+and compares G, D and G_ema with an uninterrupted run of the same config (bitwise on CPU), and
+its training log (every step logged once, with the same losses).
 Prints one JSON report:
 
     python benchmarks/kill_soak.py --kills 20 --steps 40 --work /tmp/soak
@@ -106,6 +107,13 @@ def _log_lines(run: Path) -> int:
     return len(path.read_bytes().splitlines()) if path.is_file() else 0
 
 
+def _log(run: Path) -> list[tuple[int, float, float]]:
+    """``(step, loss_D, loss_G)`` of each training record of ``metrics.jsonl``."""
+    return [
+        (r["step"], r["loss_D"], r["loss_G"]) for r in RunDir(run).read_metrics() if "loss_D" in r
+    ]
+
+
 def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 2.0) -> dict:
     """Run the soak in ``work`` and return the report (see the module docstring).
 
@@ -160,6 +168,7 @@ def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 2
     report["final_bitwise_equal"] = all(
         a[w].keys() == b[w].keys() and all(torch.equal(a[w][k], b[w][k]) for k in a[w]) for w in a
     )
+    report["log_equal"] = _log(run) == _log(ref)
     return report
 
 

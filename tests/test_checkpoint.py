@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 import pytest
@@ -205,3 +206,103 @@ def test_disk_full_mid_run_stops_with_one_line_and_resume_continues(tmp_path, mo
     monkeypatch.setattr(ckpt_io, "save_file", real_save)
     assert main(["resume", str(run), "--quiet"]) == 0
     assert ckpt_io.list_checkpoints(run / "checkpoints")[-1].name == "step_00000004"
+
+
+def _fake_checkpoint(root, name, files=ckpt_io.CHECKPOINT_FILES):
+    ckpt = root / name
+    ckpt.mkdir(parents=True)
+    for f in files:
+        (ckpt / f).write_bytes(b"x")
+    return ckpt
+
+
+def test_prune_removes_half_deleted_checkpoints_older_than_the_kept_ones(tmp_path, monkeypatch):
+    """A kill in the middle of a prune leaves an incomplete ``step_*`` directory that the
+    listing ignores; the next prune removes it with the other old ones, and deletes by first
+    renaming each directory to a temp name (which the next save removes)."""
+    root = tmp_path / "checkpoints"
+    half = _fake_checkpoint(root, "step_00000001", ckpt_io.CHECKPOINT_FILES[1:])
+    for step in (2, 3, 4):
+        _fake_checkpoint(root, ckpt_io.step_dir_name(step))
+    _fake_checkpoint(root, "step_00000005", ckpt_io.CHECKPOINT_FILES[:2])  # newer, incomplete
+    removed = []
+    real_rmtree = ckpt_io.shutil.rmtree
+    monkeypatch.setattr(ckpt_io.shutil, "rmtree", lambda p, **kw: removed.append(p.name))
+    ckpt_io.prune_checkpoints(root, keep_last=2)
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
+        "step_00000003", "step_00000004", "step_00000005",
+    ]  # fmt: skip
+    pid = os.getpid()
+    assert removed == [f".tmp-pruned-step_0000000{i}-{pid}" for i in (1, 2)]
+    assert not half.exists() and len(list(root.glob(".tmp-pruned-*"))) == 2  # "killed" here
+    monkeypatch.setattr(ckpt_io.shutil, "rmtree", real_rmtree)
+    _save(root, "step_00000006", 6)  # the next save clears the leftovers
+    assert not list(root.glob(".tmp-*"))
+
+
+def test_best_moved_aside_by_a_killed_replace_is_found_by_readers(tmp_path):
+    """``best`` exists only as ``.tmp-old-best-<pid>`` when its writer died between the two
+    renames of a replace: ``RunDir.best_checkpoint`` and ``find_checkpoint`` put it back."""
+    from gankit.run import RunDir
+
+    root = tmp_path / "run" / "checkpoints"
+    _save(root, "best", 7)
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)  # a pid that is no longer running
+    (root / "best").rename(root / f".tmp-old-best-{dead}")
+    assert find_checkpoint(root / "best") == root / "best"
+    (root / "best").rename(root / f".tmp-old-best-{dead}")
+    assert RunDir(tmp_path / "run").best_checkpoint() == root / "best"
+    assert ckpt_io.load_state(root / "best")["step"] == 7
+
+
+def test_find_checkpoint_names_the_missing_files_of_an_incomplete_checkpoint(tmp_path):
+    ckpt = _fake_checkpoint(
+        tmp_path, "step_00000003", ckpt_io.CHECKPOINT_FILES[:1] + ckpt_io.CHECKPOINT_FILES[2:]
+    )
+    with pytest.raises(GankitError, match=r"incomplete checkpoint directory \(no D.safetensors\)$"):
+        find_checkpoint(ckpt)
+    run = tmp_path / "run"  # a run directory with only its config is not a checkpoint
+    run.mkdir()
+    save_toml(Config(), run / "config.toml")
+    with pytest.raises(GankitError, match="expected a run directory with checkpoints"):
+        find_checkpoint(run)
+
+
+def test_config_write_is_atomic(tmp_path, monkeypatch):
+    """A write of ``config.toml`` that fails (or is killed) before it completes leaves the
+    previous file whole, and no temp file."""
+    path = tmp_path / "config.toml"
+    save_toml(Config(), path)
+    before = path.read_bytes()
+    cfg = Config()
+    cfg.train.steps = 123
+
+    def fail(fd):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="I/O error"):
+        save_toml(cfg, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+    save_toml(cfg, path)
+    assert load_toml(path).train.steps == 123
+
+
+def test_resume_logs_each_step_once(tmp_path):
+    """Records logged after the last checkpoint by a killed process are dropped when the run
+    resumes from that checkpoint, so each step appears once (as in an uninterrupted run)."""
+    data = tiny_data(tmp_path / "d.npz")
+    run = train(
+        tiny_cfg(data, "train.steps=4", "train.snapshot_every=2"), tmp_path / "r", quiet=True
+    )
+    root = run / "checkpoints"
+    ckpt_io.shutil.rmtree(root / "step_00000004")  # as if killed after logging steps 3 and 4
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "warning": "x"}\n{"step": 5, "loss')  # and mid-line
+    resume(run, steps=4, quiet=True)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]

@@ -53,6 +53,23 @@ def test_npz_dtypes_shapes_and_class_cycle(run, tmp_path):
     assert data["y"].dtype == np.int64 and data["y"].tolist() == [2, 0, 2, 0, 2]
 
 
+@pytest.mark.parametrize("name", ["s.npz", "g.png"])
+def test_an_interrupted_write_keeps_the_previous_file(run, tmp_path, monkeypatch, name):
+    """``gankit sample --out FILE`` writes atomically: a write that fails (or is killed) before
+    it completes leaves the earlier file whole and no temp file."""
+    G = gankit.load(run)
+    out = write_samples(G, tmp_path / name, n=3)
+    before = out.read_bytes()
+
+    def fail(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_samples(G, out, n=6, seed=1)
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [name]
+
+
 def test_npz_batched_matches_unbatched(run, tmp_path):
     sizes = []
     G = gankit.load(run)

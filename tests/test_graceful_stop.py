@@ -55,3 +55,32 @@ def test_second_signal_acts_as_usual():
         assert stop.requested(False) == signal.SIGTERM
         assert signal.getsignal(signal.SIGTERM) is not stop._handle  # the next one is not caught
     assert signal.getsignal(signal.SIGINT) is before  # restored on exit
+
+
+@pytest.mark.parametrize(
+    ("sig", "line"), [(signal.SIGTERM, "terminated"), (signal.SIGINT, "interrupted")]
+)
+def test_signal_outside_training_exits_with_one_line(monkeypatch, capsys, sig, line):
+    """A stop signal while a command runs outside the training loop (start-up, data loading,
+    sampling) ends it with one line and 128 + signal, not a traceback or a silent death."""
+    import gankit.cli.info
+    from gankit.cli import main
+
+    def signalled(args):
+        os.kill(os.getpid(), sig)
+        time.sleep(5)  # the handler raises before this ends
+        return 0
+
+    monkeypatch.setattr(gankit.cli.info, "run", signalled)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["info"]) == 128 + sig
+    assert capsys.readouterr().err == f"gankit: {line}\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_torch_loads_inside_the_commands():
+    """``import gankit.cli`` (all that runs before :func:`gankit.cli.main` handles signals)
+    does not import torch, whose import takes seconds."""
+    code = "import sys, gankit.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

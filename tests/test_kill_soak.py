@@ -1,5 +1,6 @@
 """Short kill soak (the full one: `python benchmarks/kill_soak.py --kills 20`): SIGKILL
-`gankit train` at random moments, resume each time; nothing lost, the end result exact."""
+`gankit train` at random moments, resume each time; nothing lost, the end result and the log
+exact."""
 
 from __future__ import annotations
 
@@ -15,4 +16,4 @@ def test_short_kill_soak(tmp_path):
     report = soak(tmp_path, kills=3, steps=20, seed=1, max_delay=1.0)
     assert report["kills"] == 3 and report["resume_failures"] == 0
     assert report["unreadable_checkpoints"] == 0 and report["step_went_back"] == 0
-    assert report["final_bitwise_equal"], report
+    assert report["final_bitwise_equal"] and report["log_equal"], report

@@ -44,6 +44,8 @@ WEIGHT_FILES = ("G", "D", "G_ema")
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.toml"
 META_FILE = "meta.json"
+CHECKPOINT_FILES = (*(f"{w}.safetensors" for w in WEIGHT_FILES), STATE_FILE, CONFIG_FILE)
+"""The files every complete checkpoint holds (``meta.json`` is optional)."""
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 _OLD_COPY = re.compile(r"^\.tmp-old-(.+)-(\d+)$")
 
@@ -82,7 +84,7 @@ def _writer_gone(pid: int) -> bool:
     return False
 
 
-def _restore_old_copies(root: Path) -> None:
+def restore_old_copies(root: Path) -> None:
     """Rename orphaned ``.tmp-old-<name>-<pid>`` back to ``<name>`` when ``<name>`` is missing
     and the writer is gone (it died between the two renames of a replace)."""
     for old in root.glob(".tmp-old-*"):
@@ -100,10 +102,14 @@ def _is_orphaned_old_copy(path: Path) -> bool:
     return m is not None and not (path.parent / m.group(1)).exists()
 
 
+def missing_files(ckpt: Path) -> list[str]:
+    """The files of :data:`CHECKPOINT_FILES` that ``ckpt`` lacks."""
+    return [n for n in CHECKPOINT_FILES if not (ckpt / n).is_file()]
+
+
 def is_complete(ckpt: Path) -> bool:
     """True when ``ckpt`` holds every file a checkpoint needs."""
-    names = [f"{w}.safetensors" for w in WEIGHT_FILES] + [STATE_FILE, CONFIG_FILE]
-    return ckpt.is_dir() and all((ckpt / n).is_file() for n in names)
+    return ckpt.is_dir() and not missing_files(ckpt)
 
 
 def save_checkpoint(
@@ -126,7 +132,7 @@ def save_checkpoint(
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    _restore_old_copies(root)
+    restore_old_copies(root)
     for stale in root.glob(".tmp-*"):  # left by an earlier crash
         if not _is_orphaned_old_copy(stale):  # never delete the only copy of a checkpoint
             shutil.rmtree(stale, ignore_errors=True)
@@ -171,7 +177,7 @@ def list_checkpoints(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    _restore_old_copies(root)
+    restore_old_copies(root)
     found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and is_complete(p)]
     return sorted(found, key=lambda p: p.name)
 
@@ -182,11 +188,22 @@ def checkpoint_step(ckpt: Path) -> int:
 
 
 def prune_checkpoints(root: str | Path, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` step checkpoints (``keep_last <= 0``: keep all)."""
-    if keep_last <= 0:
+    """Delete all but the newest ``keep_last`` complete step checkpoints (``keep_last <= 0``:
+    keep all), and every ``step_*`` directory older than those kept, complete or not (one left
+    half-deleted by a kill). Each is first renamed to a temp name, so that a kill while deleting
+    leaves a temp directory (removed by the next save), never a half-deleted ``step_*``."""
+    root = Path(root)
+    kept = list_checkpoints(root)[-keep_last:] if keep_last > 0 else []
+    if not kept:
         return
-    for old in list_checkpoints(root)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+    for old in sorted(root.iterdir()):
+        if _STEP_DIR.match(old.name) and old.name < kept[0].name:
+            doomed = root / f".tmp-pruned-{old.name}-{os.getpid()}"
+            try:
+                old.rename(doomed)
+            except OSError:  # pruned concurrently
+                continue
+            shutil.rmtree(doomed, ignore_errors=True)
 
 
 def load_weights(ckpt: Path, which: str, device: str | torch.device = "cpu") -> dict:

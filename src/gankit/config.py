@@ -33,8 +33,11 @@ else:  # pragma: no cover
 import tomli_w
 
 from gankit.errors import GankitError
+from gankit.io_utils import atomic_write
 
 DEFAULT_PRESET = "mnist-sagan"
+DEVICES = ("auto", "cpu", "cuda")
+"""Device names of ``train.device`` and ``--device`` (:func:`gankit.device.resolve_device`)."""
 
 
 class ConfigError(GankitError, ValueError):
@@ -289,7 +292,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.attn_type": ("auto", "sagan", "biggan", *(f"nonlocal:{m}" for m in NONLOCAL_MODES)),
     "train.loss": ("hinge", "nonsaturating", "wgan-gp", "rpgan"),  # = gankit.losses.LOSS_NAMES
     "train.amp": ("auto", "bf16", "fp32"),
-    "train.device": ("auto", "cpu", "cuda"),  # = gankit.device.DEVICES
+    "train.device": DEVICES,
     "train.ambient_mode": ("ambient", "ignore", "unmeasure"),  # = training.ambient.AMBIENT_MODES
 }
 """String keys → their valid values (tests check each against the registry it mirrors)."""
@@ -521,4 +524,6 @@ def load_toml(path: str | Path) -> Config:
 
 
 def save_toml(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(tomli_w.dumps(to_dict(cfg)))
+    """Write ``cfg`` to ``path`` atomically (a kill never leaves a partial file)."""
+    text = tomli_w.dumps(to_dict(cfg)).encode()
+    atomic_write(path, lambda f: f.write(text))

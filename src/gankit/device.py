@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import torch
 
+from gankit.config import DEVICES
 from gankit.errors import ParameterError
 
 __all__ = ["DEVICES", "resolve_device"]
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:

@@ -26,6 +26,7 @@ from torch import nn
 
 from gankit.data import to_uint8
 from gankit.errors import GankitError, ParameterError
+from gankit.io_utils import atomic_write
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.models import sample_z
 
@@ -80,11 +81,12 @@ def save_npz(
 
 
 def save_grid(images: torch.Tensor, path: str | Path, ncol: int) -> Path:
-    """Write uint8 ``images (N, C, H, W)`` (C = 1 or 3) as one PNG grid of ``ncol`` columns."""
+    """Write uint8 ``images (N, C, H, W)`` (C = 1 or 3) as one PNG grid of ``ncol`` columns
+    (atomically: a kill leaves the previous file or none, never a truncated one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid_image(images, ncol).save(path)
-    return path
+    grid = grid_image(images, ncol)
+    return atomic_write(path, lambda f: grid.save(f, format="PNG"))
 
 
 def _class_list(classes: Sequence[int] | None, n_classes: int) -> list[int]:
@@ -302,6 +304,5 @@ def write_samples(
         ncol = n
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npz":
-        save_npz(out, images, y)
-        return out
+        return atomic_write(out, lambda f: save_npz(f, images, y))
     return save_grid(images, out, ncol)

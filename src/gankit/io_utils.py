@@ -1,4 +1,5 @@
-"""Small file helpers shared by the data cache, the metric caches and the classifier cache."""
+"""Small file helpers shared by the run directory, the data cache and the metric and classifier
+caches."""
 
 from __future__ import annotations
 

@@ -132,7 +132,10 @@ class RunDir:
         return ckpts[-1] if ckpts else None
 
     def best_checkpoint(self) -> Path | None:
-        """``checkpoints/best`` if complete (written by the eval hook), else ``None``."""
+        """``checkpoints/best`` if complete (written by the eval hook), else ``None`` (a ``best``
+        moved aside by a replace that was killed is put back first)."""
+        if self.checkpoints.is_dir():
+            ckpt_io.restore_old_copies(self.checkpoints)
         best = self.checkpoints / BEST
         return best if ckpt_io.is_complete(best) else None
 
@@ -177,10 +180,16 @@ def find_checkpoint(source: str | Path) -> Path:
             complete checkpoint directory.
     """
     source = Path(source)
+    if source.parent.name == "checkpoints" and source.parent.is_dir():
+        ckpt_io.restore_old_copies(source.parent)  # e.g. best, replaced by a killed writer
     if not source.exists():
         raise GankitError(f"{source}: no such run or checkpoint directory")
     if ckpt_io.is_complete(source):
         return source
+    missing = ckpt_io.missing_files(source)
+    present = set(ckpt_io.CHECKPOINT_FILES) - set(missing) - {ckpt_io.CONFIG_FILE}
+    if source.is_dir() and present:  # weights or state: a checkpoint, not a run directory
+        raise GankitError(f"{source}: incomplete checkpoint directory (no {', '.join(missing)})")
     latest = RunDir(source).latest_checkpoint()
     if latest is None:
         raise GankitError(

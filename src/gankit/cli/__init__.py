@@ -8,12 +8,21 @@ library errors into one line on stderr and exit status 2:
   parameter's underscores become dashes; a command module may map parameters to other flags in
   its ``FLAG_NAMES``);
 - any other :class:`~gankit.errors.GankitError` → ``gankit: error: message``.
+
+Ctrl-C (SIGINT) or SIGTERM outside training (which stops at a step boundary by itself, see
+:mod:`gankit.training.stop`), e.g. during start-up, prints ``gankit: interrupted`` or
+``gankit: terminated`` and exits with 130 / 143; the atomic writers remove their temp files on
+the way out. Only ``argparse`` and the command modules load before the ``try``: torch is
+imported inside it, so a signal during that import is handled the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 
 from gankit.cli import (
@@ -66,11 +75,36 @@ def flag_name(param: str, command: ModuleType | None = None) -> str:
     return overrides.get(param, "--" + param.replace("_", "-"))
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside training (a BaseException: no ``except Exception`` swallows it)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`_Terminated` (where it would kill the process silently: the
+    default handler, in the main thread); the previous handler comes back afterwards."""
+    installed = False
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        with contextlib.suppress(ValueError):  # ValueError: not the main thread
+            signal.signal(signal.SIGTERM, _raise_terminated)
+            installed = True
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = sys.modules[args.func.__module__]
     try:
-        return args.func(args)
+        with _sigterm_raises():
+            return args.func(args)
     except ParameterError as err:
         print(f"gankit: error: {flag_name(err.param, command)}: {err.message}", file=sys.stderr)
         return 2
@@ -81,3 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gankit: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("gankit: terminated", file=sys.stderr)
+        return 143

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gankit.config import DEFAULT_PRESET, list_presets
-from gankit.device import DEVICES
+from gankit.config import DEFAULT_PRESET, DEVICES, list_presets
 
 __all__ = ["add_device", "add_preset", "add_set", "data_path", "int_list"]
 

@@ -5,6 +5,8 @@ Every ``train.log_every`` G steps one JSON object per line goes to ``RUN/metrics
 ``img_per_s`` (real images consumed by D per second, all ranks) and, for the
 ``train.sigma_layers`` tracked weights of each network, ``sigma0/G/<weight>`` ..
 ``sigma2/D/<weight>`` (BigGAN §4.1). The same scalars go to TensorBoard under ``RUN/tb/``.
+A run that starts or resumes at step ``k`` first drops the records of steps after ``k`` (logged
+by a process killed after its last checkpoint), so each step is logged once.
 
 Collapse rule (BigGAN §4.1/4.2 observations; checked at every log over the previous
 ``window = 10`` logs, once at least 5 are available):
@@ -41,6 +43,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from gankit.errors import GankitError
+from gankit.io_utils import atomic_write
 
 WINDOW = 10
 MIN_HISTORY = 5
@@ -66,6 +69,29 @@ def sample_warnings(record: dict[str, Any]) -> list[str]:
             "different classes are classified as few classes)"
         )
     return warnings
+
+
+def _step(line: str) -> int | None:
+    """The ``step`` of one ``metrics.jsonl`` line (None: not a complete record)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def drop_records_after(path: Path, step: int) -> None:
+    """Remove from ``metrics.jsonl`` the records of steps after ``step`` and any partial line:
+    what a run killed after its last checkpoint logged (the resumed run logs those steps
+    again; a new run in the same directory starts from step 0). Rewritten atomically."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if (s := _step(line)) is not None and s <= step]
+    if len(kept) < len(lines):
+        text = "".join(line + "\n" for line in kept).encode()
+        atomic_write(path, lambda f: f.write(text))
 
 
 class TrainingDivergedError(GankitError):
@@ -132,6 +158,7 @@ class Monitor:
         self._jsonl = self._tb = self._bar = None
         if run_dir is None:
             return
+        drop_records_after(run_dir / "metrics.jsonl", start_step)
         self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
         if not quiet and sys.stderr.isatty():
