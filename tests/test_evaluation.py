@@ -12,6 +12,7 @@ from torch import nn
 from gankit.config import load_preset
 from gankit.errors import GankitError, ParameterError
 from gankit.evaluation import evaluate, generate_balanced, periodic_eval
+from gankit.run import RunDir
 
 RES, K = 32, 4
 
@@ -70,7 +71,7 @@ def test_periodic_eval_separates_perfect_from_noise(data_cfg):
     assert good["cfid"] < bad["cfid"] / 10 and good["swd"] < bad["swd"] / 3
 
 
-def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path):
+def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path, capsys, monkeypatch):
     from gankit.checkpoint import save_checkpoint
     from gankit.models import build
 
@@ -94,6 +95,30 @@ def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path):
         evaluate(str(run), ["fid"], n=40, device="cpu")
     with pytest.raises(ParameterError, match="^n: expected at least 10"):
         evaluate(str(run), ["swd"], n=5, device="cpu")
+    with pytest.raises(ParameterError, match="^metrics: expected a list of metric names"):
+        evaluate(str(run), "swd", n=40, device="cpu")  # a string is not a list of names
+    # too few reference images: 10, and 10 in the held-out split of the offline metrics
+    few = tmp_path / "few.npz"
+    for n_real, message in [(12, r"held-out split, got 2\)$"), (5, "at least 10 \\(and")]:
+        np.savez(few, x=np.zeros((n_real, RES, RES, 1), np.uint8), y=np.arange(n_real) % K)
+        with pytest.raises(GankitError, match=f"few.npz holds {n_real} images; .*{message}"):
+            evaluate(str(run), ["swd"], n=40, data=str(few), device="cpu")
+    np.savez(few, x=np.zeros((50, RES, RES, 1), np.uint8), y=np.arange(50) % K)
+    assert (
+        "swd" in evaluate(str(run), ["swd"], n=40, data=str(few), device="cpu", quiet=True)["eval"]
+    )
+
+    # a run directory that cannot be written: the result is still returned, with a warning
+    def read_only(self, record):
+        raise PermissionError(13, "Permission denied", str(self.metrics_file))
+
+    monkeypatch.setattr(RunDir, "append_metrics", read_only)
+    out = evaluate(str(run), ["swd"], n=40, device="cpu", quiet=True)
+    err = capsys.readouterr().err
+    assert "swd" in out["eval"] and err == (
+        f"gankit: warning: the result was not added to {run / 'metrics.jsonl'} "
+        "(Permission denied)\n"
+    )
 
 
 def test_generated_labels_cycle_over_the_data_classes():

@@ -132,6 +132,58 @@ def test_sample_cli_errors(run, tmp_path, capsys, args, message):
     assert message in err and err.count("\n") == 0
 
 
+def test_sample_cli_unwritable_output_is_one_line(run, tmp_path, capsys):
+    (tmp_path / "grid.png").mkdir()
+    (tmp_path / "afile").write_text("")
+    for out, reason in [
+        ("grid.png", "Is a directory"),
+        ("afile/a.png", "exists and is not a directory"),
+    ]:
+        assert main(["sample", str(run), "--n", "2", "--out", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"gankit: error: {tmp_path}/") and err.endswith(f": {reason}\n")
+        assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (torch.tensor([0, 3]), "labels: classes must lie in 0..2, got 0..3"),
+        (torch.tensor([-1]), "labels: classes must lie in 0..2, got -1..-1"),
+        (
+            torch.tensor([1.5]),
+            "labels: expected a 1-D integer tensor of classes, got a torch.float32",
+        ),
+        (
+            torch.zeros(2, 2, dtype=torch.long),
+            "labels: expected a 1-D integer tensor of classes, got a torch.int64 tensor of "
+            "shape (2, 2)",
+        ),
+        ([1, 2], "labels: expected a 1-D integer tensor of classes, got list"),
+    ],
+)
+def test_generate_checks_its_labels(run, labels, message):
+    with pytest.raises(ParameterError) as err:
+        next(gankit.generate(gankit.load(run), labels))
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 0}, "n: expected a number of samples in 1..1000000, got 0"),
+        ({"n": 2.5}, "n: expected a number of samples in 1..1000000, got 2.5"),
+        ({"seed": 10**20}, "seed: expected an integer in 0..9223372036854775807"),
+        ({"seed": -1}, "seed: expected an integer in 0..9223372036854775807, got -1"),
+        ({"truncation": float("nan")}, "truncation: expected 0 (off) or a finite number > 0"),
+    ],
+)
+def test_write_samples_checks_its_arguments(run, tmp_path, kwargs, message):
+    with pytest.raises(ParameterError) as err:
+        write_samples(gankit.load(run), tmp_path / "a.png", **{"n": 2, **kwargs})
+    assert str(err.value).startswith(message)
+
+
 def test_sample_cli_missing_run(tmp_path, capsys):
     assert main(["sample", str(tmp_path / "nope"), "--out", str(tmp_path / "a.png")]) == 2
     assert "no such run" in capsys.readouterr().err

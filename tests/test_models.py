@@ -16,7 +16,7 @@ from gankit.errors import GankitError, ParameterError
 from gankit.layers.init import init_weights, raw_weight
 from gankit.layers.spectral_norm import sn_conv2d, sn_linear, spectral_norms
 from gankit.layers.spectral_norm_batched import BatchedSpectralNorm
-from gankit.models import build, count_params, get_arch, list_archs, sample_z
+from gankit.models import build, count_params, get_arch, latent, list_archs, sample_z
 from gankit.models.biggan import BIGGAN_TABLES
 from gankit.models.blocks import DBlock, GBlock
 from gankit.models.dcgan import DCGAN_LAYOUTS
@@ -219,8 +219,23 @@ def test_untruncated_is_standard_normal_and_seeded():
     assert z.abs().max() > 3  # not truncated
     again = sample_z(4000, 50, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(z, again, rtol=0, atol=0)
-    with pytest.raises(GankitError, match="truncation"):
-        sample_z(2, 3, truncation=-1.0)
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(GankitError, match="^truncation: expected 0 .off. or a finite number"):
+            sample_z(2, 3, truncation=bad)
+
+
+@pytest.mark.parametrize("tau", [1e-6, 0.5, 2.0])
+def test_truncated_by_inversion_after_the_rounds_run_out(tau, monkeypatch):
+    """Past ``MAX_ROUNDS`` (here 0) the entries still outside are drawn by inverting the CDF:
+    inside ``[-tau, tau]``, mean 0 and the truncated normal's variance (closed form), without
+    an endless loop for a tiny ``tau``."""
+    monkeypatch.setattr(latent, "MAX_ROUNDS", 0)
+    z = sample_z(500, 64, truncation=tau, generator=torch.Generator().manual_seed(2))
+    assert z.abs().max() <= tau
+    phi = math.exp(-(tau**2) / 2) / math.sqrt(2 * math.pi)
+    var = 1 - 2 * tau * phi / math.erf(tau / math.sqrt(2))  # 2 Phi(tau) - 1 = erf(tau / sqrt 2)
+    var = var if tau > 1e-3 else tau**2 / 3  # (uniform on [-tau, tau] in the limit)
+    assert abs(z.var().item() / var - 1) < 0.03 and abs(z.mean().item()) < 0.02 * math.sqrt(var)
 
 
 # ---------------------------------------------------------------------------------- init

@@ -37,6 +37,7 @@ Inception, and where images (reference or given) are fitted to the evaluation re
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -173,6 +174,7 @@ def prepare(
             f"data: {ds.source} holds measurements, not images; evaluate against clean "
             'reference images (gankit eval --data PATH; --data "" = the embedded digits)'
         )
+    _check_reference(len(ds), ds.source, any(get_extractor(k).offline for k in kinds))
     # caches (classifier, reference features) of clean-resized data are kept apart
     source = ds.source if resize == "legacy" else f"{ds.source} [resize={resize}]"
     setup = ExtractorSetup(
@@ -266,15 +268,33 @@ def _heldout_ceiling(ctx: EvalContext) -> dict[str, float]:
     return {f"{k}_real_heldout": v for k, v in values.items()}
 
 
+MIN_IMAGES = 10
+"""Fewest images a metric is computed on: generated samples, reference images, and the
+classifier's held-out split of the reference data (offline metrics)."""
+
+
 def _check_n(n: int, param: str) -> None:
-    if n < 10:
-        raise ParameterError(param, f"expected at least 10 samples, got {n}")
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ParameterError(param, f"expected an integer, got {n!r}")
+    if n < MIN_IMAGES:
+        raise ParameterError(param, f"expected at least {MIN_IMAGES} samples, got {n}")
+
+
+def _check_reference(n_images: int, source: str, offline: bool) -> None:
+    """Enough reference images for the metrics: :data:`MIN_IMAGES`, and as many in the
+    held-out split of the offline (classifier) metrics."""
+    n_held = len(heldout_split(n_images)[1])
+    if n_images < MIN_IMAGES or (offline and n_held < MIN_IMAGES):
+        need = f"{n_images} images; the metrics need at least {MIN_IMAGES}"
+        if offline:
+            need += f" (and {MIN_IMAGES} in the classifier's held-out split, got {n_held})"
+        raise GankitError(f"data: {source} holds {need}")
 
 
 def _check_request(metrics: Sequence[str], resize: str) -> None:
     """Metric names (at least one, all registered) and the resize mode."""
-    if not metrics:
-        raise ParameterError("metrics", "expected at least one metric name")
+    if isinstance(metrics, str) or not metrics:
+        raise ParameterError("metrics", f"expected a list of metric names, got {metrics!r}")
     for name in metrics:
         get_metric(name)
     if resize not in RESIZE_MODES:
@@ -323,7 +343,7 @@ def evaluate(
     """Evaluate the EMA generator of a run/checkpoint (``gankit eval``); a JSON-able result.
 
     Also appends ``{"step", "eval": {...}}`` to the run's ``metrics.jsonl`` (when ``source``
-    belongs to a run).
+    belongs to a run; if that file cannot be written, a warning on stderr says so).
 
     Args:
         source: run directory (latest checkpoint) or checkpoint directory.
@@ -367,7 +387,14 @@ def evaluate(
     step = step if step >= 0 else None
     run = RunDir.of_checkpoint(ckpt)
     if run is not None:
-        run.append_metrics({"step": step, "eval": values})
+        try:
+            run.append_metrics({"step": step, "eval": values})
+        except OSError as err:  # e.g. a read-only run: the result is still returned
+            print(
+                f"gankit: warning: the result was not added to {run.metrics_file} "
+                f"({err.strerror or err})",
+                file=sys.stderr,
+            )
     return _result(str(ckpt), step, n, truncation, seed, ctx, values)
 
 

@@ -150,6 +150,7 @@ def generate(
             :func:`~gankit.models.sample_z` from ``generator`` (on G's device) and ``truncation``.
     """
     _check_batch_size(batch_size)
+    _check_labels(labels, G.n_classes)
     device = next(G.parameters()).device
     for start in range(0, len(labels), batch_size):
         y = labels[start : start + batch_size]
@@ -160,14 +161,39 @@ def generate(
         yield to_uint8(G(zb, y.to(device))), y
 
 
+MAX_SAMPLES = 1_000_000
+"""Most samples one call draws: all their latents are drawn up front (1M x 128 floats: 0.5 GB)."""
+INT_TYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+MAX_SEED = 2**63 - 1
+"""Largest seed (``torch.Generator.manual_seed`` takes 64-bit integers)."""
+
+
+def _check_int(param: str, value: object, lo: int, hi: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ParameterError(param, f"expected {what} in {lo}..{hi}, got {value!r}")
+
+
 def _check_batch_size(batch_size: int) -> None:
-    if batch_size < 1:
-        raise ParameterError("batch_size", f"expected a positive number, got {batch_size}")
+    _check_int("batch_size", batch_size, 1, MAX_SAMPLES, "a number of samples per pass")
 
 
-def _check_n(n: int) -> None:
-    if n < 1:
-        raise ParameterError("n", f"expected a positive number of samples, got {n}")
+def _check_n(n: int, seed: int = 0) -> None:
+    _check_int("n", n, 1, MAX_SAMPLES, "a number of samples")
+    _check_int("seed", seed, 0, MAX_SEED, "an integer")
+
+
+def _check_labels(labels: object, n_classes: int) -> None:
+    """``labels``: a 1-D integer tensor of classes in ``0..n_classes-1``."""
+    if not (isinstance(labels, torch.Tensor) and labels.dim() == 1 and labels.dtype in INT_TYPES):
+        got = (
+            f"a {labels.dtype} tensor of shape {tuple(labels.shape)}"
+            if isinstance(labels, torch.Tensor)
+            else type(labels).__name__
+        )
+        raise ParameterError("labels", f"expected a 1-D integer tensor of classes, got {got}")
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < n_classes):
+        low, high = int(labels.min()), int(labels.max())
+        raise ParameterError("labels", f"classes must lie in 0..{n_classes - 1}, got {low}..{high}")
 
 
 @torch.no_grad()
@@ -189,7 +215,7 @@ def sample_batches(
     Raises:
         ParameterError: ``n < 1``, ``batch_size < 1``, a class out of range.
     """
-    _check_n(n)
+    _check_n(n, seed)
     _check_batch_size(batch_size)
     dev = next(G.parameters()).device
     chosen = _class_list(classes, G.n_classes)
@@ -229,7 +255,7 @@ def interpolation_strip(
         ParameterError: ``n < 1``, unknown ``mode``, a class out of range, ``mode="class"``
             without exactly two classes.
     """
-    _check_n(n)
+    _check_n(n, seed)
     if mode not in INTERPOLATIONS:
         raise ParameterError("interpolate", f"expected z or class, got {mode!r}")
     dev = next(G.parameters()).device

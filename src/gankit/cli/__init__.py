@@ -7,7 +7,9 @@ library errors into one line on stderr and exit status 2:
 - :class:`~gankit.errors.ParameterError` → ``gankit: error: --param-name: message`` (the
   parameter's underscores become dashes; a command module may map parameters to other flags in
   its ``FLAG_NAMES``);
-- any other :class:`~gankit.errors.GankitError` → ``gankit: error: message``.
+- any other :class:`~gankit.errors.GankitError` → ``gankit: error: message``;
+- an ``OSError`` (an output path that is a directory, a read-only folder, a missing parent
+  that is a file, ...) → ``gankit: error: PATH: reason``.
 
 Ctrl-C (SIGINT) or SIGTERM outside training (which stops at a step boundary by itself, see
 :mod:`gankit.training.stop`), e.g. during start-up, prints ``gankit: interrupted`` or
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -118,3 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     except _Terminated:
         print("gankit: terminated", file=sys.stderr)
         return 143
+    except OSError as err:  # a file or folder the command could not read or write
+        path = err.filename2 or err.filename  # a rename's destination, not its temp source
+        where = f"{path}: " if path else ""
+        reason = err.strerror or str(err)
+        if isinstance(err, FileExistsError) and path and not os.path.isdir(path):  # a file
+            reason = "exists and is not a directory"
+        print(f"gankit: error: {where}{reason}", file=sys.stderr)
+        return 2
