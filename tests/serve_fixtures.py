@@ -30,14 +30,14 @@ def train_tiny_run(tmp: Path) -> Path:
     ``gankit eval`` (swd) row: checkpoints step 2 and 4, a 4-point log, one eval point."""
     rng = np.random.default_rng(0)
     data = tmp / "named.npz"
-    x = rng.integers(0, 256, size=(24, 32, 32), dtype=np.uint8)
-    np.savez(data, x=x, y=np.arange(24) % 3, class_names=np.array(CLASS_NAMES))
+    x = rng.integers(0, 256, size=(60, 32, 32), dtype=np.uint8)  # eval holds out 12 of them
+    np.savez(data, x=x, y=np.arange(60) % 3, class_names=np.array(CLASS_NAMES))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         run = train(tiny_cfg(data), tmp / "run", quiet=True)
         with mock.patch.dict(os.environ, {"GANKIT_CACHE": str(tmp / "cache")}):
-            evaluate(str(run), metrics=["swd"], n=24, device="cpu", quiet=True)
+            evaluate(str(run), metrics=["swd"], n=48, device="cpu", quiet=True)
     finally:
         torch.set_num_threads(threads)
     return run

@@ -12,6 +12,7 @@ from gankit.config import (
     load_preset,
     load_toml,
     save_toml,
+    validate,
 )
 
 
@@ -66,6 +67,25 @@ def test_overrides_are_typed():
         ("train.ema_decay=1.5", "'train.ema_decay' must be in [0, 1]"),
         ("train.betas_G=0.5,1.0", "'train.betas_G' must be in [0, 1)"),
         ("train.ema_start=-1", "'train.ema_start' must be >= 0"),
+        ("train.lr_G=inf", "'train.lr_G' must be a finite number, got inf"),
+        ("train.lr_D=nan", "'train.lr_D' must be a finite number, got nan"),
+        ("train.betas_G=0.5", "'train.betas_G' expects 2 numbers (Adam's beta1, beta2)"),
+        ("train.betas_D=[0.5,0.9,0.1]", "'train.betas_D' expects 2 numbers"),
+        ("train.betas_D=0.5,-0.1", "'train.betas_D' must be in [0, 1)"),
+        ("model.dim_z=1e9", "'model.dim_z' must be in 1..1024, got 1000000000"),
+        ("model.dim_z=0", "'model.dim_z' must be in 1..1024"),
+        ("model.sn_eps=inf", "'model.sn_eps' must be a finite number, got inf"),
+        ("model.sn_eps=0", "'model.sn_eps' must be > 0"),
+        ("eval.truncation=inf", "'eval.truncation' must be a finite number, got inf"),
+        ("eval.truncation=0.05", "'eval.truncation' must be 0 (off) or in [0.1, 4.0], got 0.05"),
+        ("eval.truncation=4.5", "'eval.truncation' must be 0 (off) or in [0.1, 4.0]"),
+        ("eval.truncation=-1", "'eval.truncation' must be 0 (off) or in [0.1, 4.0]"),
+        ("model.channels=2", "'model.channels' must be 1 or 3, got 2 (1 = grey, 3 = RGB)"),
+        ("model.channels=4", "'model.channels' must be 1 or 3"),
+        ("train.steps=1e30", "'train.steps' must be in 1..10**9"),
+        ("train.steps=inf", "'train.steps' expects an integer, got 'inf'"),
+        ("train.seed=-1", "'train.seed' must be in 0..2**32-1, got -1"),
+        ("model.G_attn=1e30", "'model.G_attn' must fit in 64 bits"),
     ],
 )
 def test_bad_overrides_name_the_key(override, fragment):
@@ -73,6 +93,30 @@ def test_bad_overrides_name_the_key(override, fragment):
         apply_overrides(Config(), [override])
     assert fragment in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["eval.truncation=0", "eval.truncation=0.1", "eval.truncation=4", "model.channels=1",
+     "model.dim_z=1024", "train.steps=1e9", "train.seed=4294967295"],
+)  # fmt: skip
+def test_values_at_the_bounds_are_accepted(override):
+    validate(apply_overrides(Config(), [override]))
+
+
+@pytest.mark.parametrize("overrides", ["train.steps=2", ("train.steps", 2), 3])
+def test_overrides_must_be_a_list_of_strings(overrides):
+    """A plain string used to be iterated character by character ("override 't' ...")."""
+    with pytest.raises(
+        ConfigError, match="overrides must be a list of 'section.key=value' strings"
+    ):
+        load_preset(DEFAULT_PRESET, overrides)
+    with pytest.raises(ConfigError, match="overrides must be a list"):
+        apply_overrides(Config(), overrides)
+
+
+def test_overrides_may_be_a_tuple():
+    assert load_preset(DEFAULT_PRESET, ("train.steps=2",)).train.steps == 2
 
 
 def test_unknown_key_lists_valid_keys():
@@ -102,6 +146,37 @@ def test_bad_toml_names_the_file(tmp_path):
     assert str(path) in str(err.value) and "train.batch_size" in str(err.value)
     with pytest.raises(ConfigError, match="not found"):
         load_toml(tmp_path / "missing.toml")
+
+
+def test_non_utf8_toml_names_the_file(tmp_path):
+    path = tmp_path / "config.toml"
+    save_toml(Config(), path)
+    with path.open("ab") as f:
+        f.write(b"\xff\xfe")
+    with pytest.raises(ConfigError) as err:
+        load_toml(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: not UTF-8 text") and "expected UTF-8 TOML" in msg
+    assert "\n" not in msg
+
+
+def test_unreadable_toml_names_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=f"{tmp_path}: cannot read the config file"):
+        load_toml(tmp_path)  # a directory
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [("[train]\nlr_G = inf\n", "'train.lr_G' must be a finite number, got inf"),
+     ("[model]\nsn_eps = nan\n", "'model.sn_eps' must be a finite number, got nan"),
+     ("[train]\nbetas_G = 0.5\n", "'train.betas_G' expects a list of float, got 0.5")],
+)  # fmt: skip
+def test_bad_toml_values_name_file_and_key(tmp_path, text, fragment):
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_toml(path)
+    assert str(err.value).startswith(f"{path}: ") and fragment in str(err.value)
 
 
 def test_from_dict_rejects_non_table():

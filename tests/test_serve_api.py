@@ -5,6 +5,7 @@ requests give the sequential results, and the curves/config/info routes."""
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import re
@@ -208,6 +209,21 @@ def test_server_survives_bad_requests_and_serves_static_files(serve_url):
         assert status == 200 and kind.startswith(kind_prefix)
     links = re.findall(rb'(?:src|href)="([^"]*)"', page)  # no CDN: every asset is local
     assert links and all(link.startswith(b"/static/") for link in links)
+
+
+def test_declared_oversized_body_is_refused_before_it_arrives(serve_url):
+    """A request announcing 100 MB and sending 2 bytes gets its 413 at once (the server does
+    not wait for a body that never comes)."""
+    host, port = serve_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000000\r\n\r\n{}"
+        )
+        answer = http.client.HTTPResponse(conn)
+        answer.begin()
+        assert answer.status == 413
+        assert json.loads(answer.read()) == {"error": "request body: larger than 65536 bytes"}
 
 
 def test_20_concurrent_requests_equal_sequential(serve_url):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+import gankit
 from gankit.cli import main
 from gankit.config import (
     CHOICES,
     RULES,
+    SECTIONS,
     Config,
     ConfigError,
     ModelConfig,
@@ -17,6 +21,7 @@ from gankit.config import (
     load_preset,
     to_dict,
     validate,
+    validate_section,
 )
 from gankit.device import DEVICES
 from gankit.layers.attention import NONLOCAL_MODES
@@ -121,3 +126,97 @@ def test_stored_configs_with_attn_pool_keep_their_attention(arch, pool, expected
 
 def test_model_section_defaults_are_valid():
     validate(Config(model=ModelConfig()))
+
+
+FLOAT_KEYS = [
+    f"{section}.{f.name}"
+    for section in SECTIONS
+    for f in dataclasses.fields(getattr(Config(), section))
+    if f.type in ("float", "list[float]")
+]
+
+
+def test_float_keys_are_found():
+    assert {"model.sn_eps", "train.lr_G", "train.betas_D", "eval.truncation"} <= set(FLOAT_KEYS)
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+@pytest.mark.parametrize("bad", ["inf", "-inf", "nan"])
+def test_no_float_key_takes_a_non_finite_value(key, bad):
+    value = f"{bad},0.5" if key.startswith("train.betas") else bad
+    with pytest.raises(ConfigError, match=f"'{key}' must be a finite number, got "):
+        apply_overrides(Config(), [f"{key}={value}"])
+    section, name = key.split(".")
+    cfg = Config()
+    number = float(bad)
+    setattr(getattr(cfg, section), name, [number, 0.5] if "betas" in key else number)
+    with pytest.raises(ConfigError, match=f"'{key}' must be a finite number"):
+        validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "key, value, fragment",
+    [
+        ("train.steps", "abc", "config key 'train.steps' expects an integer, got 'abc'"),
+        ("train.steps", 2.0, "config key 'train.steps' expects an integer, got 2.0"),
+        ("train.lr_G", "1e-4", "config key 'train.lr_G' expects a number, got '1e-4'"),
+        ("train.ema", 1, "config key 'train.ema' expects true/false, got 1"),
+        ("train.betas_G", 0.5, "config key 'train.betas_G' expects a list of float, got 0.5"),
+        ("model.G_attn", ["16"], "config key 'model.G_attn' expects a list of int, got ['16']"),
+        ("model.arch", None, "config key 'model.arch' expects a string, got None"),
+        ("train.compile", 3, "config key 'train.compile' expects bool or str, got 3"),
+        ("train.betas_G", [0.5], "config key 'train.betas_G' expects 2 numbers"),
+        ("model.dim_z", 10**9, "config key 'model.dim_z' must be in 1..1024"),
+        ("model.channels", 2, "config key 'model.channels' must be 1 or 3"),
+        ("train.steps", 10**30, "config key 'train.steps' must be in 1..10**9"),
+    ],
+)
+def test_validate_checks_types_set_in_code(key, value, fragment):
+    section, name = key.split(".")
+    cfg = Config()
+    setattr(getattr(cfg, section), name, value)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_validate_accepts_ints_for_floats_and_tuples_for_lists():
+    cfg = Config()
+    cfg.train.lr_G, cfg.train.betas_G, cfg.model.G_attn = 1, (0.0, 0.9), (16,)
+    validate(cfg)
+
+
+@pytest.mark.parametrize("bad", [None, {"train": {"steps": 2}}, "mnist-sagan"])
+def test_validate_wants_a_config(bad):
+    with pytest.raises(
+        ConfigError, match=f"validate expects a gankit.Config, got {type(bad).__name__}"
+    ):
+        gankit.validate(bad)
+
+
+def test_validate_wants_section_dataclasses():
+    cfg = Config()
+    cfg.train = {"steps": 2}
+    with pytest.raises(
+        ConfigError, match="section 'train' must be a gankit.config.TrainConfig, got dict"
+    ):
+        validate(cfg)
+    with pytest.raises(ConfigError, match="section 'model' must be a gankit.config.ModelConfig"):
+        validate_section("model", Config())
+
+
+@pytest.mark.parametrize("command", [["info"], ["train", "--quiet"]])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [("train.lr_G=inf", "'train.lr_G' must be a finite number"),
+     ("train.betas_G=0.5", "'train.betas_G' expects 2 numbers"),
+     ("model.channels=2", "'model.channels' must be 1 or 3")],
+)  # fmt: skip
+def test_bad_numbers_fail_at_start_up(tmp_path, capsys, command, override, fragment):
+    argv = [*command, "--set", override]
+    if command[0] == "train":
+        argv += ["--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gankit: error: config key ") and fragment in err
+    assert err.count("\n") == 1 and not (tmp_path / "r").exists()

@@ -16,6 +16,8 @@ happen where that is known: :func:`gankit.models.build` and the trainer's start-
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import sys
 import types
 import typing
@@ -196,6 +198,34 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) if typing.get_origin(tp) is None else str(tp)
 
 
+def _expected(tp: Any) -> str:
+    """What a value of field type ``tp`` must be, for error messages."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(m) for m in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(tp, _type_name(tp))
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    """Whether ``value`` (set in code, not parsed) already has field type ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, m) for m in typing.get_args(tp))
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, item_tp) for v in value)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return isinstance(value, tp) if isinstance(tp, type) else False
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Convert ``value`` (TOML value or override string) to field type ``tp`` or raise."""
     origin = typing.get_origin(tp)
@@ -205,16 +235,14 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                 return _coerce(key, value, member)
             except ConfigError:
                 pass
-        names = " or ".join(_type_name(m) for m in typing.get_args(tp))
-        raise ConfigError(f"config key '{key}' expects {names}, got {value!r}")
+        raise ConfigError(f"config key '{key}' expects {_expected(tp)}, got {value!r}")
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):
             text = value.strip().strip("[]")
             value = [v.strip().strip("'\"") for v in text.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            expected = f"a list of {item_tp.__name__}"
-            raise ConfigError(f"config key '{key}' expects {expected}, got {value!r}")
+            raise ConfigError(f"config key '{key}' expects {_expected(tp)}, got {value!r}")
         return [_coerce(key, v, item_tp) for v in value]
     if tp is bool:
         if isinstance(value, bool):
@@ -248,24 +276,40 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise ConfigError(f"config key '{key}' has unsupported type {_type_name(tp)}")
 
 
+MAX_DIM_Z = 1024  # 8x the presets' largest latent (64..128); 1e9 fails in the allocator
+MAX_STEPS = 10**9
+MAX_SEED = 2**32 - 1  # seeds are offset per rank/step; torch generators overflow past 2**64
+MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 4.0
+"""Truncations a config or a web request may ask for besides 0 (off): below 0.1 almost every
+latent entry is resampled (and images barely vary), above 4 the trick does nothing."""
+_MAX_INT = 2**63 - 1  # any integer key: beyond int64, torch fails deep inside
+
 _BOUNDS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "positive": (lambda v: v > 0, "> 0", "a positive value"),
     "non_negative": (lambda v: v >= 0, ">= 0", "a non-negative value"),
     "unit": (lambda v: 0 <= v <= 1, "in [0, 1]", "a fraction"),
     "beta": (lambda v: 0 <= v < 1, "in [0, 1)", "an Adam beta"),
     "ratio": (lambda v: 1 < v < 2, "in (1, 2)", "a pooling ratio"),
+    "channels": (lambda v: v in (1, 3), "1 or 3", "1 = grey, 3 = RGB"),
+    "dim_z": (lambda v: 1 <= v <= MAX_DIM_Z, f"in 1..{MAX_DIM_Z}", "the latent size"),
+    "steps": (lambda v: 1 <= v <= MAX_STEPS, "in 1..10**9", "a number of G steps"),
+    "seed": (lambda v: 0 <= v <= MAX_SEED, "in 0..2**32-1", "a random seed"),
+    "truncation": (
+        lambda v: v == 0 or MIN_TRUNCATION <= v <= MAX_TRUNCATION,
+        f"0 (off) or in [{MIN_TRUNCATION}, {MAX_TRUNCATION}]",
+        "a truncation threshold",
+    ),
 }
 _POSITIVE = (
-    "model.resolution model.channels model.n_classes model.dim_z model.G_ch model.D_ch "
-    "model.attn_k model.sn_eps model.bn_eps model.num_groups train.steps train.batch_size "
+    "model.resolution model.n_classes model.G_ch model.D_ch "
+    "model.attn_k model.sn_eps model.bn_eps model.num_groups train.batch_size "
     "train.n_D train.lr_G train.lr_D train.adam_eps train.accumulate train.reg_every "
     "train.log_every train.snapshot_every eval.n eval.batch_size"
 ).split()
 _NON_NEGATIVE = (
     "model.shared_dim train.gp_weight train.ortho_reg train.aux_weight train.lecam_weight "
     "train.cr_weight train.r1_gamma train.r2_gamma train.ema_start train.standing_stats "
-    "train.sigma_layers train.keep_last train.d_measurement_fade data.limit eval.truncation "
-    "eval.every"
+    "train.sigma_layers train.keep_last train.d_measurement_fade data.limit eval.every"
 ).split()
 _RANGES: dict[str, str] = {
     **dict.fromkeys(_POSITIVE, "positive"),
@@ -275,8 +319,19 @@ _RANGES: dict[str, str] = {
     "train.betas_G": "beta",
     "train.betas_D": "beta",
     "model.fmp_alpha": "ratio",
+    "model.channels": "channels",
+    "model.dim_z": "dim_z",
+    "train.steps": "steps",
+    "train.seed": "seed",
+    "eval.truncation": "truncation",
 }
-"""Numeric keys → bound (a key of ``_BOUNDS``); list values are checked item by item."""
+"""Numeric keys → bound (a key of ``_BOUNDS``); list values are checked item by item. Every
+number of every key must also be finite (no inf/NaN) and every integer fit in int64."""
+_LENGTHS: dict[str, tuple[int, str]] = {
+    "train.betas_G": (2, "Adam's beta1, beta2"),
+    "train.betas_D": (2, "Adam's beta1, beta2"),
+}
+"""List keys of a fixed length → (length, what the items are)."""
 
 NONLOCAL_MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -376,11 +431,21 @@ translated by :func:`_legacy_model` when read."""
 
 
 def _check_value(key: str, value: Any) -> None:
-    """ConfigError if ``value`` is outside the range (any item of a list) or choices of ``key``."""
+    """ConfigError if ``value`` is not finite, has the wrong length, or is outside the range
+    (any item of a list) or choices of ``key``."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    numbers_ = [v for v in items if isinstance(v, numbers.Real) and not isinstance(v, bool)]
+    if not all(math.isfinite(v) for v in numbers_ if not isinstance(v, numbers.Integral)):
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
+    if key in _LENGTHS and len(value) != _LENGTHS[key][0]:
+        n, what = _LENGTHS[key]
+        raise ConfigError(f"config key '{key}' expects {n} numbers ({what}), got {value!r}")
     if key in _RANGES:
         ok, text, what = _BOUNDS[_RANGES[key]]
-        if not all(ok(v) for v in (value if isinstance(value, list) else [value])):
+        if not all(ok(v) for v in items):
             raise ConfigError(f"config key '{key}' must be {text}, got {value!r} ({what})")
+    if not all(abs(int(v)) <= _MAX_INT for v in numbers_ if isinstance(v, numbers.Integral)):
+        raise ConfigError(f"config key '{key}' must fit in 64 bits, got {value!r}")
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(
             f"config key '{key}': unknown value {value!r}; valid: {', '.join(CHOICES[key])}"
@@ -394,24 +459,56 @@ def _check_rules(cfg: Config, rules: list[Rule]) -> None:
             raise ConfigError(f"config keys {keys}: {rule.message}")
 
 
-def validate_section(section: str, values: Any) -> None:
-    """Check one section dataclass (``section`` = ``"model"``, ...): :data:`_RANGES`,
-    :data:`CHOICES` and the :data:`RULES` among its own keys (for code that holds only one
-    section, e.g. :func:`gankit.models.build`)."""
+def _check_types(section: str, values: Any) -> None:
+    """ConfigError unless ``values`` is the dataclass of ``section`` and each field has its
+    annotated type (values set in code skip the parsing of ``--set``/TOML)."""
+    if section not in SECTIONS:
+        raise ConfigError(
+            f"unknown config section '{section}'; valid sections: {', '.join(SECTIONS)}"
+        )
+    cls = typing.get_type_hints(Config)[section]
+    if not isinstance(values, cls):
+        raise ConfigError(
+            f"config section '{section}' must be a gankit.config.{cls.__name__}, "
+            f"got {type(values).__name__}"
+        )
+    for name, tp in _field_types(values).items():
+        value = getattr(values, name)
+        if not _type_ok(value, tp):
+            raise ConfigError(
+                f"config key '{section}.{name}' expects {_expected(tp)}, got {value!r}"
+            )
+
+
+def _check_values(section: str, values: Any) -> None:
     for f in dataclasses.fields(values):
         _check_value(f"{section}.{f.name}", getattr(values, f.name))
+
+
+def validate_section(section: str, values: Any) -> None:
+    """Check one section dataclass (``section`` = ``"model"``, ...): field types,
+    :data:`_RANGES`, :data:`CHOICES` and the :data:`RULES` among its own keys (for code that
+    holds only one section, e.g. :func:`gankit.models.build`)."""
+    _check_types(section, values)
+    _check_values(section, values)
     own = [r for r in RULES if all(k.startswith(f"{section}.") for k in r.keys)]
     _check_rules(Config(**{section: values}), own)
 
 
 def validate(cfg: Config) -> Config:
-    """Check a whole config: ranges, choices and cross-field rules; returns ``cfg``.
+    """Check a whole config: field types, ranges, choices and cross-field rules; returns ``cfg``.
 
     Raises:
         ConfigError: the first violation, one line naming the key(s) and what is valid.
     """
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"validate expects a gankit.Config, got {type(cfg).__name__}")
     for name in SECTIONS:
-        validate_section(name, getattr(cfg, name))
+        _check_types(name, getattr(cfg, name))
+    if not isinstance(cfg.preset, str):
+        raise ConfigError(f"config key 'preset' expects a string, got {cfg.preset!r}")
+    for name in SECTIONS:
+        _check_values(name, getattr(cfg, name))
     _check_rules(cfg, RULES)
     return cfg
 
@@ -446,6 +543,11 @@ def set_value(cfg: Config, dotted_key: str, value: Any) -> None:
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     """Apply ``["section.key=value", ...]`` (the CLI's ``--set``) to ``cfg`` in place."""
+    ok = isinstance(overrides, (list, tuple)) and all(isinstance(o, str) for o in overrides)
+    if not ok:
+        raise ConfigError(
+            f"overrides must be a list of 'section.key=value' strings, got {overrides!r}"
+        )
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like section.key=value")
@@ -501,25 +603,32 @@ def list_presets() -> list[str]:
 
 
 def load_preset(name: str = DEFAULT_PRESET, overrides: list[str] | None = None) -> Config:
-    """Load preset ``name`` and apply ``overrides``. Unknown names list the valid presets."""
+    """Load preset ``name`` and apply ``overrides`` (a list of ``"section.key=value"``).
+    Unknown names list the valid presets."""
     names = list_presets()
     if name not in names:
         raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(names)}")
-    text = (_preset_dir() / f"{name}.toml").read_text()
+    text = (_preset_dir() / f"{name}.toml").read_text(encoding="utf-8")
     cfg = from_dict(tomllib.loads(text), source=f"preset {name}")
     cfg.preset = name
-    return apply_overrides(cfg, overrides or [])
+    return apply_overrides(cfg, [] if overrides is None else overrides)
 
 
 def load_toml(path: str | Path) -> Config:
     """Read a config written by :func:`save_toml` (e.g. a run dir's ``config.toml``)."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); expected UTF-8 TOML"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from None
     return from_dict(data, source=str(path))
 
 

@@ -45,12 +45,15 @@ from gankit.generation import grid_image, save_npz
 from gankit.serve.explorer import RunExplorer
 from gankit.serve.params import (
     MAX_BODY_BYTES,
+    check_body_size,
     generate_params,
     interpolate_params,
     parse_body,
 )
 
 STATIC = Path(__file__).parent / "static"
+SHUTDOWN_S = 5
+"""Seconds that requests still running get to finish after Ctrl+C / SIGTERM."""
 
 __all__ = ["create_app", "serve"]
 
@@ -61,7 +64,11 @@ def _error(message: str, status: int, headers: dict[str, str] | None = None) -> 
 
 
 async def _read_json(request: Request) -> dict[str, Any]:
-    """The request's JSON object, reading at most ``MAX_BODY_BYTES + 1`` bytes."""
+    """The request's JSON object, reading at most ``MAX_BODY_BYTES + 1`` bytes (a declared
+    ``Content-Length`` over the limit is refused before anything is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():
+        check_body_size(int(declared))
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -245,4 +252,6 @@ def serve(
     )
     if not _is_loopback(host):
         print(f"gankit serve: warning: {host} is reachable from other machines", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    # a client that never sends its body cannot hold the shutdown for longer than this
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_S)
+    uvicorn.Server(config).run(sockets=[sock])

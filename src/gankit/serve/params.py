@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from gankit.config import MAX_TRUNCATION, MIN_TRUNCATION
 from gankit.errors import GankitError
 
 MAX_N = 256  # images per grid
 MAX_STEPS = 64  # frames per interpolation strip
-MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 4.0  # 0 = off; below 0.1 resampling z takes seconds
 MAX_SEED = 2**53 - 1  # exact in JavaScript numbers
 MAX_BODY_BYTES = 64 * 1024
 FORMATS = ("json", "png", "npz")
@@ -56,10 +56,15 @@ class InterpolateParams:
     format: str = "json"
 
 
+def check_body_size(size: int) -> None:
+    """Refuse a request body of ``size`` bytes over :data:`MAX_BODY_BYTES` (HTTP 413)."""
+    if size > MAX_BODY_BYTES:
+        raise RequestError("request body", f"larger than {MAX_BODY_BYTES} bytes", status=413)
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     """The JSON object of a request body (empty body: ``{}``)."""
-    if len(body) > MAX_BODY_BYTES:
-        raise RequestError("request body", f"larger than {MAX_BODY_BYTES} bytes", status=413)
+    check_body_size(len(body))
     if not body.strip():
         return {}
     try:
