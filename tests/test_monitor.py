@@ -134,6 +134,18 @@ def test_inspect_marks_warnings_and_rollbacks(tmp_path):
     assert _red_pixels(spectra_marked) > 6 * 100 and _orange_pixels(spectra_marked) > 6 * 100
 
 
+def test_inspect_skips_malformed_records(tmp_path):
+    """Records edited by hand or by another tool: a log without D_real, a non-object line, a
+    step that is not an integer, a non-numeric value; the rest is plotted and summarised."""
+    _log_run(tmp_path / "r", {})
+    with open(tmp_path / "r" / "metrics.jsonl", "a") as f:
+        f.write('[1, 2]\n7\n{"step": "x", "loss_D": 1}\n{"step": 11, "loss_D": NaN}\n')
+        f.write('{"step": 12, "loss_D": "high", "warning": 3}\n')
+    summary = json.loads(inspect_run(tmp_path / "r")[-1].read_text())
+    assert summary["steps"] == 12 and summary["last"]["D_real"] is None
+    assert summary["warnings"] == []
+
+
 def test_rollback_replay_starts_a_new_segment():
     records = [{"step": s, "loss_D": float(s)} for s in (1, 2, 3, 2, 3)]
     steps, values = _series(records, ["loss_D"])["loss_D"]

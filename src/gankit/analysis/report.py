@@ -72,7 +72,7 @@ def _series(records: list[dict[str, Any]], keys: list[str]) -> Series:
         steps: list = []
         values: list = []
         for r in records:
-            if key not in r:
+            if not isinstance(r.get(key), (int, float)):  # absent, or not a number
                 continue
             if steps and r["step"] <= steps[-1]:
                 steps.append(r["step"])
@@ -94,13 +94,16 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
         GankitError: ``run_dir`` has no ``metrics.jsonl`` or it holds no log record.
     """
     run = RunDir(run_dir)
-    records = run.read_metrics()
+    # records a hand edit or another tool could have left malformed are skipped
+    records = [
+        r for r in run.read_metrics() if isinstance(r, dict) and isinstance(r.get("step"), int)
+    ]
     logs = [r for r in records if "loss_D" in r]
     if not logs:
         raise GankitError(f"{run.metrics_file}: no training log records yet")
     out = Path(out_dir) if out_dir is not None else run.plots
     out.mkdir(parents=True, exist_ok=True)
-    warnings = [r for r in records if "warning" in r]
+    warnings = [r for r in records if isinstance(r.get("warning"), str)]
     marks = [(r["step"], _is_rollback(r["warning"])) for r in warnings]
     losses = _series(logs, ["loss_D", "loss_G", "D_real", "D_fake"])
     paths = [_figure(out / "losses.png", [[("losses and mean D logits", losses, False)]], marks)]
@@ -117,7 +120,7 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
     summary = {
         "run_dir": str(run_dir),
         "steps": last["step"],
-        "last": {k: last[k] for k in ("loss_D", "loss_G", "D_real", "D_fake", "img_per_s")},
+        "last": {k: last.get(k) for k in ("loss_D", "loss_G", "D_real", "D_fake", "img_per_s")},
         "warnings": [
             {"step": r["step"], "warning": r["warning"]}
             for r in warnings
