@@ -118,6 +118,15 @@ def test_bench_bad_input(workload, overrides, kwargs):
         benchmark(workload, "cpu", overrides=overrides, **kwargs)
 
 
+def test_bench_attention_refuses_settings_it_does_not_use(capsys):
+    args = ["bench", "--workload", "attention", "--device", "cpu", "--set", "train.batch_size=4"]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        "gankit: error: --set: the attention workload uses only model.attn_k, model.attn_type, "
+        "model.sn_eps, train.amp (batch: --batch-size), not 'train.batch_size=4'\n"
+    )
+
+
 def test_bench_cli_bad_workload_exits_2(capsys):
     assert main(["bench", "--workload", "nope", "--device", "cpu"]) == 2
     assert "valid:" in capsys.readouterr().err

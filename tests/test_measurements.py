@@ -241,6 +241,7 @@ def test_fresh_theta_per_sample_and_per_call(spec):
         ("block_pixels:p=half", ["p must be a number"]),
         ("block_pixels:q=0.5", ["unknown parameter 'q'", "valid for block_pixels: p"]),
         ("block_pixels:p", ["expected name:key=value"]),
+        ("block_pixels:p=0.5,p=0.2", ["parameter 'p' given twice"]),
         ("conv_noise:sigma=-1", ["sigma must be >= 0"]),
         ("conv_noise:noise=-1", ["noise must be >= 0"]),
         ("block_patch:k=2.5", ["k must be an integer"]),

@@ -81,6 +81,8 @@ from gankit.training.opcount import OpCounter
 from gankit.training.speed import compile_mode, flags
 
 WORKLOADS = {"cifar": "biggan-cifar", "i128": "biggan-128"}
+ATTENTION_KEYS = ("model.attn_k", "model.attn_type", "model.sn_eps", "train.amp")
+"""The settings the attention workload reads (`--set`)."""
 """Anchor workload name -> preset (BigGAN-PyTorch's CIFAR and ImageNet-128 runs)."""
 
 GiB = 2**30
@@ -421,20 +423,28 @@ def benchmark(
     """``gankit bench`` (see the module docstring); returns the JSON dict.
 
     ``workload``: ``cifar``, ``i128`` (the anchor presets), ``attention``, or any preset name.
-    ``overrides`` are ``--set`` items; for ``attention`` only ``model.attn_k`` and
-    ``model.attn_type`` matter. ``batch_size`` overrides ``train.batch_size`` (attention
+    ``overrides`` are ``--set`` items; for ``attention`` only those of :data:`ATTENTION_KEYS`
+    (others are an error). ``batch_size`` overrides ``train.batch_size`` (attention
     default: 8). ``data``: time training workloads on this data (``data.path``) instead of
     synthetic images. ``ops_detail = N > 0`` adds the ``N`` most frequent ops (``ops_top``).
 
     Raises:
         ParameterError: unknown ``workload``, ``steps < 1``, ``warmup < 0``,
-            ``ops_detail < 0``, bad attention sizes.
+            ``ops_detail < 0``, bad attention sizes, a ``--set`` the attention workload
+            does not use.
     """
     for param, value, least in (("steps", steps, 1), ("warmup", warmup, 0),
                                 ("ops_detail", ops_detail, 0)):  # fmt: skip
         if value < least:
             raise ParameterError(param, f"expected an integer >= {least}, got {value}")
     if workload == "attention":
+        ignored = [o for o in overrides or [] if o.split("=", 1)[0].strip() not in ATTENTION_KEYS]
+        if ignored:
+            raise ParameterError(
+                "set",
+                f"the attention workload uses only {', '.join(ATTENTION_KEYS)} (batch: "
+                f"--batch-size), not {ignored[0]!r}",
+            )
         cfg = validate(apply_overrides(Config(), overrides or []))
         dev = resolve_device(device)
         amp = amp_dtype(cfg.train.amp, dev)

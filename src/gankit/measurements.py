@@ -220,6 +220,8 @@ def build_measurement(
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise GankitError(f"{where}: expected name:key=value,key=value, got '{item}'")
+        if key.strip() in values:
+            raise GankitError(f"{where}: parameter '{key.strip()}' given twice")
         values[key.strip()] = value.strip()
     cls = _REGISTRY[name]
     try:
