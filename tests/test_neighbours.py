@@ -124,8 +124,8 @@ def test_copies_of_training_images_have_ratio_zero(run, tmp_path, monkeypatch, c
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--n", "0"], "n: expected a positive integer, got 0"),
-        (["--n", "2", "--k", "0"], "k: expected a positive integer, got 0"),
+        (["--n", "0"], "gankit: error: --n: expected a positive integer, got 0"),
+        (["--n", "2", "--k", "0"], "gankit: error: --k: expected a positive integer, got 0"),
         (["--n", "2", "--k", "30"], "k: 30 exceeds the 24 images of the training split"),
     ],
 )

@@ -142,8 +142,11 @@ def test_run_without_d_weights(run, tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--samples", "0"], "samples: expected a positive integer, got 0"),
-        (["--images", "{data}", "--per-class", "-1"], "per_class: expected a positive integer"),
+        (["--samples", "0"], "gankit: error: --samples: expected a positive integer, got 0"),
+        (
+            ["--images", "{data}", "--per-class", "-1"],
+            "gankit: error: --per-class: expected a positive integer",
+        ),
     ],
 )
 def test_cli_bad_counts(run, tmp_path, capsys, args, message):

@@ -19,15 +19,16 @@ import torch
 
 from gankit.config import Config
 from gankit.data import ImageDataset, load_dataset
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError
 
 QUANTILES = (0.1, 0.5, 0.9)
 
 
 def check_positive(value: int, param: str) -> None:
-    """GankitError naming ``param`` unless ``value`` is an integer >= 1."""
+    """ParameterError naming ``param`` (the CLI shows its flag) unless ``value`` is an
+    integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise GankitError(f"{param}: expected a positive integer, got {value!r}")
+        raise ParameterError(param, f"expected a positive integer, got {value!r}")
 
 
 def check_eval(module: torch.nn.Module, param: str) -> None:
