@@ -62,6 +62,14 @@ def check_y(y: np.ndarray, n: int, path: Path) -> np.ndarray:
     return y.astype(np.int64, copy=False)
 
 
+def _reason(err: Exception) -> str:
+    """Why NumPy could not load a file; numpy takes any file that is neither a zip nor an
+    ``.npy`` for a pickle, which it (rightly) refuses to load."""
+    if "pickled" in str(err):
+        return "neither NumPy arrays nor a zip of them (NumPy read it as a pickle)"
+    return str(err)
+
+
 def read_npz(path: Path, labels: bool = True) -> StoredArrays:
     """``.npz`` with keys ``x``, ``y`` and optionally ``class_names`` (strings); with
     ``labels=False`` ``y`` is optional (``None`` when absent)."""
@@ -76,7 +84,7 @@ def read_npz(path: Path, labels: bool = True) -> StoredArrays:
             x, y = to_nchw(f["x"], path), (f["y"] if "y" in f.files else None)
             meta = {"class_names": [str(n) for n in f["class_names"]]} if "class_names" in f else {}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise GankitError(f"{path}: not a readable .npz file ({err})") from None
+        raise GankitError(f"{path}: not a readable .npz file ({_reason(err)})") from None
     return StoredArrays(x, None if y is None else check_y(y, x.shape[0], path), meta)
 
 
@@ -105,7 +113,7 @@ def read_npy(path: Path) -> StoredArrays:
                 y = check_y(f["y"], x.shape[0], labels_npz)
         meta = json.loads(meta_json.read_text()) if meta_json.is_file() else {}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise GankitError(f"{path}: not a readable .npy cache ({err})") from None
+        raise GankitError(f"{path}: not a readable .npy cache ({_reason(err)})") from None
     return StoredArrays(x, y, meta)
 
 

@@ -71,7 +71,9 @@ def check_labels(y: np.ndarray, n_classes: int, source: str) -> None:
     if y.size == 0:
         return
     lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= n_classes:
+    if lo < 0:
+        raise GankitError(f"{source}: labels must be class indices >= 0, found {lo}")
+    if hi >= n_classes:
         raise GankitError(
             f"{source}: labels must lie in [0, {n_classes - 1}] for {n_classes} classes, "
             f"found range [{lo}, {hi}]"
