@@ -123,12 +123,14 @@ def test_bad_inputs_are_one_line_errors(setup, capsys):
     np.savez(tmp / "flat.npz", x=np.zeros((20, 5), np.uint8))
     np.savez(tmp / "far.npz", x=np.zeros((20, 32, 32), np.uint8), y=np.full(20, 7))
     np.savez(tmp / "few.npz", x=np.zeros((12, 32, 32), np.uint8), y=np.zeros(12, np.int64))
+    np.savez(tmp / "five.npz", x=np.zeros((5, 32, 32), np.uint8), y=np.zeros(5, np.int64))
     cases = [
         (dict(images=tmp / "missing.npz"), GankitError, "does not exist"),
         (dict(images=tmp / "flat.npz"), GankitError, r"must be \(N, H, W\).*got shape \(20, 5\)"),
         (dict(images=tmp / "few.npz", n=50), ParameterError, r"^n: 50 images requested.*12"),
         (dict(images=tmp / "far.npz"), GankitError, r"labels must lie in \[0, 3\].*\[7, 7\]"),
         (dict(images=tmp / "few.npz", resize="cubic"), ParameterError, "^resize: expected"),
+        (dict(images=tmp / "five.npz"), ParameterError, r"^images: .*five.npz holds 5; expected"),
     ]
     for extra, error, match in cases:
         with pytest.raises(error, match=match) as e:

@@ -430,6 +430,8 @@ def evaluate_images(
     """
     _check_request(metrics, resize)
     ds, labelled = read_images(images, resize)
+    if n is None and len(ds) < MIN_IMAGES:
+        raise ParameterError("images", f"{images} holds {len(ds)}; expected at least {MIN_IMAGES}")
     n = len(ds) if n is None else n
     _check_n(n, "n")
     if n > len(ds):
