@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -13,7 +14,8 @@ from training_fixtures import TINY, tiny_cfg, tiny_data
 from gankit import checkpoint as ckpt_io
 from gankit.cli import main
 from gankit.config import Config, load_toml, save_toml
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError
+from gankit.models import build
 from gankit.run import find_checkpoint
 from gankit.training import resume, train
 
@@ -306,3 +308,91 @@ def test_resume_logs_each_step_once(tmp_path):
     resume(run, steps=4, quiet=True)
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """A tiny run of 4 steps with checkpoints at steps 2 and 4 (copied by the tests below)."""
+    tmp = tmp_path_factory.mktemp("straight")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data = tiny_data(tmp / "d.npz")
+        return train(tiny_cfg(data, "train.keep_last=0"), tmp / "r", quiet=True)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _copy(run, dest):
+    ckpt_io.shutil.copytree(run, dest)
+    return dest
+
+
+def test_resume_falls_back_to_the_newest_checkpoint_that_loads(straight, tmp_path, capsys):
+    """A truncated weight file in the newest checkpoint: resume warns in one line, renames it
+    aside and continues exactly from the one before (bitwise equal to the run that never
+    stopped)."""
+    run = _copy(straight, tmp_path / "r")
+    step2, step4 = ckpt_io.list_checkpoints(run / "checkpoints")
+    damaged = step4 / "G.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    resume(run, steps=4, quiet=True)
+    err = capsys.readouterr().err
+    assert err == (
+        f"gankit: warning: 1 newer checkpoint(s) cannot be loaded ({damaged}: damaged or "
+        f"unreadable checkpoint file (invalid header length)); resuming from {step2} (the "
+        "damaged ones are kept as damaged-step_* beside it)\n"
+    )
+    # set aside, so that pruning never keeps it as the newest in place of intact ones
+    kept = run / "checkpoints" / "damaged-step_00000004" / "G.safetensors"
+    assert len(kept.read_bytes()) == 1000 and ckpt_io.is_complete(step4)
+    want, got = _weights(straight / "checkpoints" / step4.name), _weights(step4)
+    for net in ckpt_io.WEIGHT_FILES:
+        for k in want[net]:
+            assert torch.equal(want[net][k], got[net][k]), f"{net}.{k} differs after resume"
+
+
+def test_resume_with_no_checkpoint_that_loads_is_one_line(straight, tmp_path, capsys):
+    run = _copy(straight, tmp_path / "r")
+    step2, step4 = ckpt_io.list_checkpoints(run / "checkpoints")
+    (step4 / "state.pt").write_bytes(b"")
+    (step2 / "D.safetensors").write_bytes(b"garbage!" * 10)
+    assert main(["resume", str(run), "--steps", "6"]) == 2
+    assert capsys.readouterr().err == (
+        f"gankit: error: {run / 'checkpoints'}: none of the 2 checkpoint(s) can be loaded "
+        f"(newest: {step4 / 'state.pt'}: damaged or unreadable checkpoint file (empty file))\n"
+    )
+
+
+def test_resume_with_weights_of_another_model_names_the_file(straight, tmp_path):
+    run = _copy(straight, tmp_path / "r")
+    ckpt = ckpt_io.list_checkpoints(run / "checkpoints")[-1]
+    other = build(tiny_cfg(tmp_path, "model.D_ch=16").model, init=False)[1]
+    ckpt_io.save_file(other.state_dict(), str(ckpt / "D.safetensors"))
+    want = (
+        rf"^{re.escape(str(ckpt / 'D.safetensors'))}: weights do not match the model of "
+        rf"{re.escape(str(ckpt / 'config.toml'))} \(shape: \S+ \(1, 64\) in the file, \(1, 32\) "
+        r"in the model, .*, \.\.\. \(\d+ in all\)\)$"
+    )
+    with pytest.raises(GankitError, match=want):
+        resume(run, steps=6, quiet=True)
+
+
+@pytest.mark.parametrize("steps", ["10", 2.5, True, 0, -3])
+def test_resume_steps_must_be_a_positive_int(straight, steps):
+    with pytest.raises(
+        ParameterError, match=rf"^steps: expected a positive integer .*got {steps!r}"
+    ):
+        resume(straight, steps=steps)
+
+
+def test_init_from_a_damaged_checkpoint_names_the_file(straight, tmp_path):
+    source = _copy(straight, tmp_path / "src")
+    ckpt = ckpt_io.list_checkpoints(source / "checkpoints")[-1]
+    (ckpt / "G_ema.safetensors").write_bytes(b"")
+    cfg = tiny_cfg(tiny_data(tmp_path / "d.npz"), f"train.init_from={source}")
+    with pytest.raises(
+        ckpt_io.CheckpointReadError,
+        match=rf"^{re.escape(str(ckpt / 'G_ema.safetensors'))}: damaged .* \(empty file\)$",
+    ):
+        train(cfg, tmp_path / "new", quiet=True)

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import builtins
+import errno
 import json
+import os
+import re
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from training_fixtures import TINY
 
-from gankit.checkpoint import save_checkpoint, step_dir_name
+from gankit import checkpoint
+from gankit.checkpoint import (
+    CheckpointReadError,
+    load_meta,
+    load_state,
+    load_weights,
+    save_checkpoint,
+    step_dir_name,
+)
+from gankit.cli import main
 from gankit.config import Config, apply_overrides, save_toml
 from gankit.errors import GankitError
 from gankit.models import build
@@ -79,3 +93,116 @@ def test_load_generator_and_discriminator(run):
     assert all(
         torch.equal(a, b) for a, b in zip(raw.state_dict().values(), G.state_dict().values())
     )
+
+
+@pytest.mark.parametrize(
+    ("damage", "cause"),
+    [
+        (lambda b: b[:1000], "invalid header length"),  # truncated inside the header
+        (lambda b: b[: len(b) - 8], "incomplete metadata, file not fully covered"),
+        (lambda b: b"", "empty file"),
+        (lambda b: bytes(range(256)) * 4, "header"),  # garbage
+    ],
+)
+def test_a_damaged_weight_file_is_one_line_naming_it(run, damage, cause, capsys):
+    ckpt = run.latest_checkpoint()
+    path = ckpt / "G_ema.safetensors"
+    path.write_bytes(damage(path.read_bytes()))
+    expected = f"{path}: damaged or unreadable checkpoint file ("
+    for load in (load_generator, lambda src: load_weights(find_checkpoint(src), "G_ema")):
+        with pytest.raises(CheckpointReadError) as err:
+            load(run.path)
+        assert str(err.value).startswith(expected) and cause in str(err.value)
+        assert "\n" not in str(err.value)
+    assert main(["sample", str(run.path), "--n", "2", "--out", str(run.path / "x.png")]) == 2
+    assert capsys.readouterr().err == f"gankit: error: {err.value}\n"
+    load_generator(run.path, ema=False)  # the other files still load
+
+
+def test_damaged_state_meta_and_config_of_a_checkpoint_name_the_file(run):
+    ckpt = run.latest_checkpoint()
+    state = ckpt / "state.pt"
+    state.write_bytes(state.read_bytes()[:200])
+    truncated = r"state\.pt: damaged or unreadable checkpoint file \(PytorchStreamReader failed"
+    with pytest.raises(CheckpointReadError, match=truncated):
+        load_state(ckpt)
+    state.write_bytes(b"\x80\x02garbage" * 50)
+    with pytest.raises(CheckpointReadError, match=r"not a weights-only torch file"):
+        load_state(ckpt)
+    state.write_bytes(b"")
+    with pytest.raises(CheckpointReadError, match=r"state\.pt: .*\(empty file\)$"):
+        load_state(ckpt)
+    (ckpt / "meta.json").write_text('{"step": 4, "heal')
+    with pytest.raises(
+        CheckpointReadError, match=r"meta\.json: damaged or unreadable .*\(Unterminated"
+    ):
+        load_meta(ckpt)
+    (ckpt / "meta.json").write_text("[4]")
+    with pytest.raises(CheckpointReadError, match=r"\(expected a JSON object\)$"):
+        load_meta(ckpt)
+    (ckpt / "config.toml").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(GankitError, match=rf"^{re.escape(str(ckpt))}/config\.toml: "):
+        load_generator(ckpt)  # not UTF-8: ConfigError, or unreadable: CheckpointReadError
+
+
+def test_an_unreadable_weight_file_says_permission_denied(run, monkeypatch):
+    """safetensors reports EACCES as "No such file or directory"; the error gives the real
+    cause (root reads any file, so there open() is made to refuse it as it would a user)."""
+    path = run.latest_checkpoint() / "G_ema.safetensors"
+    path.chmod(0)
+    if os.geteuid() == 0:
+        real_open = builtins.open
+
+        def refuse(file, *args, **kwargs):
+            if str(file) == str(path):
+                raise PermissionError(errno.EACCES, "Permission denied", str(file))
+            return real_open(file, *args, **kwargs)
+
+        def load_file(file, device="cpu"):
+            raise FileNotFoundError(f"No such file or directory: {file}")
+
+        monkeypatch.setattr(builtins, "open", refuse)
+        monkeypatch.setattr(checkpoint, "load_file", load_file)
+    try:
+        want = rf"^{re.escape(str(path))}: damaged or unreadable checkpoint file \("
+        want += r"Permission denied\)$"
+        with pytest.raises(CheckpointReadError, match=want):
+            load_generator(run.path)
+    finally:
+        path.chmod(0o644)
+
+
+def test_a_file_removed_while_read_is_a_file_not_found_error(run, monkeypatch):
+    """A checkpoint pruned while it is read stays a FileNotFoundError (``gankit serve``
+    answers 404 for it), and a one-line GankitError for the CLI."""
+    ckpt = run.latest_checkpoint()
+    real = checkpoint.load_file
+
+    def pruned_meanwhile(file, device="cpu"):
+        (ckpt / "G_ema.safetensors").unlink()
+        return real(file, device=device)
+
+    monkeypatch.setattr(checkpoint, "load_file", pruned_meanwhile)
+    with pytest.raises(FileNotFoundError) as err:
+        load_generator(ckpt)
+    assert isinstance(err.value, GankitError) and "checkpoint file is missing" in str(err.value)
+
+
+def test_weights_of_another_model_name_the_file_and_keys(run, capsys):
+    """G weights of another architecture (here: attention at 16 px, twice the channels)
+    copied into a checkpoint: one line naming the file and the first differing tensors."""
+    other = apply_overrides(Config(), [*TINY, "model.G_attn=[16]", "model.G_ch=16"])
+    G_other = build(other.model, init=False)[0]
+    ckpt = run.latest_checkpoint()
+    save_file(G_other.state_dict(), str(ckpt / "G_ema.safetensors"))
+    path = ckpt / "G_ema.safetensors"
+    with pytest.raises(GankitError) as err:
+        load_generator(ckpt)
+    msg = str(err.value)
+    assert msg.startswith(
+        f"{path}: weights do not match the model of {ckpt / 'config.toml'} (unexpected: attn."
+    )
+    assert "; shape: " in msg and "in the file, " in msg and "in the model" in msg
+    assert "in all)" in msg and "\n" not in msg  # only the first few keys
+    assert main(["sample", str(ckpt), "--n", "2", "--out", str(run.path / "x.png")]) == 2
+    assert capsys.readouterr().err == f"gankit: error: {msg}\n"

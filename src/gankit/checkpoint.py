@@ -23,6 +23,11 @@ Replacing an existing checkpoint (``best``, or a step rewritten after a rollback
 aside to ``.tmp-old-<name>-<pid>``. If the writer dies before the new one is renamed into place,
 that old copy is the only one: the next save or :func:`list_checkpoints` renames it back (once
 its writer is no longer running) instead of deleting it with the other temp directories.
+
+Reading: every reader (:func:`load_weights`, :func:`weight_shapes`, :func:`load_state`,
+:func:`load_meta`, :func:`load_config`) turns a file that cannot be read or parsed (truncated,
+garbage, empty, permission denied) into a one-line :class:`CheckpointReadError` naming the file
+and the cause; :func:`load_into` also names the tensors of weights that do not fit the model.
 """
 
 from __future__ import annotations
@@ -31,13 +36,15 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from gankit.config import Config, save_toml
+from gankit.config import Config, load_toml, save_toml
 from gankit.errors import GankitError
 
 WEIGHT_FILES = ("G", "D", "G_ema")
@@ -52,6 +59,15 @@ _OLD_COPY = re.compile(r"^\.tmp-old-(.+)-(\d+)$")
 
 class CheckpointWriteError(GankitError):
     """Writing a checkpoint failed (e.g. ENOSPC); nothing written before it was touched."""
+
+
+class CheckpointReadError(GankitError):
+    """A checkpoint file cannot be read or parsed (truncated, garbage, empty, unreadable); the
+    one-line message names the file and the cause."""
+
+
+class CheckpointFileMissing(CheckpointReadError, FileNotFoundError):
+    """A checkpoint file vanished while it was being read (e.g. pruned by a training run)."""
 
 
 def step_dir_name(step: int) -> str:
@@ -206,17 +222,167 @@ def prune_checkpoints(root: str | Path, keep_last: int) -> None:
             shutil.rmtree(doomed, ignore_errors=True)
 
 
+def _probe(path: Path) -> OSError | None:
+    """The error that opening and reading ``path`` gives, if any (safetensors reports every
+    I/O error, permission denied included, as "No such file or directory")."""
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as err:
+        return err
+    return None
+
+
+def _cause(err: BaseException) -> str:
+    """A short, one-line cause of a read failure (torch appends advice after a first sentence,
+    safetensors prefixes ``Error while deserializing header:``)."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    if isinstance(err, EOFError):
+        return "unexpected end of file"
+    if str(err).startswith("Weights only load failed") and err.__context__ is not None:
+        return f"not a weights-only torch file: {_cause(err.__context__)}"
+    lines = str(err).strip().splitlines()
+    text = lines[0].strip() if lines else type(err).__name__
+    text = text.removeprefix("Error while deserializing header: ").split(". ")[0].rstrip(".")
+    return text[:200] or type(err).__name__
+
+
+def read_error(path: Path, err: BaseException) -> CheckpointReadError:
+    """The one-line error for checkpoint file ``path`` that failed to load with ``err``."""
+    if isinstance(err, OSError):
+        probed = _probe(path)
+        if isinstance(probed, FileNotFoundError):
+            return CheckpointFileMissing(
+                f"{path}: checkpoint file is missing (removed while it was being read?)"
+            )
+        err = probed or err
+    elif path.is_file() and path.stat().st_size == 0:
+        return CheckpointReadError(f"{path}: damaged or unreadable checkpoint file (empty file)")
+    return CheckpointReadError(f"{path}: damaged or unreadable checkpoint file ({_cause(err)})")
+
+
+def _reading(path: Path, load: Callable[[], Any]) -> Any:
+    """``load()``, with any failure to read or parse ``path`` as a :class:`CheckpointReadError`
+    (out-of-memory, interrupts and exits pass through)."""
+    try:
+        return load()
+    except (GankitError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as err:
+        raise read_error(path, err) from err
+
+
 def load_weights(ckpt: Path, which: str, device: str | torch.device = "cpu") -> dict:
-    """``state_dict`` of network ``which`` (``G``, ``D`` or ``G_ema``) from ``ckpt``."""
-    return load_file(str(Path(ckpt) / f"{which}.safetensors"), device=str(device))
+    """``state_dict`` of network ``which`` (``G``, ``D`` or ``G_ema``) from ``ckpt``.
+
+    Raises:
+        CheckpointReadError: the file is truncated, garbage, empty or unreadable.
+    """
+    path = Path(ckpt) / f"{which}.safetensors"
+    return _reading(path, lambda: load_file(str(path), device=str(device)))
+
+
+def weight_shapes(ckpt: Path, which: str) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of ``which.safetensors`` in ``ckpt``, from its header only (which
+    also checks that the file is as long as the header says).
+
+    Raises:
+        CheckpointReadError: as :func:`load_weights`.
+    """
+    path = Path(ckpt) / f"{which}.safetensors"
+
+    def read() -> dict[str, tuple[int, ...]]:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+    return _reading(path, read)
+
+
+def weights_mismatch(
+    found: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]], limit: int = 3
+) -> str | None:
+    """How tensor shapes ``found`` (a file) differ from ``expected`` (a model), at most
+    ``limit`` names per kind, or ``None`` when they match."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [
+        f"{k} {tuple(found[k])} in the file, {tuple(expected[k])} in the model"
+        for k in expected
+        if k in found and tuple(found[k]) != tuple(expected[k])
+    ]
+    parts = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
+        if names:
+            more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+            parts.append(f"{label}: {', '.join(names[:limit])}{more}")
+    return "; ".join(parts) or None
+
+
+def check_weights(
+    ckpt: Path,
+    which: str,
+    expected: Mapping[str, Sequence[int]],
+    found: Mapping[str, Sequence[int]] | None = None,
+) -> None:
+    """Raise a one-line :class:`GankitError` when the tensors of ``which.safetensors`` (names
+    and shapes ``found``, read from its header by default) are not those of a model whose
+    ``state_dict`` has the shapes ``expected``."""
+    ckpt = Path(ckpt)
+    found = weight_shapes(ckpt, which) if found is None else found
+    differs = weights_mismatch(found, expected)
+    if differs:
+        raise GankitError(
+            f"{ckpt / f'{which}.safetensors'}: weights do not match the model of "
+            f"{ckpt / CONFIG_FILE} ({differs})"
+        )
+
+
+def load_into(
+    net: torch.nn.Module, ckpt: Path, which: str, device: str | torch.device = "cpu"
+) -> None:
+    """Load ``which.safetensors`` of ``ckpt`` into ``net`` (built from the checkpoint's
+    ``config.toml``), or raise a one-line :class:`GankitError` naming the file and the first
+    missing, unexpected or differently shaped tensors."""
+    weights = load_weights(ckpt, which, device)
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    check_weights(ckpt, which, expected, {k: tuple(v.shape) for k, v in weights.items()})
+    net.load_state_dict(weights)
+
+
+def load_config(ckpt: Path) -> Config:
+    """The ``config.toml`` of ``ckpt`` (a one-line error when it is unreadable or invalid)."""
+    path = Path(ckpt) / CONFIG_FILE
+    return _reading(path, lambda: load_toml(path))
 
 
 def load_meta(ckpt: Path) -> dict[str, Any]:
-    """``meta.json`` of ``ckpt`` (``{}`` for a checkpoint written without one)."""
+    """``meta.json`` of ``ckpt`` (``{}`` for a checkpoint written without one).
+
+    Raises:
+        CheckpointReadError: it is unreadable, not JSON or not a JSON object.
+    """
     path = Path(ckpt) / META_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    meta = _reading(path, lambda: json.loads(path.read_text(encoding="utf-8")))
+    if not isinstance(meta, dict):
+        raise CheckpointReadError(
+            f"{path}: damaged or unreadable checkpoint file (expected a JSON object)"
+        )
+    return meta
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:
-    """The resumable state of ``ckpt`` (``torch.load(weights_only=True)``, on CPU)."""
-    return torch.load(Path(ckpt) / STATE_FILE, map_location="cpu", weights_only=True)
+    """The resumable state of ``ckpt`` (``torch.load(weights_only=True)``, on CPU).
+
+    Raises:
+        CheckpointReadError: ``state.pt`` is truncated, garbage, empty, unreadable or not a dict.
+    """
+    path = Path(ckpt) / STATE_FILE
+    state = _reading(path, lambda: torch.load(path, map_location="cpu", weights_only=True))
+    if not isinstance(state, dict):
+        raise CheckpointReadError(
+            f"{path}: damaged or unreadable checkpoint file (expected a dict of training state)"
+        )
+    return state

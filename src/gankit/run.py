@@ -120,7 +120,12 @@ class RunDir:
         return self
 
     def load_config(self) -> Config:
-        return load_toml(self.config_file)
+        """The run's ``config.toml`` (a one-line :class:`GankitError` when it is unreadable)."""
+        try:
+            return load_toml(self.config_file)
+        except (OSError, UnicodeDecodeError) as err:
+            cause = getattr(err, "strerror", None) or err
+            raise GankitError(f"{self.config_file}: cannot read it ({cause})") from None
 
     # -- checkpoints -------------------------------------------------------------------------
     def list_checkpoints(self) -> list[Path]:
@@ -201,9 +206,9 @@ def find_checkpoint(source: str | Path) -> Path:
 
 def _load(source: str | Path, which: str, index: int, device: str | torch.device) -> nn.Module:
     ckpt = find_checkpoint(source)
-    cfg = load_toml(ckpt / ckpt_io.CONFIG_FILE)
+    cfg = ckpt_io.load_config(ckpt)
     net = build(cfg.model, init=False)[index]  # weights are loaded next
-    net.load_state_dict(ckpt_io.load_weights(ckpt, which))
+    ckpt_io.load_into(net, ckpt, which)  # one line for a damaged file or another model
     net = net.to(resolve_device(device)).eval().requires_grad_(False)
     net.config = cfg
     return net
@@ -222,6 +227,11 @@ def load_generator(
     Returns:
         ``G`` in eval mode, ``G(z (B, dim_z), y (B,)) -> (B, C, H, W)`` in [-1, 1], with
         ``G.config`` the run's Config.
+
+    Raises:
+        GankitError: as :func:`find_checkpoint`; a damaged or unreadable checkpoint file, or
+            weights that do not fit the model of the checkpoint's ``config.toml`` (one line
+            naming the file).
     """
     return _load(source, "G_ema" if ema else "G", 0, device)
 

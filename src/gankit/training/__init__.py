@@ -6,12 +6,14 @@ The loop lives in :mod:`gankit.training.loop`; the run directory it writes is
 
 from __future__ import annotations
 
+import numbers
+import os
 import sys
 from pathlib import Path
 
 from gankit import checkpoint as ckpt_io
 from gankit.config import Config, from_dict, save_toml, to_dict, validate
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError
 from gankit.run import RunDir
 from gankit.training.distributed import cleanup
 from gankit.training.hooks import default_hooks
@@ -47,6 +49,12 @@ def _fit(
     try:
         trainer = Trainer(cfg, run.path, hooks=hooks, quiet=quiet)
         if checkpoint is not None:
+            loads = {"G": trainer.G, "D": trainer.D}
+            if trainer.ema is not None:
+                loads["G_ema"] = trainer.ema.module
+            for which, net in loads.items():  # one line for weights of another model
+                expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+                ckpt_io.check_weights(checkpoint, which, expected)
             trainer.load(checkpoint)
         elif cfg.train.init_from:
             for line in trainer.init_from(cfg.train.init_from):
@@ -59,24 +67,120 @@ def _fit(
     return run.path
 
 
+# the keys of state.pt that gankit.training.state.restore needs
+_STATE_KEYS = (
+    *("step", "opt_G", "opt_D", "rng_torch", "rng_latents", "sampler", "collapse"),
+    *("healthy", "rollbacks", "best", "config"),
+)
+
+
+def _check_loadable(ckpt: Path) -> dict:
+    """The state of ``ckpt`` after checking that ``state.pt`` and the weight files can be read
+    (the weights' headers and lengths; the tensors are read when the trainer loads them).
+
+    Raises:
+        CheckpointReadError: a file is damaged or unreadable, or ``state.pt`` lacks a key.
+    """
+    state = ckpt_io.load_state(ckpt)
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if not missing and not isinstance(state["config"], dict):
+        missing = ["config"]
+    if missing or not isinstance(state["config"].get("model"), dict):
+        raise ckpt_io.CheckpointReadError(
+            f"{ckpt / ckpt_io.STATE_FILE}: damaged or unreadable checkpoint file (no "
+            f"{', '.join(repr(k) for k in missing or ['config.model'])})"
+        )
+    for which in ckpt_io.WEIGHT_FILES:
+        ckpt_io.weight_shapes(ckpt, which)
+    return state
+
+
+def _newest_loadable(run: RunDir) -> tuple[Path, dict, list[Path]]:
+    """The newest checkpoint of ``run`` that loads, its state and the newer ones that do not
+    (named in one warning line on stderr).
+
+    Raises:
+        GankitError: no checkpoint, or none that loads.
+    """
+    ckpts = run.list_checkpoints()
+    if not ckpts:
+        raise GankitError(f"{run.path}: no complete checkpoint in {run.checkpoints}")
+    damaged: list[tuple[Path, str]] = []
+    for ckpt in reversed(ckpts):
+        try:
+            state = _check_loadable(ckpt)
+        except ckpt_io.CheckpointReadError as err:
+            damaged.append((ckpt, str(err)))
+            continue
+        if damaged and _main_rank():
+            print(
+                f"gankit: warning: {len(damaged)} newer checkpoint(s) cannot be loaded "
+                f"({'; '.join(why for _, why in damaged)}); resuming from {ckpt} (the damaged "
+                f"ones are kept as {DAMAGED_PREFIX}step_* beside it)",
+                file=sys.stderr,
+            )
+        return ckpt, state, [path for path, _ in damaged]
+    raise GankitError(
+        f"{run.checkpoints}: none of the {len(ckpts)} checkpoint(s) can be loaded (newest: "
+        f"{damaged[0][1]})"
+    )
+
+
+DAMAGED_PREFIX = "damaged-"
+"""Resume renames a checkpoint that does not load to ``damaged-step_XXXXXXXX`` (ignored by the
+listing and by pruning, which would otherwise keep it as the newest and delete intact ones)."""
+
+
+def _main_rank() -> bool:
+    return os.environ.get("RANK", "0") == "0"  # once under torchrun
+
+
+def _set_aside(damaged: list[Path]) -> None:
+    """Rename each checkpoint of ``damaged`` to ``damaged-<name>`` (``-N`` added if taken)."""
+    for ckpt in damaged:
+        target, n = ckpt.with_name(DAMAGED_PREFIX + ckpt.name), 1
+        while target.exists():
+            target, n = ckpt.with_name(f"{DAMAGED_PREFIX}{ckpt.name}-{n}"), n + 1
+        try:
+            ckpt.rename(target)
+        except OSError as err:
+            raise GankitError(
+                f"{ckpt}: cannot move this damaged checkpoint aside ({err.strerror or err}); "
+                "move or delete it, then resume again"
+            ) from None
+
+
+def _check_steps(steps: object) -> int | None:
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ParameterError(
+            "steps", f"expected a positive integer (total G steps to reach) or None, got {steps!r}"
+        )
+    return int(steps)
+
+
 def resume(
     run_dir: str | Path, steps: int | None = None, device: str | None = None, quiet: bool = False
 ) -> Path:
     """Continue ``run_dir`` from its latest checkpoint up to ``steps`` total G steps.
 
     Continuation is exact: on CPU, N steps straight and N/2 + resume + N/2 give bitwise equal
-    weights. ``steps`` defaults to the run's ``train.steps``.
+    weights. ``steps`` defaults to the run's ``train.steps``. Newer checkpoints that cannot be
+    loaded (damaged or unreadable files) are skipped with one warning line on stderr naming them
+    and the checkpoint resumed from, and renamed to ``damaged-step_XXXXXXXX``.
 
     Raises:
-        GankitError: missing run dir/config/checkpoint, or ``config.toml`` whose ``model.*``
-            differs from the checkpoint's (the message names the keys).
+        GankitError: missing run dir/config/checkpoint, no checkpoint that loads, weights that
+            do not fit the model, ``steps`` not a positive int, or ``config.toml`` whose
+            ``model.*`` differs from the checkpoint's (the message names the keys).
     """
+    steps = _check_steps(steps)
+    if device is not None and not isinstance(device, str):
+        raise ParameterError("device", f"expected 'cpu', 'cuda' or 'auto', got {device!r}")
     run = RunDir.open(run_dir)
     cfg = run.load_config()
-    latest = run.latest_checkpoint()
-    if latest is None:
-        raise GankitError(f"{run.path}: no complete checkpoint in {run.checkpoints}")
-    state = ckpt_io.load_state(latest)
+    latest, state, damaged = _newest_loadable(run)
     saved = to_dict(from_dict({"model": state["config"]["model"]}))["model"]  # older key names
     current = to_dict(cfg)["model"]
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
@@ -96,4 +200,7 @@ def resume(
             f"{run.path}: already at step {state['step']}; pass --steps N with N > {state['step']}"
             " (the total number of G steps to reach)"
         )
-    return _fit(cfg, run.ensure_writable(), hooks, quiet, checkpoint=latest)
+    run.ensure_writable()
+    if _main_rank():
+        _set_aside(damaged)
+    return _fit(cfg, run, hooks, quiet, checkpoint=latest)

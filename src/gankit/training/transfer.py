@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from gankit import checkpoint as ckpt_io
-from gankit.config import load_toml
 from gankit.errors import GankitError
 from gankit.run import find_checkpoint
 
@@ -74,10 +73,11 @@ def init_from(
     Returns:
         Human-readable lines saying what was loaded and what was re-initialised.
     Raises:
-        GankitError: no such run/checkpoint, or a model that differs beyond the class count.
+        GankitError: no such run/checkpoint, a damaged or unreadable checkpoint file, or a
+            model that differs beyond the class count.
     """
     ckpt = find_checkpoint(source)
-    k_src = load_toml(ckpt / ckpt_io.CONFIG_FILE).model.n_classes
+    k_src = ckpt_io.load_config(ckpt).model.n_classes
     lines = [f"init_from: weights of {ckpt}"]
     for which, net in nets.items():
         weights = ckpt_io.load_weights(ckpt, which, device)
