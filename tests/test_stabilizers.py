@@ -127,6 +127,9 @@ def test_init_from_loads_weights_and_reinitialises_class_weights(tmp_path, capsy
     assert "class-dependent weights re-initialised" in capsys.readouterr().err
     with pytest.raises(GankitError, match="must match"):
         Trainer(tiny_cfg(data, "model.G_ch=4"), None, quiet=True).init_from(source)
+    other = tiny_cfg(data, "model.arch=dcgan", "model.G_attn=[]", "model.D_attn=[]")
+    with pytest.raises(GankitError, match=r"G has other tensors than this model \(not in the"):
+        Trainer(other, None, quiet=True).init_from(source)  # a different architecture
     with pytest.raises(GankitError, match="no such run"):
         train(tiny_cfg(data, f"train.init_from={tmp_path / 'nope'}"), tmp_path / "c", quiet=True)
 

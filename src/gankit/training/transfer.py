@@ -31,22 +31,30 @@ def _class_shaped(src: torch.Size, dst: torch.Size, k_src: int, k_dst: int) -> b
 
 def load_matching(
     net: nn.Module, weights: dict[str, torch.Tensor], k_src: int, k_dst: int, where: str
-) -> tuple[list[str], list[str]]:
+) -> list[str]:
     """Copy ``weights`` into ``net``'s tensors of the same name and shape.
 
     Returns:
-        ``(reinitialised, missing)``: names kept at their fresh values because they depend on
-        the class count, and names the source lacks (e.g. ``model.aux_classifier`` differs).
+        The names kept at their fresh values because they depend on the class count.
     Raises:
-        GankitError: a tensor whose shape differs in a dimension other than the class count.
+        GankitError: tensors that only one side has (e.g. attention layers, an auxiliary
+            classifier or another architecture), or a shape that differs in a dimension other
+            than the class count.
     """
     state = net.state_dict()
-    reinit, missing = [], []
+    only_here = [k for k in state if k not in weights]
+    only_there = [k for k in weights if k not in state]
+    if only_here or only_there:
+        sides = [(only_here, "not in the source"), (only_there, "only in the source")]
+        lists = "; ".join(f"{why}: {_names(names)}" for names, why in sides if names)
+        raise GankitError(
+            f"train.init_from: {where} has other tensors than this model ({lists}); the model "
+            "settings must match (only model.n_classes may differ)"
+        )
+    reinit = []
     for name, value in state.items():
-        src = weights.get(name)
-        if src is None:
-            missing.append(name)
-        elif src.shape == value.shape:
+        src = weights[name]
+        if src.shape == value.shape:
             state[name] = src
         elif k_src != k_dst and _class_shaped(src.shape, value.shape, k_src, k_dst):
             reinit.append(name)
@@ -57,7 +65,12 @@ def load_matching(
                 "model.n_classes may differ)"
             )
     net.load_state_dict(state)
-    return reinit, missing
+    return reinit
+
+
+def _names(names: list[str], limit: int = 3) -> str:
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def init_from(
@@ -81,12 +94,10 @@ def init_from(
     lines = [f"init_from: weights of {ckpt}"]
     for which, net in nets.items():
         weights = ckpt_io.load_weights(ckpt, which, device)
-        reinit, missing = load_matching(net, weights, k_src, n_classes, which)
+        reinit = load_matching(net, weights, k_src, n_classes, which)
         if reinit:
             lines.append(
                 f"init_from: {which}: {k_src} classes there, {n_classes} here: class-dependent "
                 f"weights re-initialised: {', '.join(reinit)}"
             )
-        if missing:
-            lines.append(f"init_from: {which}: not in the source, left fresh: {', '.join(missing)}")
     return lines
