@@ -396,3 +396,17 @@ def test_init_from_a_damaged_checkpoint_names_the_file(straight, tmp_path):
         match=rf"^{re.escape(str(ckpt / 'G_ema.safetensors'))}: damaged .* \(empty file\)$",
     ):
         train(cfg, tmp_path / "new", quiet=True)
+
+
+def test_resume_of_a_read_only_run_says_what_to_do(straight, tmp_path, monkeypatch, capsys):
+    run = _copy(straight, tmp_path / "r")
+
+    def read_only(**kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("gankit.run.tempfile.TemporaryFile", read_only)
+    assert main(["resume", str(run), "--steps", "6"]) == 2
+    assert capsys.readouterr().err == (
+        f"gankit: error: run dir {run}: cannot create or write it (Permission denied); make it "
+        "writable to continue it\n"
+    )

@@ -105,8 +105,9 @@ class RunDir:
             raise GankitError(f"{run.path}: not a run directory (no config.toml)")
         return run
 
-    def ensure_writable(self) -> RunDir:
-        """Create the directory (and parents) and check it is writable, or raise one line."""
+    def ensure_writable(self, hint: str = "choose another --out") -> RunDir:
+        """Create the directory (and parents) and check it is writable, or raise one line
+        ending with ``hint`` (what the user can do)."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             # a name of its own per process: the ranks of a DDP run probe the same directory
@@ -114,8 +115,7 @@ class RunDir:
                 pass
         except OSError as err:
             raise GankitError(
-                f"run dir {self.path}: cannot create or write it ({err.strerror or err}); "
-                "choose another --out"
+                f"run dir {self.path}: cannot create or write it ({err.strerror or err}); {hint}"
             ) from None
         return self
 

@@ -200,7 +200,7 @@ def resume(
             f"{run.path}: already at step {state['step']}; pass --steps N with N > {state['step']}"
             " (the total number of G steps to reach)"
         )
-    run.ensure_writable()
+    run.ensure_writable("make it writable to continue it")
     if _main_rank():
         _set_aside(damaged)
     return _fit(cfg, run, hooks, quiet, checkpoint=latest)
