@@ -301,3 +301,39 @@ def test_explorer_caches_generators_and_reports_a_vanished_checkpoint(serve_run,
     with pytest.raises(GankitError, match="checkpoint: step_00000002 is gone") as err:
         explorer.generator("step_00000002")
     assert err.value.status == 404
+
+
+def test_light_routes_answer_while_generation_requests_queue(serve_run, monkeypatch):
+    """50 grid requests wait for a blocked generator (more than Starlette's 40 worker threads);
+    /api/info still answers: generation queues on a thread of its own."""
+    import threading
+
+    import uvicorn
+
+    from gankit.serve import app as app_module
+
+    explorer = RunExplorer(serve_run, device="cpu")
+    release, arrived = threading.Event(), []
+    real_generate, real_params = explorer.generate, app_module.generate_params
+    monkeypatch.setattr(explorer, "generate", lambda p: release.wait(60) and real_generate(p))
+    monkeypatch.setattr(
+        app_module, "generate_params", lambda *a: arrived.append(1) or real_params(*a)
+    )
+    sock = app_module._bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app_module.create_app(explorer), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        grids = [pool.submit(request, f"{url}/api/generate", {"n": 1}) for _ in range(50)]
+        deadline = time.monotonic() + 60
+        while len(arrived) < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            status, _, body = request(f"{url}/api/info")  # while all 50 wait
+            assert status == 200 and json.loads(body)["latest"] == "step_00000004"
+        finally:
+            release.set()
+        assert [f.result()[0] for f in grids] == [200] * 50
+    server.should_exit = True
+    thread.join(30)

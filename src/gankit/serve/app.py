@@ -17,6 +17,7 @@ bug); the server keeps running.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import io
@@ -26,6 +27,7 @@ import re
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,12 @@ def create_app(explorer: RunExplorer) -> Starlette:
     """The Starlette app serving ``explorer``'s run (class names load in a background thread
     started with the app)."""
     run = _safe_name(explorer.run_dir.resolve().name)
+    # G runs one request at a time (the explorer's lock); its requests queue on one thread of
+    # their own, so that they never take all of Starlette's threads from the light routes
+    forward = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator")
+
+    async def on_generator(work: Callable[[], Response]) -> Response:
+        return await asyncio.get_running_loop().run_in_executor(forward, work)
 
     def checkpoint_meta(name: str) -> dict[str, Any]:
         step = checkpoint_step(Path(name))  # parses the name only; never a file path
@@ -153,7 +161,7 @@ def create_app(explorer: RunExplorer) -> Starlette:
             ncol = p.ncol or _default_ncol(p.n, n_cycled)
             return _images_response(images, labels, ncol, p.format, meta, stem)
 
-        return await run_in_threadpool(work)
+        return await on_generator(work)
 
     async def interpolate(request: Request) -> Response:
         p = interpolate_params(await _read_json(request), explorer.n_classes)
@@ -166,7 +174,7 @@ def create_app(explorer: RunExplorer) -> Starlette:
             stem = f"{run}-{name}-seeds{sa}-{sb}-classes{ca}-{cb}"
             return _images_response(frames, labels, p.steps, p.format, meta, stem, t=t)
 
-        return await run_in_threadpool(work)
+        return await on_generator(work)
 
     async def request_error(request: Request, err: Exception) -> Response:
         return _error(str(err), getattr(err, "status", 400))
@@ -181,7 +189,10 @@ def create_app(explorer: RunExplorer) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         threading.Thread(target=explorer.load_class_names, name="class-names", daemon=True).start()
-        yield
+        try:
+            yield
+        finally:
+            forward.shutdown(wait=False, cancel_futures=True)
 
     handlers: dict[Any, Callable] = {
         GankitError: request_error,
