@@ -199,3 +199,16 @@ def test_eval_refuses_measurements_as_reference(tmp_path):
     data, _ = measured(tmp_path, "block_pixels:p=0.5")
     with pytest.raises(GankitError, match="holds measurements, not images.*--data"):
         prepare(["swd"], DataConfig(path=str(data)), 32, 1, 10, None, torch.device("cpu"))
+
+
+def test_analyze_refuses_measurements_as_images(tmp_path):
+    """saliency, reconstruct and neighbours compare with real images: a measured data set
+    (damaged pixels) is an error, as in eval."""
+    from gankit.analysis.common import run_data
+    from gankit.config import Config
+
+    data, _ = measured(tmp_path, "block_pixels:p=0.5")
+    cfg = Config()
+    cfg.model.resolution, cfg.model.channels, cfg.model.n_classes = 32, 1, 3
+    with pytest.raises(GankitError, match="holds measurements, not images; analyse against"):
+        run_data(cfg, str(data))

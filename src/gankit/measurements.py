@@ -106,7 +106,7 @@ class Measurement:
             except (TypeError, ValueError):
                 raise GankitError(f"{key} must be a number {param.expected}, got {raw}") from None
             if param.kind is int and not number.is_integer():
-                raise GankitError(f"{key} must be an integer {param.expected}, got {raw}")
+                raise GankitError(f"{key} must be {param.expected}, got {raw}")
             value = param.kind(number)
             if not math.isfinite(number) or not param.ok(value):
                 raise GankitError(f"{key} must be {param.expected}, got {raw}")
@@ -481,6 +481,13 @@ class GaussianProjection(Measurement):
 
     name = "gaussian_projection"
     PARAMS = {"m": Param(int, 1, lambda v: v >= 1, "an integer >= 1")}
+
+    def check_image(self, image_shape: tuple[int, int, int]) -> None:
+        n = math.prod(image_shape)
+        if self.m > n:  # more projections than pixels add no information, only memory
+            raise GankitError(
+                f"m={self.m} projections exceed the {n} values of a {image_shape} image"
+            )
 
     def output_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, ...]:
         return (self.m, math.prod(image_shape) + 1)

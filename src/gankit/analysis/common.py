@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gankit.config import Config
-from gankit.data import ImageDataset, load_dataset
+from gankit.data import ImageDataset, MeasuredDataset, load_dataset
 from gankit.errors import GankitError, ParameterError
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -63,10 +63,20 @@ def check_images(
 
 def run_data(cfg: Config, data: str | None) -> ImageDataset:
     """The data set ``data`` (default: the run's ``data.path``) at the model's resolution and
-    channels, its labels checked against ``model.n_classes`` (images are fitted like training's)."""
+    channels, its labels checked against ``model.n_classes`` (images are fitted like training's).
+
+    Raises:
+        GankitError: the data are AmbientGAN measurements (``gankit measure``), not images.
+    """
     data_cfg = replace(cfg.data, path=data) if data is not None else cfg.data
     m = cfg.model
-    return load_dataset(data_cfg, m.resolution, m.channels, n_classes=m.n_classes)
+    ds = load_dataset(data_cfg, m.resolution, m.channels, n_classes=m.n_classes)
+    if isinstance(ds, MeasuredDataset):
+        raise GankitError(
+            f"data: {ds.source} holds measurements, not images; analyse against clean images "
+            "(--data PATH)"
+        )
+    return ds
 
 
 def subset(indices: np.ndarray, n: int, seed: int, param: str, what: str) -> np.ndarray:
