@@ -168,6 +168,40 @@ def test_generate_checks_its_labels(run, labels, message):
     assert str(err.value).startswith(message)
 
 
+def test_generate_checks_its_generator_and_takes_any_integer_labels(run):
+    G = gankit.load(run)
+    for bad in (str(run), None, torch.nn.Linear(2, 2)):
+        with pytest.raises(ParameterError, match="^G: expected a generator .e.g. gankit.load"):
+            next(gankit.generate(bad, torch.tensor([0])))
+    with pytest.raises(ParameterError, match="^truncation: expected 0 .off. or a finite number"):
+        next(gankit.generate(G, torch.tensor([0]), truncation="0.5"))
+    small, _ = next(gankit.generate(G, torch.arange(3, dtype=torch.uint8), generator=_gen()))
+    wide, _ = next(gankit.generate(G, torch.arange(3), generator=_gen()))
+    assert torch.equal(small, wide)
+
+
+def _gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def test_paths_of_the_api_are_checked(run, tmp_path):
+    """A run path that is not a path, a checkpoint given where the run is expected, a
+    config.toml that is a folder: one line each."""
+    for call in (lambda: gankit.load(None), lambda: gankit.resume(3, steps=5)):
+        with pytest.raises(ParameterError, match="expected a run or checkpoint directory path"):
+            call()
+    with pytest.raises(
+        ParameterError, match=r"^source: expected a run or checkpoint directory path, got \w+$"
+    ):
+        gankit.evaluate(gankit.load(run), ["swd"])
+    ckpt = run / "checkpoints" / "step_00000002"
+    with pytest.raises(GankitError, match=f"a checkpoint, not a run directory; pass .*{run.name}$"):
+        gankit.resume(ckpt, steps=5)
+    (tmp_path / "config.toml").mkdir()
+    with pytest.raises(GankitError, match="config.toml: not a file"):
+        gankit.resume(tmp_path, steps=5)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -150,6 +150,7 @@ def generate(
             :func:`~gankit.models.sample_z` from ``generator`` (on G's device) and ``truncation``.
     """
     _check_batch_size(batch_size)
+    _check_generator(G)
     _check_labels(labels, G.n_classes)
     device = next(G.parameters()).device
     for start in range(0, len(labels), batch_size):
@@ -158,7 +159,7 @@ def generate(
             zb = sample_z(len(y), G.dim_z, truncation, generator=generator, device=device)
         else:
             zb = z[start : start + batch_size].to(device)
-        yield to_uint8(G(zb, y.to(device))), y
+        yield to_uint8(G(zb, y.to(device, torch.long))), y
 
 
 MAX_SAMPLES = 1_000_000
@@ -180,6 +181,14 @@ def _check_batch_size(batch_size: int) -> None:
 def _check_n(n: int, seed: int = 0) -> None:
     _check_int("n", n, 1, MAX_SAMPLES, "a number of samples")
     _check_int("seed", seed, 0, MAX_SEED, "an integer")
+
+
+def _check_generator(G: object) -> None:
+    """``G``: a gankit generator (``gankit.load`` returns one), not a path or another module."""
+    if not (isinstance(G, nn.Module) and hasattr(G, "n_classes") and hasattr(G, "dim_z")):
+        raise ParameterError(
+            "G", f"expected a generator (e.g. gankit.load(RUN)), got {type(G).__name__}"
+        )
 
 
 def _check_labels(labels: object, n_classes: int) -> None:
@@ -215,6 +224,7 @@ def sample_batches(
     Raises:
         ParameterError: ``n < 1``, ``batch_size < 1``, a class out of range.
     """
+    _check_generator(G)
     _check_n(n, seed)
     _check_batch_size(batch_size)
     dev = next(G.parameters()).device

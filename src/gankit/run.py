@@ -18,6 +18,7 @@ Layout of ``RUN/`` (written by :func:`gankit.train`, read by every other command
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from torch import nn
 from gankit import checkpoint as ckpt_io
 from gankit.config import Config, load_toml
 from gankit.device import resolve_device
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError
 from gankit.models import build
 
 __all__ = ["RunDir", "find_checkpoint", "load_discriminator", "load_generator"]
@@ -36,6 +37,15 @@ __all__ = ["RunDir", "find_checkpoint", "load_discriminator", "load_generator"]
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
 BEST = "best"
+
+
+def as_path(value: object, param: str) -> Path:
+    """``value`` (a ``str`` or ``os.PathLike``) as a Path; a :class:`ParameterError` naming
+    ``param`` for anything else (``None``, a number, a loaded network)."""
+    if isinstance(value, (str, os.PathLike)) and str(value):
+        return Path(value)
+    what = type(value).__name__
+    raise ParameterError(param, f"expected a run or checkpoint directory path, got {what}")
 
 
 class RunDir:
@@ -46,7 +56,7 @@ class RunDir:
     """
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = as_path(path, "run_dir")
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -101,6 +111,13 @@ class RunDir:
     def open(cls, path: str | Path) -> RunDir:
         """An existing run; raises a one-line :class:`GankitError` without ``config.toml``."""
         run = cls(path)
+        if run.path.parent.name == "checkpoints" and ckpt_io.is_complete(run.path):
+            raise GankitError(
+                f"{run.path}: a checkpoint, not a run directory; pass the run directory "
+                f"{run.path.parent.parent}"
+            )
+        if run.config_file.exists() and not run.config_file.is_file():
+            raise GankitError(f"{run.config_file}: not a file (expected the run's config)")
         if not run.config_file.is_file():
             raise GankitError(f"{run.path}: not a run directory (no config.toml)")
         return run
@@ -184,7 +201,7 @@ def find_checkpoint(source: str | Path) -> Path:
         GankitError: ``source`` is missing, or is neither a run with a complete checkpoint nor a
             complete checkpoint directory.
     """
-    source = Path(source)
+    source = as_path(source, "source")
     if source.parent.name == "checkpoints" and source.parent.is_dir():
         ckpt_io.restore_old_copies(source.parent)  # e.g. best, replaced by a killed writer
     if not source.exists():

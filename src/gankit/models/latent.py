@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -33,11 +34,12 @@ def sample_z(
         generator: random source (its device must be ``device``).
 
     Raises:
-        ParameterError: ``truncation`` negative, NaN or infinite.
+        ParameterError: ``truncation`` not a number, negative, NaN or infinite.
     """
-    if not (math.isfinite(truncation) and truncation >= 0):
+    number = isinstance(truncation, numbers.Real) and not isinstance(truncation, bool)
+    if not (number and math.isfinite(truncation) and truncation >= 0):
         raise ParameterError(
-            "truncation", f"expected 0 (off) or a finite number > 0, got {truncation}"
+            "truncation", f"expected 0 (off) or a finite number > 0, got {truncation!r}"
         )
     z = torch.randn(n, dim_z, generator=generator, device=device)
     if truncation > 0:
