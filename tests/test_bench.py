@@ -62,13 +62,13 @@ def test_bench_ops_detail_and_op_count_follow_the_levers(capsys):
     assert len(fast["ops_top"]) == 5 and sum(fast["ops_top"].values()) <= fast["ops_per_iter"]
     counts = list(fast["ops_top"].values())
     assert counts == sorted(counts, reverse=True)
-    per_layer = benchmark("cifar", "cpu", 1, 1, [*TINY, "train.sn_batched=false"], 2)
+    per_layer = benchmark("cifar", "cpu", 1, 1, [*TINY, "train.sn_batched=false"])
     assert per_layer["ops_per_iter"] > fast["ops_per_iter"]  # the per-layer SN reference
 
 
 def test_bench_flags_follow_overrides():
     result = benchmark(
-        "cifar", "cpu", 1, 0, [*TINY, "train.channels_last=false", "train.fused_optim=false"], 8
+        "cifar", "cpu", 1, 0, [*TINY, "train.channels_last=false", "train.fused_optim=false"]
     )
     assert result["flags"]["channels_last"] is False
     assert result["flags"]["optimizer"] == "for-loop"
@@ -82,7 +82,9 @@ def test_bench_attention_json(capsys):
     for path in ("fused", "reference"):
         assert {"s_per_iter", "peak_mem_GiB"} <= set(result[path])
     assert result["max_abs_diff"] < 1e-4  # the two paths compute the same layer
-    sagan = benchmark("attention", "cpu", 1, 0, ["model.attn_type=sagan"], 8, 16, 2)
+    sagan = benchmark(
+        "attention", "cpu", 1, 0, ["model.attn_type=sagan"], resolution=8, channels=16, batch_size=2
+    )
     assert sagan["variant"] == "sagan" and sagan["M"] == 64
 
 
@@ -111,6 +113,7 @@ def test_synthetic_dataset_matches_the_model():
         ("attention", [], {"resolution": 1}),
         ("cifar", ["train.bogus=1"], {}),
         ("cifar", [], {"ops_detail": -1}),
+        ("cifar", [], {"resolution": 7}),  # an attention-only setting
     ],
 )
 def test_bench_bad_input(workload, overrides, kwargs):

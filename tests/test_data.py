@@ -405,7 +405,7 @@ def test_sampler_resume_continues_same_sequence(tmp_path):
         resumed = BatchSampler(26, 4, gen(999))
         resumed.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
         assert head + take(resumed, 20 - k) == straight
-    with pytest.raises(GankitError, match="batch_size = 4"):
+    with pytest.raises(GankitError, match="written with train.batch_size = 4, this run has 2"):
         BatchSampler(26, 2, gen(0)).load_state_dict(s.state_dict())
 
 

@@ -24,6 +24,16 @@ def test_atomic_write_replaces_or_keeps_old(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temp file left
 
 
+def test_a_folder_it_cannot_write_names_the_target(tmp_path, monkeypatch):
+    def refuse(**kwargs):
+        raise PermissionError(1, "Operation not permitted", str(tmp_path / ".f.bin.x.tmp"))
+
+    monkeypatch.setattr("gankit.io_utils.tempfile.mkstemp", refuse)
+    with pytest.raises(PermissionError) as err:
+        atomic_write(tmp_path / "f.bin", lambda f: f.write(b"x"))
+    assert err.value.filename == str(tmp_path / "f.bin") and err.value.errno == 1
+
+
 def test_save_reference_roundtrip_without_temp_files(tmp_path, monkeypatch):
     monkeypatch.setenv("GANKIT_CACHE", str(tmp_path))
     path = stats_cache.save_reference("k", {"a": np.arange(3)})

@@ -81,6 +81,8 @@ from gankit.training.opcount import OpCounter
 from gankit.training.speed import compile_mode, flags
 
 WORKLOADS = {"cifar": "biggan-cifar", "i128": "biggan-128"}
+ATTENTION_SHAPE = (64, 256)
+"""Default ``(resolution, channels)`` of the attention workload (BigGAN-128's 64x64 layer)."""
 ATTENTION_KEYS = ("model.attn_k", "model.attn_type", "model.sn_eps", "train.amp")
 """The settings the attention workload reads (`--set`)."""
 """Anchor workload name -> preset (BigGAN-PyTorch's CIFAR and ImageNet-128 runs)."""
@@ -414,8 +416,9 @@ def benchmark(
     steps: int = 3,
     warmup: int = 1,
     overrides: list[str] | None = None,
-    resolution: int = 64,
-    channels: int = 256,
+    *,
+    resolution: int | None = None,
+    channels: int | None = None,
     batch_size: int | None = None,
     data: str | None = None,
     ops_detail: int = 0,
@@ -449,7 +452,11 @@ def benchmark(
         dev = resolve_device(device)
         amp = amp_dtype(cfg.train.amp, dev)
         size = batch_size or 8
-        return bench_attention(resolution, channels, size, dev, steps, warmup, cfg.model, amp)
+        res, ch = resolution or ATTENTION_SHAPE[0], channels or ATTENTION_SHAPE[1]
+        return bench_attention(res, ch, size, dev, steps, warmup, cfg.model, amp)
+    for param, value in (("resolution", resolution), ("channels", channels)):
+        if value is not None:  # the training workloads take the preset's own
+            raise ParameterError(param, "applies to --workload attention only")
     if workload not in WORKLOADS and workload not in list_presets():
         valid = ", ".join([*WORKLOADS, "attention", *list_presets()])
         raise ParameterError("workload", f"unknown workload {workload!r}; valid: {valid}")

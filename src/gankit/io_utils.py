@@ -17,7 +17,10 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     flushed, fsynced and ``os.replace``-d onto ``path`` (removed if ``write`` fails). Readers see
     the old file or the complete new one, never a partial one. Returns ``path``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # named after ``path``, not the temp file it could not create
+        raise type(err)(err.errno, err.strerror, str(path)) from err
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -17,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--resolution", type=int, default=64, help="attention workload: feature size")
-    p.add_argument("--channels", type=int, default=256, help="attention workload: channels")
+    p.add_argument("--resolution", type=int, help="attention workload: feature size (64)")
+    p.add_argument("--channels", type=int, help="attention workload: channels (256)")
     p.add_argument(
         "--ops-detail",
         type=int,

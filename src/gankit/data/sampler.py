@@ -91,11 +91,16 @@ class BatchSampler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where the sampler that produced ``state`` stopped."""
-        for key in ("n", "batch_size", "world_size"):
+        settings = {
+            "n": "images in the data set (data.path, data.limit)",
+            "batch_size": "train.batch_size",
+            "world_size": "processes (torchrun --nproc-per-node)",
+        }
+        for key, setting in settings.items():
             if state[key] != getattr(self, key):
                 raise GankitError(
-                    f"cannot resume the batch order: checkpoint has {key} = {state[key]}, "
-                    f"this run has {getattr(self, key)}"
+                    f"cannot resume the batch order: the checkpoint was written with {setting} "
+                    f"= {state[key]}, this run has {getattr(self, key)}; resume with the same"
                 )
         self.generator.set_state(state["generator_state"])
         self._start_epoch()
