@@ -236,6 +236,16 @@ def test_corrupt_file_named_then_skipped_and_counted(tmp_path, caplog):
     assert np.load(out, mmap_mode="r").shape == (17, 3, RES, RES)  # header shrunk in place
 
 
+def test_dangling_link_is_a_bad_file_like_any_other(tmp_path):
+    """A link to nothing is named without ``--skip-bad`` and skipped with it."""
+    src = make_folder(tmp_path / "imgs")
+    (src / "class1" / "99.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(GankitError, match=r"class1[/\\]99\.png: .*--skip-bad"):
+        build_cache(src, RES, 3, tmp_path / "a.npy", workers=1, quiet=True)
+    ds = build_cache(src, RES, 3, tmp_path / "b.npy", skip_bad=True, workers=1, quiet=True)
+    assert len(ds) == 18 and ds.skipped == 1
+
+
 def test_bad_file_recorded_by_skip_run_is_named_without_skip(tmp_path, monkeypatch):
     src = make_folder(tmp_path / "imgs")
     (src / "class0" / "01.png").write_bytes(b"junk")

@@ -106,11 +106,12 @@ def fingerprint(
             str(listing.root), listing.class_names]  # fmt: skip
     digest.update(json.dumps(head).encode())
     for i, path in enumerate(listing.files):
+        name = listing.relative_name(i)
         try:
             stat = os.stat(path)
-        except OSError as err:
-            raise GankitError(f"{path}: cannot read the file ({err})") from None
-        name = listing.relative_name(i)
+        except OSError as err:  # e.g. a dangling link: decoding reports it (or skips it)
+            digest.update(f"{name}\0{err.errno}\n".encode())
+            continue
         digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
