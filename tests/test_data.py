@@ -375,6 +375,22 @@ def test_cache_bad_suffix_and_stale_metadata(tmp_path):
     assert len(ds) == 5000 and (tmp_path / "m.meta.json").is_file()
 
 
+def test_cache_in_a_folder_it_cannot_write_names_the_cache(tmp_path, monkeypatch):
+    from gankit.data import cache as cache_module
+
+    def refuse(path, mode):
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(cache_module, "open", refuse, raising=False)
+    cache = tmp_path / "m.npy"
+    with pytest.raises(GankitError) as err:
+        load_dataset(DataConfig(cache=str(cache)), 28, 1)
+    assert str(err.value) == (
+        f"{cache}: cannot write the cache there ({tmp_path / '.m.npy.lock'}: Operation not "
+        "permitted)"
+    )
+
+
 # --- BatchSampler ----------------------------------------------------------------------------
 
 

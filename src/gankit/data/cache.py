@@ -115,7 +115,10 @@ def cache_lock(path: Path) -> Iterator[None]:
     try:
         handle = open(lock_path(path), "a+b")
     except OSError as err:
-        raise GankitError(f"data.cache: cannot create {lock_path(path)} ({err})") from None
+        reason = err.strerror or err
+        raise GankitError(
+            f"{path}: cannot write the cache there ({lock_path(path)}: {reason})"
+        ) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
