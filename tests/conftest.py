@@ -1,16 +1,14 @@
 """Shared pytest fixtures."""
 
 import pytest
-import torch
+from training_fixtures import single_thread
 
 
 @pytest.fixture
 def one_thread():
-    """Run a test single-threaded: on a shared 2-core machine 2 threads are often much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    """Run a test single-threaded (:func:`training_fixtures.single_thread`)."""
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,7 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
-import torch
-from training_fixtures import tiny_cfg
+from training_fixtures import single_thread, tiny_cfg
 
 import gankit
 from gankit.evaluation import evaluate
@@ -32,14 +31,9 @@ def train_tiny_run(tmp: Path) -> Path:
     data = tmp / "named.npz"
     x = rng.integers(0, 256, size=(60, 32, 32), dtype=np.uint8)  # eval holds out 12 of them
     np.savez(data, x=x, y=np.arange(60) % 3, class_names=np.array(CLASS_NAMES))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread(), mock.patch.dict(os.environ, {"GANKIT_CACHE": str(tmp / "cache")}):
         run = train(tiny_cfg(data), tmp / "run", quiet=True)
-        with mock.patch.dict(os.environ, {"GANKIT_CACHE": str(tmp / "cache")}):
-            evaluate(str(run), metrics=["swd"], n=48, device="cpu", quiet=True)
-    finally:
-        torch.set_num_threads(threads)
+        evaluate(str(run), metrics=["swd"], n=48, device="cpu", quiet=True)
     return run
 
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 import torch
-from training_fixtures import TINY, tiny_cfg, tiny_data
+from training_fixtures import TINY, single_thread, tiny_cfg, tiny_data
 
 from gankit import checkpoint as ckpt_io
 from gankit.cli import main
@@ -314,13 +314,8 @@ def test_resume_logs_each_step_once(tmp_path):
 def straight(tmp_path_factory):
     """A tiny run of 4 steps with checkpoints at steps 2 and 4 (copied by the tests below)."""
     tmp = tmp_path_factory.mktemp("straight")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        data = tiny_data(tmp / "d.npz")
-        return train(tiny_cfg(data, "train.keep_last=0"), tmp / "r", quiet=True)
-    finally:
-        torch.set_num_threads(before)
+    with single_thread():
+        return train(tiny_cfg(tiny_data(tmp / "d.npz"), "train.keep_last=0"), tmp / "r", quiet=True)
 
 
 def _copy(run, dest):

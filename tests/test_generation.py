@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from training_fixtures import tiny_cfg, tiny_data
+from training_fixtures import single_thread, tiny_cfg, tiny_data
 
 import gankit
 from gankit.cli import main
@@ -20,12 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sampling")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         return train(tiny_cfg(tiny_data(tmp / "d.npz"), "train.steps=2"), tmp / "r", quiet=True)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_load_returns_ema_generator_with_config(run):

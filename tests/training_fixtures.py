@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,18 @@ TINY = [
     "train.device=cpu",
     "train.ema_decay=0.9",
 ]
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """torch on one thread inside the block: on a shared 2-core machine 2 threads are often
+    much slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def tiny_data(path: Path, n: int = 24, n_classes: int = 3) -> Path:
