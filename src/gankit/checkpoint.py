@@ -319,34 +319,21 @@ def weights_mismatch(
     return "; ".join(parts) or None
 
 
-def check_weights(
-    ckpt: Path,
-    which: str,
-    expected: Mapping[str, Sequence[int]],
-    found: Mapping[str, Sequence[int]] | None = None,
-) -> None:
-    """Raise a one-line :class:`GankitError` when the tensors of ``which.safetensors`` (names
-    and shapes ``found``, read from its header by default) are not those of a model whose
-    ``state_dict`` has the shapes ``expected``."""
-    ckpt = Path(ckpt)
-    found = weight_shapes(ckpt, which) if found is None else found
-    differs = weights_mismatch(found, expected)
-    if differs:
-        raise GankitError(
-            f"{ckpt / f'{which}.safetensors'}: weights do not match the model of "
-            f"{ckpt / CONFIG_FILE} ({differs})"
-        )
-
-
 def load_into(
     net: torch.nn.Module, ckpt: Path, which: str, device: str | torch.device = "cpu"
 ) -> None:
-    """Load ``which.safetensors`` of ``ckpt`` into ``net`` (built from the checkpoint's
-    ``config.toml``), or raise a one-line :class:`GankitError` naming the file and the first
-    missing, unexpected or differently shaped tensors."""
+    """Load ``which.safetensors`` of ``ckpt`` into ``net``, or raise a one-line
+    :class:`GankitError` naming the file and the first missing, unexpected or differently
+    shaped tensors (weights of another model than ``net``, e.g. a ``config.toml`` that does
+    not match them)."""
     weights = load_weights(ckpt, which, device)
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    check_weights(ckpt, which, expected, {k: tuple(v.shape) for k, v in weights.items()})
+    differs = weights_mismatch({k: tuple(v.shape) for k, v in weights.items()}, expected)
+    if differs:
+        raise GankitError(
+            f"{Path(ckpt) / f'{which}.safetensors'}: weights do not match the model of "
+            f"{Path(ckpt) / CONFIG_FILE} ({differs})"
+        )
     net.load_state_dict(weights)
 
 

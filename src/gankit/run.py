@@ -137,12 +137,9 @@ class RunDir:
         return self
 
     def load_config(self) -> Config:
-        """The run's ``config.toml`` (a one-line :class:`GankitError` when it is unreadable)."""
-        try:
-            return load_toml(self.config_file)
-        except (OSError, UnicodeDecodeError) as err:
-            cause = getattr(err, "strerror", None) or err
-            raise GankitError(f"{self.config_file}: cannot read it ({cause})") from None
+        """The run's ``config.toml`` (:func:`gankit.config.load_toml`: a one-line
+        :class:`~gankit.config.ConfigError` when it is missing, unreadable or invalid)."""
+        return load_toml(self.config_file)
 
     # -- checkpoints -------------------------------------------------------------------------
     def list_checkpoints(self) -> list[Path]:

@@ -7,7 +7,6 @@ The loop lives in :mod:`gankit.training.loop`; the run directory it writes is
 from __future__ import annotations
 
 import numbers
-import os
 import sys
 from pathlib import Path
 
@@ -15,9 +14,10 @@ from gankit import checkpoint as ckpt_io
 from gankit.config import Config, from_dict, save_toml, to_dict, validate
 from gankit.errors import GankitError, ParameterError
 from gankit.run import RunDir
-from gankit.training.distributed import cleanup
+from gankit.training.distributed import cleanup, from_env
 from gankit.training.hooks import default_hooks
 from gankit.training.loop import Hook, Trainer
+from gankit.training.state import RESTORED_KEYS
 
 __all__ = ["Hook", "Trainer", "default_hooks", "resume", "train"]
 
@@ -49,12 +49,6 @@ def _fit(
     try:
         trainer = Trainer(cfg, run.path, hooks=hooks, quiet=quiet)
         if checkpoint is not None:
-            loads = {"G": trainer.G, "D": trainer.D}
-            if trainer.ema is not None:
-                loads["G_ema"] = trainer.ema.module
-            for which, net in loads.items():  # one line for weights of another model
-                expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-                ckpt_io.check_weights(checkpoint, which, expected)
             trainer.load(checkpoint)
         elif cfg.train.init_from:
             for line in trainer.init_from(cfg.train.init_from):
@@ -67,13 +61,6 @@ def _fit(
     return run.path
 
 
-# the keys of state.pt that gankit.training.state.restore needs
-_STATE_KEYS = (
-    *("step", "opt_G", "opt_D", "rng_torch", "rng_latents", "sampler", "collapse"),
-    *("healthy", "rollbacks", "best", "config"),
-)
-
-
 def _check_loadable(ckpt: Path) -> dict:
     """The state of ``ckpt`` after checking that ``state.pt`` and the weight files can be read
     (the weights' headers and lengths; the tensors are read when the trainer loads them).
@@ -82,7 +69,7 @@ def _check_loadable(ckpt: Path) -> dict:
         CheckpointReadError: a file is damaged or unreadable, or ``state.pt`` lacks a key.
     """
     state = ckpt_io.load_state(ckpt)
-    missing = [k for k in _STATE_KEYS if k not in state]
+    missing = [k for k in RESTORED_KEYS if k not in state]
     if not missing and not isinstance(state["config"], dict):
         missing = ["config"]
     if missing or not isinstance(state["config"].get("model"), dict):
@@ -112,7 +99,7 @@ def _newest_loadable(run: RunDir) -> tuple[Path, dict, list[Path]]:
         except ckpt_io.CheckpointReadError as err:
             damaged.append((ckpt, str(err)))
             continue
-        if damaged and _main_rank():
+        if damaged and from_env().is_main:  # once under torchrun
             print(
                 f"gankit: warning: {len(damaged)} newer checkpoint(s) cannot be loaded "
                 f"({'; '.join(why for _, why in damaged)}); resuming from {ckpt} (the damaged "
@@ -129,10 +116,6 @@ def _newest_loadable(run: RunDir) -> tuple[Path, dict, list[Path]]:
 DAMAGED_PREFIX = "damaged-"
 """Resume renames a checkpoint that does not load to ``damaged-step_XXXXXXXX`` (ignored by the
 listing and by pruning, which would otherwise keep it as the newest and delete intact ones)."""
-
-
-def _main_rank() -> bool:
-    return os.environ.get("RANK", "0") == "0"  # once under torchrun
 
 
 def _set_aside(damaged: list[Path]) -> None:
@@ -201,6 +184,6 @@ def resume(
             " (the total number of G steps to reach)"
         )
     run.ensure_writable("make it writable to continue it")
-    if _main_rank():
+    if from_env().is_main:
         _set_aside(damaged)
     return _fit(cfg, run, hooks, quiet, checkpoint=latest)

@@ -43,12 +43,17 @@ class DistInfo:
         return self.rank == 0
 
 
+def from_env() -> DistInfo:
+    """This process's place, from torchrun's ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``."""
+    env = os.environ
+    return DistInfo(
+        int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1")), int(env.get("LOCAL_RANK", "0"))
+    )
+
+
 def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
     """Join the torchrun process group if ``WORLD_SIZE > 1``; return ``(info, device)``."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    info = DistInfo(
-        int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0"))
-    )
+    info = from_env()
     try:
         dev = resolve_device(device, info.local_rank)
     except ParameterError as err:

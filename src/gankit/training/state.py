@@ -20,7 +20,13 @@ import torch.distributed
 from gankit import checkpoint as ckpt_io
 from gankit.config import to_dict
 
-__all__ = ["capture", "restore"]
+__all__ = ["RESTORED_KEYS", "capture", "restore"]
+
+RESTORED_KEYS = (
+    *("step", "opt_G", "opt_D", "rng_torch", "rng_latents", "sampler", "collapse"),
+    *("healthy", "rollbacks", "best", "config"),
+)
+"""The keys of ``state.pt`` that :func:`restore` (and resume's config check) cannot do without."""
 
 
 def capture(trainer: Any) -> dict[str, Any]:
@@ -52,11 +58,12 @@ def capture(trainer: Any) -> dict[str, Any]:
 
 
 def restore(trainer: Any, ckpt: Path) -> None:
-    """Load weights and state of checkpoint directory ``ckpt`` into ``trainer``."""
-    trainer.G.load_state_dict(ckpt_io.load_weights(ckpt, "G", trainer.device))
-    trainer.D.load_state_dict(ckpt_io.load_weights(ckpt, "D", trainer.device))
+    """Load weights and state of checkpoint directory ``ckpt`` into ``trainer`` (weights of
+    another model are a one-line error naming the file: :func:`gankit.checkpoint.load_into`)."""
+    ckpt_io.load_into(trainer.G, ckpt, "G", trainer.device)
+    ckpt_io.load_into(trainer.D, ckpt, "D", trainer.device)
     if trainer.ema is not None:
-        trainer.ema.module.load_state_dict(ckpt_io.load_weights(ckpt, "G_ema", trainer.device))
+        ckpt_io.load_into(trainer.ema.module, ckpt, "G_ema", trainer.device)
     state = ckpt_io.load_state(ckpt)
     trainer.batches.load_state_dict(state["sampler"])  # one-line error if world size changed
     trainer.step = state["step"]
