@@ -452,7 +452,8 @@ def benchmark(
         dev = resolve_device(device)
         amp = amp_dtype(cfg.train.amp, dev)
         size = batch_size or 8
-        res, ch = resolution or ATTENTION_SHAPE[0], channels or ATTENTION_SHAPE[1]
+        res = ATTENTION_SHAPE[0] if resolution is None else resolution
+        ch = ATTENTION_SHAPE[1] if channels is None else channels
         return bench_attention(res, ch, size, dev, steps, warmup, cfg.model, amp)
     for param, value in (("resolution", resolution), ("channels", channels)):
         if value is not None:  # the training workloads take the preset's own

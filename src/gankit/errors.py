@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 
 class GankitError(Exception):
     """Bad input (file, key, value) whose message names it and says what was expected."""
@@ -17,3 +19,19 @@ class ParameterError(GankitError, ValueError):
     def __init__(self, param: str, message: str):
         super().__init__(f"{param}: {message}")
         self.param, self.message = param, message
+
+
+def check_int(
+    param: str,
+    value: object,
+    lo: int | None = None,
+    hi: int | None = None,
+    expected: str = "an integer",
+) -> int:
+    """``value`` as an ``int`` when it is an integer (a ``bool`` is not) within ``lo..hi``
+    (``None``: unbounded); else a :class:`ParameterError` naming ``param``:
+    ``"expected <expected>, got <value>"``."""
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not whole or (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ParameterError(param, f"expected {expected}, got {value!r}")
+    return int(value)

@@ -48,11 +48,11 @@ from torch import Tensor, nn
 
 from gankit.checkpoint import checkpoint_step
 from gankit.config import Config, DataConfig
-from gankit.data import MeasuredDataset, load_dataset, read_images
+from gankit.data import load_images, read_images
 from gankit.data.dataset import check_labels
 from gankit.data.preprocess import RESIZE_MODES
 from gankit.device import resolve_device
-from gankit.errors import GankitError, ParameterError
+from gankit.errors import GankitError, ParameterError, check_int
 from gankit.generation import sample_batches
 from gankit.metrics import (
     Extractor,
@@ -168,12 +168,7 @@ def prepare(
     weights, the cached/trained classifier, ...) and the reference features of ``data_cfg`` at
     ``resolution``/``channels`` (``resize``: module docstring)."""
     kinds = sorted({get_metric(name).extractor for name in metrics})  # unknown names fail first
-    ds = load_dataset(data_cfg, resolution, channels, resize=resize)
-    if isinstance(ds, MeasuredDataset):
-        raise GankitError(
-            f"data: {ds.source} holds measurements, not images; evaluate against clean "
-            'reference images (gankit eval --data PATH; --data "" = the embedded digits)'
-        )
+    ds = load_images(data_cfg, resolution, channels, NOT_MEASURED, resize=resize)
     _check_reference(len(ds), ds.source, any(get_extractor(k).offline for k in kinds))
     # caches (classifier, reference features) of clean-resized data are kept apart
     source = ds.source if resize == "legacy" else f"{ds.source} [resize={resize}]"
@@ -268,14 +263,18 @@ def _heldout_ceiling(ctx: EvalContext) -> dict[str, float]:
     return {f"{k}_real_heldout": v for k, v in values.items()}
 
 
+NOT_MEASURED = (
+    'evaluate against clean reference images (gankit eval --data PATH; --data "" = the '
+    "embedded digits)"
+)
+"""What to do instead when the reference data are measurements (:func:`load_images`)."""
 MIN_IMAGES = 10
 """Fewest images a metric is computed on: generated samples, reference images, and the
 classifier's held-out split of the reference data (offline metrics)."""
 
 
 def _check_n(n: int, param: str) -> None:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ParameterError(param, f"expected an integer, got {n!r}")
+    check_int(param, n)
     if n < MIN_IMAGES:
         raise ParameterError(param, f"expected at least {MIN_IMAGES} samples, got {n}")
 

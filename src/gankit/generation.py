@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 
 from gankit.data import to_uint8
-from gankit.errors import GankitError, ParameterError
+from gankit.errors import GankitError, ParameterError, check_int
 from gankit.io_utils import atomic_write
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.models import sample_z
@@ -169,18 +169,14 @@ MAX_SEED = 2**63 - 1
 """Largest seed (``torch.Generator.manual_seed`` takes 64-bit integers)."""
 
 
-def _check_int(param: str, value: object, lo: int, hi: int, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ParameterError(param, f"expected {what} in {lo}..{hi}, got {value!r}")
-
-
 def _check_batch_size(batch_size: int) -> None:
-    _check_int("batch_size", batch_size, 1, MAX_SAMPLES, "a number of samples per pass")
+    expected = f"a number of samples per pass in 1..{MAX_SAMPLES}"
+    check_int("batch_size", batch_size, 1, MAX_SAMPLES, expected)
 
 
 def _check_n(n: int, seed: int = 0) -> None:
-    _check_int("n", n, 1, MAX_SAMPLES, "a number of samples")
-    _check_int("seed", seed, 0, MAX_SEED, "an integer")
+    check_int("n", n, 1, MAX_SAMPLES, f"a number of samples in 1..{MAX_SAMPLES}")
+    check_int("seed", seed, 0, MAX_SEED, f"an integer in 0..{MAX_SEED}")
 
 
 def _check_generator(G: object) -> None:

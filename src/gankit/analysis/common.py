@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from gankit.config import Config
-from gankit.data import ImageDataset, MeasuredDataset, load_dataset
-from gankit.errors import GankitError, ParameterError
+from gankit.data import ImageDataset, load_images
+from gankit.errors import GankitError, check_int
 
 QUANTILES = (0.1, 0.5, 0.9)
 
@@ -27,8 +27,7 @@ QUANTILES = (0.1, 0.5, 0.9)
 def check_positive(value: int, param: str) -> None:
     """ParameterError naming ``param`` (the CLI shows its flag) unless ``value`` is an
     integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ParameterError(param, f"expected a positive integer, got {value!r}")
+    check_int(param, value, 1, expected="a positive integer")
 
 
 def check_eval(module: torch.nn.Module, param: str) -> None:
@@ -70,13 +69,8 @@ def run_data(cfg: Config, data: str | None) -> ImageDataset:
     """
     data_cfg = replace(cfg.data, path=data) if data is not None else cfg.data
     m = cfg.model
-    ds = load_dataset(data_cfg, m.resolution, m.channels, n_classes=m.n_classes)
-    if isinstance(ds, MeasuredDataset):
-        raise GankitError(
-            f"data: {ds.source} holds measurements, not images; analyse against clean images "
-            "(--data PATH)"
-        )
-    return ds
+    use = "analyse against clean images (--data PATH)"
+    return load_images(data_cfg, m.resolution, m.channels, use, n_classes=m.n_classes)
 
 
 def subset(indices: np.ndarray, n: int, seed: int, param: str, what: str) -> np.ndarray:

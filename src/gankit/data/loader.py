@@ -87,6 +87,21 @@ def load_dataset(
     return limit_dataset(dataset, data_cfg.limit) if data_cfg.limit else dataset
 
 
+def load_images(
+    data_cfg: DataConfig, resolution: int, channels: int, use: str, **kwargs: object
+) -> ImageDataset:
+    """:func:`load_dataset` for a use that needs clean images (metrics, analysis); ``use`` is
+    what to do instead, appended to the error.
+
+    Raises:
+        GankitError: as :func:`load_dataset`, or the data are AmbientGAN measurements.
+    """
+    ds = load_dataset(data_cfg, resolution, channels, **kwargs)
+    if isinstance(ds, MeasuredDataset):
+        raise GankitError(f"data: {ds.source} holds measurements, not images; {use}")
+    return ds
+
+
 def limit_dataset(dataset: ImageDataset, limit: int, seed: int = 0) -> ImageDataset:
     """A fixed random subset of ``limit`` images (``data.limit``; seeded, in original order),
     for small-data experiments. The class count and names stay those of the full set.

@@ -6,13 +6,12 @@ The loop lives in :mod:`gankit.training.loop`; the run directory it writes is
 
 from __future__ import annotations
 
-import numbers
 import sys
 from pathlib import Path
 
 from gankit import checkpoint as ckpt_io
 from gankit.config import Config, from_dict, save_toml, to_dict, validate
-from gankit.errors import GankitError, ParameterError
+from gankit.errors import GankitError, ParameterError, check_int
 from gankit.run import RunDir
 from gankit.training.distributed import cleanup, from_env
 from gankit.training.hooks import default_hooks
@@ -133,16 +132,6 @@ def _set_aside(damaged: list[Path]) -> None:
             ) from None
 
 
-def _check_steps(steps: object) -> int | None:
-    if steps is None:
-        return None
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ParameterError(
-            "steps", f"expected a positive integer (total G steps to reach) or None, got {steps!r}"
-        )
-    return int(steps)
-
-
 def resume(
     run_dir: str | Path, steps: int | None = None, device: str | None = None, quiet: bool = False
 ) -> Path:
@@ -158,7 +147,9 @@ def resume(
             do not fit the model, ``steps`` not a positive int, or ``config.toml`` whose
             ``model.*`` differs from the checkpoint's (the message names the keys).
     """
-    steps = _check_steps(steps)
+    if steps is not None:
+        expected = "a positive integer (total G steps to reach) or None"
+        steps = check_int("steps", steps, 1, expected=expected)
     if device is not None and not isinstance(device, str):
         raise ParameterError("device", f"expected 'cpu', 'cuda' or 'auto', got {device!r}")
     run = RunDir.open(run_dir)
