@@ -5,8 +5,11 @@
 # gankit's cifar and i128 rows (eager + CUDA graph, compiled + CUDA graph, the memory levers),
 # the default demo and its evaluation.
 #
+# PART=memory runs instead the anchor's cifar row and the compiled cifar rows that recompute
+# activations (checkpoint regions, the partitioner's memory budget), for the memory target.
+#
 # Usage (repository root, gankit importable):
-#   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] benchmarks/gpu_round.sh
+#   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] [PART=main|memory] benchmarks/gpu_round.sh
 # Each step is its own process with a timeout; a step that would end after END seconds (default
 # 540) is skipped, most informative first. Bench JSON lines go to $OUT/bench.jsonl, the anchor's
 # to $OUT/anchor.jsonl, the demo's metrics and evaluation to $OUT/demo_*.
@@ -29,6 +32,21 @@ bench() { local limit=$1; shift
   step "$limit" "$PY" -m gankit.cli bench --device cuda --json "$@" | grep '^{' | tee -a "$OUT/bench.jsonl"; }
 
 nvidia-smi -L
+if [ "${PART:-main}" = memory ]; then
+  if [ -n "${ANCHOR:-}" ]; then
+    KIT=$(cd "${ANCHOR_KIT:-$ANCHOR/..}" && pwd)
+    (cd "$ANCHOR" && step 60 env DEV=cuda WORKLOADS=cifar PYTHONPATH="$KIT/stubs" "$PY" \
+      "$KIT/anchor_biggan_bench.py") | grep '^{' | tee -a "$OUT/anchor.jsonl"
+  fi
+  CIFAR=(--workload cifar --steps 30 --warmup 3 --set train.batched_fakes=false)
+  bench 100 "${CIFAR[@]}" --set train.activation_memory_budget=0
+  bench 100 "${CIFAR[@]}" --set train.checkpoint_activations=true
+  bench 100 "${CIFAR[@]}" --set train.activation_memory_budget=0.5
+  bench 100 "${CIFAR[@]}" --set train.checkpoint_activations=true \
+    --set train.activation_memory_budget=0
+  echo "=== total $(( $(date +%s) - T0 )) s" >&2
+  exit 0
+fi
 step 60 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_cuda_graph.py tests/test_data_cache_build.py
 if [ -n "${ANCHOR:-}" ]; then
   KIT=$(cd "${ANCHOR_KIT:-$ANCHOR/..}" && pwd)

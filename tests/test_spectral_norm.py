@@ -5,6 +5,8 @@ from torch import nn
 
 from gankit.layers.spectral_norm import (
     SpectralNorm,
+    advance_power_iterations,
+    frozen_power_iteration,
     sn_conv2d,
     sn_linear,
     spectral_norm,
@@ -70,3 +72,28 @@ def test_two_training_forwards_before_backward():
     b = m(x).sum()
     (a + b).backward()
     assert torch.isfinite(m.parametrizations.weight.original.grad).all()
+
+
+def test_power_iteration_ahead_of_a_frozen_forward_equals_a_training_forward():
+    """The compiled step's split: ``advance_power_iterations`` then a frozen forward gives the
+    training forward's output, gradient and ``u``, ``v``; layers already frozen keep theirs."""
+    torch.manual_seed(0)
+    nets = [nn.Sequential(sn_conv2d(3, 4, 3), nn.Flatten(), sn_linear(64, 2)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    frozen = [net[2] for net in nets]
+    for layer in frozen:
+        layer.eval()  # only SN layers in training mode advance
+    x = torch.randn(2, 3, 6, 6)
+    trained = nets[0](x)
+    advance_power_iterations(nets[1])
+    with frozen_power_iteration(nets[1]):
+        split = nets[1](x)
+    torch.testing.assert_close(split, trained, rtol=0, atol=0)
+    trained.square().sum().backward()
+    split.square().sum().backward()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=0)
+    for (_, a), (_, b) in zip(spectral_norms(nets[0]), spectral_norms(nets[1])):
+        torch.testing.assert_close(b.u, a.u, rtol=0, atol=0)
+        torch.testing.assert_close(b.v, a.v, rtol=0, atol=0)
+    assert nets[1][0].training and not _sn(frozen[1]).training  # modes restored

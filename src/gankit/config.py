@@ -127,6 +127,9 @@ class TrainConfig:
     fused_optim: bool = True  # Adam fused=True on CUDA, foreach=True on CPU (else for-loop)
     fused_resample: bool = True  # ResNet blocks: up/down-sampling fused into the 3x3 conv
     checkpoint_activations: bool = False  # ResNet blocks recompute activations in backward
+    # compiled step: fraction of the activations the partitioner may keep for backward (it
+    # recomputes the rest); 1 = its default choice, 0 = recompute all it can
+    activation_memory_budget: float = 1.0
     # CUDA: cuDNN times its conv algorithms on each new shape and keeps the fastest (H100
     # i128 -4 % s/iter, +22 s before the first replay; benchmarks/RESULTS.md)
     cudnn_benchmark: bool = True
@@ -316,6 +319,7 @@ _RANGES: dict[str, str] = {
     **dict.fromkeys(_NON_NEGATIVE, "non_negative"),
     "train.ema_decay": "unit",
     "train.lecam_decay": "unit",
+    "train.activation_memory_budget": "unit",
     "train.betas_G": "beta",
     "train.betas_D": "beta",
     "model.fmp_alpha": "ratio",

@@ -7,6 +7,13 @@ for their memory. The recomputation must not change any state a second time: spe
 layers reuse the ``u``, ``v`` of the forward (no second power-iteration step) and batch norms
 keep their running statistics (momentum 0 during the recompute, ``num_batches_tracked``
 restored). Gradients, outputs and state are therefore those of the plain block (tested).
+
+Under ``torch.compile`` the block is a plain ``checkpoint`` region (TorchDynamo does not trace
+the state-preserving context above): the partitioner recomputes the region in the backward
+graph, where no state is written (buffer updates are applied once, after the forward graph),
+and the compiled step runs the spectral norms' power iteration before the forward
+(:func:`gankit.layers.spectral_norm.advance_power_iterations`), so the recompute reads the
+``u``, ``v`` of the forward.
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ class RecomputableBlock(nn.Module):
     def forward(self, *args: Any) -> torch.Tensor:
         if not (self.checkpoint_activations and torch.is_grad_enabled()):
             return self.block_forward(*args)
+        if torch.compiler.is_compiling():  # see the module docstring
+            return checkpoint(self.block_forward, *args, use_reentrant=False)
         return checkpoint(
             self.block_forward,
             *args,

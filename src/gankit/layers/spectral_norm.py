@@ -95,6 +95,31 @@ def spectral_norms(module: nn.Module) -> list[tuple[str, SpectralNorm]]:
     return [(name, m) for name, m in module.named_modules() if isinstance(m, SpectralNorm)]
 
 
+def sn_holders(module: nn.Module) -> list[parametrize.ParametrizationList]:
+    """The parametrization lists of the spectral-norm layers in ``module`` (raw weight at
+    ``.original``, the :class:`SpectralNorm` at ``[0]``)."""
+    return [
+        m
+        for m in module.modules()
+        if isinstance(m, parametrize.ParametrizationList)
+        and len(m) == 1
+        and isinstance(m[0], SpectralNorm)
+    ]
+
+
+@torch.no_grad()
+def advance_power_iterations(module: nn.Module) -> None:
+    """Run the power iteration of every spectral-norm layer of ``module`` that is in training
+    mode, as its next training forward would. Followed by that forward under
+    :func:`frozen_power_iteration`, it gives the same ``W / sigma`` (``sigma = u^T W v`` with the
+    new ``u``, ``v``) with the buffer updates kept out of the forward: what a compiled forward
+    needs so that a backward that recomputes activations reads the vectors the forward used."""
+    for holder in sn_holders(module):
+        sn = holder[0]
+        if sn.training:
+            sn.power_iteration(holder.original.flatten(1), sn.n_power_iterations)
+
+
 @contextlib.contextmanager
 def frozen_power_iteration(module: nn.Module, enabled: bool = True) -> Iterator[None]:
     """Inside the block the spectral-norm layers of ``module`` skip their power iteration and

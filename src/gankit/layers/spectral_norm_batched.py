@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gankit.layers.spectral_norm import SpectralNorm
+from gankit.layers.spectral_norm import SpectralNorm, sn_holders
 
 __all__ = ["MAX_PADDING", "BatchedSpectralNorm", "plan_buckets", "sn_raw_weights"]
 
@@ -49,20 +49,9 @@ weight (or ``2**20`` zeros): more padding would cost more memory traffic than th
 _SMALL = 2**20
 
 
-def _sn_holders(module: nn.Module) -> list[parametrize.ParametrizationList]:
-    """The parametrization lists (raw weight at ``.original``) of the SN layers in ``module``."""
-    return [
-        m
-        for m in module.modules()
-        if isinstance(m, parametrize.ParametrizationList)
-        and len(m) == 1
-        and isinstance(m[0], SpectralNorm)
-    ]
-
-
 def sn_raw_weights(module: nn.Module) -> list[torch.Tensor]:
     """The raw (un-normalised) weights of the SN layers inside ``module``."""
-    return [h.original for h in _sn_holders(module)]
+    return [h.original for h in sn_holders(module)]
 
 
 def plan_buckets(sizes: list[tuple[int, int]], max_padding: float = MAX_PADDING) -> list[list[int]]:
@@ -302,7 +291,7 @@ class BatchedSpectralNorm:
         self, module: nn.Module, reuse_frozen: bool = False, max_padding: float = MAX_PADDING
     ):
         groups: dict[tuple, list[parametrize.ParametrizationList]] = {}
-        for h in _sn_holders(module):  # only layers with the same settings share a bucket
+        for h in sn_holders(module):  # only layers with the same settings share a bucket
             w = h.original
             groups.setdefault((h[0].n_power_iterations, h[0].eps, w.dtype, w.device), []).append(h)
         self.buckets: list[_Bucket] = []

@@ -13,7 +13,11 @@
   (:mod:`gankit.layers.resample_conv`): exact, ~2.2x fewer multiply-adds for those convs.
 - ``train.checkpoint_activations`` (off by default: it costs one more forward of each block):
   the ResNet blocks of G and D keep only their inputs and recompute the rest in backward
-  (:mod:`gankit.layers.recompute`), without a second SN power iteration or BN update.
+  (:mod:`gankit.layers.recompute`), without a second SN power iteration or BN update; eager or
+  compiled (the partitioner then recomputes the blocks' regions).
+- ``train.activation_memory_budget`` (compiled step only; default 1): AOTAutograd's
+  ``activation_memory_budget``, the fraction of the activations the min-cut partitioner may
+  keep for backward, recomputing the rest (0: recompute everything it can).
 - ``train.cudnn_benchmark`` (CUDA only): cuDNN times the algorithms of each new convolution
   shape on its first call and keeps the fastest (``torch.backends.cudnn.benchmark``, a
   process-wide switch); otherwise its heuristics choose without timing.
@@ -32,10 +36,13 @@
   1.5 GiB peak RSS): the zero padding of the buckets costs arithmetic, which a CPU pays for and
   a launch-bound GPU does not notice; hence the device-dependent default.
 - ``train.compile``: ``torch.compile`` of G and D (forward and, through AOTAutograd, backward):
-  ``"auto"`` (compile on CUDA with the ``"default"`` mode, eager on CPU and with
-  ``train.checkpoint_activations``, which TorchDynamo cannot trace), ``true`` (=
+  ``"auto"`` (compile on CUDA with the ``"default"`` mode, eager on CPU), ``true`` (=
   ``"default"``), ``false``, or a ``torch.compile`` mode name (``"reduce-overhead"``: CUDA
-  graphs, ``"max-autotune"``, ``"max-autotune-no-cudagraphs"``). Compiled artefacts are cached
+  graphs, ``"max-autotune"``, ``"max-autotune-no-cudagraphs"``). Each compiled call first runs
+  the spectral norms' power iteration as a small compiled graph of its own, then the network
+  with its SN layers frozen (:func:`advance_power_iterations`): the same ``W / sigma``, with
+  no buffer written inside the forward graph, so a backward that recomputes activations reads
+  the ``u``, ``v`` its forward used. Compiled artefacts are cached
   across runs under ``$GANKIT_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set). If
   compiling a call (its forward, or its backward, which is compiled at the same time) fails,
   :class:`CompileOrEager` warns once (one line) and runs it eagerly.
@@ -66,7 +73,7 @@ from torch.utils import _pytree as pytree
 from gankit.config import TrainConfig
 from gankit.errors import GankitError
 from gankit.layers.batchnorm import can_chunk, chunked
-from gankit.layers.spectral_norm import frozen_power_iteration
+from gankit.layers.spectral_norm import advance_power_iterations, frozen_power_iteration
 from gankit.layers.spectral_norm_batched import BatchedSpectralNorm, sn_raw_weights
 from gankit.metrics.stats_cache import cache_root
 
@@ -98,14 +105,12 @@ CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 def compile_mode(t: TrainConfig, device: torch.device) -> str | None:
     """``train.compile`` → the ``torch.compile`` mode to use, or ``None`` for eager.
 
-    ``"auto"``: ``"default"`` on CUDA, eager elsewhere and with
-    ``train.checkpoint_activations``; ``True``: ``"default"``; ``False``: eager; a name in
+    ``"auto"``: ``"default"`` on CUDA, eager elsewhere; ``True``: ``"default"``; ``False``: eager; a name in
     :data:`COMPILE_MODES`: that mode.
 
     Raises:
-        GankitError: an unknown value, or compiling with ``train.checkpoint_activations``
-            (TorchDynamo cannot trace the blocks' recomputation, whose state-preserving
-            context is not one it supports; it would fail on the first call and run eagerly).
+        GankitError: an unknown value, or ``train.activation_memory_budget`` below 1 with an
+            eager step.
     """
     value = t.compile
     if value not in (True, False, "auto", *COMPILE_MODES):
@@ -114,15 +119,15 @@ def compile_mode(t: TrainConfig, device: torch.device) -> str | None:
             f"got {value!r}"
         )
     if value == "auto":
-        value = device.type == "cuda" and not t.checkpoint_activations
+        value = device.type == "cuda"
     if value is False:
+        if t.activation_memory_budget < 1:
+            raise GankitError(
+                f"train.activation_memory_budget={t.activation_memory_budget:g} applies to a "
+                f"compiled step, but train.compile={str(t.compile).lower()} runs eagerly on "
+                f"{device.type}: set train.compile=true or the budget to 1"
+            )
         return None
-    if t.checkpoint_activations:
-        raise GankitError(
-            f"train.compile={str(t.compile).lower()} cannot be used with "
-            "train.checkpoint_activations=true (torch.compile cannot trace the blocks' "
-            "recomputation): set one of them to false"
-        )
     return "default" if value is True else value
 
 
@@ -240,6 +245,7 @@ class CompileOrEager:
         mode: a ``torch.compile`` mode (:func:`compile_mode`) or ``None`` for eager.
         batch_sn: batch the spectral norms in eager calls (:func:`sn_batched`).
         reuse_frozen: let calls with frozen SN layers and no grad reuse ``W / sigma``.
+        memory_budget: ``train.activation_memory_budget`` of the compiled calls.
     """
 
     def __init__(
@@ -249,19 +255,33 @@ class CompileOrEager:
         mode: str | None,
         batch_sn: bool = False,
         reuse_frozen: bool = False,
+        memory_budget: float = 1.0,
     ):
-        self.module, self.name = module, name
+        self.module, self.name, self.memory_budget = module, name, memory_budget
         self.compiled: Any = None
         self.own_outputs = mode in CUDA_GRAPH_MODES
         if mode is not None:
             enable_compile_cache()
             self.compiled = torch.compile(module, mode=mode, backend=compile_backend())
+            self.power_iterations = torch.compile(
+                advance_power_iterations, backend=compile_backend()
+            )
         self.sn = BatchedSpectralNorm(_unwrap(module), reuse_frozen) if batch_sn else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.compiled is not None:
             try:  # backward graphs compile here too, so that their failures land here as well
-                with torch._functorch.config.patch(force_non_lazy_backward_lowering=True):
+                # the spectral norms' power iteration runs as a graph of its own before the
+                # forward, which reads u, v unchanged: its backward may then recompute anything
+                net = _unwrap(self.module)
+                self.power_iterations(net)
+                with (
+                    frozen_power_iteration(net),
+                    torch._functorch.config.patch(
+                        force_non_lazy_backward_lowering=True,
+                        activation_memory_budget=self.memory_budget,
+                    ),
+                ):
                     out = self.compiled(*args, **kwargs)
                 # the step keeps outputs across later replays (G's fakes over the D steps, D's
                 # logits for the log): copies own them (differentiable, a few copy kernels)
@@ -297,12 +317,13 @@ def step_calls(
     ``W / sigma`` across frozen D steps) and D in the G step (unwrapped: D's DDP hooks stay
     out of it)."""
     mode, batch = compile_mode(t, device), sn_batched(t, device)
+    budget = t.activation_memory_budget
     G_net, D_net = _unwrap(G), _unwrap(D)
     return (
-        CompileOrEager(G, "G", mode, batch),
-        CompileOrEager(D, "D", mode, batch),
-        CompileOrEager(G_net, "G (fakes)", mode, batch, reuse_frozen=True),
-        CompileOrEager(D_net, "D (G step)", mode, batch),
+        CompileOrEager(G, "G", mode, batch, memory_budget=budget),
+        CompileOrEager(D, "D", mode, batch, memory_budget=budget),
+        CompileOrEager(G_net, "G (fakes)", mode, batch, reuse_frozen=True, memory_budget=budget),
+        CompileOrEager(D_net, "D (G step)", mode, batch, memory_budget=budget),
     )
 
 
@@ -375,6 +396,7 @@ def flags(
         "batched_fakes": t.batched_fakes and t.sn_once,
         "fused_resample": t.fused_resample,
         "checkpoint_activations": t.checkpoint_activations,
+        "activation_memory_budget": t.activation_memory_budget if mode else None,
         "cudnn_benchmark": t.cudnn_benchmark and device.type == "cuda",
         "compile": mode or False,
         "cuda_graph": graphed,
