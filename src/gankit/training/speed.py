@@ -105,8 +105,8 @@ CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 def compile_mode(t: TrainConfig, device: torch.device) -> str | None:
     """``train.compile`` → the ``torch.compile`` mode to use, or ``None`` for eager.
 
-    ``"auto"``: ``"default"`` on CUDA, eager elsewhere; ``True``: ``"default"``; ``False``: eager; a name in
-    :data:`COMPILE_MODES`: that mode.
+    ``"auto"``: ``"default"`` on CUDA, eager elsewhere; ``True``: ``"default"``; ``False``:
+    eager; a name in :data:`COMPILE_MODES`: that mode.
 
     Raises:
         GankitError: an unknown value, or ``train.activation_memory_budget`` below 1 with an
