@@ -97,3 +97,17 @@ def test_power_iteration_ahead_of_a_frozen_forward_equals_a_training_forward():
         torch.testing.assert_close(b.u, a.u, rtol=0, atol=0)
         torch.testing.assert_close(b.v, a.v, rtol=0, atol=0)
     assert nets[1][0].training and not _sn(frozen[1]).training  # modes restored
+
+
+def test_power_iteration_stays_fp32_under_autocast():
+    """The training forward turns autocast off around it; the compiled step's separate
+    ``advance_power_iterations`` runs inside the step's autocast region and must too."""
+    torch.manual_seed(0)
+    a, b = sn_linear(256, 128), sn_linear(256, 128)
+    b.load_state_dict(a.state_dict())
+    advance_power_iterations(a)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        advance_power_iterations(b)
+    assert _sn(b).u.dtype == torch.float32
+    torch.testing.assert_close(_sn(b).u, _sn(a).u, rtol=0, atol=0)
+    torch.testing.assert_close(_sn(b).v, _sn(a).v, rtol=0, atol=0)

@@ -45,14 +45,16 @@ class SpectralNorm(nn.Module):
 
     @torch.no_grad()
     def power_iteration(self, w2d: torch.Tensor, n: int) -> None:
-        """Run ``n`` steps ``v <- W^T u / ||.||``, ``u <- W v / ||.||`` in place (fp32)."""
-        w = w2d.detach().float()
-        u, v = self.u.float(), self.v.float()
-        for _ in range(n):
-            v = F.normalize(w.t() @ u, dim=0, eps=self.eps)
-            u = F.normalize(w @ v, dim=0, eps=self.eps)
-        self.u.copy_(u)
-        self.v.copy_(v)
+        """Run ``n`` steps ``v <- W^T u / ||.||``, ``u <- W v / ||.||`` in place (fp32, also
+        inside an autocast region)."""
+        with torch.autocast(w2d.device.type, enabled=False):
+            w = w2d.detach().float()
+            u, v = self.u.float(), self.v.float()
+            for _ in range(n):
+                v = F.normalize(w.t() @ u, dim=0, eps=self.eps)
+                u = F.normalize(w @ v, dim=0, eps=self.eps)
+            self.u.copy_(u)
+            self.v.copy_(v)
 
     def sigma(self, weight: torch.Tensor) -> torch.Tensor:
         """Current estimate ``u^T W v`` (differentiable in ``weight``), fp32 scalar."""
@@ -113,7 +115,9 @@ def advance_power_iterations(module: nn.Module) -> None:
     mode, as its next training forward would. Followed by that forward under
     :func:`frozen_power_iteration`, it gives the same ``W / sigma`` (``sigma = u^T W v`` with the
     new ``u``, ``v``) with the buffer updates kept out of the forward: what a compiled forward
-    needs so that a backward that recomputes activations reads the vectors the forward used."""
+    needs so that a backward that recomputes activations reads the vectors the forward used.
+    Unlike a forward, it also advances layers that the forward would not reach (e.g. an unused
+    auxiliary head); their vectors are not used by the loss."""
     for holder in sn_holders(module):
         sn = holder[0]
         if sn.training:

@@ -376,10 +376,11 @@ class Trainer:
                             loss_D = loss_D + t.aux_weight * aux_classifier_loss(
                                 cls[:n], labels[:n]
                             )
-                        if t.loss == "wgan-gp":
-                            loss_D = loss_D + gradient_penalty(
-                                self.D, x, fake, y, t.gp_weight, generator=self.gen
-                            )
+                        if t.loss == "wgan-gp":  # D with this D step's W / sigma
+                            with speed.frozen_power_iteration(self.D):
+                                loss_D = loss_D + gradient_penalty(
+                                    self.D, x, fake, y, t.gp_weight, generator=self.gen
+                                )
                         loss_D = loss_D + d_regularization(
                             logits, images, len(y), len(y_fake), self.lecam, t.lecam_weight,
                             t.cr_weight, lazy * t.r1_gamma, lazy * t.r2_gamma,

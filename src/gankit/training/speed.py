@@ -269,12 +269,14 @@ class CompileOrEager:
         self.sn = BatchedSpectralNorm(_unwrap(module), reuse_frozen) if batch_sn else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        net, advanced = _unwrap(self.module), False
         if self.compiled is not None:
             try:  # backward graphs compile here too, so that their failures land here as well
                 # the spectral norms' power iteration runs as a graph of its own before the
                 # forward, which reads u, v unchanged: its backward may then recompute anything
-                net = _unwrap(self.module)
-                self.power_iterations(net)
+                with torch.no_grad():  # one graph for calls with and without grad
+                    self.power_iterations(net)
+                advanced = True
                 with (
                     frozen_power_iteration(net),
                     torch._functorch.config.patch(
@@ -299,10 +301,12 @@ class CompileOrEager:
                     stacklevel=2,
                 )
                 self.compiled = None
-        if self.sn is None:
-            return self.module(*args, **kwargs)
-        with self.sn.applied():
-            return self.module(*args, **kwargs)
+        # eagerly; after a failed compile of the forward, without a second power iteration
+        with frozen_power_iteration(net, advanced):
+            if self.sn is None:
+                return self.module(*args, **kwargs)
+            with self.sn.applied():
+                return self.module(*args, **kwargs)
 
     @property
     def is_compiled(self) -> bool:
