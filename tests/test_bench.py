@@ -19,6 +19,7 @@ TRAIN_KEYS = {
     "s_per_iter", "G_steps_per_s", "real_imgs_per_s", "peak_mem_GiB", "params_G", "params_D",
     "device", "torch", "flags", "workload", "batch_size", "n_D", "ops_per_iter", "cpu_s_per_iter",
     "view_ops_per_iter", "host_syncs_per_iter", "compile_s", "capture_s", "peak_mem_kind",
+    "saved_activations_MiB",
 }  # fmt: skip
 
 
@@ -64,6 +65,15 @@ def test_bench_ops_detail_and_op_count_follow_the_levers(capsys):
     assert counts == sorted(counts, reverse=True)
     per_layer = benchmark("cifar", "cpu", 1, 1, [*TINY, "train.sn_batched=false"])
     assert per_layer["ops_per_iter"] > fast["ops_per_iter"]  # the per-layer SN reference
+
+
+def test_bench_saved_activations_follow_checkpointing():
+    """The activations held for backward: lower when the blocks recompute theirs."""
+    plain = benchmark("cifar", "cpu", 1, 0, [*TINY, "train.batch_size=2"])
+    recomputed = benchmark(
+        "cifar", "cpu", 1, 0, [*TINY, "train.batch_size=2", "train.checkpoint_activations=true"]
+    )
+    assert 0 < recomputed["saved_activations_MiB"] < 0.5 * plain["saved_activations_MiB"]
 
 
 def test_bench_flags_follow_overrides():

@@ -35,6 +35,14 @@ fall back to eager, so with compile on (and no CUDA graph) these keys are ``None
 replay dispatches only its input copies and output copies: with ``train.cuda_graph`` in force
 ``ops_per_iter`` counts those, the launches the host still makes.
 
+Activations (training, eager or compiled, not with a CUDA graph in force: a replay runs no
+autograd): one more iteration runs under
+:class:`gankit.training.saved_activations.SavedActivations`; ``saved_activations_MiB`` is the
+most memory autograd held for backward at any moment of it (distinct storages, weights and
+buffers left out), the part of the peak that activation checkpointing and
+``train.activation_memory_budget`` lower, measurable on any device; not what a backward holds
+while it runs (a compiled backward's recomputed activations).
+
 Peak memory, one definition per device for both workloads: on CUDA the caching allocator's
 peak during the timed calls (``torch.cuda.reset_peak_memory_stats`` after warm-up, then
 ``torch.cuda.max_memory_allocated``): everything allocated, i.e. weights, optimizer state and
@@ -78,6 +86,7 @@ from gankit.layers.attention import SelfAttention
 from gankit.models import attention_type, count_params
 from gankit.training.loop import Trainer, amp_dtype
 from gankit.training.opcount import OpCounter
+from gankit.training.saved_activations import SavedActivations
 from gankit.training.speed import compile_mode, flags
 
 WORKLOADS = {"cifar": "biggan-cifar", "i128": "biggan-128"}
@@ -377,6 +386,13 @@ def bench_training(
         ops = count_iteration_ops(trainer.train_iteration, ops_detail)
     else:  # under a dispatch mode compiled graphs fall back to eager: nothing to count
         ops = dict.fromkeys(("ops_per_iter", "view_ops_per_iter", "host_syncs_per_iter"))
+    saved_MiB = None  # a replay runs no autograd: nothing is saved for backward to see
+    if not graphed:
+        nets = (trainer.G, trainer.D)
+        held = [t for net in nets for t in (*net.parameters(), *net.buffers())]
+        with SavedActivations(held) as saved:
+            trainer.train_iteration()
+        saved_MiB = saved.peak_bytes / 2**20
     real_data: dict[str, Any] = {}
     if data is not None:
         real_data = {
@@ -390,6 +406,7 @@ def bench_training(
         "G_steps_per_s": 1.0 / seconds,
         "real_imgs_per_s": per_iter / seconds,
         **ops,
+        "saved_activations_MiB": saved_MiB,
         "compile_s": compile_s,
         "capture_s": capture_s,
         "peak_mem_GiB": peak,

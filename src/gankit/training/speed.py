@@ -17,7 +17,9 @@
   compiled (the partitioner then recomputes the blocks' regions).
 - ``train.activation_memory_budget`` (compiled step only; default 1): AOTAutograd's
   ``activation_memory_budget``, the fraction of the activations the min-cut partitioner may
-  keep for backward, recomputing the rest (0: recompute everything it can).
+  keep for backward, recomputing the rest (0: recompute everything it can). The backward graph
+  recomputes inside itself, so within one network's graph the peak need not fall; checkpoint
+  regions recompute block by block.
 - ``train.cudnn_benchmark`` (CUDA only): cuDNN times the algorithms of each new convolution
   shape on its first call and keeps the fastest (``torch.backends.cudnn.benchmark``, a
   process-wide switch); otherwise its heuristics choose without timing.
