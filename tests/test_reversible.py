@@ -19,6 +19,7 @@ from gankit.layers.spectral_norm import sn_conv2d
 from gankit.models import build
 from gankit.models.revblocks import RevDBlock, ReversibleBlock, RevGBlock
 from gankit.models.style import NetStyle
+from gankit.training.saved_activations import SavedActivations
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -104,17 +105,11 @@ def test_conditional_g_block_gradients_reach_the_condition():
 
 
 def _saved_bytes(fn) -> int:
-    """Bytes of tensors autograd saves for backward while ``fn`` runs."""
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    """Bytes of the tensors autograd saves for backward while ``fn`` runs (nothing is released:
+    no backward runs)."""
+    with SavedActivations() as saved:
         fn()
-    return total
+    return saved.peak_bytes
 
 
 def test_stored_activations_do_not_grow_with_depth():

@@ -15,7 +15,7 @@ def _nbytes(t: torch.Tensor) -> int:
 def test_counts_what_the_ops_save_once_per_storage_and_not_the_weights():
     w = nn.Parameter(torch.randn(8, 16))
     x = torch.randn(32, 8)
-    with SavedActivations([w]) as saved:
+    with SavedActivations([nn.ParameterList([w])]) as saved:
         h = x @ w  # saves x (for dL/dw); w is left out
         z = h.relu()  # saves its output z
         q = (x.t() @ x.detach()).sum() * 0 + z.sum()  # x again and a view of it: same storage
@@ -29,7 +29,7 @@ def test_counts_what_the_ops_save_once_per_storage_and_not_the_weights():
 def test_peak_of_successive_steps_is_the_largest_not_the_sum():
     w = nn.Parameter(torch.randn(4, 4))
     sizes = (64, 256, 16)
-    with SavedActivations([w]) as saved:
+    with SavedActivations([nn.ParameterList([w])]) as saved:
         for n in sizes:
             x = torch.randn(n, 4)
             (x @ w).sum().backward()  # saves x only
@@ -42,10 +42,9 @@ def test_recomputation_holds_less():
     own store, for the moment it needs them)."""
     layers = nn.Sequential(*[nn.Sequential(nn.Linear(32, 32), nn.ReLU()) for _ in range(4)])
     x = torch.randn(64, 32, requires_grad=True)
-    held = list(layers.parameters())
-    with SavedActivations(held) as plain:
+    with SavedActivations([layers]) as plain:
         layers(x).sum().backward()
-    with SavedActivations(held) as recomputed:
+    with SavedActivations([layers]) as recomputed:
         torch.utils.checkpoint.checkpoint(layers, x, use_reentrant=False).sum().backward()
     act = 64 * 32 * 4
     # each Linear saves its input, each ReLU its output, which is the next Linear's input

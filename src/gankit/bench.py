@@ -388,9 +388,7 @@ def bench_training(
         ops = dict.fromkeys(("ops_per_iter", "view_ops_per_iter", "host_syncs_per_iter"))
     saved_MiB = None  # a replay runs no autograd: nothing is saved for backward to see
     if not graphed:
-        nets = (trainer.G, trainer.D)
-        held = [t for net in nets for t in (*net.parameters(), *net.buffers())]
-        with SavedActivations(held) as saved:
+        with SavedActivations([trainer.G, trainer.D]) as saved:
             trainer.train_iteration()
         saved_MiB = saved.peak_bytes / 2**20
     real_data: dict[str, Any] = {}

@@ -4,8 +4,8 @@ and its backward, measurable on any device (the memory counterpart of the op cou
 :class:`SavedActivations` sees every tensor autograd saves for backward, from eager ops and
 from compiled graphs alike (``torch.autograd.graph.saved_tensors_hooks``), and follows it
 until autograd lets it go (after the backward that used it). It counts storages, not tensors:
-views of one storage and a tensor saved by several ops count once, and the storages of
-``exclude`` (weights and buffers, held anyway) not at all. ``peak_bytes`` is the most it held
+views of one storage and a tensor saved by several ops count once, and the parameters and
+buffers of the networks in ``exclude`` (held anyway) not at all. ``peak_bytes`` is the most it held
 at any moment, which is what activation checkpointing and the compiled step's
 ``train.activation_memory_budget`` lower. The allocator's peak adds the weights, optimizer
 state and what a backward holds while it runs, which this does not see: a compiled backward
@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+from torch import nn
 
 __all__ = ["SavedActivations"]
 
@@ -37,14 +38,14 @@ class SavedActivations:
     backward (see the module docstring).
 
     Args:
-        exclude: tensors whose storages are not counted (e.g. the networks' parameters and
-            buffers).
+        exclude: networks whose parameters and buffers are not counted.
 
-    Example: ``with SavedActivations(params) as saved: step()``, then ``saved.peak_bytes``.
+    Example: ``with SavedActivations([G, D]) as saved: step()``, then ``saved.peak_bytes``.
     """
 
-    def __init__(self, exclude: Iterable[torch.Tensor] = ()):
-        self.skip = {t.untyped_storage().data_ptr() for t in exclude}
+    def __init__(self, exclude: Iterable[nn.Module] = ()):
+        held = (t for net in exclude for t in (*net.parameters(), *net.buffers()))
+        self.skip = {t.untyped_storage().data_ptr() for t in held}
         self.holders: dict[int, int] = {}  # storage address -> saved tensors holding it
         self.live_bytes = 0
         self.peak_bytes = 0
