@@ -28,7 +28,14 @@ from gankit.errors import GankitError
 from gankit.layers.activations import relu
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.layers.init import raw_weight
-from gankit.layers.spectral_norm import sn_conv2d, sn_linear, spectral_norms
+from gankit.layers.spectral_norm import (
+    SpectralNorm,
+    power_iterate,
+    power_iterate_all,
+    sn_conv2d,
+    sn_linear,
+    spectral_norms,
+)
 from gankit.models.base import ProjectionDiscriminator
 from gankit.training import speed
 from gankit.training.loop import Trainer
@@ -148,19 +155,29 @@ def _state(trainer: Trainer) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    "lever", ["train.sn_batched=false", "train.batched_fakes=false", "train.fused_optim=false"]
+    "lever, n_D, rtol",
+    [
+        ("train.batched_fakes=false", 3, 0.0),  # the same batch-norm kernels: bit for bit
+        ("train.fused_optim=false", 3, 1e-5),
+        ("train.sn_batched=false", 1, 1e-5),
+    ],
 )
-def test_each_op_saving_lever_matches_its_reference(lever):
+def test_each_op_saving_lever_matches_its_reference(lever, n_D, rtol):
     """Turning one lever off (its reference path) changes nothing but float rounding: losses,
-    and every weight, EMA weight, BN statistic and SN vector after 3 iterations with n_D = 3.
-    Adam's eps is raised to 1e-3 so that the rounding noise of gradients that are truly zero
-    (conv biases before a batch norm) does not become +-lr steps (see _assert_same_networks)."""
-    fast, fast_tr = _run(["train.n_D=3", "train.adam_eps=1e-3"])
-    ref, ref_tr = _run(["train.n_D=3", "train.adam_eps=1e-3", lever])
+    and every weight, EMA weight, BN statistic and SN vector after 3 iterations. Adam's eps is
+    raised to 1e-3 so that the rounding noise of gradients that are truly zero (conv biases
+    before a batch norm) does not become +-lr steps (see _assert_same_networks). The batched
+    SN's rounding (1e-7 in W / sigma) grows chaotically over several D steps in these tiny
+    networks (3e-5 in the losses after one iteration with n_D = 3, seed 0, on one CPU), so it
+    is compared with single D steps; its reuse of W / sigma across D steps has unit tests in
+    test_spectral_norm_batched."""
+    common = [f"train.n_D={n_D}", "train.adam_eps=1e-3"]
+    fast, fast_tr = _run(common)
+    ref, ref_tr = _run([*common, lever])
     for a, b in zip(fast, ref):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol / 10)
     for a, b in zip(_state(fast_tr), _state(ref_tr)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=10 * rtol, atol=rtol / 10)
 
 
 def test_fast_step_has_a_third_of_the_reference_ops_and_no_host_sync():
@@ -304,6 +321,23 @@ def test_compile_cache_lives_under_gankit_cache(tmp_path, monkeypatch):
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
 
 
+@pytest.mark.parametrize("batched_fakes", [True, False])
+def test_compiled_power_iteration_is_one_graph_per_network(batched_fakes, monkeypatch):
+    """The compiled step's power iteration is one graph per network (G, D), whichever SN layers
+    are frozen and whether W requires grad; the per-layer step is only ever traced inside it.
+    (Tracing the module walk used to break the graph in the D step's fake pass, so TorchDynamo
+    compiled the layers one by one until its recompile limit and ran the rest eagerly.)"""
+    monkeypatch.setenv("GANKIT_COMPILE_BACKEND", "eager")
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    _run(["train.compile=true", f"train.batched_fakes={str(batched_fakes).lower()}"], iters=2)
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    entries = torch._dynamo.eval_frame._debug_get_cache_entry_list
+    assert len(entries(power_iterate_all.__code__)) == 2
+    assert entries(power_iterate.__code__) == []
+    assert entries(SpectralNorm.power_iteration.__wrapped__.__code__) == []
+
+
 def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     """The forward fails to compile after the power iteration ran as its own graph: one
     one-line warning, the call runs eagerly without a second power-iteration step (``u``
@@ -410,36 +444,42 @@ def _saved_bytes(trainer: Trainer) -> tuple[int, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("backend", "lever", "eager_lever"),
+    ("backend", "lever", "rtol"),
     [
-        ("aot_eager", "train.checkpoint_activations=true", "train.checkpoint_activations=true"),
+        # checkpoint regions are traced as their own subgraphs: gradient sums may be ordered
+        # differently (3e-7 relative in the losses here)
+        ("aot_eager", "train.checkpoint_activations=true", 1e-5),
         # the min-cut partitioner (inductor's), which is what honours the budget
-        ("aot_eager_decomp_partition", "train.activation_memory_budget=0", "train.n_D=2"),
+        ("aot_eager_decomp_partition", "train.activation_memory_budget=0", 0.0),
     ],
 )
-def test_compiled_step_recomputing_activations_matches_eager(
-    backend, lever, eager_lever, monkeypatch
+def test_compiled_step_recomputing_activations_matches_compiled_step(
+    backend, lever, rtol, monkeypatch
 ):
     """Compiled with recomputation in backward (the blocks' checkpoint regions, or the
     partitioner's memory budget): the backward recomputes from the ``u``, ``v`` and BN inputs
-    of its forward, so losses, networks, SN vectors and BN statistics follow the eager step,
-    and far less is held for backward at once. Measured here, as fractions of the plain eager
-    step's 6.5 MB: plain compiled 0.58 (``aot_eager``) / 0.41 (min-cut partitioner), with
-    checkpoint regions 0.17, with budget 0 0.015."""
+    of its forward, so losses, networks, SN vectors and BN statistics are those of the same
+    compiled step without recomputation (bit for bit with the partitioner's budget; that step
+    follows the eager one up to the decompositions' rounding, see
+    test_compiled_gan_step_matches_eager), and far less is held for backward at once.
+    Measured here, as fractions of the plain eager step's 6.5 MB: plain compiled 0.58
+    (``aot_eager``) / 0.41 (min-cut partitioner), with checkpoint regions 0.17, with budget 0
+    0.015."""
     monkeypatch.setenv("GANKIT_COMPILE_BACKEND", backend)
     common = ["train.n_D=2", "train.adam_eps=1e-3"]  # eps: see the op-saving levers' test
-    eager, eager_tr = _run([*common, "train.compile=false", eager_lever])
     plain_saved, _ = _saved_bytes(_run([*common, "train.compile=false"], iters=0)[1])
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager fails the test
+        plain, plain_tr = _run([*common, "train.compile=true"], iters=3)
+        torch._dynamo.reset()  # the recomputing step compiles its own graphs
         compiled, tr = _run([*common, "train.compile=true", lever], iters=2)
         saved, losses = _saved_bytes(tr)
     assert saved < 0.35 * plain_saved
     assert tr.G_fn.is_compiled and tr.D_fn.is_compiled
-    for a, b in zip([*compiled, losses], eager):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    for a, b in zip(_state(tr), _state(eager_tr)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for a, b in zip([*compiled, losses], plain):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol / 10)
+    for a, b in zip(_state(tr), _state(plain_tr)):
+        torch.testing.assert_close(a, b, rtol=10 * rtol, atol=rtol / 10)
 
 
 @pytest.mark.parametrize("mode, owned", [("reduce-overhead", True), ("default", False)])

@@ -5,10 +5,9 @@ the ops of ``k`` separate runs, but plain batch norm would then use the statisti
 stack. :class:`BatchNorm2d` with ``chunks = k`` normalises each of the ``k`` sub-batches of
 ``x: (k * B, C, H, W)`` with its own statistics and updates the running statistics once per
 sub-batch, in order: ``k`` separate training-mode forwards of ``nn.BatchNorm2d`` (Ioffe &
-Szegedy 2015, Alg. 1). With grad, it runs exactly those ``k`` batch norms and concatenates
-them; without grad, the ``k`` statistics (``torch.batch_norm_update_stats``, which also
-updates the running ones) and then ``(x - mu_j) / sqrt(var_j + eps)`` (times the affine gain,
-plus its bias) as one pass over the whole batch, without per-chunk outputs in memory.
+Szegedy 2015, Alg. 1), bit for bit: it runs exactly those ``k`` batch norms. With grad it
+concatenates their outputs; without grad it writes each into its rows of one output tensor as
+soon as it is computed, so that no per-chunk outputs pile up in memory.
 Everything around the batch norms (convolutions, activations, the conditional gains) then
 runs once for all sub-batches.
 
@@ -44,27 +43,20 @@ class BatchNorm2d(nn.BatchNorm2d):
         if self.track_running_stats:
             self.num_batches_tracked.add_(k)
         if torch.is_grad_enabled():  # differentiable: k batch norms, concatenated
-            return torch.cat([
-                F.batch_norm(part, self.running_mean, self.running_var, self.weight, self.bias,
-                             True, self.momentum, self.eps)
-                for part in parts
-            ])  # fmt: skip
-        # no grad: per-chunk statistics (each also updates the running ones, in order), then
-        # one pass over x; no per-chunk outputs to concatenate
-        stats = [
-            torch.batch_norm_update_stats(part, self.running_mean, self.running_var, self.momentum)
-            for part in parts
-        ]
-        mean, var = (torch.stack(s) for s in zip(*stats))  # (k, C) each
-        scale = torch.rsqrt(var + self.eps)
-        if self.affine:
-            scale = scale * self.weight
-            shift = torch.addcmul(self.bias, mean, scale, value=-1)
-        else:
-            shift = (mean * scale).neg_()
-        c, scale, shift = x.shape[1], scale.to(x.dtype), shift.to(x.dtype)
-        x5 = x.unflatten(0, (k, -1))
-        return torch.addcmul(shift.view(k, 1, c, 1, 1), x5, scale.view(k, 1, c, 1, 1)).flatten(0, 1)
+            return torch.cat([self.normalize(part) for part in parts])
+        # no grad: each sub-batch's output goes into its rows of one output as soon as it is
+        # computed, so no more than one sub-batch's output is held besides it
+        out = torch.empty_like(x)
+        for rows, part in zip(out.chunk(k), parts):
+            rows.copy_(self.normalize(part))
+        return out
+
+    def normalize(self, part: torch.Tensor) -> torch.Tensor:
+        """One training-mode batch norm of ``part`` (its statistics, a running-stat update)."""
+        return F.batch_norm(
+            part, self.running_mean, self.running_var, self.weight, self.bias, True,
+            self.momentum, self.eps,
+        )  # fmt: skip
 
 
 def can_chunk(module: nn.Module) -> bool:

@@ -10,13 +10,40 @@ the gradient flows through ``sigma = u^T W v`` with ``u, v`` held fixed, as in t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
+
+
+def power_iterate(w2d: torch.Tensor, u: torch.Tensor, v: torch.Tensor, n: int, eps: float) -> None:
+    """``n`` steps ``v <- W^T u / ||.||``, ``u <- W v / ||.||`` with ``W = w2d`` (out, fan_in),
+    written into ``u`` (out,) and ``v`` (fan_in,) in place; fp32, also inside an autocast
+    region. Call it without grad."""
+    with torch.autocast(w2d.device.type, enabled=False):
+        w = w2d.detach().float()
+        u_new, v_new = u.float(), v.float()
+        for _ in range(n):
+            v_new = F.normalize(w.t() @ u_new, dim=0, eps=eps)
+            u_new = F.normalize(w @ v_new, dim=0, eps=eps)
+        u.copy_(u_new)
+        v.copy_(v_new)
+
+
+def power_iterate_all(
+    weights: list[torch.Tensor],
+    us: list[torch.Tensor],
+    vs: list[torch.Tensor],
+    steps: list[int],
+    eps: list[float],
+) -> None:
+    """:func:`power_iterate` for each layer (the ``i``-th entries of the lists together): plain
+    tensors and numbers, so that ``torch.compile`` traces it as one graph."""
+    for w, u, v, n, e in zip(weights, us, vs, steps, eps):
+        power_iterate(w.flatten(1), u, v, n, e)
 
 
 class SpectralNorm(nn.Module):
@@ -45,16 +72,8 @@ class SpectralNorm(nn.Module):
 
     @torch.no_grad()
     def power_iteration(self, w2d: torch.Tensor, n: int) -> None:
-        """Run ``n`` steps ``v <- W^T u / ||.||``, ``u <- W v / ||.||`` in place (fp32, also
-        inside an autocast region)."""
-        with torch.autocast(w2d.device.type, enabled=False):
-            w = w2d.detach().float()
-            u, v = self.u.float(), self.v.float()
-            for _ in range(n):
-                v = F.normalize(w.t() @ u, dim=0, eps=self.eps)
-                u = F.normalize(w @ v, dim=0, eps=self.eps)
-            self.u.copy_(u)
-            self.v.copy_(v)
+        """Run ``n`` steps of :func:`power_iterate` on this layer's ``u``, ``v``."""
+        power_iterate(w2d, self.u, self.v, n, self.eps)
 
     def sigma(self, weight: torch.Tensor) -> torch.Tensor:
         """Current estimate ``u^T W v`` (differentiable in ``weight``), fp32 scalar."""
@@ -110,18 +129,28 @@ def sn_holders(module: nn.Module) -> list[parametrize.ParametrizationList]:
 
 
 @torch.no_grad()
-def advance_power_iterations(module: nn.Module) -> None:
+def advance_power_iterations(
+    module: nn.Module, run: Callable[..., None] = power_iterate_all
+) -> None:
     """Run the power iteration of every spectral-norm layer of ``module`` that is in training
     mode, as its next training forward would. Followed by that forward under
     :func:`frozen_power_iteration`, it gives the same ``W / sigma`` (``sigma = u^T W v`` with the
     new ``u``, ``v``) with the buffer updates kept out of the forward: what a compiled forward
     needs so that a backward that recomputes activations reads the vectors the forward used.
     Unlike a forward, it also advances layers that the forward would not reach (e.g. an unused
-    auxiliary head); their vectors are not used by the loss."""
-    for holder in sn_holders(module):
-        sn = holder[0]
-        if sn.training:
-            sn.power_iteration(holder.original.flatten(1), sn.n_power_iterations)
+    auxiliary head); their vectors are not used by the loss.
+
+    The layers are found here, in Python; ``run`` (:func:`power_iterate_all` or a compiled form
+    of it) gets only their tensors and is not called when no layer is in training mode."""
+    layers = [(h.original, h[0]) for h in sn_holders(module) if h[0].training]
+    if layers:
+        run(
+            [w.detach() for w, _ in layers],  # one graph whether or not W requires grad
+            [sn.u for _, sn in layers],
+            [sn.v for _, sn in layers],
+            [sn.n_power_iterations for _, sn in layers],
+            [sn.eps for _, sn in layers],
+        )
 
 
 @contextlib.contextmanager

@@ -75,7 +75,11 @@ from torch.utils import _pytree as pytree
 from gankit.config import TrainConfig
 from gankit.errors import GankitError
 from gankit.layers.batchnorm import can_chunk, chunked
-from gankit.layers.spectral_norm import advance_power_iterations, frozen_power_iteration
+from gankit.layers.spectral_norm import (
+    advance_power_iterations,
+    frozen_power_iteration,
+    power_iterate_all,
+)
 from gankit.layers.spectral_norm_batched import BatchedSpectralNorm, sn_raw_weights
 from gankit.metrics.stats_cache import cache_root
 
@@ -266,7 +270,7 @@ class CompileOrEager:
             enable_compile_cache()
             self.compiled = torch.compile(module, mode=mode, backend=compile_backend())
             self.power_iterations = torch.compile(
-                advance_power_iterations, backend=compile_backend()
+                power_iterate_all, backend=compile_backend(), dynamic=False
             )
         self.sn = BatchedSpectralNorm(_unwrap(module), reuse_frozen) if batch_sn else None
 
@@ -274,10 +278,10 @@ class CompileOrEager:
         net, advanced = _unwrap(self.module), False
         if self.compiled is not None:
             try:  # backward graphs compile here too, so that their failures land here as well
-                # the spectral norms' power iteration runs as a graph of its own before the
-                # forward, which reads u, v unchanged: its backward may then recompute anything
-                with torch.no_grad():  # one graph for calls with and without grad
-                    self.power_iterations(net)
+                # the spectral norms' power iteration runs as a graph of its own (always without
+                # grad) before the forward, which reads u, v unchanged: its backward may then
+                # recompute anything
+                advance_power_iterations(net, self.power_iterations)
                 advanced = True
                 with (
                     frozen_power_iteration(net),
