@@ -5,10 +5,10 @@
 # gankit's cifar and i128 rows (eager + CUDA graph, compiled + CUDA graph, the memory levers),
 # the default demo and its evaluation.
 #
-# PART=memory runs instead the compiled rows for the memory target: first the cifar variants
-# that recompute activations (checkpoint regions, the partitioner's memory budget) and the i128
-# row side by side (peaks only), then one at a time the anchor, compiled cifar, the variant with
-# the lowest peak and compiled i128 (times and peaks; the inductor cache is warm by then).
+# PART=memory runs instead the compiled cifar rows for the memory target: first the variants
+# that recompute activations (checkpoint regions, the partitioner's memory budget) side by side
+# (peaks only), then one at a time the anchor's cifar row, compiled cifar, the variant with the
+# lowest peak (times and peaks; the inductor cache is warm by then) and what is live at the peak.
 #
 # Usage (repository root, gankit importable):
 #   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] [PART=main|memory] benchmarks/gpu_round.sh
@@ -35,11 +35,10 @@ bench() { local limit=$1; shift
 
 nvidia-smi -L
 if [ "${PART:-main}" = memory ]; then
-  # Phase 1: the compiled variants at once, each its own process. The allocator's peak is per
-  # process, so running them side by side leaves it as it is alone; their times are not used.
-  # They fill the inductor cache, so phase 2 re-runs the ones to time without compiling anew.
-  step 60 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_cuda_graph.py \
-    tests/test_data_cache_build.py > "$OUT/gpu_tests.txt" 2>&1 &
+  # Phase 1: the compiled cifar variants at once, each its own process. The allocator's peak is
+  # per process, so running them side by side leaves it as it is alone; their times are not
+  # used. They fill the inductor cache, so phase 2 re-runs the ones to time without compiling
+  # anew. (i128 and the GPU tests belong to the main part: six compiles at once starve them.)
   CIFAR=(--workload cifar --steps 30 --warmup 3)
   NB=(--set train.batched_fakes=false)
   CKPT=(--set train.checkpoint_activations=true)
@@ -51,15 +50,15 @@ if [ "${PART:-main}" = memory ]; then
     timeout "${P1:-250}" "$PY" -m gankit.cli bench --device cuda --json "${CIFAR[@]}" \
       ${variants[$i]} 2>"$OUT/p1_$i.err" | grep '^{' > "$OUT/p1_$i.json" &
   done
-  timeout "${P1:-250}" "$PY" -m gankit.cli bench --device cuda --json --workload i128 \
-    --steps 5 --warmup 1 2>"$OUT/p1_i128.err" | grep '^{' > "$OUT/p1_i128.json" &
   wait
   cat "$OUT"/p1_*.json > "$OUT/parallel.jsonl"
   echo "=== [$(( $(date +%s) - T0 )) s] phase 1 done" >&2
-  # Phase 2, one process at a time: the anchor, then the timed rows, lowest cifar peak first.
+  # Phase 2, one process at a time: the anchor's cifar row, then the timed rows, then what is
+  # live at the defaults' peak (benchmarks/peak_breakdown.py). An anchor script that ignores
+  # WORKLOADS prints its cifar line first; the step's limit then cuts its i128 run.
   if [ -n "${ANCHOR:-}" ]; then
     KIT=$(cd "${ANCHOR_KIT:-$ANCHOR/..}" && pwd)
-    (cd "$ANCHOR" && step 90 env DEV=cuda PYTHONPATH="$KIT/stubs" "$PY" \
+    (cd "$ANCHOR" && step 60 env DEV=cuda WORKLOADS=cifar PYTHONPATH="$KIT/stubs" "$PY" \
       "$KIT/anchor_biggan_bench.py") | grep '^{' | tee -a "$OUT/anchor.jsonl"
   fi
   bench 60 "${CIFAR[@]}"
@@ -76,7 +75,7 @@ PYEOF
 )
   # shellcheck disable=SC2086
   [ -n "$best" ] && bench 60 "${CIFAR[@]}" $best
-  bench 120 --workload i128 --steps 10 --warmup 2
+  step 60 "$PY" benchmarks/peak_breakdown.py cifar | tee -a "$OUT/peak_breakdown.jsonl"
   echo "=== total $(( $(date +%s) - T0 )) s" >&2
   exit 0
 fi

@@ -90,11 +90,11 @@ from gankit.training.saved_activations import SavedActivations
 from gankit.training.speed import compile_mode, flags
 
 WORKLOADS = {"cifar": "biggan-cifar", "i128": "biggan-128"}
+"""Anchor workload name -> preset (BigGAN-PyTorch's CIFAR and ImageNet-128 runs)."""
 ATTENTION_SHAPE = (64, 256)
 """Default ``(resolution, channels)`` of the attention workload (BigGAN-128's 64x64 layer)."""
 ATTENTION_KEYS = ("model.attn_k", "model.attn_type", "model.sn_eps", "train.amp")
 """The settings the attention workload reads (`--set`)."""
-"""Anchor workload name -> preset (BigGAN-PyTorch's CIFAR and ImageNet-128 runs)."""
 
 GiB = 2**30
 
