@@ -11,7 +11,9 @@
 # lowest peak (times and peaks; the inductor cache is warm by then) and what is live at the peak.
 #
 # Usage (repository root, gankit importable):
-#   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] [PART=main|memory] benchmarks/gpu_round.sh
+#   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] [PART=main|memory] [P1=seconds] \
+#     benchmarks/gpu_round.sh
+# P1 (default 250) limits each process of PART=memory's parallel phase, which END does not.
 # Each step is its own process with a timeout; a step that would end after END seconds (default
 # 540) is skipped, most informative first. Bench JSON lines go to $OUT/bench.jsonl, the anchor's
 # to $OUT/anchor.jsonl, the demo's metrics and evaluation to $OUT/demo_*.

@@ -57,3 +57,12 @@ def test_eval_mode_and_chunking_rules():
     assert can_chunk(nn.Sequential(BatchNorm2d(2), nn.ReLU()))
     assert not can_chunk(nn.Sequential(BatchNorm2d(2, momentum=None)))  # cumulative average
     assert not can_chunk(nn.Sequential(nn.BatchNorm2d(2)))  # torch's own batch norm
+
+
+def test_uneven_sub_batches_are_an_error_that_names_the_sizes():
+    bn = BatchNorm2d(2).train()
+    before = {key: value.clone() for key, value in bn.state_dict().items()}
+    with chunked(bn, 3), pytest.raises(ValueError, match="batch 4 is not 3 equal sub-batches"):
+        bn(torch.randn(4, 2, 3, 3))
+    for key, value in bn.state_dict().items():  # nothing updated
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)

@@ -39,7 +39,10 @@ class BatchNorm2d(nn.BatchNorm2d):
         """``x: (chunks * B, C, H, W) -> (chunks * B, C, H, W)``."""
         if self.chunks == 1 or not self.training:
             return super().forward(x)
-        k, parts = self.chunks, x.chunk(self.chunks)
+        k = self.chunks
+        if x.shape[0] % k:
+            raise ValueError(f"chunked batch norm: batch {x.shape[0]} is not {k} equal sub-batches")
+        parts = x.chunk(k)
         if self.track_running_stats:
             self.num_batches_tracked.add_(k)
         if torch.is_grad_enabled():  # differentiable: k batch norms, concatenated
