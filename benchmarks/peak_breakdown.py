@@ -33,18 +33,15 @@ def live_at_peak(trace: list[dict[str, Any]]) -> tuple[int, int, list[dict[str, 
     count too), the index of the event that reached it, and the ``alloc`` events still live
     then. Memory counts as freed at ``free_requested``, as ``torch.cuda.memory_allocated``
     counts it."""
-    live: dict[int, dict[str, Any]] = {}
     level = growth = index = 0
     for i, event in enumerate(trace):
         if event["action"] == "alloc":
-            live[event["addr"]] = event
             level += event["size"]
         elif event["action"] == "free_requested":
-            live.pop(event["addr"], None)
             level -= event["size"]
         if level > growth:
             growth, index = level, i
-    live = {}
+    live: dict[int, dict[str, Any]] = {}
     for event in trace[: index + 1]:
         if event["action"] == "alloc":
             live[event["addr"]] = event

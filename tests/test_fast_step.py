@@ -404,8 +404,9 @@ def test_compiled_gan_step_matches_eager(backend, loss, monkeypatch):
     partitioner (``aot_eager_decomp_partition``), on small networks built from gankit's layers.
     GAN patterns covered: G under no_grad making the fakes of two D steps in one chunked-BN
     forward, D's forward on real + fake then its backward, the G step's two forwards (G, then
-    the frozen D) before one backward, spectral-norm and BN buffers updated inside compiled
-    graphs, and with wgan-gp an eager second D forward (the penalty's double backward, with the
+    the frozen D) before one backward, the spectral norms' power iteration as a compiled graph
+    of its own before each compiled forward, BN buffers updated by compiled graphs, and with
+    wgan-gp an eager second D forward (the penalty's double backward, with the
     D step's spectral-norm vectors) before the compiled D's backward."""
     monkeypatch.setenv("GANKIT_COMPILE_BACKEND", backend)
     levers = [
