@@ -15,6 +15,7 @@ Tolerances (also in README "Performance"):
 from __future__ import annotations
 
 import os
+import types
 import warnings
 
 import pytest
@@ -326,18 +327,58 @@ def test_compile_cache_lives_under_gankit_cache(tmp_path, monkeypatch):
 @pytest.mark.parametrize("batched_fakes", [True, False])
 def test_compiled_power_iteration_is_one_graph_per_network(batched_fakes, monkeypatch):
     """The compiled step's power iteration is one graph per network (G, D), whichever SN layers
-    are frozen and whether W requires grad; the per-layer step is only ever traced inside it.
-    (Tracing the module walk used to break the graph in the D step's fake pass, so TorchDynamo
-    compiled the layers one by one until its recompile limit and ran the rest eagerly.)"""
-    monkeypatch.setenv("GANKIT_COMPILE_BACKEND", "eager")
+    are frozen and whether W requires grad, shared by the step's four calls; the per-layer step
+    is only ever traced inside it. (Tracing the module walk used to break the graph in the D
+    step's fake pass, so TorchDynamo compiled the layers one by one until its recompile limit
+    and ran the rest eagerly.) Every graph has static shapes: G's and D's calls see other batch
+    sizes, which automatic dynamic shapes would turn into symbols."""
+    inputs = []
+
+    def recording_backend(gm, example_inputs):
+        inputs.extend(example_inputs)
+        return gm.forward
+
+    monkeypatch.setattr(speed, "compile_backend", lambda: recording_backend)
     counters = torch._dynamo.utils.counters
     counters.clear()
-    _run(["train.compile=true", f"train.batched_fakes={str(batched_fakes).lower()}"], iters=2)
+    _, trainer = _run(
+        ["train.compile=true", f"train.batched_fakes={str(batched_fakes).lower()}"], iters=2
+    )
     assert not counters["graph_break"], dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] == 6  # 2 power iterations, 4 calls
+    assert inputs and all(isinstance(x, torch.Tensor) for x in inputs)  # no SymInt
+    assert not any(isinstance(n, torch.SymInt) for x in inputs for n in x.shape)
+    calls = (trainer.G_fn, trainer.D_fn, trainer.G_fake, trainer.D_frozen)
+    assert len({id(call.power_iterations) for call in calls}) == 1
     entries = torch._dynamo.eval_frame._debug_get_cache_entry_list
-    assert len(entries(power_iterate_all.__code__)) == 2
+    assert len(entries(_code(trainer.G_fn.power_iterations))) == 2
+    assert entries(power_iterate_all.__code__) == []
     assert entries(power_iterate.__code__) == []
     assert entries(SpectralNorm.power_iteration.__wrapped__.__code__) == []
+
+
+def _code(compiled) -> types.CodeType:
+    """The code object TorchDynamo compiles for a ``torch.compile``d function."""
+    return compiled._torchdynamo_orig_callable.__code__
+
+
+def test_compiled_calls_keep_their_own_cache(monkeypatch):
+    """Each compiled call has its own TorchDynamo cache: more networks of one class than the
+    recompile limit (8) in one process each get one compiled entry (a shared frame would run
+    the ninth eagerly, only logged), and networks of the same shapes keep sharing inductor's
+    on-disk cache, which is keyed by the graph."""
+    monkeypatch.setenv("GANKIT_COMPILE_BACKEND", "eager")
+    entries = torch._dynamo.eval_frame._debug_get_cache_entry_list
+    limit = torch._dynamo.config.recompile_limit
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
+    calls = [speed.CompileOrEager(_SmallD(), "D", "default") for _ in range(limit + 2)]
+    for call in calls:
+        out = call(x, y)
+        with call.layers.frozen():  # the u, v that call advanced
+            torch.testing.assert_close(out, call.module(x, y), rtol=0, atol=0)
+        assert call.is_compiled
+    assert [len(entries(_code(call.compiled))) for call in calls] == [1] * len(calls)
+    assert [len(entries(_code(call.power_iterations))) for call in calls] == [1] * len(calls)
 
 
 def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):

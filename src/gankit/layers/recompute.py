@@ -12,7 +12,7 @@ Under ``torch.compile`` the block is a plain ``checkpoint`` region (TorchDynamo 
 the state-preserving context above): the partitioner recomputes the region in the backward
 graph, where no state is written (buffer updates are applied once, after the forward graph),
 and the compiled step runs the spectral norms' power iteration before the forward
-(:func:`gankit.layers.spectral_norm.advance_power_iterations`), so the recompute reads the
+(:meth:`gankit.layers.spectral_norm.SNLayers.advance`), so the recompute reads the
 ``u``, ``v`` of the forward.
 """
 

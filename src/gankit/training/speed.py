@@ -42,12 +42,13 @@
   ``"default"``), ``false``, or a ``torch.compile`` mode name (``"reduce-overhead"``: CUDA
   graphs, ``"max-autotune"``, ``"max-autotune-no-cudagraphs"``). Each compiled call first runs
   the spectral norms' power iteration as a small compiled graph of its own, then the network
-  with its SN layers frozen (:func:`advance_power_iterations`): the same ``W / sigma``, with
-  no buffer written inside the forward graph, so a backward that recomputes activations reads
-  the ``u``, ``v`` its forward used. Compiled artefacts are cached
-  across runs under ``$GANKIT_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set). If
-  compiling a call (its forward, or its backward, which is compiled at the same time) fails,
-  :class:`CompileOrEager` warns once (one line) and runs it eagerly.
+  with its SN layers frozen (:meth:`gankit.layers.spectral_norm.SNLayers.advance`): the same
+  ``W / sigma``, with no buffer written inside the forward graph, so a backward that
+  recomputes activations reads the ``u``, ``v`` its forward used. Each call compiles its own
+  copy of the code (:func:`own_code`), so its TorchDynamo cache is its own. Compiled artefacts
+  are cached across runs under ``$GANKIT_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR``
+  is set). If compiling a call (its forward, or its backward, which is compiled at the same
+  time) fails, :class:`CompileOrEager` warns once (one line) and runs it eagerly.
 - ``train.cuda_graph`` (``"auto"`` = on CUDA where the run allows it): after a few eager
   iterations the D steps and the G step (Adam steps included) are captured as one CUDA graph
   and replayed, one launch per iteration; the EMA update follows outside the graph
@@ -64,8 +65,9 @@
 from __future__ import annotations
 
 import os
+import types
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -76,7 +78,7 @@ from gankit.config import TrainConfig
 from gankit.errors import GankitError
 from gankit.layers.batchnorm import can_chunk, chunked
 from gankit.layers.spectral_norm import (
-    advance_power_iterations,
+    SNLayers,
     frozen_power_iteration,
     power_iterate_all,
 )
@@ -236,6 +238,25 @@ def compile_backend() -> str:
     return os.environ.get("GANKIT_COMPILE_BACKEND") or "inductor"
 
 
+def own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with a code object of its own (same body, globals, defaults and closure).
+    TorchDynamo keeps compiled code, and counts recompilations against its limit, per code
+    object: compiling such a copy gives the compiled function a cache of its own, freed with it.
+    Compiling a network itself would share the cache of its class's ``forward`` with every
+    network of that class in the process, and the spectral norm's per-instance parametrized
+    classes fail each other's guards: by the fourth or fifth trainer in one process (a notebook,
+    a test session) the frame would hit the recompile limit and run eagerly."""
+    return types.FunctionType(
+        fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
+    )
+
+
+def compiled_power_iterations() -> Callable[..., None]:
+    """:func:`power_iterate_all` compiled with a cache of its own: one graph per network
+    (layer count and shapes) it is called with."""
+    return torch.compile(own_code(power_iterate_all), backend=compile_backend(), dynamic=False)
+
+
 def _unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
@@ -252,6 +273,9 @@ class CompileOrEager:
         batch_sn: batch the spectral norms in eager calls (:func:`sn_batched`).
         reuse_frozen: let calls with frozen SN layers and no grad reuse ``W / sigma``.
         memory_budget: ``train.activation_memory_budget`` of the compiled calls.
+        power_iterations: the compiled power iteration to run before each compiled call
+            (:func:`compiled_power_iterations`; calls of one network may share it). A new one
+            when not given.
     """
 
     def __init__(
@@ -262,29 +286,32 @@ class CompileOrEager:
         batch_sn: bool = False,
         reuse_frozen: bool = False,
         memory_budget: float = 1.0,
+        power_iterations: Callable[..., None] | None = None,
     ):
         self.module, self.name, self.memory_budget = module, name, memory_budget
+        self.layers = SNLayers(_unwrap(module))
         self.compiled: Any = None
         self.own_outputs = mode in CUDA_GRAPH_MODES
         if mode is not None:
             enable_compile_cache()
-            self.compiled = torch.compile(module, mode=mode, backend=compile_backend())
-            self.power_iterations = torch.compile(
-                power_iterate_all, backend=compile_backend(), dynamic=False
-            )
+            # static shapes: each call sees one batch size per run; automatic dynamic shapes
+            # would make sizes symbolic once any call of the same code saw another
+            call = own_code(lambda *args, **kwargs: module(*args, **kwargs))
+            self.compiled = torch.compile(call, mode=mode, backend=compile_backend(), dynamic=False)
+            self.power_iterations = power_iterations or compiled_power_iterations()
         self.sn = BatchedSpectralNorm(_unwrap(module), reuse_frozen) if batch_sn else None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        net, advanced = _unwrap(self.module), False
+        advanced = False
         if self.compiled is not None:
             try:  # backward graphs compile here too, so that their failures land here as well
                 # the spectral norms' power iteration runs as a graph of its own (always without
                 # grad) before the forward, which reads u, v unchanged: its backward may then
                 # recompute anything
-                advance_power_iterations(net, self.power_iterations)
+                self.layers.advance(self.power_iterations)
                 advanced = True
                 with (
-                    frozen_power_iteration(net),
+                    self.layers.frozen(),
                     torch._functorch.config.patch(
                         force_non_lazy_backward_lowering=True,
                         activation_memory_budget=self.memory_budget,
@@ -308,7 +335,7 @@ class CompileOrEager:
                 )
                 self.compiled = None
         # eagerly; after a failed compile of the forward, without a second power iteration
-        with frozen_power_iteration(net, advanced):
+        with self.layers.frozen(advanced):
             if self.sn is None:
                 return self.module(*args, **kwargs)
             with self.sn.applied():
@@ -325,15 +352,16 @@ def step_calls(
     """The four calls of the training step: ``(G_fn, D_fn, G_fake, D_frozen)`` = G and D
     trained (possibly DDP-wrapped, as passed), G producing the D steps' fakes (no grad; reuses
     ``W / sigma`` across frozen D steps) and D in the G step (unwrapped: D's DDP hooks stay
-    out of it)."""
+    out of it). Compiled, the four share one power-iteration graph per network."""
     mode, batch = compile_mode(t, device), sn_batched(t, device)
-    budget = t.activation_memory_budget
+    power = compiled_power_iterations() if mode is not None else None
+    kw = {"memory_budget": t.activation_memory_budget, "power_iterations": power}
     G_net, D_net = _unwrap(G), _unwrap(D)
     return (
-        CompileOrEager(G, "G", mode, batch, memory_budget=budget),
-        CompileOrEager(D, "D", mode, batch, memory_budget=budget),
-        CompileOrEager(G_net, "G (fakes)", mode, batch, reuse_frozen=True, memory_budget=budget),
-        CompileOrEager(D_net, "D (G step)", mode, batch, memory_budget=budget),
+        CompileOrEager(G, "G", mode, batch, **kw),
+        CompileOrEager(D, "D", mode, batch, **kw),
+        CompileOrEager(G_net, "G (fakes)", mode, batch, reuse_frozen=True, **kw),
+        CompileOrEager(D_net, "D (G step)", mode, batch, **kw),
     )
 
 
@@ -366,7 +394,7 @@ def d_step_fakes(
             return list(G_call(z, y).chunk(n))
     fakes = []
     for i, (z, y) in enumerate(latents):
-        with frozen_power_iteration(G, t.sn_once and i > 0):
+        with G_call.layers.frozen(t.sn_once and i > 0):
             fakes.append(G_call(z, y))
     return fakes
 
