@@ -10,10 +10,16 @@
 # (peaks only), then one at a time the anchor's cifar row, compiled cifar, the variant with the
 # lowest peak (times and peaks; the inductor cache is warm by then) and what is live at the peak.
 #
+# PART=compiled times the compiled rows against the anchor, for a session with little device
+# time: first compiled i128 and cifar side by side for one iteration each (filling the inductor
+# cache; times not used), then one at a time the anchor's cifar and i128 rows, compiled i128 and
+# compiled cifar on the warm cache, and the GPU tests.
+#
 # Usage (repository root, gankit importable):
-#   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] [PART=main|memory] [P1=seconds] \
-#     benchmarks/gpu_round.sh
-# P1 (default 250) limits each process of PART=memory's parallel phase, which END does not.
+#   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] [PART=main|memory|compiled] \
+#     [P1=seconds] benchmarks/gpu_round.sh
+# P1 (default 250) limits each process of the parallel phases (PART=memory, PART=compiled),
+# which END does not.
 # Each step is its own process with a timeout; a step that would end after END seconds (default
 # 540) is skipped, most informative first. Bench JSON lines go to $OUT/bench.jsonl, the anchor's
 # to $OUT/anchor.jsonl, the demo's metrics and evaluation to $OUT/demo_*.
@@ -34,6 +40,15 @@ step() {  # step TIMEOUT CMD...: run CMD unless fewer than TIMEOUT seconds are l
 }
 bench() { local limit=$1; shift
   step "$limit" "$PY" -m gankit.cli bench --device cuda --json "$@" | grep '^{' | tee -a "$OUT/bench.jsonl"; }
+
+GPU_TESTS=(-m pytest -q -p no:cacheprovider -m gpu tests/test_cuda_graph.py
+  tests/test_data_cache_build.py)
+anchor() {  # anchor TIMEOUT [WORKLOADS]: the anchor's rows (both workloads unless named)
+  [ -n "${ANCHOR:-}" ] || return 0
+  local kit; kit=$(cd "${ANCHOR_KIT:-$ANCHOR/..}" && pwd)
+  (cd "$ANCHOR" && step "$1" env DEV=cuda WORKLOADS="${2:-}" PYTHONPATH="$kit/stubs" "$PY" \
+    "$kit/anchor_biggan_bench.py") | grep '^{' | tee -a "$OUT/anchor.jsonl"
+}
 
 nvidia-smi -L
 if [ "${PART:-main}" = memory ]; then
@@ -58,11 +73,7 @@ if [ "${PART:-main}" = memory ]; then
   # Phase 2, one process at a time: the anchor's cifar row, then the timed rows, then what is
   # live at the defaults' peak (benchmarks/peak_breakdown.py). An anchor script that ignores
   # WORKLOADS prints its cifar line first; the step's limit then cuts its i128 run.
-  if [ -n "${ANCHOR:-}" ]; then
-    KIT=$(cd "${ANCHOR_KIT:-$ANCHOR/..}" && pwd)
-    (cd "$ANCHOR" && step 60 env DEV=cuda WORKLOADS=cifar PYTHONPATH="$KIT/stubs" "$PY" \
-      "$KIT/anchor_biggan_bench.py") | grep '^{' | tee -a "$OUT/anchor.jsonl"
-  fi
+  anchor 60 cifar
   bench 60 "${CIFAR[@]}"
   best=$("$PY" - "$OUT" "${variants[@]}" <<'PYEOF'
 import json, pathlib, sys
@@ -81,12 +92,23 @@ PYEOF
   echo "=== total $(( $(date +%s) - T0 )) s" >&2
   exit 0
 fi
-step 60 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_cuda_graph.py tests/test_data_cache_build.py
-if [ -n "${ANCHOR:-}" ]; then
-  KIT=$(cd "${ANCHOR_KIT:-$ANCHOR/..}" && pwd)
-  (cd "$ANCHOR" && step 120 env DEV=cuda PYTHONPATH="$KIT/stubs" "$PY" "$KIT/anchor_biggan_bench.py") \
-    | grep '^{' | tee -a "$OUT/anchor.jsonl"
+if [ "${PART:-main}" = compiled ]; then
+  for w in i128 cifar; do  # phase 1: compile both at once (CPU-bound), one iteration each
+    timeout "${P1:-250}" "$PY" -m gankit.cli bench --device cuda --json --workload "$w" \
+      --steps 1 --warmup 1 2>"$OUT/p1_$w.err" | grep '^{' > "$OUT/p1_$w.json" &
+  done
+  wait
+  cat "$OUT"/p1_*.json > "$OUT/parallel.jsonl"
+  echo "=== [$(( $(date +%s) - T0 )) s] phase 1 done" >&2
+  anchor 120
+  bench 90 --workload i128 --steps 10 --warmup 2
+  bench 60 --workload cifar --steps 30 --warmup 3
+  step 90 "$PY" "${GPU_TESTS[@]}"
+  echo "=== total $(( $(date +%s) - T0 )) s" >&2
+  exit 0
 fi
+step 60 "$PY" "${GPU_TESTS[@]}"
+anchor 120
 EAGER=(--set train.compile=false)
 bench 30 --workload cifar --steps 30 --warmup 5 "${EAGER[@]}"
 bench 45 --workload i128 --steps 10 --warmup 2 "${EAGER[@]}"
