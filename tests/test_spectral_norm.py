@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 from gankit.layers.spectral_norm import (
+    SNLayers,
     SpectralNorm,
-    advance_power_iterations,
     frozen_power_iteration,
     sn_conv2d,
     sn_linear,
@@ -75,7 +75,7 @@ def test_two_training_forwards_before_backward():
 
 
 def test_power_iteration_ahead_of_a_frozen_forward_equals_a_training_forward():
-    """The compiled step's split: ``advance_power_iterations`` then a frozen forward gives the
+    """The compiled step's split: ``SNLayers.advance`` then a frozen forward gives the
     training forward's output, gradient and ``u``, ``v``; layers already frozen keep theirs."""
     torch.manual_seed(0)
     nets = [nn.Sequential(sn_conv2d(3, 4, 3), nn.Flatten(), sn_linear(64, 2)) for _ in range(2)]
@@ -85,7 +85,7 @@ def test_power_iteration_ahead_of_a_frozen_forward_equals_a_training_forward():
         layer.eval()  # only SN layers in training mode advance
     x = torch.randn(2, 3, 6, 6)
     trained = nets[0](x)
-    advance_power_iterations(nets[1])
+    SNLayers(nets[1]).advance()
     with frozen_power_iteration(nets[1]):
         split = nets[1](x)
     torch.testing.assert_close(split, trained, rtol=0, atol=0)
@@ -101,13 +101,13 @@ def test_power_iteration_ahead_of_a_frozen_forward_equals_a_training_forward():
 
 def test_power_iteration_stays_fp32_under_autocast():
     """The training forward turns autocast off around it; the compiled step's separate
-    ``advance_power_iterations`` runs inside the step's autocast region and must too."""
+    ``SNLayers.advance`` runs inside the step's autocast region and must too."""
     torch.manual_seed(0)
     a, b = sn_linear(256, 128), sn_linear(256, 128)
     b.load_state_dict(a.state_dict())
-    advance_power_iterations(a)
+    SNLayers(a).advance()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        advance_power_iterations(b)
+        SNLayers(b).advance()
     assert _sn(b).u.dtype == torch.float32
     torch.testing.assert_close(_sn(b).u, _sn(a).u, rtol=0, atol=0)
     torch.testing.assert_close(_sn(b).v, _sn(a).v, rtol=0, atol=0)

@@ -377,7 +377,7 @@ class Trainer:
                                 cls[:n], labels[:n]
                             )
                         if t.loss == "wgan-gp":  # D with this D step's W / sigma
-                            with speed.frozen_power_iteration(self.D):
+                            with self.D_fn.layers.frozen():
                                 loss_D = loss_D + gradient_penalty(
                                     self.D, x, fake, y, t.gp_weight, generator=self.gen
                                 )
