@@ -362,25 +362,6 @@ def _code(compiled) -> types.CodeType:
     return compiled._torchdynamo_orig_callable.__code__
 
 
-def test_compiled_calls_keep_their_own_cache(monkeypatch):
-    """Each compiled call has its own TorchDynamo cache: more networks of one class than the
-    recompile limit (8) in one process each get one compiled entry (a shared frame would run
-    the ninth eagerly, only logged), and networks of the same shapes keep sharing inductor's
-    on-disk cache, which is keyed by the graph."""
-    monkeypatch.setenv("GANKIT_COMPILE_BACKEND", "eager")
-    entries = torch._dynamo.eval_frame._debug_get_cache_entry_list
-    limit = torch._dynamo.config.recompile_limit
-    x, y = torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
-    calls = [speed.CompileOrEager(_SmallD(), "D", "default") for _ in range(limit + 2)]
-    for call in calls:
-        out = call(x, y)
-        with call.layers.frozen():  # the u, v that call advanced
-            torch.testing.assert_close(out, call.module(x, y), rtol=0, atol=0)
-        assert call.is_compiled
-    assert [len(entries(_code(call.compiled))) for call in calls] == [1] * len(calls)
-    assert [len(entries(_code(call.power_iterations))) for call in calls] == [1] * len(calls)
-
-
 def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     """The forward fails to compile after the power iteration ran as its own graph: one
     one-line warning, the call runs eagerly without a second power-iteration step (``u``
@@ -434,6 +415,54 @@ class _SmallD(ProjectionDiscriminator):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return relu(self.conv(x)).sum(dim=(2, 3))
+
+
+class _BreakingD(_SmallD):
+    """:class:`_SmallD` with a graph break before its SN conv, as a reversible block's
+    ``autograd.grad`` or DDP's forward make: TorchDynamo resumes after it in a frame keyed by
+    the original code, which guards on the conv's per-instance parametrized class."""
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        torch._dynamo.graph_break()
+        return relu(self.conv(x)).sum(dim=(2, 3))
+
+
+@pytest.mark.parametrize(
+    "net_class",
+    [
+        _SmallD,
+        pytest.param(
+            _BreakingD,
+            marks=pytest.mark.skipif(
+                not speed.ISOLATES_RECOMPILES, reason="torch.compile has no isolate_recompiles"
+            ),
+        ),
+    ],
+)
+def test_compiled_calls_keep_their_own_cache(net_class, monkeypatch):
+    """Each compiled call has its own TorchDynamo cache and recompile limit: more networks of
+    one class than the limit (8) in one process all run compiled, with and without a graph
+    break in the forward. (A shared frame past its limit runs eagerly with only a log line;
+    here the limit is made an error, which :class:`CompileOrEager` would turn into a warning
+    and an eager call.)"""
+    monkeypatch.setenv("GANKIT_COMPILE_BACKEND", "eager")
+    entries = torch._dynamo.eval_frame._debug_get_cache_entry_list
+    n = torch._dynamo.config.recompile_limit + 2
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
+    calls = [speed.CompileOrEager(net_class(), "D", "default") for _ in range(n)]
+    with (
+        torch._dynamo.config.patch(fail_on_recompile_limit_hit=True),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        for call in calls:
+            out = call(x, y)
+            with call.layers.frozen():  # the u, v that call advanced
+                torch.testing.assert_close(out, call.module(x, y), rtol=0, atol=0)
+    assert not [w for w in caught if "torch.compile of" in str(w.message)]  # no eager fallback
+    assert all(call.is_compiled for call in calls)
+    assert [len(entries(_code(call.compiled))) for call in calls] == [1] * n
+    assert [len(entries(_code(call.power_iterations))) for call in calls] == [1] * n
 
 
 @pytest.mark.parametrize("loss", ["hinge", "wgan-gp"])

@@ -44,11 +44,12 @@
   the spectral norms' power iteration as a small compiled graph of its own, then the network
   with its SN layers frozen (:meth:`gankit.layers.spectral_norm.SNLayers.advance`): the same
   ``W / sigma``, with no buffer written inside the forward graph, so a backward that
-  recomputes activations reads the ``u``, ``v`` its forward used. Each call compiles its own
-  copy of the code (:func:`own_code`), so its TorchDynamo cache is its own. Compiled artefacts
-  are cached across runs under ``$GANKIT_CACHE/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR``
-  is set). If compiling a call (its forward, or its backward, which is compiled at the same
-  time) fails, :class:`CompileOrEager` warns once (one line) and runs it eagerly.
+  recomputes activations reads the ``u``, ``v`` its forward used. Each call's TorchDynamo
+  cache and recompile limit are its own, with static shapes (:func:`compile_isolated`).
+  Compiled artefacts are cached across runs under ``$GANKIT_CACHE/inductor`` (unless
+  ``TORCHINDUCTOR_CACHE_DIR`` is set). If compiling a call (its forward, or its backward, which
+  is compiled at the same time) fails, :class:`CompileOrEager` warns once (one line) and runs
+  it eagerly.
 - ``train.cuda_graph`` (``"auto"`` = on CUDA where the run allows it): after a few eager
   iterations the D steps and the G step (Adam steps included) are captured as one CUDA graph
   and replayed, one launch per iteration; the EMA update follows outside the graph
@@ -64,6 +65,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import types
 import warnings
@@ -239,22 +241,44 @@ def compile_backend() -> str:
 
 
 def own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` with a code object of its own (same body, globals, defaults and closure).
-    TorchDynamo keeps compiled code, and counts recompilations against its limit, per code
-    object: compiling such a copy gives the compiled function a cache of its own, freed with it.
-    Compiling a network itself would share the cache of its class's ``forward`` with every
-    network of that class in the process, and the spectral norm's per-instance parametrized
-    classes fail each other's guards: by the fourth or fifth trainer in one process (a notebook,
-    a test session) the frame would hit the recompile limit and run eagerly."""
-    return types.FunctionType(
+    """``fn`` with a code object of its own (same body, globals, defaults, keyword defaults and
+    closure). TorchDynamo keeps compiled code, and counts recompilations against its limit, per
+    code object: compiling such a copy gives the compiled frame a cache of its own."""
+    copy = types.FunctionType(
         fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
+    )
+    copy.__kwdefaults__, copy.__qualname__ = fn.__kwdefaults__, fn.__qualname__
+    return copy
+
+
+ISOLATES_RECOMPILES = "isolate_recompiles" in inspect.signature(torch.compile).parameters
+"""Whether this torch's ``torch.compile`` takes ``isolate_recompiles`` (2.13 does)."""
+
+
+def compile_isolated(fn: Callable[..., Any], mode: str | None = None) -> Callable[..., Any]:
+    """``torch.compile`` of ``fn`` (backend :func:`compile_backend`, static shapes) whose
+    compiled code and recompile limit are its own, not shared with other compiles of the same
+    code.
+
+    Compiling a network itself would share the cache of its class's ``forward`` with every
+    network of that class in the process, and spectral norm's ``parametrize`` makes a class per
+    module, so the networks fail each other's guards: the fifth trainer in one process (a
+    notebook, a test session) hit the recompile limit and ran eagerly. Hence an
+    :func:`own_code` copy of ``fn``, plus ``isolate_recompiles`` where torch has it, which
+    also isolates the frames TorchDynamo resumes in after a graph break (keyed by the original
+    code: a reversible block's ``autograd.grad``, DDP's forward). Static shapes, because each
+    call sees one batch size per run, and automatic dynamic shapes, tracked per file, line and
+    name rather than per code object, would make sizes symbolic once any copy saw another."""
+    isolate = {"isolate_recompiles": True} if ISOLATES_RECOMPILES else {}
+    return torch.compile(
+        own_code(fn), mode=mode, backend=compile_backend(), dynamic=False, **isolate
     )
 
 
 def compiled_power_iterations() -> Callable[..., None]:
-    """:func:`power_iterate_all` compiled with a cache of its own: one graph per network
-    (layer count and shapes) it is called with."""
-    return torch.compile(own_code(power_iterate_all), backend=compile_backend(), dynamic=False)
+    """:func:`power_iterate_all` compiled with a cache of its own (:func:`compile_isolated`):
+    one graph per network (layer count and shapes) it is called with."""
+    return compile_isolated(power_iterate_all)
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -294,10 +318,7 @@ class CompileOrEager:
         self.own_outputs = mode in CUDA_GRAPH_MODES
         if mode is not None:
             enable_compile_cache()
-            # static shapes: each call sees one batch size per run; automatic dynamic shapes
-            # would make sizes symbolic once any call of the same code saw another
-            call = own_code(lambda *args, **kwargs: module(*args, **kwargs))
-            self.compiled = torch.compile(call, mode=mode, backend=compile_backend(), dynamic=False)
+            self.compiled = compile_isolated(lambda *a, **kw: module(*a, **kw), mode)
             self.power_iterations = power_iterations or compiled_power_iterations()
         self.sn = BatchedSpectralNorm(_unwrap(module), reuse_frozen) if batch_sn else None
 
