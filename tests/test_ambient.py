@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -74,10 +75,13 @@ def test_measure_cli_errors_are_one_line(tmp_path, capsys):
         (["--measurement", "blok", "--out", out], "measurement 'blok': unknown measurement"),
         (["--measurement", "block_patch:k=40", "--out", out], "larger than the 32x32 images"),
         (["--measurement", "block_pixels", "--out", str(tmp_path / "m.png")], "ending in .npz"),
+        (["--measurement", "block_pixels", "--out", out, "--seed", str(2**64)], "--seed: expected"),
+        (["--measurement", "block_pixels", "--out", out, "--seed", "-1"], "--seed: expected an"),
     ):
         assert main(["measure", "--data", clean] + extra + res) == 2
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1
+        assert not os.path.exists(out)
     again = ["--measurement", "block_pixels", "--out", out] + res
     assert main(["measure", "--data", clean] + again) == 0
     capsys.readouterr()

@@ -74,6 +74,10 @@ def test_overrides_are_typed():
         ("train.betas_D=0.5,-0.1", "'train.betas_D' must be in [0, 1)"),
         ("model.dim_z=1e9", "'model.dim_z' must be in 1..1024, got 1000000000"),
         ("model.dim_z=0", "'model.dim_z' must be in 1..1024"),
+        ("model.G_ch=100000", "'model.G_ch' must be in 1..512, got 100000 (a channel multiplier)"),
+        ("model.D_ch=0", "'model.D_ch' must be in 1..512"),
+        ("model.n_classes=100000000", "'model.n_classes' must be in 1..100,000"),
+        ("model.shared_dim=5000", "'model.shared_dim' must be in 0..1024"),
         ("model.sn_eps=inf", "'model.sn_eps' must be a finite number, got inf"),
         ("model.sn_eps=0", "'model.sn_eps' must be > 0"),
         ("eval.truncation=inf", "'eval.truncation' must be a finite number, got inf"),
@@ -98,7 +102,8 @@ def test_bad_overrides_name_the_key(override, fragment):
 @pytest.mark.parametrize(
     "override",
     ["eval.truncation=0", "eval.truncation=0.1", "eval.truncation=4", "model.channels=1",
-     "model.dim_z=1024", "train.steps=1e9", "train.seed=4294967295"],
+     "model.dim_z=1024", "train.steps=1e9", "train.seed=4294967295", "model.G_ch=512",
+     "model.n_classes=100000", "model.shared_dim=1024"],
 )  # fmt: skip
 def test_values_at_the_bounds_are_accepted(override):
     validate(apply_overrides(Config(), [override]))

@@ -308,6 +308,8 @@ def test_compile_setting_rejects_unknown_mode_and_reads_old_bool_configs(tmp_pat
     cfg = apply_overrides(Config(), ["train.compile=fastest"])
     with pytest.raises(GankitError, match="train.compile"):
         speed.compile_mode(cfg.train, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="'train.compile': train.compile must be auto, true"):
+        validate(cfg)
     old = tmp_path / "config.toml"
     old.write_text("[train]\ncompile = false\n")  # configs written before "auto" existed
     assert load_toml(old).train.compile is False

@@ -4,6 +4,7 @@ truncated sampling, initialisation and configuration errors."""
 import contextlib
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from gankit.errors import GankitError, ParameterError
 from gankit.layers.init import init_weights, raw_weight
 from gankit.layers.spectral_norm import sn_conv2d, sn_linear, spectral_norms
 from gankit.layers.spectral_norm_batched import BatchedSpectralNorm
-from gankit.models import build, count_params, get_arch, latent, list_archs, sample_z
+from gankit.models import build, count_params, get_arch, latent, list_archs, registry, sample_z
 from gankit.models.biggan import BIGGAN_TABLES
 from gankit.models.blocks import DBlock, GBlock
 from gankit.models.dcgan import DCGAN_LAYOUTS
@@ -286,13 +287,26 @@ def test_build_applies_init_and_keeps_cbn_tables():
         (small("biggan", 32, hier=True), r"model.hier.*shared_dim"),
         (small("biggan", 32, hier=True, shared_dim=4, dim_z=10), r"model.dim_z.*10.*multiple of 4"),
         (small("sagan", 32, shared_dim=8), r"'sagan'.*per-class"),
-        (small("biggan", 32, G_ch=0), r"model.G_ch.*positive"),
+        (small("biggan", 32, G_ch=0), r"model.G_ch.*1\.\.512.*channel multiplier"),
         (small("biggan", 32, init="glorot"), r"model.init.*'glorot'.*ortho, normal"),
     ],
 )
 def test_bad_model_config_names_the_key(cfg, match):
     with pytest.raises(ConfigError, match=match) as err:
         build(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_networks_too_big_for_memory_are_a_config_error(monkeypatch):
+    """An allocator failure while the layers are built is a one-line ConfigError naming the
+    size keys, not torch's traceback (a size within the bounds can still exceed the memory)."""
+
+    def factory(cfg, attention):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] can't allocate memory: 5 TB")
+
+    monkeypatch.setitem(registry._ARCHS, "biggan", replace(get_arch("biggan"), factory=factory))
+    with pytest.raises(ConfigError, match=r"do not fit in memory \(model.G_ch=64, ") as err:
+        build(small("biggan", 32, G_ch=64))
     assert "\n" not in str(err.value)
 
 

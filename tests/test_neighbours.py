@@ -126,10 +126,11 @@ def test_copies_of_training_images_have_ratio_zero(run, tmp_path, monkeypatch, c
     [
         (["--n", "0"], "gankit: error: --n: expected a positive integer, got 0"),
         (["--n", "2", "--k", "0"], "gankit: error: --k: expected a positive integer, got 0"),
-        (["--n", "2", "--k", "30"], "k: 30 exceeds the 24 images of the training split"),
+        (["--n", "2", "--k", "30"], "--k: 30 exceeds the 24 images of the training split"),
+        (["--n", "2", "--seed", "-1"], "gankit: error: --seed: expected an integer in 0.."),
     ],
 )
 def test_cli_bad_values(run, tmp_path, capsys, cache, args, message):
-    assert main(["analyze", "neighbours", str(run), *args, "--out", str(tmp_path)]) == 2
+    assert main(["analyze", "neighbours", str(run), "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

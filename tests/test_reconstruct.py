@@ -175,10 +175,14 @@ def _fitted(run):
         (["--n", "0"], "n: expected a positive integer, got 0"),
         (["--n", "9"], "n: 9 requested but the held-out split of"),
         (["--n", "2", "--steps", "0"], "steps: expected a positive integer"),
+        (["--n", "2", "--lr", "-1"], "gankit: error: --lr: expected a positive learning rate"),
+        (["--n", "2", "--feature-weight", "-1"], "error: --feature-weight: expected a number"),
+        (["--n", "2", "--seed", str(2**70)], "gankit: error: --seed: expected an integer in"),
+        (["--n", "2", "--out", " "], "gankit: error: --out: expected an output folder, got an"),
     ],
 )
 def test_cli_bad_values(run, tmp_path, capsys, args, message):
-    assert main(["analyze", "reconstruct", str(run), *args, "--out", str(tmp_path)]) == 2
+    assert main(["analyze", "reconstruct", str(run), "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 

@@ -24,7 +24,7 @@ from gankit.checkpoint import (
 )
 from gankit.cli import main
 from gankit.config import Config, apply_overrides, save_toml
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError
 from gankit.models import build
 from gankit.run import RunDir, find_checkpoint, load_discriminator, load_generator
 
@@ -80,6 +80,19 @@ def test_metrics_append_and_read_skip_a_truncated_line(run):
         f.write('{"step": 3, "lo')  # a writer killed mid-line
     assert run.read_metrics() == [{"step": 1, "loss_D": 0.5}, {"step": 2, "eval": {"fid": 3.0}}]
     assert json.loads(run.metrics_file.read_text().splitlines()[0])["step"] == 1
+    with open(run.metrics_file, "ab") as f:
+        f.write(b"\n\xa2\xff garbage \x80\n")  # bytes that are not UTF-8: skipped too
+    assert len(run.read_metrics()) == 2
+
+
+def test_an_empty_path_is_a_parameter_error(tmp_path, capsys):
+    with pytest.raises(ParameterError, match="run_dir: expected a run or checkpoint directory"):
+        RunDir("")
+    assert main(["train", "--out", "", "--set", "train.steps=1"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "gankit: error: --out: expected a run or checkpoint directory path, got an empty path\n"
+    )
 
 
 def test_load_generator_and_discriminator(run):

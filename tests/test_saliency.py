@@ -147,11 +147,18 @@ def test_run_without_d_weights(run, tmp_path, capsys):
             ["--images", "{data}", "--per-class", "-1"],
             "gankit: error: --per-class: expected a positive integer",
         ),
+        (  # checked with generated samples too, where it does not apply
+            ["--samples", "2", "--per-class", "-1"],
+            "gankit: error: --per-class: expected a positive integer",
+        ),
+        (["--samples", "2", "--seed", str(2**70)], "gankit: error: --seed: expected an integer"),
+        (["--samples", "2", "--seed", "-1"], "gankit: error: --seed: expected an integer in 0.."),
+        (["--samples", "2", "--out", ""], "gankit: error: --out: expected an output folder, got"),
     ],
 )
 def test_cli_bad_counts(run, tmp_path, capsys, args, message):
     args = [a.replace("{data}", str(run.parent / "d.npz")) for a in args]
-    assert main(["analyze", "saliency", str(run), *args, "--out", str(tmp_path)]) == 2
+    assert main(["analyze", "saliency", str(run), "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 

@@ -24,6 +24,7 @@ from gankit.config import (
     validate_section,
 )
 from gankit.device import DEVICES
+from gankit.errors import GankitError
 from gankit.layers.attention import NONLOCAL_MODES
 from gankit.layers.init import INIT_STYLES
 from gankit.losses import LOSS_NAMES
@@ -219,4 +220,35 @@ def test_bad_numbers_fail_at_start_up(tmp_path, capsys, command, override, fragm
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("gankit: error: config key ") and fragment in err
+    assert err.count("\n") == 1 and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [("train.diffaug=color,foo", "train.diffaug: unknown transform 'foo'"),
+     ("train.cr_augment=foo", "train.cr_augment: unknown transform 'foo'"),
+     ("train.compile=fastest", "'train.compile': train.compile must be auto, true, false"),
+     ("train.measurement=foo", "train.measurement 'foo': unknown measurement 'foo'"),
+     ("train.measurement=block_pixels:p=2", "'block_pixels:p=2': p must be in [0, 1], got 2"),
+     ("train.d_measurement=block_patch:size=64", "train.d_measurement 'block_patch:size=64'"),
+     ("eval.metrics=fid,foo", "'eval.metrics': unknown metric 'foo'; valid metrics:")],
+)  # fmt: skip
+@pytest.mark.parametrize("command", [["info"], ["train", "--quiet"]])
+def test_component_grammars_fail_in_validate_and_at_start_up(
+    tmp_path, capsys, command, override, fragment
+):
+    """``gankit.validate`` (and so ``info``, like ``train``) also checks the values whose
+    grammar a component parses: policies, measurement specs for images of the model's size
+    (a 64-pixel patch on 32-pixel images), metric names. ``config.validate`` alone does not
+    know them (it sits below those components)."""
+    cfg = apply_overrides(Config(), [override])
+    with pytest.raises(GankitError) as err:
+        gankit.validate(cfg)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+    argv = [*command, "--set", override]
+    if command[0] == "train":
+        argv += ["--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gankit: error: ") and fragment in err
     assert err.count("\n") == 1 and not (tmp_path / "r").exists()

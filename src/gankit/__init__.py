@@ -2,7 +2,8 @@
 
 The Python workflow (attributes are imported on first use, so ``import gankit`` stays light):
 
-- :class:`Config`, :func:`load_preset`, :func:`validate` (:mod:`gankit.config`);
+- :class:`Config`, :func:`load_preset` (:mod:`gankit.config`), :func:`validate` (the whole
+  check, :mod:`gankit.validation`);
 - :func:`train`, :func:`resume` (:mod:`gankit.training`);
 - :func:`load` (the generator of a run, :func:`gankit.run.load_generator`);
 - :func:`generate` (batched samples of a generator, :mod:`gankit.generation`);
@@ -19,7 +20,7 @@ __version__ = "0.1.0"
 _API = {
     "Config": ("gankit.config", "Config"),
     "load_preset": ("gankit.config", "load_preset"),
-    "validate": ("gankit.config", "validate"),
+    "validate": ("gankit.validation", "validate"),
     "train": ("gankit.training", "train"),
     "resume": ("gankit.training", "resume"),
     "load": ("gankit.run", "load_generator"),

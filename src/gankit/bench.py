@@ -77,7 +77,6 @@ from gankit.config import (
     apply_overrides,
     list_presets,
     load_preset,
-    validate,
 )
 from gankit.data import ImageDataset, loader_throughput
 from gankit.device import resolve_device
@@ -88,6 +87,7 @@ from gankit.training.loop import Trainer, amp_dtype
 from gankit.training.opcount import OpCounter
 from gankit.training.saved_activations import SavedActivations
 from gankit.training.speed import compile_mode, flags
+from gankit.validation import validate
 
 WORKLOADS = {"cifar": "biggan-cifar", "i128": "biggan-128"}
 """Anchor workload name -> preset (BigGAN-PyTorch's CIFAR and ImageNet-128 runs)."""

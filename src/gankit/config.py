@@ -280,6 +280,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 
 MAX_DIM_Z = 1024  # 8x the presets' largest latent (64..128); 1e9 fails in the allocator
+MAX_WIDTH = 512  # channel multipliers: 4x BigGAN-deep's 128 (the presets use 32..96)
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+MAX_SHARED_DIM = 1024  # BigGAN's shared class embedding: 128
 MAX_STEPS = 10**9
 MAX_SEED = 2**32 - 1  # seeds are offset per rank/step; torch generators overflow past 2**64
 MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 4.0
@@ -295,6 +298,13 @@ _BOUNDS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "ratio": (lambda v: 1 < v < 2, "in (1, 2)", "a pooling ratio"),
     "channels": (lambda v: v in (1, 3), "1 or 3", "1 = grey, 3 = RGB"),
     "dim_z": (lambda v: 1 <= v <= MAX_DIM_Z, f"in 1..{MAX_DIM_Z}", "the latent size"),
+    "width": (lambda v: 1 <= v <= MAX_WIDTH, f"in 1..{MAX_WIDTH}", "a channel multiplier"),
+    "classes": (lambda v: 1 <= v <= MAX_CLASSES, f"in 1..{MAX_CLASSES:,}", "a class count"),
+    "shared_dim": (
+        lambda v: 0 <= v <= MAX_SHARED_DIM,
+        f"in 0..{MAX_SHARED_DIM}",
+        "a class embedding size, 0 = off",
+    ),
     "steps": (lambda v: 1 <= v <= MAX_STEPS, "in 1..10**9", "a number of G steps"),
     "seed": (lambda v: 0 <= v <= MAX_SEED, "in 0..2**32-1", "a random seed"),
     "truncation": (
@@ -304,13 +314,13 @@ _BOUNDS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     ),
 }
 _POSITIVE = (
-    "model.resolution model.n_classes model.G_ch model.D_ch "
+    "model.resolution "
     "model.attn_k model.sn_eps model.bn_eps model.num_groups train.batch_size "
     "train.n_D train.lr_G train.lr_D train.adam_eps train.accumulate train.reg_every "
     "train.log_every train.snapshot_every eval.n eval.batch_size"
 ).split()
 _NON_NEGATIVE = (
-    "model.shared_dim train.gp_weight train.ortho_reg train.aux_weight train.lecam_weight "
+    "train.gp_weight train.ortho_reg train.aux_weight train.lecam_weight "
     "train.cr_weight train.r1_gamma train.r2_gamma train.ema_start train.standing_stats "
     "train.sigma_layers train.keep_last train.d_measurement_fade data.limit eval.every"
 ).split()
@@ -325,6 +335,10 @@ _RANGES: dict[str, str] = {
     "model.fmp_alpha": "ratio",
     "model.channels": "channels",
     "model.dim_z": "dim_z",
+    "model.G_ch": "width",
+    "model.D_ch": "width",
+    "model.n_classes": "classes",
+    "model.shared_dim": "shared_dim",
     "train.steps": "steps",
     "train.seed": "seed",
     "eval.truncation": "truncation",
@@ -338,6 +352,8 @@ _LENGTHS: dict[str, tuple[int, str]] = {
 """List keys of a fixed length → (length, what the items are)."""
 
 NONLOCAL_MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile`` modes accepted by ``train.compile`` (besides auto/true/false)."""
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.arch": ("biggan", "dcgan", "sagan", "sngan"),  # = gankit.models.list_archs()
     "model.init": ("ortho", "normal", "xavier", "lecun", "default"),  # = layers.INIT_STYLES
@@ -374,6 +390,11 @@ RULES: list[Rule] = [
             f"train.{key} must be auto, true or false",
         )
         for key in ("sn_batched", "cuda_graph")  # device-dependent levers
+    ),
+    Rule(
+        ("train.compile",),
+        lambda c: c.train.compile in (True, False, "auto", *COMPILE_MODES),
+        f"train.compile must be auto, true, false or one of {', '.join(COMPILE_MODES)}",
     ),
     Rule(
         ("train.aux_weight", "model.aux_classifier"),

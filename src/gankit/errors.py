@@ -35,3 +35,12 @@ def check_int(
     if not whole or (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ParameterError(param, f"expected {expected}, got {value!r}")
     return int(value)
+
+
+MAX_SEED = 2**63 - 1
+"""Largest seed of a library call (``torch.Generator.manual_seed`` takes 64-bit integers)."""
+
+
+def check_seed(value: object, param: str = "seed") -> int:
+    """``value`` as an ``int`` seed in ``0..MAX_SEED``, else a :class:`ParameterError`."""
+    return check_int(param, value, 0, MAX_SEED, f"an integer in 0..{MAX_SEED}")

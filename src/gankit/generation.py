@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 
 from gankit.data import to_uint8
-from gankit.errors import GankitError, ParameterError, check_int
+from gankit.errors import GankitError, ParameterError, check_int, check_seed
 from gankit.io_utils import atomic_write
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.models import sample_z
@@ -165,8 +165,6 @@ def generate(
 MAX_SAMPLES = 1_000_000
 """Most samples one call draws: all their latents are drawn up front (1M x 128 floats: 0.5 GB)."""
 INT_TYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
-MAX_SEED = 2**63 - 1
-"""Largest seed (``torch.Generator.manual_seed`` takes 64-bit integers)."""
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -176,7 +174,7 @@ def _check_batch_size(batch_size: int) -> None:
 
 def _check_n(n: int, seed: int = 0) -> None:
     check_int("n", n, 1, MAX_SAMPLES, f"a number of samples in 1..{MAX_SAMPLES}")
-    check_int("seed", seed, 0, MAX_SEED, f"an integer in 0..{MAX_SEED}")
+    check_seed(seed)
 
 
 def _check_generator(G: object) -> None:

@@ -17,7 +17,7 @@ import torch
 from gankit.config import DEFAULT_PRESET, load_preset
 from gankit.data import ImageDataset, MeasuredDataset, load_dataset, to_float, to_uint8
 from gankit.data.measured import write_measured
-from gankit.errors import GankitError
+from gankit.errors import GankitError, check_seed
 from gankit.measurements import Measurement, build_measurement
 
 MEASURE_BATCH = 500  # images per call of the measurement (fixed: θ depends only on the seed)
@@ -31,7 +31,7 @@ def measure_dataset(
     Measurements whose values are pixel values (``measurement.keeps_pixels``) are stored as
     uint8 images (exact), the others as float32.
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(check_seed(seed))
     ys, thetas = [], []
     for start in range(0, len(dataset), MEASURE_BATCH):
         x, _ = dataset.batch(range(start, min(start + MEASURE_BATCH, len(dataset))))
@@ -74,6 +74,7 @@ def measure_command(
     if out.suffix.lower() != ".npz":
         raise GankitError(f"out '{out}': expected a file name ending in .npz")
     build_measurement(measurement, param="measurement")  # a bad spec fails before any loading
+    check_seed(seed)
     cfg = load_preset(preset, list(overrides))
     m = cfg.model
     dataset = load_dataset(replace(cfg.data, path=data), m.resolution, m.channels)

@@ -39,13 +39,16 @@ METRICS_FILE = "metrics.jsonl"
 BEST = "best"
 
 
-def as_path(value: object, param: str) -> Path:
-    """``value`` (a ``str`` or ``os.PathLike``) as a Path; a :class:`ParameterError` naming
-    ``param`` for anything else (``None``, a number, a loaded network)."""
-    if isinstance(value, (str, os.PathLike)) and str(value):
+def as_path(
+    value: object, param: str, expected: str = "a run or checkpoint directory path"
+) -> Path:
+    """``value`` (a non-empty ``str`` or ``os.PathLike``) as a Path; a :class:`ParameterError`
+    naming ``param`` and saying ``expected`` for anything else (``""``, ``None``, a number, a
+    loaded network)."""
+    if isinstance(value, (str, os.PathLike)) and str(value).strip():
         return Path(value)
-    what = type(value).__name__
-    raise ParameterError(param, f"expected a run or checkpoint directory path, got {what}")
+    what = "an empty path" if isinstance(value, (str, os.PathLike)) else type(value).__name__
+    raise ParameterError(param, f"expected {expected}, got {what}")
 
 
 class RunDir:
@@ -160,7 +163,8 @@ class RunDir:
 
     # -- metrics.jsonl -----------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, Any]]:
-        """Records of ``metrics.jsonl`` in file order (a truncated last line is skipped).
+        """Records of ``metrics.jsonl`` in file order; lines that are not JSON (a truncated last
+        line, bytes that are not UTF-8) are skipped.
 
         Raises:
             GankitError: there is no ``metrics.jsonl``.
@@ -168,7 +172,7 @@ class RunDir:
         if not self.metrics_file.is_file():
             raise GankitError(f"{self.path}: no metrics.jsonl; expected a gankit run directory")
         records = []
-        for line in self.metrics_file.read_text(encoding="utf-8").splitlines():
+        for line in self.metrics_file.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:

@@ -42,7 +42,7 @@ from gankit.analysis.common import (
     write_json,
 )
 from gankit.data import ImageDataset
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError, check_seed
 from gankit.generation import generate, save_grid
 from gankit.metrics import (
     ClassifierExtractor,
@@ -52,6 +52,7 @@ from gankit.metrics import (
     load_or_train_classifier,
 )
 from gankit.models import sample_z
+from gankit.run import as_path
 from gankit.run import load_generator as load
 
 __all__ = ["analyze_neighbours", "memorisation_ratios", "nearest", "nearest_images"]
@@ -178,13 +179,15 @@ def analyze_neighbours(
     """
     check_positive(n, "n")
     check_positive(k, "k")
+    check_seed(seed)
+    out = as_path(out, "out", "an output folder")
     G = load(source, device)
     dev = next(G.parameters()).device
     cfg = G.config
     ds = run_data(cfg, data)
     train_idx, held_idx = heldout_split(len(ds))
     if k > len(train_idx):
-        raise GankitError(f"k: {k} exceeds the {len(train_idx)} images of the training split")
+        raise ParameterError("k", f"{k} exceeds the {len(train_idx)} images of the training split")
     y_s = torch.arange(n) % min(ds.n_classes, cfg.model.n_classes)
     z = sample_z(n, G.dim_z, truncation, torch.Generator(dev).manual_seed(seed), dev)
     batches = [(x.cpu(), y) for x, y in generate(G, y_s, batch_size, z=z)]
@@ -219,7 +222,6 @@ def analyze_neighbours(
             ]
         )  # fmt: skip
 
-    out = Path(out)
     first = torch.arange(min(n, 2 * int(y_s.max() + 1)))  # two samples per class
     paths = [out / "neighbours.png", out / "neighbours_closest.png", out / "neighbours.json"]
     save_grid(rows(first[y_s[first].argsort(stable=True)]), paths[0], 2 * k + 1)

@@ -50,9 +50,10 @@ from gankit.analysis.common import (
 )
 from gankit.analysis.neighbours import nearest_images
 from gankit.data import to_float, to_uint8
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError, check_seed
 from gankit.generation import save_grid
 from gankit.metrics import heldout_split, load_or_train_classifier
+from gankit.run import as_path
 from gankit.run import load_generator as load
 
 __all__ = ["Inversion", "analyze_reconstruct", "invert"]
@@ -160,12 +161,13 @@ def invert(
     """
     check_eval(G, "G")
     check_images(x, y, G.resolution, G.channels, G.n_classes, "x")
+    check_seed(seed)
     for value, name in ((steps, "steps"), (restarts, "restarts"), (batch_size, "batch_size")):
         check_positive(value, name)
     if not (math.isfinite(lr) and lr > 0):
-        raise GankitError(f"lr: expected a positive learning rate, got {lr}")
+        raise ParameterError("lr", f"expected a positive learning rate, got {lr}")
     if not (math.isfinite(feature_weight) and feature_weight >= 0):
-        raise GankitError(f"feature_weight: expected a number >= 0, got {feature_weight}")
+        raise ParameterError("feature_weight", f"expected a number >= 0, got {feature_weight}")
     if feature_weight > 0 and features is None:
         raise GankitError("feature_weight: > 0 needs a feature map (features=...)")
     device = next(G.parameters()).device
@@ -243,6 +245,8 @@ def analyze_reconstruct(
     Returns:
         The JSON written to ``reconstruct.json``.
     """
+    check_seed(seed)
+    out = as_path(out, "out", "an output folder")
     G = load(source, device)
     dev = next(G.parameters()).device
     cfg = G.config
@@ -278,7 +282,6 @@ def analyze_reconstruct(
     )  # fmt: skip
     error = inv.error.cpu()
 
-    out = Path(out)
     order = torch.as_tensor(np.argsort(np.nan_to_num(error.numpy(), nan=np.inf), kind="stable"))
     order = order[: int(torch.isfinite(error).sum())]
     k = min(8, len(order))

@@ -30,10 +30,10 @@ from torch import nn
 from gankit.analysis.common import check_eval, check_images, check_positive, run_data, tiles
 from gankit.config import Config
 from gankit.data import to_float
-from gankit.errors import GankitError
+from gankit.errors import GankitError, check_seed
 from gankit.generation import generate, save_grid
 from gankit.models import sample_z
-from gankit.run import load_discriminator
+from gankit.run import as_path, load_discriminator
 from gankit.run import load_generator as load
 
 __all__ = ["HEADS", "analyze_saliency", "saliency_maps"]
@@ -111,7 +111,6 @@ def _real_images(
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """uint8 images, labels and source of ``per_class`` seeded images of every class of ``data``
     (all images of a smaller class)."""
-    check_positive(per_class, "per_class")
     ds = run_data(cfg, data)
     y = np.asarray(ds.y)
     rng = np.random.default_rng(seed)
@@ -152,6 +151,9 @@ def analyze_saliency(
         GankitError: ``samples``/``per_class`` < 1, no D weights, labels outside the model's
             classes.
     """
+    check_seed(seed)
+    check_positive(per_class, "per_class")
+    out = as_path(out, "out", "an output folder")
     D = load_discriminator(source, device)
     cfg = D.config
     if samples is None:
@@ -166,7 +168,6 @@ def analyze_saliency(
         what = f"{samples} samples of the EMA generator (seed {seed}, truncation {truncation})"
     heads = [h for h in HEADS if h == "adv" or D.aux is not None]
     maps = {h: saliency_maps(D, to_float(x), y, h, batch_size).cpu() for h in heads}
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     grid, columns = _grid(x, y, list(maps.values()))
     png = save_grid(grid, out / "saliency.png", columns)

@@ -18,8 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gankit.config import load_preset, to_dict, validate
+    from gankit.config import load_preset, to_dict
     from gankit.models import build, count_params
+    from gankit.validation import validate
 
     cfg = validate(load_preset(args.preset, args.overrides))
     G, D = build(cfg.model, init=False)  # parameter counts do not depend on the values

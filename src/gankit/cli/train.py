@@ -6,6 +6,8 @@ import argparse
 
 from gankit.cli.common import add_device, add_preset, add_set, data_path
 
+FLAG_NAMES = {"run_dir": "--out"}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a GAN (default: the default preset on embedded MNIST)")

@@ -124,7 +124,10 @@ def check_classes_left(listing: FolderListing, keep: np.ndarray) -> None:
 
 def bad_file_error(path: str | Path, message: str) -> GankitError:
     """The one-line error for an unreadable file when ``skip_bad`` is off."""
-    return GankitError(f"{path}: {message}; pass --skip-bad to skip such files")
+    return GankitError(
+        f"{path}: {message}; data.skip_bad=true (`gankit train` and `gankit data build`: "
+        "--skip-bad) skips such files"
+    )
 
 
 def decode_image(path: str | Path, resolution: int, resize: str = "legacy") -> np.ndarray:

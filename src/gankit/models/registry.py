@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from gankit.config import ConfigError, ModelConfig, validate_section
@@ -95,7 +96,16 @@ def build(cfg: ModelConfig, init: bool = True) -> tuple[nn.Module, nn.Module]:
             f"config key 'model.resolution': arch '{cfg.arch}' does not support "
             f"{cfg.resolution}; supported: {describe_resolutions(spec.resolutions)}"
         )
-    G, D = spec.factory(cfg, attention_type(cfg))
+    try:
+        G, D = spec.factory(cfg, attention_type(cfg))
+    except RuntimeError as err:  # the allocator (torch.OutOfMemoryError is one too)
+        if "alloc" not in str(err) and not isinstance(err, torch.OutOfMemoryError):
+            raise
+        raise ConfigError(
+            f"model: the networks of this config do not fit in memory (model.G_ch={cfg.G_ch}, "
+            f"model.D_ch={cfg.D_ch}, model.n_classes={cfg.n_classes}, model.resolution="
+            f"{cfg.resolution}); use smaller values"
+        ) from None
     if init:
         init_weights(G, cfg.init)
         init_weights(D, cfg.init)

@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 from gankit import checkpoint as ckpt_io
-from gankit.config import Config, from_dict, save_toml, to_dict, validate
+from gankit.config import Config, from_dict, save_toml, to_dict
 from gankit.errors import GankitError, ParameterError, check_int
 from gankit.run import RunDir
 from gankit.training.distributed import cleanup, from_env
 from gankit.training.hooks import default_hooks
 from gankit.training.loop import Hook, Trainer
 from gankit.training.state import RESTORED_KEYS
+from gankit.validation import validate
 
 __all__ = ["Hook", "Trainer", "default_hooks", "resume", "train"]
 

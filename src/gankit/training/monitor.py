@@ -82,12 +82,13 @@ def _step(line: str) -> int | None:
 
 
 def drop_records_after(path: Path, step: int) -> None:
-    """Remove from ``metrics.jsonl`` the records of steps after ``step`` and any partial line:
-    what a run killed after its last checkpoint logged (the resumed run logs those steps
-    again; a new run in the same directory starts from step 0). Rewritten atomically."""
+    """Remove from ``metrics.jsonl`` the records of steps after ``step`` and any line that is
+    not a record (a partial line, bytes that are not UTF-8): what a run killed after its last
+    checkpoint logged (the resumed run logs those steps again; a new run in the same directory
+    starts from step 0). Rewritten atomically."""
     if not path.is_file():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     kept = [line for line in lines if (s := _step(line)) is not None and s <= step]
     if len(kept) < len(lines):
         text = "".join(line + "\n" for line in kept).encode()

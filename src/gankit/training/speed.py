@@ -76,7 +76,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from gankit.config import TrainConfig
+from gankit.config import COMPILE_MODES, TrainConfig
 from gankit.errors import GankitError
 from gankit.layers.batchnorm import can_chunk, chunked
 from gankit.layers.spectral_norm import (
@@ -105,8 +105,6 @@ __all__ = [
     "step_calls",
 ]
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-"""``torch.compile`` modes accepted by ``train.compile`` (besides auto/true/false)."""
 
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 """The modes that replay CUDA graphs, whose outputs live in a pool the next replay overwrites."""
