@@ -347,6 +347,22 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(straight, tmp_pat
             assert torch.equal(want[net][k], got[net][k]), f"{net}.{k} differs after resume"
 
 
+def test_resume_warns_about_a_newer_checkpoint_that_lost_a_file(straight, tmp_path, capsys):
+    """A file deleted from the newest checkpoint (a writer only renames complete ones into
+    place): resume says so in its one-line warning, like a damaged file, and sets it aside."""
+    run = _copy(straight, tmp_path / "r")
+    step2, step4 = ckpt_io.list_checkpoints(run / "checkpoints")
+    (step4 / "G_ema.safetensors").unlink()
+    resume(run, steps=4, quiet=True)
+    assert capsys.readouterr().err == (
+        f"gankit: warning: 1 newer checkpoint(s) cannot be loaded ({step4}: incomplete "
+        f"checkpoint (no G_ema.safetensors)); resuming from {step2} (the damaged ones are kept "
+        "as damaged-step_* beside it)\n"
+    )
+    assert (run / "checkpoints" / "damaged-step_00000004" / "G.safetensors").is_file()
+    assert ckpt_io.is_complete(step4)
+
+
 def test_resume_with_no_checkpoint_that_loads_is_one_line(straight, tmp_path, capsys):
     run = _copy(straight, tmp_path / "r")
     step2, step4 = ckpt_io.list_checkpoints(run / "checkpoints")

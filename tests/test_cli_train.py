@@ -37,6 +37,19 @@ def test_unknown_config_key(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_failed_start_leaves_no_new_run_dir(tmp_path, capsys):
+    """Bad data found after the run directory was made: the directory that this call created
+    goes again (no files were written), one that existed before stays."""
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not an archive")
+    for out, existed in ((tmp_path / "new" / "r", False), (tmp_path / "old", True)):
+        if existed:
+            out.mkdir()
+        assert main(["train", "--out", str(out), "--data", str(bad), "--quiet"]) == 2
+        assert "bad.npz: not a readable .npz file" in capsys.readouterr().err
+        assert out.is_dir() == existed
+
+
 def test_resume_missing_dir(tmp_path, capsys):
     assert main(["resume", str(tmp_path / "none")]) == 2
     assert "not a run directory" in capsys.readouterr().err

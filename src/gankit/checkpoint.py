@@ -188,13 +188,19 @@ def save_checkpoint(
     return final
 
 
-def list_checkpoints(root: str | Path) -> list[Path]:
-    """Complete ``step_*`` checkpoints under ``root``, oldest first (temp dirs are ignored)."""
+def list_checkpoints(root: str | Path, complete: bool = True) -> list[Path]:
+    """``step_*`` checkpoints under ``root``, oldest first (temp dirs are ignored); only the
+    complete ones unless ``complete`` is False (a writer renames a checkpoint into place only
+    when it is complete, so an incomplete one lost files afterwards)."""
     root = Path(root)
     if not root.is_dir():
         return []
     restore_old_copies(root)
-    found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and is_complete(p)]
+    found = [
+        p
+        for p in root.iterdir()
+        if _STEP_DIR.match(p.name) and p.is_dir() and (is_complete(p) or not complete)
+    ]
     return sorted(found, key=lambda p: p.name)
 
 

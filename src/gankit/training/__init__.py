@@ -6,13 +6,14 @@ The loop lives in :mod:`gankit.training.loop`; the run directory it writes is
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 from gankit import checkpoint as ckpt_io
 from gankit.config import Config, from_dict, save_toml, to_dict
 from gankit.errors import GankitError, ParameterError, check_int
-from gankit.run import RunDir
+from gankit.run import RunDir, as_path
 from gankit.training.distributed import cleanup, from_env
 from gankit.training.hooks import default_hooks
 from gankit.training.loop import Hook, Trainer
@@ -38,7 +39,21 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
     """
     validate(cfg)
     hooks = default_hooks(cfg)  # checks the eval setup before anything is written
-    return _fit(cfg, RunDir.create(out_dir), hooks, quiet)
+    new = not as_path(out_dir, "run_dir").exists()
+    run = RunDir.create(out_dir)
+    try:
+        return _fit(cfg, run, hooks, quiet)
+    except BaseException:
+        if new and from_env().is_main:
+            _remove_if_no_files(run.path)
+        raise
+
+
+def _remove_if_no_files(path: Path) -> None:
+    """Remove the run directory a failed start created, if nothing was written into it (only
+    empty folders), so that a corrected command can use the same ``--out``."""
+    if path.is_dir() and not any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _fit(
@@ -84,16 +99,19 @@ def _check_loadable(ckpt: Path) -> dict:
 
 def _newest_loadable(run: RunDir) -> tuple[Path, dict, list[Path]]:
     """The newest checkpoint of ``run`` that loads, its state and the newer ones that do not
-    (named in one warning line on stderr).
+    or miss files (named in one warning line on stderr).
 
     Raises:
         GankitError: no checkpoint, or none that loads.
     """
-    ckpts = run.list_checkpoints()
+    ckpts = ckpt_io.list_checkpoints(run.checkpoints, complete=False)
     if not ckpts:
         raise GankitError(f"{run.path}: no complete checkpoint in {run.checkpoints}")
     damaged: list[tuple[Path, str]] = []
     for ckpt in reversed(ckpts):
+        if missing := ckpt_io.missing_files(ckpt):
+            damaged.append((ckpt, f"{ckpt}: incomplete checkpoint (no {', '.join(missing)})"))
+            continue
         try:
             state = _check_loadable(ckpt)
         except ckpt_io.CheckpointReadError as err:
