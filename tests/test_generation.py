@@ -119,6 +119,7 @@ def test_make_grid_places_tiles():
         (["--out", "x.png", "--classes", "3,7"], "--classes: 3, 7 out of range"),
         (["--out", "x.npz", "--interpolate", "z"], "use a .png"),
         (["--out", "x.png", "--interpolate", "class", "--classes", "1"], "exactly two"),
+        (["--out", "x.png", "--interpolate", "z", "--n", "1"], "--n: expected at least 2 frames"),
     ],
 )
 def test_sample_cli_errors(run, tmp_path, capsys, args, message):
@@ -126,6 +127,16 @@ def test_sample_cli_errors(run, tmp_path, capsys, args, message):
     assert main(["sample", str(run), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and err.count("\n") == 0
+
+
+@pytest.mark.parametrize("classes", [",", "", " , "])
+def test_sample_cli_classes_without_a_class_is_an_error(run, tmp_path, capsys, classes):
+    """Not "all classes" (leave ``--classes`` out for that): an argparse usage error."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["sample", str(run), "--out", str(tmp_path / "x.png"), "--classes", classes])
+    assert exit_.value.code == 2
+    assert "argument --classes: expected comma-separated integers" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_sample_cli_unwritable_output_is_one_line(run, tmp_path, capsys):

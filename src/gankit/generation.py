@@ -256,10 +256,12 @@ def interpolation_strip(
     (``mode``; module docstring), in one forward pass.
 
     Raises:
-        ParameterError: ``n < 1``, unknown ``mode``, a class out of range, ``mode="class"``
+        ParameterError: ``n < 2``, unknown ``mode``, a class out of range, ``mode="class"``
             without exactly two classes.
     """
     _check_n(n, seed)
+    if n < 2:
+        raise ParameterError("n", f"expected at least 2 frames for a strip, got {n}")
     if mode not in INTERPOLATIONS:
         raise ParameterError("interpolate", f"expected z or class, got {mode!r}")
     dev = next(G.parameters()).device

@@ -33,12 +33,15 @@ def add_preset(p: argparse.ArgumentParser, default: str | None) -> None:
 
 
 def int_list(text: str) -> list[int]:
-    """argparse type: ``"3,7"`` → ``[3, 7]``."""
+    """argparse type: ``"3,7"`` → ``[3, 7]`` (at least one integer)."""
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
+        values = []
+    if not values:
         msg = f"expected comma-separated integers, got {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
+    return values
 
 
 def data_path(value: str) -> str:
