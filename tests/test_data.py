@@ -231,6 +231,7 @@ def test_npz_class_names_and_bad_inputs(tmp_path):
         "shape.npz": ({"x": np.zeros((6, 5, 8, 7), np.uint8), "y": np.zeros(6, int)}, "shape"),
         "count.npz": ({"x": x, "y": np.zeros(5, int)}, r"shape \(6,\)"),
         "neg.npz": ({"x": x, "y": -np.ones(6, int)}, "labels must be class indices >= 0, found -1"),
+        "empty.npz": ({"x": x[:0], "y": np.zeros(0, int)}, "holds no images"),
         "high.npz": (
             {"x": x, "y": np.full(6, 3), "class_names": np.array(["a", "b"])},
             r"\[0, 1\]",

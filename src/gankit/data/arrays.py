@@ -156,7 +156,12 @@ def to_dataset(
 
     Classes come from ``meta["class_names"]`` when present, else ``0..max(y)``; without labels
     the set is unconditional (one class).
+
+    Raises:
+        GankitError: the arrays hold no image.
     """
+    if stored.x.shape[0] == 0:
+        raise GankitError(f"{path}: holds no images (expected at least one)")
     y = stored.y if stored.y is not None else np.zeros(stored.x.shape[0], dtype=np.int64)
     names = stored.meta.get("class_names") or None
     if names is None:

@@ -104,7 +104,10 @@ def _ccoverage_class(fake: Features, real: Features | None) -> dict[str, float]:
         real["clf_features"], real["labels"], fake["clf_features"], fake["labels"]
     )
     if not per_class:
-        raise GankitError("ccoverage_class needs more than 5 real and generated images per class")
+        raise GankitError(
+            "ccoverage_class needs more than 5 real and generated images per class (eval.n / "
+            "--n: at least 6 per class of the data)"
+        )
     values = list(per_class.values())
     return {
         "ccoverage_class_mean": float(np.mean(values)),
