@@ -360,7 +360,8 @@ def evaluate(
 
     Raises:
         ParameterError: no metrics, ``n < 10``, bad ``device`` or ``resize``.
-        GankitError: unknown metric, missing source or weights.
+        GankitError: unknown metric, missing source or weights, data with more classes than
+            the model.
     """
     _check_request(metrics, resize)
     _check_n(n, "n")
@@ -380,6 +381,11 @@ def evaluate(
         quiet,
         resize,
     )
+    if ctx.n_classes > cfg.model.n_classes:  # as training refuses: a reference of other classes
+        raise GankitError(
+            f"data '{ctx.info['data']}': has {ctx.n_classes} classes but the model of {ckpt} has "
+            f"{cfg.model.n_classes} (model.n_classes); evaluate against data of its classes"
+        )
     values = evaluate_generator(G, ctx, n, cfg.eval.batch_size, truncation, seed, quiet)
     values.update(_heldout_ceiling(ctx))
     step = checkpoint_step(ckpt)
