@@ -124,6 +124,7 @@ def test_bad_inputs_are_one_line_errors(setup, capsys):
     np.savez(tmp / "far.npz", x=np.zeros((20, 32, 32), np.uint8), y=np.full(20, 7))
     np.savez(tmp / "few.npz", x=np.zeros((12, 32, 32), np.uint8), y=np.zeros(12, np.int64))
     np.savez(tmp / "five.npz", x=np.zeros((5, 32, 32), np.uint8), y=np.zeros(5, np.int64))
+    np.savez(tmp / "tiny.npz", x=np.zeros((20, 2, 2), np.uint8), y=np.zeros(20, np.int64))
     cases = [
         (dict(images=tmp / "missing.npz"), GankitError, "does not exist"),
         (dict(images=tmp / "flat.npz"), GankitError, r"must be \(N, H, W\).*got shape \(20, 5\)"),
@@ -131,6 +132,7 @@ def test_bad_inputs_are_one_line_errors(setup, capsys):
         (dict(images=tmp / "far.npz"), GankitError, r"labels must lie in \[0, 3\].*\[7, 7\]"),
         (dict(images=tmp / "few.npz", resize="cubic"), ParameterError, "^resize: expected"),
         (dict(images=tmp / "five.npz"), ParameterError, r"^images: .*five.npz holds 5; expected"),
+        (dict(images=tmp / "tiny.npz"), GankitError, r"^images '.*tiny.npz': resolution = 2: "),
     ]
     for extra, error, match in cases:
         with pytest.raises(error, match=match) as e:

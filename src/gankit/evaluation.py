@@ -50,7 +50,7 @@ from gankit.checkpoint import checkpoint_step
 from gankit.config import Config, DataConfig
 from gankit.data import load_images, read_images
 from gankit.data.dataset import check_labels
-from gankit.data.preprocess import RESIZE_MODES
+from gankit.data.preprocess import RESIZE_MODES, check_request
 from gankit.device import resolve_device
 from gankit.errors import GankitError, ParameterError, check_int
 from gankit.generation import sample_batches
@@ -441,6 +441,7 @@ def evaluate_images(
     _check_n(n, "n")
     if n > len(ds):
         raise ParameterError("n", f"{n} images requested but {images} holds {len(ds)}")
+    check_request(ds.resolution, ds.channels, prefix=f"images '{images}': ")
     by_labels = [m for m in metrics if get_metric(m).needs_labels]
     if by_labels and not labelled:
         raise GankitError(
