@@ -214,13 +214,20 @@ def test_validate_wants_section_dataclasses():
      ("model.channels=2", "'model.channels' must be 1 or 3")],
 )  # fmt: skip
 def test_bad_numbers_fail_at_start_up(tmp_path, capsys, command, override, fragment):
+    err = _start_up_error(tmp_path, capsys, command, override)
+    assert err.startswith("gankit: error: config key ") and fragment in err
+
+
+def _start_up_error(tmp_path, capsys, command: list[str], override: str) -> str:
+    """stderr of ``command --set override``, after checking that it exits 2 with one line
+    and (``train``) creates no run directory."""
     argv = [*command, "--set", override]
     if command[0] == "train":
         argv += ["--out", str(tmp_path / "r")]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gankit: error: config key ") and fragment in err
     assert err.count("\n") == 1 and not (tmp_path / "r").exists()
+    return err
 
 
 @pytest.mark.parametrize(
@@ -245,10 +252,5 @@ def test_component_grammars_fail_in_validate_and_at_start_up(
     with pytest.raises(GankitError) as err:
         gankit.validate(cfg)
     assert fragment in str(err.value) and "\n" not in str(err.value)
-    argv = [*command, "--set", override]
-    if command[0] == "train":
-        argv += ["--out", str(tmp_path / "r")]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("gankit: error: ") and fragment in err
-    assert err.count("\n") == 1 and not (tmp_path / "r").exists()
+    line = _start_up_error(tmp_path, capsys, command, override)
+    assert line.startswith("gankit: error: ") and fragment in line
