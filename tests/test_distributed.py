@@ -64,6 +64,9 @@ def _worker(rank: int, port: int, out: str) -> None:
             },
             out,
         )
+    # both ranks tear gloo down together: once, rank 1 aborted in its teardown ("terminate
+    # called without an active exception") while rank 0 was still saving
+    torch.distributed.barrier()
     distributed.cleanup()
 
 
