@@ -95,6 +95,24 @@ def test_bad_images_are_one_line_errors(shape, labels, message):
     assert "\n" not in str(err.value)
 
 
+IMAGES = torch.zeros(2, 1, 32, 32)
+
+
+@pytest.mark.parametrize(
+    "x, y, message",
+    [
+        (IMAGES.to(torch.uint8), [0, 1], "expected float images in .-1, 1., got torch.uint8"),
+        (IMAGES + 128, [0, 1], r"expected images in \[-1, 1\], found \[128, 128\]"),
+        (IMAGES, [True, False], "expected 2 integer labels, got torch.bool"),
+        (IMAGES.numpy(), [0, 1], "expected image and label tensors, got ndarray"),
+    ],
+)
+def test_images_of_another_range_or_type_are_refused(x, y, message):
+    """Not a silently wrong map: uint8 or [0, 255] images, boolean labels, numpy arrays."""
+    with pytest.raises(GankitError, match=message):
+        saliency_maps(_D(), x, torch.tensor(y))
+
+
 def test_cli_samples_writes_grid_and_raw_maps(run, tmp_path, capsys):
     out = tmp_path / "s"
     assert main(["analyze", "saliency", str(run), "--samples", "6", "--out", str(out)]) == 0

@@ -22,6 +22,8 @@ from gankit.data import ImageDataset, load_images
 from gankit.errors import GankitError, check_int
 
 QUANTILES = (0.1, 0.5, 0.9)
+RANGE_SLACK = 1e-3
+"""How far outside [-1, 1] an image value may lie (rounding of a tanh or a resize)."""
 
 
 def check_positive(value: int, param: str) -> None:
@@ -38,18 +40,40 @@ def check_eval(module: torch.nn.Module, param: str) -> None:
 
 
 def check_images(
-    x: torch.Tensor, y: torch.Tensor, resolution: int, channels: int, n_classes: int, param: str
+    x: torch.Tensor,
+    y: torch.Tensor,
+    resolution: int,
+    channels: int,
+    n_classes: int,
+    param: str,
+    in_range: bool = True,
 ) -> None:
-    """GankitError naming ``param`` unless ``x: (N, channels, resolution, resolution)`` with
-    ``N >= 1`` and ``y: (N,)`` integer labels in ``[0, n_classes)``."""
+    """GankitError naming ``param`` unless ``x: (N, channels, resolution, resolution)`` float
+    tensor with ``N >= 1`` and, with ``in_range``, its finite values in [-1, 1] (non-finite
+    ones are allowed: a caller may report them), and ``y: (N,)`` integer labels in
+    ``[0, n_classes)``."""
     want = f"(N, {channels}, {resolution}, {resolution})"
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        raise GankitError(
+            f"{param}: expected image and label tensors, got {type(x).__name__} and "
+            f"{type(y).__name__}"
+        )
+    if not x.dtype.is_floating_point:
+        raise GankitError(
+            f"{param}: expected float images in [-1, 1], got {x.dtype} (uint8 images: "
+            "gankit.data.to_float)"
+        )
     if x.dim() != 4 or tuple(x.shape[1:]) != (channels, resolution, resolution):
         raise GankitError(
             f"{param}: expected images {want} for this model, got shape {tuple(x.shape)}"
         )
     if x.shape[0] < 1:
         raise GankitError(f"{param}: expected at least one image, got none")
-    if y.shape != (x.shape[0],) or y.dtype.is_floating_point:
+    finite = x[torch.isfinite(x)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 0.0)
+    if in_range and (lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK):
+        raise GankitError(f"{param}: expected images in [-1, 1], found [{lo:.4g}, {hi:.4g}]")
+    if y.shape != (x.shape[0],) or y.dtype.is_floating_point or y.dtype == torch.bool:
         raise GankitError(
             f"{param}: expected {x.shape[0]} integer labels, got {y.dtype} {tuple(y.shape)}"
         )

@@ -160,7 +160,8 @@ def invert(
         GankitError: a bad shape or parameter, naming it.
     """
     check_eval(G, "G")
-    check_images(x, y, G.resolution, G.channels, G.n_classes, "x")
+    # targets outside G's range are reported (their error), not refused
+    check_images(x, y, G.resolution, G.channels, G.n_classes, "x", in_range=False)
     check_seed(seed)
     for value, name in ((steps, "steps"), (restarts, "restarts"), (batch_size, "batch_size")):
         check_positive(value, name)
