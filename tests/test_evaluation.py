@@ -127,7 +127,7 @@ def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path, capsys, monkey
 
 def test_generated_labels_cycle_over_the_data_classes():
     """A model with more classes than the data: labels stay within the data's classes."""
-    G = PatternG(perfect=True)
+    G = PatternG(perfect=True).eval()
     labels = torch.cat([y for _, y in generate_balanced(G, 20, batch_size=7, n_classes=K - 1)])
     assert sorted(labels.tolist()) == sorted([i % (K - 1) for i in range(20)])
     labels = torch.cat([y for _, y in generate_balanced(G, 20, batch_size=7)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -185,6 +187,56 @@ def test_generate_checks_its_generator_and_takes_any_integer_labels(run):
     small, _ = next(gankit.generate(G, torch.arange(3, dtype=torch.uint8), generator=_gen()))
     wide, _ = next(gankit.generate(G, torch.arange(3), generator=_gen()))
     assert torch.equal(small, wide)
+
+
+def test_generate_refuses_a_generator_in_training_mode_and_bad_latents(run):
+    """A G in training mode would update its batch-norm statistics (and mix a batch's samples);
+    a latent tensor must be finite and hold one ``dim_z`` row per label."""
+    G, y = gankit.load(run), torch.tensor([0, 1])
+    buffers = {k: v.clone() for k, v in G.named_buffers()}
+    with pytest.raises(ParameterError, match="^G: expected a generator in eval mode"):
+        next(gankit.generate(G.train(), y))
+    assert all(torch.equal(v, buffers[k]) for k, v in G.named_buffers())
+    G.eval()
+    for z, got in [
+        (torch.randn(2, G.dim_z + 1), f"torch.float32 (2, {G.dim_z + 1})"),
+        (torch.randn(3, G.dim_z), f"torch.float32 (3, {G.dim_z})"),
+        (torch.zeros(2, G.dim_z, dtype=torch.long), f"torch.int64 (2, {G.dim_z})"),
+        (np.zeros((2, G.dim_z)), "ndarray"),
+    ]:
+        with pytest.raises(
+            ParameterError,
+            match=rf"^z: expected a float tensor \(2, {G.dim_z}\), got {re.escape(got)}$",
+        ):
+            next(gankit.generate(G, y, z=z))
+    with pytest.raises(ParameterError, match="^z: expected finite latents"):
+        next(gankit.generate(G, y, z=torch.full((2, G.dim_z), float("nan"))))
+    z64 = torch.randn(2, G.dim_z, dtype=torch.float64)  # any float dtype is cast to G's
+    assert torch.equal(
+        next(gankit.generate(G, y, z=z64))[0], next(gankit.generate(G, y, z=z64.float()))[0]
+    )
+
+
+@pytest.mark.parametrize(
+    "classes, message",
+    [("3,7", "expected a list of class indices, got str"),
+     (3, "expected a list of class indices, got int"),
+     (["3"], "expected integer class indices, got ['3']"),
+     ([None], "expected integer class indices, got [None]"),
+     ([True], "expected integer class indices, got [True]"),
+     (torch.tensor([0.5]), "expected integer class indices, got [0.5]")],
+)  # fmt: skip
+def test_classes_must_be_integer_indices(run, tmp_path, classes, message):
+    with pytest.raises(ParameterError, match=f"^classes: {re.escape(message)}"):
+        write_samples(gankit.load(run), tmp_path / "x.png", n=2, classes=classes)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_classes_take_integer_arrays_and_tensors(run, tmp_path):
+    G = gankit.load(run)
+    for classes in (np.array([0, 2]), torch.tensor([0, 2]), (np.int64(0), 2)):
+        write_samples(G, tmp_path / "x.npz", n=4, classes=classes)
+        assert np.load(tmp_path / "x.npz")["y"].tolist() == [0, 2, 0, 2]
 
 
 def _gen() -> torch.Generator:

@@ -112,7 +112,7 @@ def test_copies_of_training_images_have_ratio_zero(run, tmp_path, monkeypatch, c
     cfg = load(run).config
     ds = run_data(cfg, None)
     train, _ = heldout_split(len(ds))
-    fake = CopyingG(torch.as_tensor(np.asarray(ds.x[train[:6]])), cfg)
+    fake = CopyingG(torch.as_tensor(np.asarray(ds.x[train[:6]])), cfg).eval()
     monkeypatch.setattr(neighbours, "load", lambda source, device: fake)
     result = analyze_neighbours(run, tmp_path / "o", n=6, k=1, device="cpu")
     assert result["pixel"]["ratio"]["q90"] < 1e-6

@@ -15,6 +15,7 @@ Interpolation (:func:`interpolation_strip`) gives one strip of ``n`` frames:
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -90,7 +91,20 @@ def save_grid(images: torch.Tensor, path: str | Path, ncol: int) -> Path:
 
 
 def _class_list(classes: Sequence[int] | None, n_classes: int) -> list[int]:
+    """``classes`` (a sequence of class indices, a 1-D integer array or tensor; ``None`` or
+    empty: all) as a list of ints in ``0..n_classes-1``, else a ParameterError."""
+    if isinstance(classes, (torch.Tensor, np.ndarray)):
+        classes = classes.tolist()
+    if classes is not None and (
+        isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__")
+    ):
+        raise ParameterError(
+            "classes", f"expected a list of class indices, got {type(classes).__name__}"
+        )
     chosen = list(range(n_classes)) if not classes else list(classes)
+    if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in chosen):
+        raise ParameterError("classes", f"expected integer class indices, got {chosen!r:.80}")
+    chosen = [int(c) for c in chosen]
     bad = [c for c in chosen if not 0 <= c < n_classes]
     if bad:
         raise ParameterError(
@@ -152,13 +166,15 @@ def generate(
     _check_batch_size(batch_size)
     _check_generator(G)
     _check_labels(labels, G.n_classes)
+    if z is not None:
+        _check_z(z, len(labels), G.dim_z)
     device = next(G.parameters()).device
     for start in range(0, len(labels), batch_size):
         y = labels[start : start + batch_size]
         if z is None:
             zb = sample_z(len(y), G.dim_z, truncation, generator=generator, device=device)
         else:
-            zb = z[start : start + batch_size].to(device)
+            zb = z[start : start + batch_size].to(device, next(G.parameters()).dtype)
         yield to_uint8(G(zb, y.to(device, torch.long))), y
 
 
@@ -178,11 +194,25 @@ def _check_n(n: int, seed: int = 0) -> None:
 
 
 def _check_generator(G: object) -> None:
-    """``G``: a gankit generator (``gankit.load`` returns one), not a path or another module."""
+    """``G``: a gankit generator (``gankit.load`` returns one) in eval mode, not a path or
+    another module. In training mode its batch norms would use (and update) the statistics of
+    each batch, and its spectral norms would advance their vectors."""
     if not (isinstance(G, nn.Module) and hasattr(G, "n_classes") and hasattr(G, "dim_z")):
         raise ParameterError(
             "G", f"expected a generator (e.g. gankit.load(RUN)), got {type(G).__name__}"
         )
+    if G.training:
+        raise ParameterError("G", "expected a generator in eval mode (call G.eval() first)")
+
+
+def _check_z(z: object, n: int, dim_z: int) -> None:
+    """``z``: a finite float tensor ``(n, dim_z)``, one latent per label."""
+    ok = isinstance(z, torch.Tensor) and z.dtype.is_floating_point and tuple(z.shape) == (n, dim_z)
+    if not ok:
+        got = f"{z.dtype} {tuple(z.shape)}" if isinstance(z, torch.Tensor) else type(z).__name__
+        raise ParameterError("z", f"expected a float tensor ({n}, {dim_z}), got {got}")
+    if not bool(torch.isfinite(z).all()):
+        raise ParameterError("z", "expected finite latents, found NaN or Inf")
 
 
 def _check_labels(labels: object, n_classes: int) -> None:
@@ -260,6 +290,7 @@ def interpolation_strip(
             without exactly two classes.
     """
     _check_n(n, seed)
+    _check_generator(G)
     if n < 2:
         raise ParameterError("n", f"expected at least 2 frames for a strip, got {n}")
     if mode not in INTERPOLATIONS:
