@@ -7,8 +7,10 @@ import sys
 import types
 
 import pytest
+import torch
 
 from gankit import cli
+from gankit.device import resolve_device
 from gankit.errors import GankitError, ParameterError
 
 
@@ -53,3 +55,21 @@ def test_python_dash_m_runs_the_cli():
         [sys.executable, "-m", "gankit.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "usage: gankit" in out and "bench" in out
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [(None, "got NoneType"), (3, "got int"), ("tpu", "got 'tpu'")],
+)
+def test_resolve_device_names_the_parameter(device, message):
+    with pytest.raises(
+        ParameterError, match=f"^device: expected auto, cpu, cuda or a torch device, {message}"
+    ):
+        resolve_device(device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_device_without_cuda_is_one_line():
+    for device in ("cuda", "cuda:0", torch.device("cuda", 1)):
+        with pytest.raises(ParameterError, match="^device: .*no CUDA device is available"):
+            resolve_device(device)

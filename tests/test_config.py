@@ -1,5 +1,8 @@
 """Typed config: presets, overrides, TOML round trip and one-line errors."""
 
+import json
+
+import numpy as np
 import pytest
 
 from gankit.config import (
@@ -12,6 +15,7 @@ from gankit.config import (
     load_preset,
     load_toml,
     save_toml,
+    to_dict,
     validate,
 )
 
@@ -141,6 +145,19 @@ def test_toml_round_trip(tmp_path):
     cfg = load_preset(DEFAULT_PRESET, ["train.lr_D=3e-4", "model.D_attn=8"])
     save_toml(cfg, tmp_path / "config.toml")
     assert load_toml(tmp_path / "config.toml") == cfg
+
+
+def test_numpy_numbers_set_in_code_are_saved_as_plain_numbers(tmp_path):
+    """``validate`` accepts any integer/real, so a NumPy scalar set in code must still reach
+    the run's config.toml (and JSON) as a plain number."""
+    cfg = load_preset(DEFAULT_PRESET)
+    cfg.train.steps, cfg.train.lr_G = np.int64(7), np.float32(0.5)
+    cfg.train.betas_D = [np.float64(0.0), 0.9]
+    save_toml(validate(cfg), tmp_path / "config.toml")
+    back = load_toml(tmp_path / "config.toml")
+    assert back.train.steps == 7 and back.train.lr_G == 0.5 and back.train.betas_D == [0.0, 0.9]
+    assert type(to_dict(cfg)["train"]["betas_D"][0]) is float
+    json.dumps(to_dict(cfg))
 
 
 def test_bad_toml_names_the_file(tmp_path):

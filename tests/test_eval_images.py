@@ -133,6 +133,7 @@ def test_bad_inputs_are_one_line_errors(setup, capsys):
         (dict(images=tmp / "few.npz", resize="cubic"), ParameterError, "^resize: expected"),
         (dict(images=tmp / "five.npz"), ParameterError, r"^images: .*five.npz holds 5; expected"),
         (dict(images=tmp / "tiny.npz"), GankitError, r"^images '.*tiny.npz': resolution = 2: "),
+        (dict(images=tmp / "few.npz", batch_size=0), ParameterError, "^batch_size: expected a"),
     ]
     for extra, error, match in cases:
         with pytest.raises(error, match=match) as e:

@@ -616,7 +616,18 @@ def _legacy_model(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """``cfg`` as nested plain values: numbers set in code as NumPy (or other
+    ``numbers.Integral``/``Real``) scalars become ``int``/``float``, so the dict serialises to
+    TOML and JSON."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return type(value)(plain(v) for v in value)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return value
+        return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+    return dataclasses.asdict(cfg, dict_factory=lambda items: {k: plain(v) for k, v in items})
 
 
 def _preset_dir() -> Any:

@@ -14,20 +14,23 @@ __all__ = ["DEVICES", "resolve_device"]
 def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:
     """``auto`` → ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``; ``cuda`` checks that
     a device exists. A :class:`torch.device` or another torch device string (``cuda:1``) is
-    returned as that device.
+    returned as that device, if this torch can run on it.
 
     Raises:
-        ParameterError: ``device`` unknown, or ``cuda`` requested without a CUDA device.
+        ParameterError: ``device`` unknown or not a string, or a CUDA device requested without
+            CUDA.
     """
-    if isinstance(name, torch.device):
-        return name
+    expected = f"expected {', '.join(DEVICES)} or a torch device"
+    if not isinstance(name, (str, torch.device)):
+        raise ParameterError("device", f"{expected}, got {type(name).__name__}")
     if name not in DEVICES:
         try:
-            return torch.device(name)
+            device = torch.device(name)
         except RuntimeError:
-            raise ParameterError(
-                "device", f"expected {', '.join(DEVICES)} or a torch device, got {name!r}"
-            ) from None
+            raise ParameterError("device", f"{expected}, got {name!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ParameterError("device", f"{name} requested but no CUDA device is available")
+        return device
     if name == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device", "cuda requested but no CUDA device is available")
     if name == "cpu" or not torch.cuda.is_available():

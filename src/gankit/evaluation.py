@@ -273,10 +273,12 @@ MIN_IMAGES = 10
 classifier's held-out split of the reference data (offline metrics)."""
 
 
-def _check_n(n: int, param: str) -> None:
-    check_int(param, n)
+def _check_n(n: int, param: str) -> int:
+    """``n`` as an ``int`` (a NumPy integer too) of at least :data:`MIN_IMAGES` samples."""
+    n = check_int(param, n)
     if n < MIN_IMAGES:
         raise ParameterError(param, f"expected at least {MIN_IMAGES} samples, got {n}")
+    return n
 
 
 def _check_reference(n_images: int, source: str, offline: bool) -> None:
@@ -364,7 +366,7 @@ def evaluate(
             the model.
     """
     _check_request(metrics, resize)
-    _check_n(n, "n")
+    n = _check_n(n, "n")
     dev = resolve_device(device)
     ckpt = find_checkpoint(source)
     G = load_generator(ckpt, device=dev)
@@ -434,11 +436,12 @@ def evaluate_images(
             the reference classes, unknown metric, missing weights.
     """
     _check_request(metrics, resize)
+    check_int("batch_size", batch_size, 1, expected="a positive number of images per pass")
     ds, labelled = read_images(images, resize)
     if n is None and len(ds) < MIN_IMAGES:
         raise ParameterError("images", f"{images} holds {len(ds)}; expected at least {MIN_IMAGES}")
     n = len(ds) if n is None else n
-    _check_n(n, "n")
+    n = _check_n(n, "n")
     if n > len(ds):
         raise ParameterError("n", f"{n} images requested but {images} holds {len(ds)}")
     check_request(ds.resolution, ds.channels, prefix=f"images '{images}': ")
