@@ -20,6 +20,7 @@ import torch
 from gankit.config import Config
 from gankit.data import ImageDataset, load_images
 from gankit.errors import GankitError, check_int
+from gankit.io_utils import atomic_write
 
 QUANTILES = (0.1, 0.5, 0.9)
 RANGE_SLACK = 1e-3
@@ -125,7 +126,8 @@ def summarize(values: torch.Tensor | np.ndarray) -> dict[str, float | int | None
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as indented JSON (non-finite floats as ``null``) and return ``path``."""
+    """Write ``data`` as indented JSON (non-finite floats as ``null``) atomically (a kill
+    leaves the previous file or none) and return ``path``."""
 
     def clean(v: Any) -> Any:
         if isinstance(v, float) and not math.isfinite(v):
@@ -137,8 +139,8 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
         return v
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(data), indent=2))
-    return path
+    text = json.dumps(clean(data), indent=2).encode()
+    return atomic_write(path, lambda f: f.write(text))
 
 
 def tiles(rows: Sequence[torch.Tensor], channels: int) -> torch.Tensor:

@@ -24,6 +24,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from gankit.errors import GankitError  # noqa: E402
+from gankit.io_utils import atomic_write
 from gankit.run import RunDir  # noqa: E402
 
 __all__ = ["inspect_run"]
@@ -133,6 +134,7 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
         ],
         "eval": [{"step": r["step"], **r["eval"]} for r in records if "eval" in r],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    text = json.dumps(summary, indent=2).encode()
+    atomic_write(out / "summary.json", lambda f: f.write(text))
     paths.append(out / "summary.json")
     return paths

@@ -32,6 +32,7 @@ from gankit.config import Config
 from gankit.data import to_float
 from gankit.errors import GankitError, check_seed
 from gankit.generation import generate, save_grid
+from gankit.io_utils import atomic_write
 from gankit.models import sample_z
 from gankit.run import as_path, load_discriminator
 from gankit.run import load_generator as load
@@ -171,9 +172,11 @@ def analyze_saliency(
     out.mkdir(parents=True, exist_ok=True)
     grid, columns = _grid(x, y, list(maps.values()))
     png = save_grid(grid, out / "saliency.png", columns)
-    npz = out / "saliency.npz"
     arrays = {h: m.numpy().astype(np.float32) for h, m in maps.items()}
-    np.savez(npz, x=x.permute(0, 2, 3, 1).numpy(), y=y.numpy(), **arrays)
+    npz = atomic_write(  # a kill leaves the previous file or none
+        out / "saliency.npz",
+        lambda f: np.savez(f, x=x.permute(0, 2, 3, 1).numpy(), y=y.numpy(), **arrays),
+    )
     return {
         "source": str(source),
         "n": len(x),
