@@ -13,7 +13,9 @@ from training_fixtures import single_thread, tiny_cfg, tiny_data
 import gankit
 from gankit.cli import main
 from gankit.errors import GankitError, ParameterError
+from gankit.evaluation import evaluate_images
 from gankit.generation import _mixed_classes, make_grid, write_samples
+from gankit.run import load_discriminator
 from gankit.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -246,9 +248,17 @@ def _gen() -> torch.Generator:
 def test_paths_of_the_api_are_checked(run, tmp_path):
     """A run path that is not a path, a checkpoint given where the run is expected, a
     config.toml that is a folder: one line each."""
-    for call in (lambda: gankit.load(None), lambda: gankit.resume(3, steps=5)):
+    for call in (
+        lambda: gankit.load(None),
+        lambda: gankit.resume(3, steps=5),
+        lambda: load_discriminator(None),
+    ):
         with pytest.raises(ParameterError, match="expected a run or checkpoint directory path"):
             call()
+    with pytest.raises(ParameterError, match="^out: expected a .png or .npz file path, got None"):
+        write_samples(gankit.load(run), None)
+    with pytest.raises(ParameterError, match="^images: expected a file or folder of images"):
+        evaluate_images(None, ["swd"])
     with pytest.raises(
         ParameterError, match=r"^source: expected a run or checkpoint directory path, got \w+$"
     ):

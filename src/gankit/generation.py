@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -351,6 +352,8 @@ def write_samples(
         ParameterError: unknown extension, an interpolation into ``.npz``, and the errors of
             :func:`sample` / :func:`interpolation_strip`.
     """
+    if not (isinstance(out, (str, os.PathLike)) and str(out).strip()):
+        raise ParameterError("out", f"expected a .png or .npz file path, got {out!r}")
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:

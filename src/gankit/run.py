@@ -262,10 +262,10 @@ def load_discriminator(source: str | Path, device: str | torch.device = "cpu") -
         GankitError: as :func:`find_checkpoint`; a checkpoint with generator weights but no
             ``D.safetensors`` is named as such.
     """
+    source = as_path(source, "source")
     try:
         return _load(source, "D", 1, device)
     except GankitError:
-        source = Path(source)
         generator_only = [
             d
             for d in (source, *sorted(source.glob("checkpoints/step_*")))
