@@ -197,6 +197,8 @@ def test_bad_resolution_and_channels():
         load_dataset(DataConfig(), 4, 3)
     with pytest.raises(GankitError, match="model.channels"):
         load_dataset(DataConfig(), 32, 2)
+    with pytest.raises(GankitError, match="^resize: expected one of legacy, clean, got 'nearest'"):
+        load_dataset(DataConfig(), 32, 3, resize="nearest")  # was ignored
 
 
 # --- .npz / .npy / .h5 -----------------------------------------------------------------------

@@ -255,6 +255,12 @@ def test_paths_of_the_api_are_checked(run, tmp_path):
     ):
         with pytest.raises(ParameterError, match="expected a run or checkpoint directory path"):
             call()
+    with pytest.raises(ParameterError, match="^ema: expected True or False, got 'no'"):
+        gankit.load(run, ema="no")
+    with pytest.raises(
+        ParameterError, match="^resize: expected one of legacy, clean, got 'nearest'"
+    ):
+        evaluate_images(tmp_path, ["swd"], resize="nearest")
     with pytest.raises(ParameterError, match="^out: expected a .png or .npz file path, got None"):
         write_samples(gankit.load(run), None)
     with pytest.raises(ParameterError, match="^images: expected a file or folder of images"):

@@ -114,6 +114,7 @@ def test_feature_term_joins_the_objective(G, target):
         ({"steps": 0}, "steps: expected a positive integer"),
         ({"restarts": -1}, "restarts: expected a positive integer"),
         ({"lr": 0.0}, "lr: expected a positive learning rate"),
+        ({"search_class": "no"}, "search_class: expected True or False, got 'no'"),
     ],
 )
 def test_bad_parameters(G, target, kwargs, message):

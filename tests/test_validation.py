@@ -94,6 +94,7 @@ def test_range_checked_when_built_in_code():
     [
         (["train.aux_weight=0.5"], "'train.aux_weight', 'model.aux_classifier'"),
         (["model.hier=true"], "'model.hier', 'model.shared_dim'"),
+        (["eval.every=100", "eval.metrics=[]"], "'eval.every', 'eval.metrics'"),
     ],
 )
 def test_cross_field_rules(overrides, keys):

@@ -433,6 +433,11 @@ RULES: list[Rule] = [
         "a fade needs a measurement to fade, e.g. --set "
         'train.d_measurement="conv_noise:sigma=1,noise=0.4"',
     ),
+    Rule(
+        ("eval.every", "eval.metrics"),
+        lambda c: c.eval.every == 0 or bool(c.eval.metrics),
+        "evaluating every eval.every steps needs at least one name in eval.metrics",
+    ),
     Rule(  # Gulrajani et al. 2017, Sec. 4: no batch norm in the critic
         ("train.loss", "model.D_norm"),
         lambda c: c.train.loss != "wgan-gp" or c.model.D_norm != "batch",

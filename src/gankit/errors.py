@@ -37,6 +37,14 @@ def check_int(
     return int(value)
 
 
+def check_bool(param: str, value: object) -> bool:
+    """``value`` when it is a ``bool``, else a :class:`ParameterError` (a string such as
+    ``"no"`` would otherwise count as true)."""
+    if not isinstance(value, bool):
+        raise ParameterError(param, f"expected True or False, got {value!r}")
+    return value
+
+
 MAX_SEED = 2**63 - 1
 """Largest seed of a library call (``torch.Generator.manual_seed`` takes 64-bit integers)."""
 

@@ -50,7 +50,7 @@ from gankit.checkpoint import checkpoint_step
 from gankit.config import Config, DataConfig
 from gankit.data import load_images, read_images
 from gankit.data.dataset import check_labels
-from gankit.data.preprocess import RESIZE_MODES, check_request
+from gankit.data.preprocess import check_request, check_resize
 from gankit.device import resolve_device
 from gankit.errors import GankitError, ParameterError, check_int
 from gankit.generation import sample_batches
@@ -298,8 +298,7 @@ def _check_request(metrics: Sequence[str], resize: str) -> None:
         raise ParameterError("metrics", f"expected a list of metric names, got {metrics!r}")
     for name in metrics:
         get_metric(name)
-    if resize not in RESIZE_MODES:
-        raise ParameterError("resize", f"expected one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+    check_resize(resize)
 
 
 def _result(

@@ -29,7 +29,7 @@ from torch import nn
 from gankit import checkpoint as ckpt_io
 from gankit.config import Config, load_toml
 from gankit.device import resolve_device
-from gankit.errors import GankitError, ParameterError
+from gankit.errors import GankitError, ParameterError, check_bool
 from gankit.models import build
 
 __all__ = ["RunDir", "find_checkpoint", "load_discriminator", "load_generator"]
@@ -251,7 +251,7 @@ def load_generator(
             weights that do not fit the model of the checkpoint's ``config.toml`` (one line
             naming the file).
     """
-    return _load(source, "G_ema" if ema else "G", 0, device)
+    return _load(source, "G_ema" if check_bool("ema", ema) else "G", 0, device)
 
 
 def load_discriminator(source: str | Path, device: str | torch.device = "cpu") -> nn.Module:

@@ -50,7 +50,7 @@ from gankit.analysis.common import (
 )
 from gankit.analysis.neighbours import nearest_images
 from gankit.data import to_float, to_uint8
-from gankit.errors import GankitError, ParameterError, check_seed
+from gankit.errors import GankitError, ParameterError, check_bool, check_seed
 from gankit.generation import save_grid
 from gankit.metrics import heldout_split, load_or_train_classifier
 from gankit.run import as_path
@@ -163,6 +163,7 @@ def invert(
     # targets outside G's range are reported (their error), not refused
     check_images(x, y, G.resolution, G.channels, G.n_classes, "x", in_range=False)
     check_seed(seed)
+    check_bool("search_class", search_class)
     for value, name in ((steps, "steps"), (restarts, "restarts"), (batch_size, "batch_size")):
         check_positive(value, name)
     if not (math.isfinite(lr) and lr > 0):

@@ -19,7 +19,7 @@ from gankit.data.cache import check_cache_path
 from gankit.data.cache_build import build_cache
 from gankit.data.dataset import ImageDataset, check_labels
 from gankit.data.measured import MeasuredDataset, is_measured
-from gankit.data.preprocess import check_request
+from gankit.data.preprocess import check_request, check_resize
 from gankit.data.sources import is_image_folder, read_source
 from gankit.errors import GankitError
 
@@ -67,6 +67,7 @@ def load_dataset(
         GankitError: a one-line message naming the path/file for every bad input.
     """
     check_request(resolution, channels)
+    check_resize(resize)
     path = Path(data_cfg.path).expanduser().resolve() if data_cfg.path else None
     cache = Path(data_cfg.cache).expanduser().resolve() if data_cfg.cache else None
     if cache is not None:

@@ -17,12 +17,18 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError
 
 RESIZE_MODES = ("legacy", "clean")
 MIN_RESOLUTION = 8
 MAX_RESOLUTION = 1024
 _LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def check_resize(resize: object) -> None:
+    """ParameterError unless ``resize`` is one of :data:`RESIZE_MODES`."""
+    if resize not in RESIZE_MODES:
+        raise ParameterError("resize", f"expected one of {', '.join(RESIZE_MODES)}, got {resize!r}")
 
 
 def check_request(resolution: int, channels: int, prefix: str = "model.") -> None:

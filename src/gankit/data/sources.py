@@ -27,6 +27,7 @@ from gankit.data.dataset import ImageDataset
 from gankit.data.folder import DECODE_ERRORS, list_image_folder, load_image_folder
 from gankit.data.measured import MeasuredDataset, is_measured, read_measured
 from gankit.data.mnist import load_mnist
+from gankit.data.preprocess import check_resize
 from gankit.errors import GankitError, ParameterError
 
 _ARRAY_READERS = {".npz": read_npz, ".npy": read_npy, ".h5": read_h5, ".hdf5": read_h5}
@@ -87,6 +88,7 @@ def read_images(path: str | Path, resize: str = "legacy") -> tuple[ImageDataset,
     """
     if not (isinstance(path, (str, os.PathLike)) and str(path).strip()):
         raise ParameterError("images", f"expected a file or folder of images, got {path!r}")
+    check_resize(resize)
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise GankitError(f"images '{path}' does not exist")
