@@ -123,7 +123,8 @@ def test_make_grid_places_tiles():
         (["--out", "x.png", "--classes", "3,7"], "--classes: 3, 7 out of range"),
         (["--out", "x.npz", "--interpolate", "z"], "use a .png"),
         (["--out", "x.png", "--interpolate", "class", "--classes", "1"], "exactly two"),
-        (["--out", "x.png", "--interpolate", "z", "--n", "1"], "--n: expected at least 2 frames"),
+        (["--out", "x.png", "--interpolate", "z", "--n", "1"], "--n: expected 2..1024 frames"),
+        (["--out", "x.png", "--interpolate", "z", "--n", "1025"], "--n: expected 2..1024 frames"),
     ],
 )
 def test_sample_cli_errors(run, tmp_path, capsys, args, message):

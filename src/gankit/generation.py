@@ -182,6 +182,8 @@ def generate(
 MAX_SAMPLES = 1_000_000
 """Most samples one call draws: all their latents are drawn up front (1M x 128 floats: 0.5 GB)."""
 INT_TYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+MAX_STRIP = 1024
+"""Most frames of one interpolation strip (one forward pass, one row of the image)."""
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -287,13 +289,13 @@ def interpolation_strip(
     (``mode``; module docstring), in one forward pass.
 
     Raises:
-        ParameterError: ``n < 2``, unknown ``mode``, a class out of range, ``mode="class"``
-            without exactly two classes.
+        ParameterError: ``n`` outside ``2..MAX_STRIP``, unknown ``mode``, a class out of
+            range, ``mode="class"`` without exactly two classes.
     """
     _check_n(n, seed)
     _check_generator(G)
-    if n < 2:
-        raise ParameterError("n", f"expected at least 2 frames for a strip, got {n}")
+    if not 2 <= n <= MAX_STRIP:
+        raise ParameterError("n", f"expected 2..{MAX_STRIP} frames for a strip, got {n}")
     if mode not in INTERPOLATIONS:
         raise ParameterError("interpolate", f"expected z or class, got {mode!r}")
     dev = next(G.parameters()).device
