@@ -262,7 +262,9 @@ def test_paths_of_the_api_are_checked(run, tmp_path):
         ParameterError, match="^resize: expected one of legacy, clean, got 'nearest'"
     ):
         evaluate_images(tmp_path, ["swd"], resize="nearest")
-    with pytest.raises(ParameterError, match="^out: expected a .png or .npz file path, got None"):
+    with pytest.raises(
+        ParameterError, match="^out: expected a .png or .npz file path, got NoneType"
+    ):
         write_samples(gankit.load(run), None)
     with pytest.raises(ParameterError, match="^images: expected a file or folder of images"):
         evaluate_images(None, ["swd"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numbers
+import os
+from pathlib import Path
 
 
 class GankitError(Exception):
@@ -43,6 +45,16 @@ def check_bool(param: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ParameterError(param, f"expected True or False, got {value!r}")
     return value
+
+
+def check_path(value: object, param: str, expected: str) -> Path:
+    """``value`` (a non-empty ``str`` or ``os.PathLike``) as a Path; a :class:`ParameterError`
+    naming ``param`` and saying ``expected`` for anything else (``""``, ``None``, a number, a
+    loaded network)."""
+    if isinstance(value, (str, os.PathLike)) and str(value).strip():
+        return Path(value)
+    what = "an empty path" if isinstance(value, (str, os.PathLike)) else type(value).__name__
+    raise ParameterError(param, f"expected {expected}, got {what}")
 
 
 MAX_SEED = 2**63 - 1

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -27,7 +26,7 @@ from PIL import Image
 from torch import nn
 
 from gankit.data import to_uint8
-from gankit.errors import GankitError, ParameterError, check_int, check_seed
+from gankit.errors import GankitError, ParameterError, check_int, check_path, check_seed
 from gankit.io_utils import atomic_write
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.models import sample_z
@@ -169,13 +168,14 @@ def generate(
     _check_labels(labels, G.n_classes)
     if z is not None:
         _check_z(z, len(labels), G.dim_z)
-    device = next(G.parameters()).device
+    param = next(G.parameters())
+    device = param.device
     for start in range(0, len(labels), batch_size):
         y = labels[start : start + batch_size]
         if z is None:
             zb = sample_z(len(y), G.dim_z, truncation, generator=generator, device=device)
         else:
-            zb = z[start : start + batch_size].to(device, next(G.parameters()).dtype)
+            zb = z[start : start + batch_size].to(device, param.dtype)
         yield to_uint8(G(zb, y.to(device, torch.long))), y
 
 
@@ -354,9 +354,7 @@ def write_samples(
         ParameterError: unknown extension, an interpolation into ``.npz``, and the errors of
             :func:`sample` / :func:`interpolation_strip`.
     """
-    if not (isinstance(out, (str, os.PathLike)) and str(out).strip()):
-        raise ParameterError("out", f"expected a .png or .npz file path, got {out!r}")
-    out = Path(out)
+    out = check_path(out, "out", "a .png or .npz file path")
     suffix = out.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise ParameterError(

@@ -18,7 +18,6 @@ Layout of ``RUN/`` (written by :func:`gankit.train`, read by every other command
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from torch import nn
 from gankit import checkpoint as ckpt_io
 from gankit.config import Config, load_toml
 from gankit.device import resolve_device
-from gankit.errors import GankitError, ParameterError, check_bool
+from gankit.errors import GankitError, check_bool, check_path
 from gankit.models import build
 
 __all__ = ["RunDir", "find_checkpoint", "load_discriminator", "load_generator"]
@@ -39,16 +38,9 @@ METRICS_FILE = "metrics.jsonl"
 BEST = "best"
 
 
-def as_path(
-    value: object, param: str, expected: str = "a run or checkpoint directory path"
-) -> Path:
-    """``value`` (a non-empty ``str`` or ``os.PathLike``) as a Path; a :class:`ParameterError`
-    naming ``param`` and saying ``expected`` for anything else (``""``, ``None``, a number, a
-    loaded network)."""
-    if isinstance(value, (str, os.PathLike)) and str(value).strip():
-        return Path(value)
-    what = "an empty path" if isinstance(value, (str, os.PathLike)) else type(value).__name__
-    raise ParameterError(param, f"expected {expected}, got {what}")
+def as_path(value: object, param: str) -> Path:
+    """A run or checkpoint directory argument as a Path (:func:`gankit.errors.check_path`)."""
+    return check_path(value, param, "a run or checkpoint directory path")
 
 
 class RunDir:

@@ -42,7 +42,7 @@ from gankit.analysis.common import (
     write_json,
 )
 from gankit.data import ImageDataset
-from gankit.errors import GankitError, ParameterError, check_seed
+from gankit.errors import GankitError, ParameterError, check_path, check_seed
 from gankit.generation import generate, save_grid
 from gankit.metrics import (
     ClassifierExtractor,
@@ -52,7 +52,6 @@ from gankit.metrics import (
     load_or_train_classifier,
 )
 from gankit.models import sample_z
-from gankit.run import as_path
 from gankit.run import load_generator as load
 
 __all__ = ["analyze_neighbours", "memorisation_ratios", "nearest", "nearest_images"]
@@ -180,7 +179,7 @@ def analyze_neighbours(
     check_positive(n, "n")
     check_positive(k, "k")
     check_seed(seed)
-    out = as_path(out, "out", "an output folder")
+    out = check_path(out, "out", "an output folder")
     G = load(source, device)
     dev = next(G.parameters()).device
     cfg = G.config

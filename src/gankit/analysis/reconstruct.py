@@ -50,10 +50,9 @@ from gankit.analysis.common import (
 )
 from gankit.analysis.neighbours import nearest_images
 from gankit.data import to_float, to_uint8
-from gankit.errors import GankitError, ParameterError, check_bool, check_seed
+from gankit.errors import GankitError, ParameterError, check_bool, check_path, check_seed
 from gankit.generation import save_grid
 from gankit.metrics import heldout_split, load_or_train_classifier
-from gankit.run import as_path
 from gankit.run import load_generator as load
 
 __all__ = ["Inversion", "analyze_reconstruct", "invert"]
@@ -248,7 +247,7 @@ def analyze_reconstruct(
         The JSON written to ``reconstruct.json``.
     """
     check_seed(seed)
-    out = as_path(out, "out", "an output folder")
+    out = check_path(out, "out", "an output folder")
     G = load(source, device)
     dev = next(G.parameters()).device
     cfg = G.config

@@ -30,11 +30,11 @@ from torch import nn
 from gankit.analysis.common import check_eval, check_images, check_positive, run_data, tiles
 from gankit.config import Config
 from gankit.data import to_float
-from gankit.errors import GankitError, check_seed
+from gankit.errors import GankitError, check_path, check_seed
 from gankit.generation import generate, save_grid
 from gankit.io_utils import atomic_write
 from gankit.models import sample_z
-from gankit.run import as_path, load_discriminator
+from gankit.run import load_discriminator
 from gankit.run import load_generator as load
 
 __all__ = ["HEADS", "analyze_saliency", "saliency_maps"]
@@ -154,7 +154,7 @@ def analyze_saliency(
     """
     check_seed(seed)
     check_positive(per_class, "per_class")
-    out = as_path(out, "out", "an output folder")
+    out = check_path(out, "out", "an output folder")
     D = load_discriminator(source, device)
     cfg = D.config
     if samples is None:

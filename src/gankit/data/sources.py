@@ -16,7 +16,6 @@ other folder                          image folder (:mod:`.folder`)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PIL import Image
@@ -28,7 +27,7 @@ from gankit.data.folder import DECODE_ERRORS, list_image_folder, load_image_fold
 from gankit.data.measured import MeasuredDataset, is_measured, read_measured
 from gankit.data.mnist import load_mnist
 from gankit.data.preprocess import check_resize
-from gankit.errors import GankitError, ParameterError
+from gankit.errors import GankitError, check_path
 
 _ARRAY_READERS = {".npz": read_npz, ".npy": read_npy, ".h5": read_h5, ".hdf5": read_h5}
 CIFAR_RESOLUTION = 32
@@ -86,10 +85,8 @@ def read_images(path: str | Path, resize: str = "legacy") -> tuple[ImageDataset,
     Raises:
         GankitError: a missing path, an unsupported or unreadable file, measurements.
     """
-    if not (isinstance(path, (str, os.PathLike)) and str(path).strip()):
-        raise ParameterError("images", f"expected a file or folder of images, got {path!r}")
+    path = check_path(path, "images", "a file or folder of images").expanduser().resolve()
     check_resize(resize)
-    path = Path(path).expanduser().resolve()
     if not path.exists():
         raise GankitError(f"images '{path}' does not exist")
     if path.suffix.lower() == ".npz" and is_measured(path):
