@@ -13,7 +13,8 @@
 # PART=compiled times the compiled rows against the anchor, for a session with little device
 # time: first compiled i128 and cifar side by side for one iteration each (filling the inductor
 # cache; times not used), then one at a time the anchor's cifar and i128 rows, compiled i128 and
-# compiled cifar on the warm cache, and the GPU tests.
+# compiled cifar on the warm cache, the GPU tests, and where compiled i128's GPU time goes
+# (benchmarks/kernel_profile.py).
 #
 # Usage (repository root, gankit importable):
 #   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] [PART=main|memory|compiled] \
@@ -101,9 +102,10 @@ if [ "${PART:-main}" = compiled ]; then
   cat "$OUT"/p1_*.json > "$OUT/parallel.jsonl"
   echo "=== [$(( $(date +%s) - T0 )) s] phase 1 done" >&2
   anchor 120
-  bench 90 --workload i128 --steps 10 --warmup 2
+  bench 120 --workload i128 --steps 10 --warmup 2
   bench 60 --workload cifar --steps 30 --warmup 3
   step 90 "$PY" "${GPU_TESTS[@]}"
+  step 120 "$PY" benchmarks/kernel_profile.py i128 | tee -a "$OUT/kernel_profile.jsonl"
   echo "=== total $(( $(date +%s) - T0 )) s" >&2
   exit 0
 fi
