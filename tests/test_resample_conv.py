@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from gankit.config import ModelConfig
 from gankit.layers.resample_conv import (
     conv3x3_avgpool,
+    nearest_upsample_2x,
     pool_kernel,
     upsample_conv3x3,
     upsample_kernel,
@@ -85,3 +86,23 @@ def test_biggan_blocks_fused_equal_reference():
         ref_x, ref_d = G(z, y), D(G(z, y), y)
     torch.testing.assert_close(fast_x, ref_x, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast_d, ref_d, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 1, 3, 3), (2, 4, 1, 1)])
+def test_nearest_upsample_2x_is_interpolate(shape, channels_last):
+    """Values and layout as F.interpolate's nearest 2x; the gradient is each 2x2 block's sum
+    (integer-valued float64 data, so the sums are exact in any order)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-8, 8, shape, generator=g).double()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    y = nearest_upsample_2x(x)
+    ref = F.interpolate(x.detach(), scale_factor=2, mode="nearest")
+    assert torch.equal(y, ref)
+    assert y.stride() == ref.stride()
+    dy = torch.randint(-8, 8, y.shape, generator=g).double()
+    (dx,) = torch.autograd.grad(y, x, dy)
+    n, c, h, w = shape
+    assert torch.equal(dx, dy.reshape(n, c, h, 2, w, 2).sum(dim=(3, 5)))

@@ -16,6 +16,10 @@ Per output pixel that is 16 taps at a quarter of the positions instead of 9 at a
 about 2.2x fewer multiply-adds for these convs, forward and backward, and the full-resolution
 intermediate is never stored. Values agree with the plain ops to fp32 rounding (tested against
 them, which stay the reference path: ``fused=False``).
+
+:func:`nearest_upsample_2x` is the upsampling alone (the shortcut of BigGAN's G block), written so
+that its backward is a sum over 2x2 blocks instead of the scatter-add of atomic adds that
+TorchInductor makes of ``upsample_nearest2d``'s backward.
 """
 
 from __future__ import annotations
@@ -23,12 +27,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["conv3x3_avgpool", "pool_kernel", "upsample_conv3x3", "upsample_kernel"]
+__all__ = [
+    "conv3x3_avgpool",
+    "nearest_upsample_2x",
+    "pool_kernel",
+    "upsample_conv3x3",
+    "upsample_kernel",
+]
 
 
 def _check_3x3(weight: torch.Tensor) -> None:
     if weight.dim() != 4 or weight.shape[-2:] != (3, 3):
         raise ValueError(f"expected a (C_out, C_in, 3, 3) conv weight, got {tuple(weight.shape)}")
+
+
+def nearest_upsample_2x(x: torch.Tensor) -> torch.Tensor:
+    """``F.interpolate(x, scale_factor=2, mode="nearest")``, ``(B, C, H, W) -> (B, C, 2H, 2W)``,
+    as a broadcast of each pixel to a 2x2 block (expand + reshape): the same values, and a
+    backward that sums each block's gradient (a reduction). A channels_last input is expanded
+    in its NHWC order, so the output stays channels_last as ``F.interpolate``'s does."""
+    B, C, H, W = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        nhwc = x.permute(0, 2, 3, 1)[:, :, None, :, None, :].expand(B, H, 2, W, 2, C)
+        y = nhwc.reshape(B, 2 * H, 2 * W, C).permute(0, 3, 1, 2)
+        return y.contiguous(memory_format=torch.channels_last)  # a copy only where 1x1 was viewed
+    y = x[:, :, :, None, :, None].expand(B, C, H, 2, W, 2).reshape(B, C, 2 * H, 2 * W)
+    return y.contiguous()
 
 
 def upsample_kernel(weight: torch.Tensor) -> torch.Tensor:

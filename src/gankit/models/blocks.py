@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from gankit.layers.cond_norm import ConditionalNorm2d
 from gankit.layers.recompute import RecomputableBlock
-from gankit.layers.resample_conv import conv3x3_avgpool, upsample_conv3x3
+from gankit.layers.resample_conv import conv3x3_avgpool, nearest_upsample_2x, upsample_conv3x3
 from gankit.models.style import D_STYLE, G_STYLE, NetStyle
 
 __all__ = ["DBlock", "GBlock"]
@@ -60,7 +60,7 @@ class GBlock(RecomputableBlock):
         h = self.act1(self.bn1(x, c))
         h = upsample_conv3x3(h, self.conv1.weight, self.conv1.bias, self.fused_resample)
         h = self.conv2(self.act2(self.bn2(h, c)))
-        return h + F.interpolate(self.conv_sc(x), scale_factor=2, mode="nearest")
+        return h + nearest_upsample_2x(self.conv_sc(x))
 
 
 class DBlock(RecomputableBlock):
