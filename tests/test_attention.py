@@ -58,6 +58,24 @@ def test_self_attention_matches_einsum(pool, fused):
     torch.testing.assert_close(m(x), _sagan_einsum(m, x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("pool", [False, True])
+def test_self_attention_grads_match_einsum(pool):
+    """Folding gamma into the output conv's weight leaves every gradient as Eq. 3's
+    ``gamma * o + x`` gives it (gamma's own included)."""
+    torch.manual_seed(2)
+    m = SelfAttention(32, pool=pool, sn=False).double()
+    with torch.no_grad():
+        m.gamma.fill_(0.3)
+    x = torch.randn(2, 32, 8, 6, dtype=torch.float64)
+    upstream = torch.linspace(-1, 1, x.numel(), dtype=torch.float64).view_as(x)
+    grads = []
+    for forward in (m, lambda xi: _sagan_einsum(m, xi)):
+        xi = x.clone().requires_grad_(True)
+        grads.append(torch.autograd.grad((forward(xi) * upstream).sum(), [xi, *m.parameters()]))
+    for ours, ref in zip(*grads):
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+
+
 def _assert_fused_matches_reference(m, x):
     """Outputs and gradients (input and every parameter) of ``m`` with ``fused`` True and False
     agree to 1e-5 under a non-uniform upstream gradient."""

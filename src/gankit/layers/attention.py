@@ -165,7 +165,9 @@ class SelfAttention(nn.Module):
             key, value = F.max_pool2d(key, 2), F.max_pool2d(value, 2)
         o = attention(_positions(self.query(x)), _positions(key), _positions(value), self.fused)
         o = o.transpose(1, 2).reshape(b, -1, h, w)  # (B, d_v, H, W)
-        return self.gamma * self.out(o) + x
+        # gamma * out(o), with gamma folded into out's 1x1 weight: no full-size product to
+        # save for backward, and gamma's gradient is a sum over the weight, not over the batch.
+        return F.conv2d(o, self.gamma * self.out.weight) + x
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, pool={self.pool}, fused={self.fused}"
