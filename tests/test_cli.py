@@ -68,6 +68,19 @@ def test_resolve_device_names_the_parameter(device, message):
         resolve_device(device)
 
 
+def test_resolve_device_refuses_meta():
+    """A meta device holds no values: a generator loaded there has shapes and no weights."""
+    for device in ("meta", torch.device("meta")):
+        with pytest.raises(ParameterError, match="^device: .*holds values, got 'meta'"):
+            resolve_device(device)
+
+
+def test_a_cuda_index_past_the_device_count_is_one_line():
+    name = f"cuda:{torch.cuda.device_count()}"  # one past the last device (cuda:0 without CUDA)
+    with pytest.raises(ParameterError, match=f"^device: {name} requested but "):
+        resolve_device(name)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_cuda_device_without_cuda_is_one_line():
     for device in ("cuda", "cuda:0", torch.device("cuda", 1)):

@@ -144,6 +144,10 @@ def test_data_limit_is_a_fixed_subset(tmp_path):
     assert all(rows[part.x[i].tobytes()] == part.y[i] for i in range(10))
     with pytest.raises(GankitError, match="data.limit = 31"):
         load_dataset(DataConfig(path=str(data), limit=31), 32, 1)
+    with pytest.raises(GankitError, match="^data.limit: expected a positive number .* got -1"):
+        load_dataset(DataConfig(path=str(data), limit=-1), 32, 1)  # set in code, not validated
+    with pytest.raises(GankitError, match="^data_cfg: expected a DataConfig, got NoneType"):
+        load_dataset(None, 32, 1)
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,8 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
     returned as that device, if this torch can run on it.
 
     Raises:
-        ParameterError: ``device`` unknown or not a string, or a CUDA device requested without
-            CUDA.
+        ParameterError: ``device`` unknown or not a string, ``meta`` (no values to compute
+            on), or a CUDA device that this machine lacks.
     """
     expected = f"expected {', '.join(DEVICES)} or a torch device"
     if not isinstance(name, (str, torch.device)):
@@ -28,8 +28,15 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
             device = torch.device(name)
         except RuntimeError:
             raise ParameterError("device", f"{expected}, got {name!r}") from None
+        if device.type == "meta":
+            raise ParameterError("device", f"{expected} that holds values, got 'meta'")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ParameterError("device", f"{name} requested but no CUDA device is available")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ParameterError(
+                "device", f"{name} requested but this machine has {count} CUDA devices"
+            )
         return device
     if name == "cuda" and not torch.cuda.is_available():
         raise ParameterError("device", "cuda requested but no CUDA device is available")

@@ -21,7 +21,7 @@ from gankit.data.dataset import ImageDataset, check_labels
 from gankit.data.measured import MeasuredDataset, is_measured
 from gankit.data.preprocess import check_request, check_resize
 from gankit.data.sources import is_image_folder, read_source
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError, check_int
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ def load_dataset(
     Raises:
         GankitError: a one-line message naming the path/file for every bad input.
     """
+    if not isinstance(data_cfg, DataConfig):
+        raise ParameterError("data_cfg", f"expected a DataConfig, got {type(data_cfg).__name__}")
     check_request(resolution, channels)
     check_resize(resize)
     path = Path(data_cfg.path).expanduser().resolve() if data_cfg.path else None
@@ -108,8 +110,9 @@ def limit_dataset(dataset: ImageDataset, limit: int, seed: int = 0) -> ImageData
     for small-data experiments. The class count and names stay those of the full set.
 
     Raises:
-        GankitError: ``limit`` larger than the data set.
+        GankitError: ``limit`` not an int in 1..len(dataset).
     """
+    check_int("data.limit", limit, 1, None, "a positive number of images")
     if limit > len(dataset):
         raise GankitError(f"data.limit = {limit}: {dataset.source} has only {len(dataset)} images")
     idx = np.sort(np.random.RandomState(seed).choice(len(dataset), limit, replace=False))
