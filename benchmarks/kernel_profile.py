@@ -4,8 +4,9 @@ Runs a workload (``gankit bench``'s ``cifar``, ``i128`` or a preset; ``--set`` o
 CUDA without the whole-iteration CUDA graph (the profiler then sees each kernel), with the
 preset's ``train.compile``, for warm-up iterations, then profiles ``--iters`` more with
 ``torch.profiler``. Prints one JSON line: wall time and summed kernel time per iteration (their
-ratio is how busy the GPU is), the kernel time per kind (fused Triton code, attention, batch norm,
-convolution/matmul, other) and the kernels that took longest::
+ratio is how busy the GPU is), the kernel time per kind (fused Triton code, copies and layout
+conversions, attention, batch norm, convolution/matmul, other), the kernels that took longest,
+and the ops (with their inputs' shapes and strides) that launched the copies::
 
     python benchmarks/kernel_profile.py i128 --iters 3
 """
@@ -27,6 +28,7 @@ from gankit.training.loop import Trainer
 
 KINDS = (  # first match wins; names as Triton, FlashAttention, cuDNN, cuBLAS, CUTLASS give them
     ("triton", ("triton",)),  # inductor's generated code
+    ("layout_copy", ("direct_copy", "nchwtonhwc", "nhwctonchw")),  # copies, layout conversions
     ("attention", ("flash", "fmha", "attention", "sdpa")),
     ("batch_norm", ("bn_fw", "bn_bw", "batch_norm", "welford")),
     ("conv_matmul", ("conv", "gemm", "xmma", "cutlass", "wgrad", "dgrad", "sm90_", "cudnn")),
@@ -69,6 +71,38 @@ def kernel_table(kernels: list[tuple[str, float]], iters: int, top: int) -> dict
     }
 
 
+def copy_launchers(
+    ops: list[tuple[str, str, list[tuple[str, float]]]], iters: int, top: int
+) -> list[dict[str, Any]]:
+    """The ``top`` launchers of ``layout_copy`` kernels by their time: ``ops`` holds one
+    ``(op name, its inputs, [(kernel name, microseconds)])`` per CPU-side op call; each entry
+    has ``op``, ``inputs``, ``ms_per_iter`` and ``calls_per_iter``."""
+    total: dict[tuple[str, str], float] = defaultdict(float)
+    calls: dict[tuple[str, str], int] = defaultdict(int)
+    for name, inputs, kernels in ops:
+        us = sum(t for kernel, t in kernels if kind_of(kernel) == "layout_copy")
+        if us:
+            total[name, inputs] += us
+            calls[name, inputs] += 1
+    return [
+        {
+            "op": op,
+            "inputs": inputs,
+            "ms_per_iter": total[op, inputs] / 1e3 / iters,
+            "calls_per_iter": calls[op, inputs] / iters,
+        }  # fmt: skip
+        for op, inputs in sorted(total, key=lambda key: -total[key])[:top]
+    ]
+
+
+def _inputs(event: Any) -> str:
+    """Shapes and (where this torch records them) strides of a profiled op's inputs."""
+    strides = getattr(event, "input_strides", None) or getattr(
+        event, "structured_input_strides", None
+    )
+    return f"shapes {event.input_shapes}" + (f" strides {strides}" if strides else "")
+
+
 def profile_iterations(
     workload: str, overrides: list[str], warmup: int, iters: int, top: int
 ) -> dict[str, Any]:
@@ -84,16 +118,20 @@ def profile_iterations(
     for _ in range(warmup):
         trainer.train_iteration()
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    with profile(activities=activities, record_shapes=True) as prof:
         start = time.perf_counter()
         for _ in range(iters):
             trainer.train_iteration()
         torch.cuda.synchronize()
         wall = time.perf_counter() - start
-    kernels = [
-        (e.name, e.time_range.elapsed_us())
-        for e in prof.events()
-        if e.device_type == torch.autograd.DeviceType.CUDA
+    events = prof.events()
+    cuda = torch.autograd.DeviceType.CUDA
+    kernels = [(e.name, e.time_range.elapsed_us()) for e in events if e.device_type == cuda]
+    ops = [
+        (e.name, _inputs(e), [(k.name, k.duration) for k in e.kernels])
+        for e in events
+        if e.device_type != cuda and e.kernels
     ]
     table = kernel_table(kernels, iters, top)
     return {
@@ -106,6 +144,7 @@ def profile_iterations(
         "wall_ms_per_iter": wall * 1e3 / iters,
         "gpu_busy_fraction": table["kernel_ms_per_iter"] / (wall * 1e3 / iters),
         **table,
+        "copy_launchers": copy_launchers(ops, iters, top),
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from kernel_profile import kernel_table, kind_of  # noqa: E402
+from kernel_profile import copy_launchers, kernel_table, kind_of  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,8 @@ from kernel_profile import kernel_table, kind_of  # noqa: E402
         ("triton_poi_fused_add_mul_0", "triton"),
         ("triton_red_fused_native_batch_norm_1", "triton"),
         ("void at::native::vectorized_elementwise_kernel<4>", "other"),
+        ("void at::native::elementwise_kernel<128, 4, direct_copy_kernel_cuda>", "layout_copy"),
+        ("void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16>", "layout_copy"),
     ],
 )
 def test_kernel_kinds(name: str, kind: str) -> None:
@@ -43,3 +45,18 @@ def test_kernel_table_sums_per_iteration() -> None:
         "ms_per_iter": 0.075,
         "calls_per_iter": 1.0,
     }
+
+
+def test_copy_launchers_rank_ops_by_their_copy_time() -> None:
+    ops = [
+        ("aten::copy_", "shapes [[4, 8]]", [("direct_copy_kernel", 30.0)]),
+        ("aten::convolution", "shapes [[2, 3]]", [("nchwToNhwcKernel", 5.0), ("sm90_xmma", 99.0)]),
+        ("aten::copy_", "shapes [[4, 8]]", [("direct_copy_kernel", 10.0)]),
+        ("aten::mm", "shapes [[1]]", [("gemm", 50.0)]),  # launched no copy: not listed
+    ]
+    assert copy_launchers(ops, iters=2, top=5) == [
+        {"op": "aten::copy_", "inputs": "shapes [[4, 8]]", "ms_per_iter": 0.02,
+         "calls_per_iter": 1.0},
+        {"op": "aten::convolution", "inputs": "shapes [[2, 3]]", "ms_per_iter": 0.0025,
+         "calls_per_iter": 0.5},
+    ]  # fmt: skip
