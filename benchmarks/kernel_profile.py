@@ -22,9 +22,7 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from gankit.bench import WORKLOADS, synthetic_dataset
-from gankit.config import load_preset, validate
-from gankit.training.loop import Trainer
+from gankit.bench import warm_trainer
 
 KINDS = (  # first match wins; names as Triton, FlashAttention, cuDNN, cuBLAS, CUTLASS give them
     ("triton", ("triton",)),  # inductor's generated code
@@ -109,15 +107,7 @@ def profile_iterations(
     """Run ``workload`` on CUDA and return the JSON dict described in the module docstring."""
     if not torch.cuda.is_available():
         raise SystemExit("kernel_profile needs a CUDA device (it times CUDA kernels)")
-    cfg = load_preset(WORKLOADS.get(workload, workload), [*overrides, "train.cuda_graph=false"])
-    cfg.train.device = "cuda"
-    validate(cfg)
-    t = cfg.train
-    trainer = Trainer(cfg, None, dataset=synthetic_dataset(cfg, 2 * t.batch_size * t.n_D),
-                      quiet=True)  # fmt: skip
-    for _ in range(warmup):
-        trainer.train_iteration()
-    torch.cuda.synchronize()
+    trainer = warm_trainer(workload, overrides, warmup)
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
     with profile(activities=activities, record_shapes=True) as prof:
         start = time.perf_counter()
@@ -139,7 +129,7 @@ def profile_iterations(
         "overrides": overrides,
         "device": torch.cuda.get_device_name(),
         "torch": torch.__version__,
-        "compile": t.compile,
+        "compile": trainer.cfg.train.compile,
         "iters": iters,
         "wall_ms_per_iter": wall * 1e3 / iters,
         "gpu_busy_fraction": table["kernel_ms_per_iter"] / (wall * 1e3 / iters),

@@ -20,9 +20,7 @@ from typing import Any
 
 import torch
 
-from gankit.bench import WORKLOADS, synthetic_dataset
-from gankit.config import load_preset, validate
-from gankit.training.loop import Trainer
+from gankit.bench import warm_trainer
 
 MiB = 2**20
 
@@ -77,15 +75,7 @@ def breakdown(
     """Run ``workload`` on CUDA and return the JSON dict described in the module docstring."""
     if not torch.cuda.is_available():
         raise SystemExit("peak_breakdown needs a CUDA device (the allocator history is CUDA's)")
-    cfg = load_preset(WORKLOADS.get(workload, workload), [*overrides, "train.cuda_graph=false"])
-    cfg.train.device = "cuda"
-    validate(cfg)
-    t = cfg.train
-    trainer = Trainer(cfg, None, dataset=synthetic_dataset(cfg, 2 * t.batch_size * t.n_D),
-                      quiet=True)  # fmt: skip
-    for _ in range(warmup):
-        trainer.train_iteration()
-    torch.cuda.synchronize()
+    trainer = warm_trainer(workload, overrides, warmup)
     start = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     torch.cuda.memory._record_memory_history(max_entries=1_000_000)

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from gankit.bench import WORKLOADS, RSSPeak, benchmark, synthetic_dataset
+from gankit.bench import WORKLOADS, RSSPeak, benchmark, synthetic_dataset, warm_trainer
 from gankit.cli import main
 from gankit.config import load_preset
 from gankit.errors import GankitError
@@ -143,3 +143,11 @@ def test_bench_attention_refuses_settings_it_does_not_use(capsys):
 def test_bench_cli_bad_workload_exits_2(capsys):
     assert main(["bench", "--workload", "nope", "--device", "cpu"]) == 2
     assert "valid:" in capsys.readouterr().err
+
+
+def test_warm_trainer_is_a_workload_without_the_cuda_graph():
+    """The profiling scripts' trainer: the preset with the overrides, the graph off, warmed up."""
+    trainer = warm_trainer("dcgan-mnist", ["train.batch_size=4"], 2, device="cpu")
+    assert trainer.step == 2 and trainer.run is None
+    assert trainer.cfg.preset == "dcgan-mnist" and trainer.cfg.train.batch_size == 4
+    assert trainer.cfg.train.cuda_graph is False and trainer.graph is None

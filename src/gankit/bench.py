@@ -486,6 +486,24 @@ def benchmark(
     return result
 
 
+def warm_trainer(workload: str, overrides: list[str], warmup: int, device: str = "cuda") -> Trainer:
+    """A quiet :class:`Trainer` of ``workload`` (``cifar``, ``i128`` or a preset) with the
+    ``--set`` ``overrides`` and ``train.cuda_graph = false`` (a replay hides the kernels and
+    allocations of its iteration from profilers), on ``device`` and synthetic data, after
+    ``warmup`` iterations (the first compiles where ``train.compile`` is in force). For the
+    profiling scripts in ``benchmarks/``."""
+    cfg = load_preset(WORKLOADS.get(workload, workload), [*overrides, "train.cuda_graph=false"])
+    cfg.train.device = device
+    validate(cfg)
+    t = cfg.train
+    dataset = synthetic_dataset(cfg, 2 * t.batch_size * t.n_D * t.accumulate)
+    trainer = Trainer(cfg, None, dataset=dataset, quiet=True)
+    for _ in range(warmup):
+        trainer.train_iteration()
+    synchronize(trainer.device)
+    return trainer
+
+
 def peak_rss_GiB() -> float:
     """Peak resident set size of this process so far (``ru_maxrss`` is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
