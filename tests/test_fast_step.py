@@ -394,6 +394,27 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     assert sn.training and not call.is_compiled
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_calls_force_channels_last_graphs_with_train_channels_last(
+    monkeypatch, channels_last
+):
+    """With ``train.channels_last`` the graphs are compiled under TorchInductor's
+    ``force_layout_optimization`` (its heuristic would keep G's graphs in NCHW: a last conv to
+    RGB has twice fewer outputs than inputs); without it, under TorchInductor's default."""
+    monkeypatch.setenv("GANKIT_COMPILE_BACKEND", "eager")
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            seen.append(torch._inductor.config.force_layout_optimization)  # at trace time
+            return x * 2
+
+    call = speed.CompileOrEager(Probe(), "G", "default", channels_last=channels_last)
+    torch.testing.assert_close(call(torch.ones(2)), torch.full((2,), 2.0))
+    assert seen == [channels_last] and call.is_compiled
+    assert torch._inductor.config.force_layout_optimization is False  # patched for the call only
+
+
 class _SmallG(nn.Module):
     """``(z: (B, 8), y) -> (B, 3, 8, 8)``: SN linear, conditional BN (chunkable), SN conv."""
 

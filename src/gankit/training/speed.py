@@ -5,7 +5,8 @@
   where bf16 matmuls are far slower than fp32.
 - ``train.sdpa``: attention layers take the fused ``scaled_dot_product_attention`` path (else
   the explicit-softmax reference, which stores the ``N x M`` score matrix).
-- ``train.channels_last``: weights and images in NHWC layout (oneDNN / cuDNN's fast layout).
+- ``train.channels_last``: weights and images in NHWC layout (oneDNN / cuDNN's fast layout), and
+  compiled graphs forced to channels-last activations (:data:`FORCES_LAYOUT`).
 - ``train.fused_optim``: Adam's ``fused=True`` kernel (one op per optimizer step, on CUDA and
   CPU); else the per-parameter for-loop.
 - ``train.fused_resample``: the ResNet blocks' "upsample, 3x3 conv" (G) and "3x3 conv, avg-pool"
@@ -273,6 +274,18 @@ def compile_isolated(fn: Callable[..., Any], mode: str | None = None) -> Callabl
     )
 
 
+FORCES_LAYOUT = (
+    "force_layout_optimization"
+    if hasattr(torch._inductor.config, "force_layout_optimization")
+    else None
+)
+"""TorchInductor's switch that makes a graph's convolutions take channels-last inputs, chosen
+per graph by a heuristic otherwise: that heuristic keeps the default (NCHW) layout for any graph
+with a convolution whose input has at least twice its output channels, which a generator's
+last convolution to RGB always has, so cuDNN (whose Hopper kernels are NHWC) converted the
+layout of G's activations around each convolution. ``None`` where this torch lacks it."""
+
+
 def compiled_power_iterations() -> Callable[..., None]:
     """:func:`power_iterate_all` compiled with a cache of its own (:func:`compile_isolated`):
     one graph per network (layer count and shapes) it is called with."""
@@ -298,6 +311,9 @@ class CompileOrEager:
         power_iterations: the compiled power iteration to run before each compiled call
             (:func:`compiled_power_iterations`; calls of one network may share it). A new one
             when not given.
+        channels_last: compile the graphs with channels-last activations (``train.channels_last``)
+            even where TorchInductor's heuristic would keep the default layout
+            (:data:`FORCES_LAYOUT`).
     """
 
     def __init__(
@@ -309,8 +325,10 @@ class CompileOrEager:
         reuse_frozen: bool = False,
         memory_budget: float = 1.0,
         power_iterations: Callable[..., None] | None = None,
+        channels_last: bool = False,
     ):
         self.module, self.name, self.memory_budget = module, name, memory_budget
+        self.inductor_options = {FORCES_LAYOUT: True} if channels_last and FORCES_LAYOUT else {}
         self.layers = SNLayers(_unwrap(module))
         self.compiled: Any = None
         self.own_outputs = mode in CUDA_GRAPH_MODES
@@ -335,6 +353,7 @@ class CompileOrEager:
                         force_non_lazy_backward_lowering=True,
                         activation_memory_budget=self.memory_budget,
                     ),
+                    torch._inductor.config.patch(self.inductor_options),
                 ):
                     out = self.compiled(*args, **kwargs)
                 # the step keeps outputs across later replays (G's fakes over the D steps, D's
@@ -374,7 +393,11 @@ def step_calls(
     out of it). Compiled, the four share one power-iteration graph per network."""
     mode, batch = compile_mode(t, device), sn_batched(t, device)
     power = compiled_power_iterations() if mode is not None else None
-    kw = {"memory_budget": t.activation_memory_budget, "power_iterations": power}
+    kw = {
+        "memory_budget": t.activation_memory_budget,
+        "power_iterations": power,
+        "channels_last": t.channels_last,
+    }
     G_net, D_net = _unwrap(G), _unwrap(D)
     return (
         CompileOrEager(G, "G", mode, batch, **kw),
