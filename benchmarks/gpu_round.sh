@@ -13,12 +13,14 @@
 # PART=compiled times the compiled rows against the anchor, for a session with little device
 # time: first compiled i128 and cifar side by side for one iteration each (filling the inductor
 # cache; times not used), then one at a time the anchor's cifar and i128 rows, compiled i128 and
-# compiled cifar on the warm cache, the GPU tests, and where compiled i128's GPU time goes
-# (benchmarks/kernel_profile.py).
+# compiled cifar on the warm cache, where compiled i128's GPU time goes
+# (benchmarks/kernel_profile.py), and the GPU tests. BASELINE=dir (the src/ folder of another
+# tree, e.g. from `git archive REV src`) adds that tree's compiled i128 row, compiled beside the
+# others and timed right after this tree's, its JSON lines marked "tree": "baseline".
 #
 # Usage (repository root, gankit importable):
 #   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] [PART=main|memory|compiled] \
-#     [P1=seconds] benchmarks/gpu_round.sh
+#     [P1=seconds] [BASELINE=dir] benchmarks/gpu_round.sh
 # P1 (default 250) limits each process of the parallel phases (PART=memory, PART=compiled),
 # which END does not.
 # Each step is its own process with a timeout; a step that would end after END seconds (default
@@ -94,8 +96,11 @@ PYEOF
   exit 0
 fi
 if [ "${PART:-main}" = compiled ]; then
-  for w in i128 cifar; do  # phase 1: compile both at once (CPU-bound), one iteration each
-    timeout "${P1:-250}" "$PY" -m gankit.cli bench --device cuda --json --workload "$w" \
+  BASE=(env PYTHONPATH="${BASELINE:-}:${PYTHONPATH:-}")
+  runs=(i128 cifar); [ -n "${BASELINE:-}" ] && runs+=(base)
+  for w in "${runs[@]}"; do  # phase 1: compile all at once (CPU-bound), one iteration each
+    if [ "$w" = base ]; then cmd=("${BASE[@]}" "$PY"); wl=i128; else cmd=("$PY"); wl=$w; fi
+    timeout "${P1:-250}" "${cmd[@]}" -m gankit.cli bench --device cuda --json --workload "$wl" \
       --steps 1 --warmup 1 2>"$OUT/p1_$w.err" | grep '^{' > "$OUT/p1_$w.json" &
   done
   wait
@@ -103,9 +108,14 @@ if [ "${PART:-main}" = compiled ]; then
   echo "=== [$(( $(date +%s) - T0 )) s] phase 1 done" >&2
   anchor 120
   bench 120 --workload i128 --steps 10 --warmup 2
+  if [ -n "${BASELINE:-}" ]; then
+    step 120 "${BASE[@]}" "$PY" -m gankit.cli bench --device cuda --json --workload i128 \
+      --steps 10 --warmup 2 | grep '^{' | sed 's/^{/{"tree": "baseline", /' \
+      | tee -a "$OUT/bench.jsonl"
+  fi
   bench 60 --workload cifar --steps 30 --warmup 3
-  step 90 "$PY" "${GPU_TESTS[@]}"
   step 120 "$PY" benchmarks/kernel_profile.py i128 | tee -a "$OUT/kernel_profile.jsonl"
+  step 90 "$PY" "${GPU_TESTS[@]}"
   echo "=== total $(( $(date +%s) - T0 )) s" >&2
   exit 0
 fi
