@@ -9,6 +9,7 @@ from gankit.layers.resample_conv import (
     conv3x3_avgpool,
     nearest_upsample_2x,
     pool_kernel,
+    upsample_by_broadcast,
     upsample_conv3x3,
     upsample_kernel,
 )
@@ -90,7 +91,7 @@ def test_biggan_blocks_fused_equal_reference():
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 1, 3, 3), (2, 4, 1, 1)])
-def test_nearest_upsample_2x_is_interpolate(shape, channels_last):
+def test_upsample_by_broadcast_is_interpolate(shape, channels_last):
     """Values and layout as F.interpolate's nearest 2x; the gradient is each 2x2 block's sum
     (integer-valued float64 data, so the sums are exact in any order)."""
     g = torch.Generator().manual_seed(0)
@@ -98,7 +99,7 @@ def test_nearest_upsample_2x_is_interpolate(shape, channels_last):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
-    y = nearest_upsample_2x(x)
+    y = upsample_by_broadcast(x)
     ref = F.interpolate(x.detach(), scale_factor=2, mode="nearest")
     assert torch.equal(y, ref)
     assert y.stride() == ref.stride()
@@ -106,3 +107,24 @@ def test_nearest_upsample_2x_is_interpolate(shape, channels_last):
     (dx,) = torch.autograd.grad(y, x, dy)
     n, c, h, w = shape
     assert torch.equal(dx, dy.reshape(n, c, h, 2, w, 2).sum(dim=(3, 5)))
+
+
+def test_nearest_upsample_2x_broadcasts_only_when_compiled():
+    """Eagerly F.interpolate itself; traced by torch.compile, the broadcast form (no
+    upsample_nearest2d in the graph), with the same values and gradient."""
+    ops = []
+
+    def record(gm, inputs):
+        ops.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    x = torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+    xe, xc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    eager = nearest_upsample_2x(xe)
+    compiled = torch.compile(nearest_upsample_2x, backend=record, fullgraph=True)(xc)
+    assert torch.equal(eager, F.interpolate(x, scale_factor=2, mode="nearest"))
+    assert torch.equal(compiled, eager) and compiled.stride() == eager.stride()
+    assert ops and not any("interpolate" in op or "upsample" in op for op in ops)
+    g = torch.randn_like(eager)
+    (ge,), (gc,) = torch.autograd.grad(eager, xe, g), torch.autograd.grad(compiled, xc, g)
+    torch.testing.assert_close(gc, ge)

@@ -17,9 +17,9 @@ about 2.2x fewer multiply-adds for these convs, forward and backward, and the fu
 intermediate is never stored. Values agree with the plain ops to fp32 rounding (tested against
 them, which stay the reference path: ``fused=False``).
 
-:func:`nearest_upsample_2x` is the upsampling alone (the shortcut of BigGAN's G block), written so
-that its backward is a sum over 2x2 blocks instead of the scatter-add of atomic adds that
-TorchInductor makes of ``upsample_nearest2d``'s backward.
+:func:`nearest_upsample_2x` is the upsampling alone (the shortcut of BigGAN's G block); compiled,
+it is written so that its backward is a sum over 2x2 blocks instead of the scatter-add of atomic
+adds that TorchInductor makes of ``upsample_nearest2d``'s backward.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = [
     "conv3x3_avgpool",
     "nearest_upsample_2x",
     "pool_kernel",
+    "upsample_by_broadcast",
     "upsample_conv3x3",
     "upsample_kernel",
 ]
@@ -42,10 +43,21 @@ def _check_3x3(weight: torch.Tensor) -> None:
 
 
 def nearest_upsample_2x(x: torch.Tensor) -> torch.Tensor:
-    """``F.interpolate(x, scale_factor=2, mode="nearest")``, ``(B, C, H, W) -> (B, C, 2H, 2W)``,
-    as a broadcast of each pixel to a 2x2 block (expand + reshape): the same values, and a
-    backward that sums each block's gradient (a reduction). A channels_last input is expanded
-    in its NHWC order, so the output stays channels_last as ``F.interpolate``'s does."""
+    """``F.interpolate(x, scale_factor=2, mode="nearest")``, ``(B, C, H, W) -> (B, C, 2H, 2W)``.
+
+    Eagerly it is that call (its own kernels are the fastest there). Under ``torch.compile`` it
+    is :func:`upsample_by_broadcast`, whose backward TorchInductor turns into a reduction
+    rather than the scatter of atomic adds it makes of ``upsample_nearest2d``'s backward."""
+    if torch.compiler.is_compiling():
+        return upsample_by_broadcast(x)
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def upsample_by_broadcast(x: torch.Tensor) -> torch.Tensor:
+    """Nearest 2x upsampling as a broadcast of each pixel to a 2x2 block (expand + reshape):
+    the values and layout of ``F.interpolate``'s, and a backward that sums each block's
+    gradient. A channels_last input is expanded in its NHWC order, so the output stays
+    channels_last as ``F.interpolate``'s does."""
     B, C, H, W = x.shape
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         nhwc = x.permute(0, 2, 3, 1)[:, :, None, :, None, :].expand(B, H, 2, W, 2, C)
