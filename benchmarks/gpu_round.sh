@@ -104,6 +104,7 @@ if [ "${PART:-main}" = compiled ]; then
       --steps 1 --warmup 1 2>"$OUT/p1_$w.err" | grep '^{' > "$OUT/p1_$w.json" &
   done
   wait
+  [ -f "$OUT/p1_base.json" ] && sed -i 's/^{/{"tree": "baseline", /' "$OUT/p1_base.json"
   cat "$OUT"/p1_*.json > "$OUT/parallel.jsonl"
   echo "=== [$(( $(date +%s) - T0 )) s] phase 1 done" >&2
   anchor 120

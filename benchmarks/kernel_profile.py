@@ -26,7 +26,7 @@ from gankit.bench import warm_trainer
 
 KINDS = (  # first match wins; names as Triton, FlashAttention, cuDNN, cuBLAS, CUTLASS give them
     ("triton", ("triton",)),  # inductor's generated code
-    ("layout_copy", ("direct_copy", "nchwtonhwc", "nhwctonchw")),  # copies, layout conversions
+    ("layout_copy", ("direct_copy", "nchwtonhwc", "nhwctonchw", "memcpy", "memset")),  # copies
     ("attention", ("flash", "fmha", "attention", "sdpa")),
     ("batch_norm", ("bn_fw", "bn_bw", "batch_norm", "welford")),
     ("conv_matmul", ("conv", "gemm", "xmma", "cutlass", "wgrad", "dgrad", "sm90_", "cudnn")),
@@ -117,7 +117,11 @@ def profile_iterations(
         wall = time.perf_counter() - start
     events = prof.events()
     cuda = torch.autograd.DeviceType.CUDA
-    kernels = [(e.name, e.time_range.elapsed_us()) for e in events if e.device_type == cuda]
+    kernels = [  # GPU-side user annotations are ranges over kernels, not kernels
+        (e.name, e.time_range.elapsed_us())
+        for e in events
+        if e.device_type == cuda and not getattr(e, "is_user_annotation", False)
+    ]
     ops = [
         (e.name, _inputs(e), [(k.name, k.duration) for k in e.kernels])
         for e in events

@@ -75,10 +75,15 @@ def test_resolve_device_refuses_meta():
             resolve_device(device)
 
 
-def test_a_cuda_index_past_the_device_count_is_one_line():
-    name = f"cuda:{torch.cuda.device_count()}"  # one past the last device (cuda:0 without CUDA)
-    with pytest.raises(ParameterError, match=f"^device: {name} requested but "):
-        resolve_device(name)
+def test_a_cuda_index_past_the_device_count_is_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    for name in ("cuda:2", torch.device("cuda", 5)):
+        with pytest.raises(ParameterError, match=r"^device: cuda:\d requested but this "):
+            resolve_device(name)
+    with pytest.raises(ParameterError, match=r"CUDA devices are cuda:0\.\.1$"):
+        resolve_device("cuda:2")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -15,6 +15,7 @@ Tolerances (also in README "Performance"):
 from __future__ import annotations
 
 import os
+import shutil
 import types
 import warnings
 
@@ -394,25 +395,45 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     assert sn.training and not call.is_compiled
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_compiled_calls_force_channels_last_graphs_with_train_channels_last(
-    monkeypatch, channels_last
-):
-    """With ``train.channels_last`` the graphs are compiled under TorchInductor's
-    ``force_layout_optimization`` (its heuristic would keep G's graphs in NCHW: a last conv to
-    RGB has twice fewer outputs than inputs); without it, under TorchInductor's default."""
-    monkeypatch.setenv("GANKIT_COMPILE_BACKEND", "eager")
-    seen = []
+@pytest.mark.skipif(
+    not (shutil.which("g++") or shutil.which("clang++")), reason="inductor on CPU needs C++"
+)
+def test_compiled_calls_force_channels_last_graphs_with_train_channels_last(monkeypatch, tmp_path):
+    """TorchInductor keeps NCHW for a training graph holding a conv with at least twice more
+    input than output channels and a kernel wider than 1 (G's last conv to RGB). With
+    ``train.channels_last`` the compiled call's forward and backward graphs are lowered
+    channels-last; without it, by that heuristic. Recorded in the lowering itself, on the CPU
+    with oneDNN off (with it on, every CPU graph gets channels-last)."""
+    from torch._inductor.graph import GraphLowering
 
-    class Probe(nn.Module):
-        def forward(self, x):
-            seen.append(torch._inductor.config.force_layout_optimization)  # at trace time
-            return x * 2
+    monkeypatch.setenv("GANKIT_COMPILE_BACKEND", "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setattr(torch._inductor.config, "force_layout_optimization", False)
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)  # lower every time
+    monkeypatch.setattr(torch._functorch.config, "enable_autograd_cache", False)
+    decide = GraphLowering.decide_layout_opt
+    decisions = []
 
-    call = speed.CompileOrEager(Probe(), "G", "default", channels_last=channels_last)
-    torch.testing.assert_close(call(torch.ones(2)), torch.full((2,), 2.0))
-    assert seen == [channels_last] and call.is_compiled
-    assert torch._inductor.config.force_layout_optimization is False  # patched for the call only
+    def record(gm, *, is_inference):
+        decisions.append(decide(gm, is_inference=is_inference))
+        return decisions[-1]
+
+    monkeypatch.setattr(GraphLowering, "decide_layout_opt", staticmethod(record))
+    x = torch.randn(2, 8, 8, 8).contiguous(memory_format=torch.channels_last)
+    for channels_last in (False, True):
+        decisions.clear()
+        torch.manual_seed(0)
+        net = nn.Sequential(
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1)
+        )
+        net = net.to(memory_format=torch.channels_last)
+        call = speed.CompileOrEager(net, "G", "default", channels_last=channels_last)
+        with torch.backends.mkldnn.flags(enabled=False):
+            out = call(x)
+            out.sum().backward()
+            torch.testing.assert_close(out, net(x), rtol=1e-4, atol=1e-5)
+        assert call.is_compiled and decisions == [channels_last, channels_last]  # fw, bw
+    assert torch._inductor.config.force_layout_optimization is False  # patched per call only
 
 
 class _SmallG(nn.Module):

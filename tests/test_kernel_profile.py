@@ -23,6 +23,7 @@ from kernel_profile import copy_launchers, kernel_table, kind_of  # noqa: E402
         ("void at::native::vectorized_elementwise_kernel<4>", "other"),
         ("void at::native::elementwise_kernel<128, 4, direct_copy_kernel_cuda>", "layout_copy"),
         ("void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16>", "layout_copy"),
+        ("Memcpy DtoD (Device -> Device)", "layout_copy"),
     ],
 )
 def test_kernel_kinds(name: str, kind: str) -> None:

@@ -18,7 +18,7 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
 
     Raises:
         ParameterError: ``device`` unknown or not a string, ``meta`` (no values to compute
-            on), or a CUDA device that this machine lacks.
+            on), CUDA requested without CUDA, or ``cuda:N`` past this machine's devices.
     """
     expected = f"expected {', '.join(DEVICES)} or a torch device"
     if not isinstance(name, (str, torch.device)):
@@ -35,7 +35,8 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
         if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
             count = torch.cuda.device_count()
             raise ParameterError(
-                "device", f"{name} requested but this machine has {count} CUDA devices"
+                "device",
+                f"{name} requested but this machine's CUDA devices are cuda:0..{count - 1}",
             )
         return device
     if name == "cuda" and not torch.cuda.is_available():

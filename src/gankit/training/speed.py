@@ -280,10 +280,11 @@ FORCES_LAYOUT = (
     else None
 )
 """TorchInductor's switch that makes a graph's convolutions take channels-last inputs, chosen
-per graph by a heuristic otherwise: that heuristic keeps the default (NCHW) layout for any graph
-with a convolution whose input has at least twice its output channels, which a generator's
-last convolution to RGB always has, so cuDNN (whose Hopper kernels are NHWC) converted the
-layout of G's activations around each convolution. ``None`` where this torch lacks it."""
+per graph by a heuristic otherwise: on CUDA that heuristic keeps the default (NCHW) layout for a
+training graph with a convolution whose input has at least twice its output channels and a
+kernel wider than 1, as a generator's last convolution to RGB has, and for every backward graph
+(it counts no ``convolution`` there). cuDNN, whose Hopper kernels are NHWC, then converts the
+layout around each such convolution. ``None`` where this torch lacks it."""
 
 
 def compiled_power_iterations() -> Callable[..., None]:
