@@ -64,9 +64,11 @@ def _worker(rank: int, port: int, out: str) -> None:
             },
             out,
         )
-    # both ranks tear gloo down together: once, rank 1 aborted in its teardown ("terminate
-    # called without an active exception") while rank 0 was still saving
+    # both ranks tear gloo down together, and the DDP wrapper (its reducer holds the process
+    # group) goes first: a reducer that outlives the group destroys it holding the GIL, which
+    # hung or aborted a rank's teardown here (distributed.cleanup)
     torch.distributed.barrier()
+    del G_ddp
     distributed.cleanup()
 
 
@@ -141,6 +143,7 @@ def _nan_worker(rank: int, port: int, data: str, out: str) -> None:
     except TrainingDivergedError:
         result = "stopped"
     Path(f"{out}.{rank}").write_text(result)
+    del trainer  # its DDP wrappers before the process group (distributed.cleanup)
     distributed.cleanup()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import traceback
 from pathlib import Path
 
 from gankit import checkpoint as ckpt_io
@@ -61,6 +62,7 @@ def _fit(
 ) -> Path:
     """Build the :class:`~gankit.training.loop.Trainer` (loading ``checkpoint`` if given), write
     the resolved ``config.toml`` and train up to ``cfg.train.steps``."""
+    trainer = None
     try:
         trainer = Trainer(cfg, run.path, hooks=hooks, quiet=quiet)
         if checkpoint is not None:
@@ -71,7 +73,12 @@ def _fit(
         if trainer.writes:
             save_toml(cfg, run.config_file)
         trainer.fit(cfg.train.steps)
+    except BaseException as err:
+        if from_env().enabled:  # the failed frames' locals hold the trainer too
+            traceback.clear_frames(err.__traceback__)
+        raise
     finally:
+        del trainer  # its DDP wrappers go before the process group they use (see cleanup)
         cleanup()
     return run.path
 

@@ -12,6 +12,7 @@ CPU tensors, and the gloo/CPU path is the one the tests can check.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 from dataclasses import dataclass
@@ -66,7 +67,13 @@ def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
 
 
 def cleanup() -> None:
+    """Destroy the default process group, after collecting unreachable objects. Call it once
+    the DDP wrappers (``Trainer``) are unreferenced: a DDP reducer that outlives the group
+    holds its last reference, and then destroys it holding the GIL. A gloo worker thread that
+    is freeing a finished collective's tensors needs the GIL too, and the process hangs (seen
+    at the end of a two-process run)."""
     if dist.is_initialized():
+        gc.collect()  # reducers in reference cycles (a trainer and its bound methods)
         dist.destroy_process_group()
 
 
