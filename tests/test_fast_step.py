@@ -408,9 +408,6 @@ def test_compiled_calls_force_channels_last_graphs_with_train_channels_last(monk
 
     monkeypatch.setenv("GANKIT_COMPILE_BACKEND", "inductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    monkeypatch.setattr(torch._inductor.config, "force_layout_optimization", False)
-    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)  # lower every time
-    monkeypatch.setattr(torch._functorch.config, "enable_autograd_cache", False)
     decide = GraphLowering.decide_layout_opt
     decisions = []
 
@@ -428,7 +425,12 @@ def test_compiled_calls_force_channels_last_graphs_with_train_channels_last(monk
         )
         net = net.to(memory_format=torch.channels_last)
         call = speed.CompileOrEager(net, "G", "default", channels_last=channels_last)
-        with torch.backends.mkldnn.flags(enabled=False):
+        with (
+            torch.backends.mkldnn.flags(enabled=False),
+            # no FX-graph or AOTAutograd cache hit: lower every graph
+            torch._inductor.config.patch(force_layout_optimization=False, fx_graph_cache=False),
+            torch._functorch.config.patch(enable_autograd_cache=False),
+        ):
             out = call(x)
             out.sum().backward()
             torch.testing.assert_close(out, net(x), rtol=1e-4, atol=1e-5)
