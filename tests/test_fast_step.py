@@ -416,6 +416,7 @@ def test_compiled_calls_force_channels_last_graphs_with_train_channels_last(monk
         return decisions[-1]
 
     monkeypatch.setattr(GraphLowering, "decide_layout_opt", staticmethod(record))
+    before = torch._inductor.config.force_layout_optimization
     x = torch.randn(2, 8, 8, 8).contiguous(memory_format=torch.channels_last)
     for channels_last in (False, True):
         decisions.clear()
@@ -435,7 +436,7 @@ def test_compiled_calls_force_channels_last_graphs_with_train_channels_last(monk
             out.sum().backward()
             torch.testing.assert_close(out, net(x), rtol=1e-4, atol=1e-5)
         assert call.is_compiled and decisions == [channels_last, channels_last]  # fw, bw
-    assert torch._inductor.config.force_layout_optimization is False  # patched per call only
+    assert torch._inductor.config.force_layout_optimization == before  # patched per call only
 
 
 class _SmallG(nn.Module):
