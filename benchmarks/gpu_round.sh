@@ -21,8 +21,8 @@
 # Usage (repository root, gankit importable):
 #   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] [PART=main|memory|compiled] \
 #     [P1=seconds] [BASELINE=dir] benchmarks/gpu_round.sh
-# P1 (default 250) limits each process of the parallel phases (PART=memory, PART=compiled),
-# which END does not.
+# P1 (default 250; 340 with BASELINE: three cold compiles side by side ran past 250 s) limits
+# each process of the parallel phases (PART=memory, PART=compiled), which END does not.
 # Each step is its own process with a timeout; a step that would end after END seconds (default
 # 540) is skipped, most informative first. Bench JSON lines go to $OUT/bench.jsonl, the anchor's
 # to $OUT/anchor.jsonl, the demo's metrics and evaluation to $OUT/demo_*.
@@ -97,7 +97,7 @@ PYEOF
 fi
 if [ "${PART:-main}" = compiled ]; then
   BASE=(env PYTHONPATH="${BASELINE:-}:${PYTHONPATH:-}")
-  runs=(i128 cifar); [ -n "${BASELINE:-}" ] && runs+=(base)
+  runs=(i128 cifar); [ -n "${BASELINE:-}" ] && runs+=(base) && P1=${P1:-340}
   for w in "${runs[@]}"; do  # phase 1: compile all at once (CPU-bound), one iteration each
     if [ "$w" = base ]; then cmd=("${BASE[@]}" "$PY"); wl=i128; else cmd=("$PY"); wl=$w; fi
     timeout "${P1:-250}" "${cmd[@]}" -m gankit.cli bench --device cuda --json --workload "$wl" \

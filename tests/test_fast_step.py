@@ -23,6 +23,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 from gankit.bench import synthetic_dataset
 from gankit.config import Config, ConfigError, apply_overrides, load_preset, load_toml, validate
@@ -320,6 +321,11 @@ def test_compile_setting_rejects_unknown_mode_and_reads_old_bool_configs(tmp_pat
 def test_compile_cache_lives_under_gankit_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.setenv("GANKIT_CACHE", str(tmp_path))
+    speed.enable_compile_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    # importing torch._inductor.config writes its default folder into the environment, so
+    # inductor's default counts as unset
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
     speed.enable_compile_cache()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))

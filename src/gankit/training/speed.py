@@ -48,9 +48,9 @@
   recomputes activations reads the ``u``, ``v`` its forward used. Each call's TorchDynamo
   cache and recompile limit are its own, with static shapes (:func:`compile_isolated`).
   Compiled artefacts are cached across runs under ``$GANKIT_CACHE/inductor`` (unless
-  ``TORCHINDUCTOR_CACHE_DIR`` is set). If compiling a call (its forward, or its backward, which
-  is compiled at the same time) fails, :class:`CompileOrEager` warns once (one line) and runs
-  it eagerly.
+  ``TORCHINDUCTOR_CACHE_DIR`` names another folder). If compiling a call (its forward, or its
+  backward, which is compiled at the same time) fails, :class:`CompileOrEager` warns once (one
+  line) and runs it eagerly.
 - ``train.cuda_graph`` (``"auto"`` = on CUDA where the run allows it): after a few eager
   iterations the D steps and the G step (Adam steps included) are captured as one CUDA graph
   and replayed, one launch per iteration; the EMA update follows outside the graph
@@ -75,6 +75,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 from torch.utils import _pytree as pytree
 
 from gankit.config import COMPILE_MODES, TrainConfig
@@ -229,8 +230,12 @@ def adam(
 
 def enable_compile_cache() -> None:
     """Inductor's FX-graph and AOTAutograd caches (on by default) under
-    ``$GANKIT_CACHE/inductor``, unless ``TORCHINDUCTOR_CACHE_DIR`` is already set."""
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "inductor"))
+    ``$GANKIT_CACHE/inductor``, unless ``TORCHINDUCTOR_CACHE_DIR`` names another folder than
+    inductor's default. (Importing ``torch._inductor.config`` writes that default into the
+    environment, so an unset variable and the default mean the same: nobody chose a folder.)"""
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_root() / "inductor")
 
 
 def compile_backend() -> str:
