@@ -15,7 +15,7 @@ from gankit.analysis.common import run_data
 from gankit.analysis.neighbours import analyze_neighbours, memorisation_ratios, nearest
 from gankit.cli import main
 from gankit.data import to_float
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError
 from gankit.metrics import heldout_split
 from gankit.run import load_generator as load
 
@@ -53,6 +53,21 @@ def test_nearest_of_a_copy_is_itself_at_distance_zero():
 def test_nearest_k_larger_than_reference():
     with pytest.raises(GankitError, match="k: 4 neighbours requested from 3 reference rows"):
         nearest(torch.zeros(1, 2), torch.zeros(3, 2), k=4)
+
+
+@pytest.mark.parametrize(
+    "queries, reference, message",
+    [
+        ([[0.0, 1.0]], torch.zeros(3, 2), r"queries: expected a tensor \(Q, F\), got list"),
+        (torch.zeros(2), torch.zeros(3, 2), r"queries: .* got shape \(2,\)"),
+        (torch.zeros(1, 2), 3, r"reference: expected a tensor \(M, F\) or chunks of one, got int"),
+        (torch.zeros(1, 2), [torch.zeros(3, 2), "x"], "reference: expected a tensor .* got str"),
+        (torch.zeros(1, 2), torch.zeros(3, 5), "reference: expected 2 features per row, got 5"),
+    ],
+)
+def test_nearest_names_bad_input(queries, reference, message):
+    with pytest.raises(ParameterError, match=message):
+        nearest(queries, reference)
 
 
 def test_memorisation_ratio_is_distance_over_heldout_class_median():

@@ -1,11 +1,12 @@
 """Singular-value monitoring against known spectra and torch.linalg.svdvals."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from gankit.analysis import pick_layers, spectrum_report, top_singular_values
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError
 from gankit.layers.spectral_norm import sn_conv2d, sn_embedding, sn_linear
 
 
@@ -28,10 +29,14 @@ def test_thin_matrix_zero_padded_and_bad_input():
     torch.testing.assert_close(
         top_singular_values(torch.tensor([[3.0, 4.0]])), torch.tensor([5.0, 0.0, 0.0])
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError, match=r"weight: expected a tensor .* got shape \(3,\)"):
         top_singular_values(torch.ones(3))
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError, match="weight: expected a tensor .* got ndarray"):
+        top_singular_values(np.ones((3, 3)))
+    with pytest.raises(ParameterError, match="k: expected a positive integer, got 0"):
         top_singular_values(torch.ones(3, 3), k=0)
+    with pytest.raises(ParameterError, match="k: expected a positive integer, got 2.0"):
+        top_singular_values(torch.ones(3, 3), k=2.0)
 
 
 def test_no_grad_and_bf16():

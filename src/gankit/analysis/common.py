@@ -19,7 +19,7 @@ import torch
 
 from gankit.config import Config
 from gankit.data import ImageDataset, load_images
-from gankit.errors import GankitError, check_int
+from gankit.errors import GankitError, ParameterError, check_int
 from gankit.io_utils import atomic_write
 
 QUANTILES = (0.1, 0.5, 0.9)
@@ -31,6 +31,18 @@ def check_positive(value: int, param: str) -> None:
     """ParameterError naming ``param`` (the CLI shows its flag) unless ``value`` is an
     integer >= 1."""
     check_int(param, value, 1, expected="a positive integer")
+
+
+def check_tensor(value: object, param: str, shape: str) -> torch.Tensor:
+    """``value`` if it is a tensor with at least as many dims as ``shape`` (e.g. ``"(Q, F)"``;
+    a ``...`` in it is not counted) names, else a :class:`ParameterError` naming ``param`` and
+    ``shape``."""
+    want = sum(dim.strip() != "..." for dim in shape.strip("()").split(","))
+    if not isinstance(value, torch.Tensor):
+        raise ParameterError(param, f"expected a tensor {shape}, got {type(value).__name__}")
+    if value.dim() < want:
+        raise ParameterError(param, f"expected a tensor {shape}, got shape {tuple(value.shape)}")
+    return value
 
 
 def check_eval(module: torch.nn.Module, param: str) -> None:

@@ -35,6 +35,7 @@ import torch
 
 from gankit.analysis.common import (
     check_positive,
+    check_tensor,
     pixel_vectors,
     run_data,
     summarize,
@@ -78,13 +79,24 @@ def nearest(
         device. Distances come from float64 ``torch.cdist``.
     """
     check_positive(k, "k")
-    chunks = [reference] if isinstance(reference, torch.Tensor) else reference
-    q = queries.detach().double().flatten(1)
+    check_positive(query_batch, "query_batch")
+    q = check_tensor(queries, "queries", "(Q, F)").detach().double().flatten(1)
+    if isinstance(reference, torch.Tensor):
+        chunks: Iterable[object] = [reference]
+    elif isinstance(reference, Iterable):
+        chunks = reference
+    else:
+        got = type(reference).__name__
+        raise ParameterError("reference", f"expected a tensor (M, F) or chunks of one, got {got}")
     best_d = q.new_full((len(q), 0), float("inf"))
     best_i = torch.zeros((len(q), 0), dtype=torch.long, device=q.device)
     offset = 0
     for chunk in chunks:
-        r = chunk.detach().to(q.device, torch.float64).flatten(1)
+        r = check_tensor(chunk, "reference", "(M, F)").detach().to(q.device, torch.float64)
+        r = r.flatten(1)
+        if r.shape[1] != q.shape[1]:
+            want, got = q.shape[1], r.shape[1]
+            raise ParameterError("reference", f"expected {want} features per row, got {got}")
         d = torch.cat(
             [torch.cdist(q[s : s + query_batch], r) for s in range(0, len(q), query_batch)]
         )

@@ -14,6 +14,7 @@ from collections.abc import Collection
 import torch
 from torch import nn
 
+from gankit.analysis.common import check_positive, check_tensor
 from gankit.errors import GankitError
 from gankit.regularizers import weight_matrices
 
@@ -30,10 +31,8 @@ def top_singular_values(weight: torch.Tensor, k: int = 3) -> torch.Tensor:
         fp32 ``(k,)`` in descending order, on ``weight``'s device; zero-padded when
         ``min(out, fan_in) < k`` (the missing values of a thin matrix count as 0).
     """
-    if weight.dim() < 2:
-        raise ValueError(f"weight must have >= 2 dims, got shape {tuple(weight.shape)}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    check_tensor(weight, "weight", "(out, fan_in, ...)")
+    check_positive(k, "k")
     s = torch.linalg.svdvals(weight.detach().float().flatten(1))[:k]
     return torch.cat([s, s.new_zeros(k - s.numel())])
 
