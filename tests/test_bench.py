@@ -11,7 +11,7 @@ import torch
 from gankit.bench import WORKLOADS, RSSPeak, benchmark, synthetic_dataset, warm_trainer
 from gankit.cli import main
 from gankit.config import load_preset
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError
 from gankit.models import build, count_params
 
 TINY = ["model.G_ch=4", "model.D_ch=4", "model.dim_z=16", "train.n_D=2"]
@@ -138,6 +138,23 @@ def test_bench_attention_refuses_settings_it_does_not_use(capsys):
         "gankit: error: --set: the attention workload uses only model.attn_k, model.attn_type, "
         "model.sn_eps, train.amp (batch: --batch-size), not 'train.batch_size=4'\n"
     )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "batch_size: expected an integer >= 1, got 0"),
+        ({"data": "/nonexistent"}, "data: applies to the training workloads, not attention"),
+        (  # 2 x 16 x 100,000**2 fp32 values: 1.28 TB per copy
+            {"resolution": 100_000, "channels": 16, "batch_size": 2},
+            r"resolution: the attention input \(2, 16, 100000, 100000\) needs ~\d+\.\d GiB, .* "
+            "free; lower --resolution, --channels or --batch-size",
+        ),
+    ],
+)
+def test_bench_attention_names_bad_sizes_and_data(kwargs, message):
+    with pytest.raises(ParameterError, match=message):
+        benchmark("attention", "cpu", **kwargs)
 
 
 def test_bench_cli_bad_workload_exits_2(capsys):

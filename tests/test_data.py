@@ -234,6 +234,10 @@ def test_npz_class_names_and_bad_inputs(tmp_path):
         "count.npz": ({"x": x, "y": np.zeros(5, int)}, r"shape \(6,\)"),
         "neg.npz": ({"x": x, "y": -np.ones(6, int)}, "labels must be class indices >= 0, found -1"),
         "empty.npz": ({"x": x[:0], "y": np.zeros(0, int)}, "holds no images"),
+        "huge.npz": (  # 2**40 classes would be a list of 10**12 names
+            {"x": x, "y": np.full(6, 2**40)},
+            "labels 'y' must be class indices below 100,000 .* found 1099511627776",
+        ),
         "high.npz": (
             {"x": x, "y": np.full(6, 3), "class_names": np.array(["a", "b"])},
             r"\[0, 1\]",
@@ -271,6 +275,25 @@ def test_npy_memmap_with_label_siblings(tmp_path):
     xb, yb = ds.batch(torch.tensor([3, 1]))
     assert xb.dtype == torch.uint8 and torch.equal(xb, torch.from_numpy(x[[3, 1]]))
     assert yb.tolist() == [0, 2]
+
+
+def test_npy_cache_errors_name_the_unreadable_sibling(tmp_path):
+    np.save(tmp_path / "a.npy", random_images(n=4, s=16))
+    labels, meta = tmp_path / "a.labels.npy", tmp_path / "a.meta.json"
+    np.save(labels, np.array([1, 0, 1, 1]))
+    labels.write_bytes(labels.read_bytes()[:20])  # truncated
+    with pytest.raises(GankitError, match=r"a\.labels\.npy: not a readable labels file of a\.npy"):
+        load(tmp_path / "a.npy")
+    labels.unlink()
+    meta.write_text("{bad json")
+    with pytest.raises(GankitError, match=r"a\.meta\.json: not a readable metadata file of a\.npy"):
+        load(tmp_path / "a.npy")
+    meta.write_text("[1, 2]")
+    with pytest.raises(GankitError, match=r"a\.meta\.json: expected a JSON object"):
+        load(tmp_path / "a.npy")
+    (tmp_path / "a.npy").write_bytes(b"\x93NUMPY junk")
+    with pytest.raises(GankitError, match=r"a\.npy: not a readable \.npy cache"):
+        load(tmp_path / "a.npy")
 
 
 def test_h5_source(tmp_path):

@@ -60,6 +60,7 @@ this scale.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import resource
@@ -211,6 +212,16 @@ def _available_bytes() -> int | None:
     return None
 
 
+def _free_bytes(device: torch.device) -> int | None:
+    """Free memory of ``device`` in bytes (CUDA: the driver's count), or ``None``."""
+    return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else _available_bytes()
+
+
+INPUT_COPIES = 8
+"""fp32 tensors of the attention input's size that one timed call holds at once, counted
+generously: ``x``, ``dy``, ``x.grad``, the output, and the layer's activations."""
+
+
 def bench_attention(
     resolution: int,
     channels: int,
@@ -254,9 +265,17 @@ def bench_attention(
         fused.gamma.fill_(1.0)
     reference.load_state_dict(fused.state_dict())
     reference.fused = False
+    shape = (batch_size, channels, resolution, resolution)
+    free = _free_bytes(device)
+    need = INPUT_COPIES * math.prod(shape) * 4
+    if free is not None and need > 0.8 * free:
+        raise ParameterError(
+            "resolution",
+            f"the attention input {shape} needs ~{need / GiB:.1f} GiB, {free / GiB:.1f} GiB "
+            "free; lower --resolution, --channels or --batch-size",
+        )
     fused.to(device)
     reference.to(device)
-    shape = (batch_size, channels, resolution, resolution)
     x = torch.randn(shape, generator=gen).to(device).requires_grad_(True)
     dy = torch.randn(shape, generator=gen).to(device)
     n = resolution * resolution
@@ -289,7 +308,7 @@ def bench_attention(
 
     for name, layer in (("fused", fused), ("reference", reference)):
         need = 4 * batch_size * n * m * (2 if amp is not None else 4)
-        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else _available_bytes()
+        free = _free_bytes(device)
         if name == "reference" and free is not None and need > 0.8 * free:
             result[name] = {
                 "skipped": f"needs ~{need / GiB:.1f} GiB for the (B, N, M) scores, "
@@ -448,8 +467,8 @@ def benchmark(
 
     Raises:
         ParameterError: unknown ``workload``, ``steps < 1``, ``warmup < 0``,
-            ``ops_detail < 0``, bad attention sizes, a ``--set`` the attention workload
-            does not use.
+            ``ops_detail < 0``, bad attention sizes (also an input too big for the free
+            memory), a ``--set`` or ``data`` the attention workload does not use.
     """
     for param, value, least in (("steps", steps, 1), ("warmup", warmup, 0),
                                 ("ops_detail", ops_detail, 0)):  # fmt: skip
@@ -466,7 +485,9 @@ def benchmark(
         cfg = validate(apply_overrides(Config(), overrides or []))
         dev = resolve_device(device)
         amp = amp_dtype(cfg.train.amp, dev)
-        size = batch_size or 8
+        if data is not None:
+            raise ParameterError("data", "applies to the training workloads, not attention")
+        size = 8 if batch_size is None else batch_size
         res = ATTENTION_SHAPE[0] if resolution is None else resolution
         ch = ATTENTION_SHAPE[1] if channels is None else channels
         return bench_attention(res, ch, size, dev, steps, warmup, cfg.model, amp)

@@ -229,6 +229,19 @@ def _type_ok(value: Any, tp: Any) -> bool:
     return isinstance(value, tp) if isinstance(tp, type) else False
 
 
+def _split_list(key: str, text: str, tp: Any) -> list[str]:
+    """Items of an override list written ``a,b`` or ``[a,b]`` (``""`` and ``[]``: empty);
+    ConfigError for unbalanced brackets or an empty item (``[14``, ``a,,b``)."""
+    text = text.strip()
+    inner = text[1:-1] if text[:1] == "[" and text[-1:] == "]" else text
+    items = [v.strip() for v in inner.split(",")] if inner.strip() else []
+    if "[" in inner or "]" in inner or "" in items:
+        raise ConfigError(
+            f"config key '{key}' expects {_expected(tp)} written a,b or [a,b], got {text!r}"
+        )
+    return [v.strip("'\"") for v in items]
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Convert ``value`` (TOML value or override string) to field type ``tp`` or raise."""
     origin = typing.get_origin(tp)
@@ -242,8 +255,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, str):
-            text = value.strip().strip("[]")
-            value = [v.strip().strip("'\"") for v in text.split(",") if v.strip()]
+            value = _split_list(key, value, tp)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}' expects {_expected(tp)}, got {value!r}")
         return [_coerce(key, v, item_tp) for v in value]
@@ -289,9 +301,12 @@ MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 4.0
 """Truncations a config or a web request may ask for besides 0 (off): below 0.1 almost every
 latent entry is resampled (and images barely vary), above 4 the trick does nothing."""
 _MAX_INT = 2**63 - 1  # any integer key: beyond int64, torch fails deep inside
+_MAX_FLOAT = 3.4028234663852886e38  # any float key: beyond float32's range, torch fails inside
 
 _BOUNDS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "positive": (lambda v: v > 0, "> 0", "a positive value"),
+    "eps": (lambda v: 0 < v <= 1, "in (0, 1]", "a small constant added for stability"),
+    "lr": (lambda v: 0 < v <= 1, "in (0, 1]", "a learning rate"),
     "non_negative": (lambda v: v >= 0, ">= 0", "a non-negative value"),
     "unit": (lambda v: 0 <= v <= 1, "in [0, 1]", "a fraction"),
     "beta": (lambda v: 0 <= v < 1, "in [0, 1)", "an Adam beta"),
@@ -315,8 +330,8 @@ _BOUNDS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
 }
 _POSITIVE = (
     "model.resolution "
-    "model.attn_k model.sn_eps model.bn_eps model.num_groups train.batch_size "
-    "train.n_D train.lr_G train.lr_D train.adam_eps train.accumulate train.reg_every "
+    "model.attn_k model.num_groups train.batch_size "
+    "train.n_D train.accumulate train.reg_every "
     "train.log_every train.snapshot_every eval.n eval.batch_size"
 ).split()
 _NON_NEGATIVE = (
@@ -327,6 +342,8 @@ _NON_NEGATIVE = (
 _RANGES: dict[str, str] = {
     **dict.fromkeys(_POSITIVE, "positive"),
     **dict.fromkeys(_NON_NEGATIVE, "non_negative"),
+    **dict.fromkeys(("model.sn_eps", "model.bn_eps", "train.adam_eps"), "eps"),
+    **dict.fromkeys(("train.lr_G", "train.lr_D"), "lr"),
     "train.ema_decay": "unit",
     "train.lecam_decay": "unit",
     "train.activation_memory_budget": "unit",
@@ -465,8 +482,14 @@ def _check_value(key: str, value: Any) -> None:
     (any item of a list) or choices of ``key``."""
     items = value if isinstance(value, (list, tuple)) else [value]
     numbers_ = [v for v in items if isinstance(v, numbers.Real) and not isinstance(v, bool)]
-    if not all(math.isfinite(v) for v in numbers_ if not isinstance(v, numbers.Integral)):
+    floats = [v for v in numbers_ if not isinstance(v, numbers.Integral)]
+    if not all(math.isfinite(v) for v in floats):
         raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
+    if not all(abs(v) <= _MAX_FLOAT for v in floats):
+        raise ConfigError(
+            f"config key '{key}' must be a number within float32's range (|x| <= 3.4e38), "
+            f"got {value!r}"
+        )
     if key in _LENGTHS and len(value) != _LENGTHS[key][0]:
         n, what = _LENGTHS[key]
         raise ConfigError(f"config key '{key}' expects {n} numbers ({what}), got {value!r}")

@@ -19,6 +19,7 @@ spec (defaults)                y                                          unmeas
 ``block_pixels:p=0.5``         each pixel zeroed independently w.p. p     mean in-painting
 ``conv_noise:sigma=1,          Gaussian blur (std ``sigma`` px; 0: none)  Wiener deconvolution
 noise=0.2``                    + i.i.d. ``N(0, noise²)`` per pixel
+                               (both in [0, 100])
 ``block_patch:k=14``           one random ``k×k`` patch zeroed            mean in-painting
 ``keep_patch:k=14``            all but one random ``k×k`` patch zeroed    —
 ``extract_patch:k=14``         one random ``k×k`` patch, alone            —
@@ -377,8 +378,10 @@ class ConvNoise(Measurement):
 
     name = "conv_noise"
     PARAMS = {
-        "sigma": Param(float, 1.0, lambda v: v >= 0, ">= 0"),
-        "noise": Param(float, 0.2, lambda v: v >= 0, ">= 0"),
+        # beyond 100 px the blur of any image is its mean, and noise of std 100 on [-1, 1]
+        # pixels leaves no image
+        "sigma": Param(float, 1.0, lambda v: 0 <= v <= 100, "in [0, 100]"),
+        "noise": Param(float, 0.2, lambda v: 0 <= v <= 100, "in [0, 100]"),
     }
 
     def __init__(self, **values: float):

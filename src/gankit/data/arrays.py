@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from gankit.config import MAX_CLASSES
 from gankit.data.dataset import ImageDataset
 from gankit.data.preprocess import fit_array
 from gankit.errors import GankitError
+
+T = TypeVar("T")
 
 _CHANNEL_COUNTS = (1, 3, 4)
 
@@ -99,22 +103,40 @@ def npy_siblings(path: Path) -> tuple[Path, Path, Path]:
 
 
 def read_npy(path: Path) -> StoredArrays:
-    """``X.npy`` memory-mapped read-only, with labels/metadata from its siblings (module doc)."""
+    """``X.npy`` memory-mapped read-only, with labels/metadata from its siblings (module doc).
+    An unreadable file is named in the error, the sibling too."""
     labels_npy, labels_npz, meta_json = npy_siblings(path)
-    try:
-        x = to_nchw(np.load(path, mmap_mode="r", allow_pickle=False), path)
-        y = None
-        if labels_npy.is_file():
-            y = check_y(np.load(labels_npy, allow_pickle=False), x.shape[0], labels_npy)
-        elif labels_npz.is_file():
-            with np.load(labels_npz, allow_pickle=False) as f:
-                if "y" not in f.files:
-                    raise GankitError(f"{labels_npz}: missing key 'y' (labels for {path.name})")
-                y = check_y(f["y"], x.shape[0], labels_npz)
-        meta = json.loads(meta_json.read_text()) if meta_json.is_file() else {}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise GankitError(f"{path}: not a readable .npy cache ({_reason(err)})") from None
+    x = _read(path, ".npy cache", lambda: np.load(path, mmap_mode="r", allow_pickle=False))
+    x = to_nchw(x, path)
+    of = f"labels file of {path.name}"
+    y = None
+    if labels_npy.is_file():
+        y = _read(labels_npy, of, lambda: np.load(labels_npy, allow_pickle=False))
+        y = check_y(y, x.shape[0], labels_npy)
+    elif labels_npz.is_file():
+        y = check_y(_read(labels_npz, of, lambda: _npz_y(labels_npz, path)), x.shape[0], labels_npz)
+    meta: Any = {}
+    if meta_json.is_file():
+        what = f"metadata file of {path.name}"
+        meta = _read(meta_json, what, lambda: json.loads(meta_json.read_text()))
+    if not isinstance(meta, dict):
+        raise GankitError(f"{meta_json}: expected a JSON object (metadata of {path.name})")
     return StoredArrays(x, y, meta)
+
+
+def _npz_y(labels_npz: Path, path: Path) -> np.ndarray:
+    with np.load(labels_npz, allow_pickle=False) as f:
+        if "y" not in f.files:
+            raise GankitError(f"{labels_npz}: missing key 'y' (labels for {path.name})")
+        return f["y"]
+
+
+def _read(file: Path, what: str, load: Callable[[], T]) -> T:
+    """``load()``, or a GankitError naming ``file`` if reading it fails."""
+    try:
+        return load()
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise GankitError(f"{file}: not a readable {what} ({_reason(err)})") from None
 
 
 def import_h5py(path: Path) -> Any:
@@ -158,7 +180,7 @@ def to_dataset(
     the set is unconditional (one class).
 
     Raises:
-        GankitError: the arrays hold no image.
+        GankitError: the arrays hold no image, or a label of ``MAX_CLASSES`` or more.
     """
     if stored.x.shape[0] == 0:
         raise GankitError(f"{path}: holds no images (expected at least one)")
@@ -166,6 +188,11 @@ def to_dataset(
     names = stored.meta.get("class_names") or None
     if names is None:
         top = int(y.max()) if y.size and stored.y is not None else 0
+        if top >= MAX_CLASSES:
+            raise GankitError(
+                f"{path}: labels 'y' must be class indices below {MAX_CLASSES:,} (the most "
+                f"classes a model takes), found {top}"
+            )
         names = [str(i) for i in range(max(top, 0) + 1)]
     return ImageDataset(
         x=fit_array(stored.x, resolution, channels, resize),
