@@ -182,6 +182,20 @@ def test_validate_checks_types_set_in_code(key, value, fragment):
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
+def test_validate_refuses_misspelt_attributes_set_in_code():
+    """A dataclass takes any new attribute, so a typo set in code would be silently ignored."""
+    cfg = Config()
+    cfg.train.lr_g = 1e-3
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'train.lr_g'; valid keys in \[train\]"
+    ):
+        validate(cfg)
+    cfg = Config()
+    cfg.trian = Config().train
+    with pytest.raises(ConfigError, match="unknown config section 'trian'; valid sections: model"):
+        validate(cfg)
+
+
 def test_validate_accepts_ints_for_floats_and_tuples_for_lists():
     cfg = Config()
     cfg.train.lr_G, cfg.train.betas_G, cfg.model.G_attn = 1, (0.0, 0.9), (16,)

@@ -525,7 +525,14 @@ def _check_types(section: str, values: Any) -> None:
             f"config section '{section}' must be a gankit.config.{cls.__name__}, "
             f"got {type(values).__name__}"
         )
-    for name, tp in _field_types(values).items():
+    types = _field_types(values)
+    unknown = sorted(set(vars(values)) - set(types))
+    if unknown:  # an attribute set in code under a misspelt name would be ignored
+        raise ConfigError(
+            f"unknown config key '{section}.{unknown[0]}'; valid keys in [{section}]: "
+            f"{', '.join(sorted(types))}"
+        )
+    for name, tp in types.items():
         value = getattr(values, name)
         if not _type_ok(value, tp):
             raise ConfigError(
@@ -556,6 +563,11 @@ def validate(cfg: Config) -> Config:
     """
     if not isinstance(cfg, Config):
         raise ConfigError(f"validate expects a gankit.Config, got {type(cfg).__name__}")
+    unknown = sorted(set(vars(cfg)) - {*SECTIONS, "preset"})
+    if unknown:
+        raise ConfigError(
+            f"unknown config section '{unknown[0]}'; valid sections: {', '.join(SECTIONS)}"
+        )
     for name in SECTIONS:
         _check_types(name, getattr(cfg, name))
     if not isinstance(cfg.preset, str):
