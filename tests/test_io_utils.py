@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+import stat
+
 import numpy as np
 import pytest
 
+from gankit import io_utils
 from gankit.io_utils import atomic_write
 from gankit.metrics import stats_cache
 
@@ -22,6 +27,21 @@ def test_atomic_write_replaces_or_keeps_old(tmp_path):
         atomic_write(path, fail)
     assert path.read_bytes() == b"one"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temp file left
+
+
+def test_atomic_write_gives_the_mode_open_would(tmp_path):
+    """Not mkstemp's 0600: a run's files are for other users and servers to read too."""
+    umask = os.umask(0o027)
+    try:
+        path = tmp_path / "f.txt"
+        with open(tmp_path / "plain.txt", "w"):
+            pass
+        importlib.reload(io_utils).atomic_write(path, lambda f: f.write(b"x"))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o640
+    finally:
+        os.umask(umask)
+        importlib.reload(io_utils)
 
 
 def test_a_folder_it_cannot_write_names_the_target(tmp_path, monkeypatch):

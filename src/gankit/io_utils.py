@@ -11,6 +11,12 @@ from typing import BinaryIO
 
 __all__ = ["atomic_write"]
 
+_UMASK = os.umask(0)  # reading the umask means setting it: put it back at once
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+"""Mode of the files written here: what ``open`` would give (mkstemp's temporary files are
+0600, readable by their owner only)."""
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Write ``path`` atomically: ``write(f)`` fills a temporary file in the same folder, which is
@@ -22,6 +28,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     except OSError as err:  # named after ``path``, not the temp file it could not create
         raise type(err)(err.errno, err.strerror, str(path)) from err
     try:
+        os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
