@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from torch import nn
 
 from gankit.config import load_preset
 from gankit.errors import GankitError, ParameterError
-from gankit.evaluation import evaluate, generate_balanced, periodic_eval
+from gankit.evaluation import evaluate, evaluate_images, generate_balanced, periodic_eval
 from gankit.run import RunDir
 
 RES, K = 32, 4
@@ -132,3 +133,21 @@ def test_generated_labels_cycle_over_the_data_classes():
     assert sorted(labels.tolist()) == sorted([i % (K - 1) for i in range(20)])
     labels = torch.cat([y for _, y in generate_balanced(G, 20, batch_size=7)])
     assert set(labels.tolist()) == set(range(K))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"data": 5}, "data: expected a reference data path or None, got int"),
+        (
+            {"inception_weights": 5},
+            "inception_weights: expected an Inception weights file path or None, got int",
+        ),
+        ({"quiet": "x"}, "quiet: expected True or False, got 'x'"),
+    ],
+)
+def test_evaluate_checks_paths_and_quiet(tmp_path, kwargs, message):
+    """Checked before anything is loaded: no TypeError from pathlib, no string taken as true."""
+    for call in (evaluate, evaluate_images):
+        with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
+            call(tmp_path, ["swd"], n=16, **kwargs)

@@ -14,7 +14,7 @@ import gankit
 from gankit.cli import main
 from gankit.errors import GankitError, ParameterError
 from gankit.evaluation import evaluate_images
-from gankit.generation import _mixed_classes, make_grid, write_samples
+from gankit.generation import _mixed_classes, interpolation_strip, make_grid, write_samples
 from gankit.run import load_discriminator
 from gankit.training import train
 
@@ -218,6 +218,59 @@ def test_generate_refuses_a_generator_in_training_mode_and_bad_latents(run):
     assert torch.equal(
         next(gankit.generate(G, y, z=z64))[0], next(gankit.generate(G, y, z=z64.float()))[0]
     )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"generator": 5}, "generator: expected a torch.Generator or None, got int"),
+        ({"generator": "x", "z": True}, "generator: expected a torch.Generator or None, got str"),
+        (
+            {"truncation": float("nan"), "z": True},
+            "truncation: expected 0 (off) or a finite number > 0, got nan",
+        ),
+        (
+            {"truncation": 0.5, "z": True},
+            "truncation: applies only to drawn latents; a given z is used as is (leave out one "
+            "of them)",
+        ),
+        (
+            {"generator": torch.Generator(), "z": True},
+            "generator: applies only to drawn latents; a given z is used as is (leave out one "
+            "of them)",
+        ),
+    ],
+)
+def test_generate_checks_generator_and_truncation_even_with_z(run, kwargs, message):
+    """Every argument is checked, whether or not z is given; truncation and generator act on
+    drawn latents only, so with z they are refused rather than silently ignored."""
+    G, y = gankit.load(run), torch.arange(3)
+    if kwargs.pop("z", False):
+        kwargs["z"] = torch.randn(3, G.dim_z)
+    with pytest.raises(ParameterError, match=f"^{re.escape(message)}$"):
+        next(gankit.generate(G, y, **kwargs))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device type")
+def test_generate_refuses_a_generator_on_another_device(run):
+    with pytest.raises(
+        ParameterError, match="^generator: expected a torch.Generator on G's device cpu, got cuda"
+    ):
+        next(gankit.generate(gankit.load(run), torch.arange(3), generator=torch.Generator("cuda")))
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1), (torch.float16, 2)])
+def test_generate_and_strips_in_the_dtype_of_G(run, dtype, atol):
+    """Latents are drawn (or cast) in G's dtype: a ``.double()`` or ``.half()`` G gives the
+    images of the float32 one (up to rounding)."""
+    G, Gd, y = gankit.load(run), gankit.load(run).to(dtype), torch.arange(3)
+    z = torch.randn(3, G.dim_z)
+    for kwargs in (lambda: {"generator": _gen()}, lambda: {"z": z}):
+        want, got = (next(gankit.generate(g, y, **kwargs()))[0] for g in (G, Gd))
+        assert (got.int() - want.int()).abs().max() <= atol
+    for mode, classes in (("z", None), ("class", [0, 2])):
+        want, got = (interpolation_strip(g, 3, mode, classes)[0] for g in (G, Gd))
+        assert (got.int() - want.int()).abs().max() <= atol
 
 
 @pytest.mark.parametrize(

@@ -141,8 +141,15 @@ def test_inspect_skips_malformed_records(tmp_path):
     with open(tmp_path / "r" / "metrics.jsonl", "a") as f:
         f.write('[1, 2]\n7\n{"step": "x", "loss_D": 1}\n{"step": 11, "loss_D": NaN}\n')
         f.write('{"step": 12, "loss_D": "high", "warning": 3}\n')
-    summary = json.loads(inspect_run(tmp_path / "r")[-1].read_text())
-    assert summary["steps"] == 12 and summary["last"]["D_real"] is None
+        f.write('{"step": 13, "loss_D": NaN, "loss_G": Infinity}\n')
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    text = inspect_run(tmp_path / "r")[-1].read_text()
+    summary = json.loads(text, parse_constant=refuse)  # a NaN loss is null: strict JSON
+    assert summary["steps"] == 13 and summary["last"]["D_real"] is None
+    assert summary["last"]["loss_D"] is None and summary["last"]["loss_G"] is None
     assert summary["warnings"] == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 
 import numpy as np
 import pytest
@@ -14,9 +15,9 @@ from training_fixtures import tiny_cfg, tiny_data
 
 from gankit import checkpoint as ckpt_io
 from gankit.data import ImageDataset
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError
 from gankit.run import RunDir
-from gankit.training import default_hooks, train
+from gankit.training import default_hooks, resume, train
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.loop import Trainer
 from gankit.training.monitor import TrainingDivergedError
@@ -124,8 +125,28 @@ def test_unwritable_run_dir(tmp_path):
 def test_run_dir_is_a_file(tmp_path):
     data = tiny_data(tmp_path / "d.npz")
     (tmp_path / "f").write_text("x")
-    with pytest.raises(GankitError, match="run dir .*cannot create or write"):
-        train(tiny_cfg(data), tmp_path / "f" / "run", quiet=True)
+    for out in (tmp_path / "f", tmp_path / "f" / "run"):
+        with pytest.raises(
+            ParameterError,
+            match=f"^out_dir: expected a directory for the run, but {re.escape(str(tmp_path))}"
+            "/f is not a directory$",
+        ):
+            train(tiny_cfg(data), out, quiet=True)
+
+
+def test_train_and_resume_check_out_dir_and_quiet(tmp_path):
+    """The library names its own parameters (``out_dir``, not the CLI's ``--out``); a string
+    ``quiet`` is refused rather than taken as true."""
+    cfg = tiny_cfg(tmp_path / "d.npz")
+    with pytest.raises(
+        ParameterError, match="^out_dir: expected a run directory path, got NoneType$"
+    ):
+        train(cfg, None)
+    with pytest.raises(ParameterError, match="^quiet: expected True or False, got 'no'$"):
+        train(cfg, tmp_path / "r", quiet="no")
+    with pytest.raises(ParameterError, match="^quiet: expected True or False, got 'x'$"):
+        resume(tmp_path, quiet="x")
+    assert not (tmp_path / "r").exists()
 
 
 def _probe_many(path) -> None:

@@ -52,7 +52,7 @@ from gankit.data import load_images, read_images
 from gankit.data.dataset import check_labels
 from gankit.data.preprocess import check_request, check_resize
 from gankit.device import resolve_device
-from gankit.errors import GankitError, ParameterError, check_int
+from gankit.errors import GankitError, ParameterError, check_bool, check_int, check_path
 from gankit.generation import sample_batches
 from gankit.metrics import (
     Extractor,
@@ -301,6 +301,23 @@ def _check_request(metrics: Sequence[str], resize: str) -> None:
     check_resize(resize)
 
 
+def _check_options(
+    data: object, inception_weights: object, quiet: object
+) -> tuple[str | None, str | None]:
+    """``data`` and ``inception_weights`` as ``str`` paths (``None`` and ``""``, the defaults,
+    as given) after checking ``quiet`` is a bool; else a ParameterError."""
+    check_bool("quiet", quiet)
+    data = _optional_path(data, "data", "a reference data path or None")
+    weights = "an Inception weights file path or None"
+    return data, _optional_path(inception_weights, "inception_weights", weights)
+
+
+def _optional_path(value: object, param: str, expected: str) -> str | None:
+    if value is None or (isinstance(value, str) and not value):
+        return value
+    return str(check_path(value, param, expected))
+
+
 def _result(
     source: str,
     step: int | None,
@@ -366,6 +383,7 @@ def evaluate(
     """
     _check_request(metrics, resize)
     n = _check_n(n, "n")
+    data, inception_weights = _check_options(data, inception_weights, quiet)
     dev = resolve_device(device)
     ckpt = find_checkpoint(source)
     G = load_generator(ckpt, device=dev)
@@ -436,6 +454,7 @@ def evaluate_images(
     """
     _check_request(metrics, resize)
     check_int("batch_size", batch_size, 1, expected="a positive number of images per pass")
+    data, inception_weights = _check_options(data, inception_weights, quiet)
     ds, labelled = read_images(images, resize)
     if n is None and len(ds) < MIN_IMAGES:
         raise ParameterError("images", f"{images} holds {len(ds)}; expected at least {MIN_IMAGES}")

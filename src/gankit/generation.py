@@ -30,6 +30,7 @@ from gankit.errors import GankitError, ParameterError, check_int, check_path, ch
 from gankit.io_utils import atomic_write
 from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.models import sample_z
+from gankit.models.latent import check_truncation
 
 __all__ = [
     "INTERPOLATIONS",
@@ -160,23 +161,33 @@ def generate(
 
     Args:
         labels: ``(n,)`` class of every sample, in output order.
-        z: ``(n, dim_z)`` latents to use; if None each batch's ``z`` is drawn with
-            :func:`~gankit.models.sample_z` from ``generator`` (on G's device) and ``truncation``.
+        z: ``(n, dim_z)`` latents, used as given (cast to G's dtype); if None each batch's
+            ``z`` is drawn with :func:`~gankit.models.sample_z` from ``generator`` (a
+            ``torch.Generator`` on G's device, or None) and ``truncation``, in G's dtype.
+
+    Raises:
+        ParameterError: a bad argument, or ``truncation``/``generator`` given with ``z``.
     """
     _check_batch_size(batch_size)
     _check_generator(G)
     _check_labels(labels, G.n_classes)
+    check_truncation(truncation)
+    param = next(G.parameters())
+    _check_rng(generator, param.device)
     if z is not None:
         _check_z(z, len(labels), G.dim_z)
-    param = next(G.parameters())
-    device = param.device
+        if truncation or generator is not None:
+            raise ParameterError(
+                "truncation" if truncation else "generator",
+                "applies only to drawn latents; a given z is used as is (leave out one of them)",
+            )
     for start in range(0, len(labels), batch_size):
         y = labels[start : start + batch_size]
         if z is None:
-            zb = sample_z(len(y), G.dim_z, truncation, generator=generator, device=device)
+            zb = sample_z(len(y), G.dim_z, truncation, generator=generator, device=param.device)
         else:
-            zb = z[start : start + batch_size].to(device, param.dtype)
-        yield to_uint8(G(zb, y.to(device, torch.long))), y
+            zb = z[start : start + batch_size]
+        yield to_uint8(G(zb.to(param.device, param.dtype), y.to(param.device, torch.long))), y
 
 
 MAX_SAMPLES = 1_000_000
@@ -206,6 +217,18 @@ def _check_generator(G: object) -> None:
         )
     if G.training:
         raise ParameterError("G", "expected a generator in eval mode (call G.eval() first)")
+
+
+def _check_rng(generator: object, device: torch.device) -> None:
+    """``generator``: None or a ``torch.Generator`` on ``device`` (G's)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        got = type(generator).__name__
+        raise ParameterError("generator", f"expected a torch.Generator or None, got {got}")
+    if generator is not None and generator.device.type != device.type:
+        raise ParameterError(
+            "generator",
+            f"expected a torch.Generator on G's device {device}, got {generator.device}",
+        )
 
 
 def _check_z(z: object, n: int, dim_z: int) -> None:
@@ -323,9 +346,10 @@ def interpolate_images(
     Returns:
         uint8 ``(n, C, H, W)`` on G's device.
     """
-    dev = next(G.parameters()).device
-    t = torch.linspace(0, 1, n, device=dev)
-    z = torch.lerp(z_a.to(dev)[None], z_b.to(dev)[None], t[:, None])
+    param = next(G.parameters())
+    dev = param.device
+    t = torch.linspace(0, 1, n, device=dev, dtype=param.dtype)
+    z = torch.lerp(z_a.to(t)[None], z_b.to(t)[None], t[:, None])
     y = torch.full((n,), y_a, dtype=torch.long, device=dev)
     if y_a == y_b:
         return to_uint8(G(z, y))

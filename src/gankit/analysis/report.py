@@ -14,7 +14,6 @@ new segment of the same curve.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from gankit.analysis.common import write_json  # noqa: E402
 from gankit.errors import GankitError  # noqa: E402
-from gankit.io_utils import atomic_write
 from gankit.run import RunDir  # noqa: E402
 
 __all__ = ["inspect_run"]
@@ -134,7 +133,5 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
         ],
         "eval": [{"step": r["step"], **r["eval"]} for r in records if "eval" in r],
     }
-    text = json.dumps(summary, indent=2).encode()
-    atomic_write(out / "summary.json", lambda f: f.write(text))
-    paths.append(out / "summary.json")
+    paths.append(write_json(out / "summary.json", summary))  # a NaN loss becomes null
     return paths

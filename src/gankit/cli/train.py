@@ -6,7 +6,7 @@ import argparse
 
 from gankit.cli.common import add_device, add_preset, add_set, data_path
 
-FLAG_NAMES = {"run_dir": "--out"}
+FLAG_NAMES = {"run_dir": "--out", "out_dir": "--out"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

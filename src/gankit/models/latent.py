@@ -9,11 +9,21 @@ import torch
 
 from gankit.errors import ParameterError
 
-__all__ = ["MAX_ROUNDS", "sample_z"]
+__all__ = ["MAX_ROUNDS", "check_truncation", "sample_z"]
 
 MAX_ROUNDS = 1000
 """Resampling rounds before the entries still outside ``[-tau, tau]`` are drawn by inversion
 (only for tiny ``tau``: at ``tau = 0.1`` all of 256 x 128 entries are inside after ~150)."""
+
+
+def check_truncation(truncation: object) -> float:
+    """``truncation`` as a float: 0 (off) or a finite number > 0, else a ParameterError."""
+    number = isinstance(truncation, numbers.Real) and not isinstance(truncation, bool)
+    if not (number and math.isfinite(truncation) and truncation >= 0):
+        raise ParameterError(
+            "truncation", f"expected 0 (off) or a finite number > 0, got {truncation!r}"
+        )
+    return float(truncation)
 
 
 def sample_z(
@@ -36,11 +46,7 @@ def sample_z(
     Raises:
         ParameterError: ``truncation`` not a number, negative, NaN or infinite.
     """
-    number = isinstance(truncation, numbers.Real) and not isinstance(truncation, bool)
-    if not (number and math.isfinite(truncation) and truncation >= 0):
-        raise ParameterError(
-            "truncation", f"expected 0 (off) or a finite number > 0, got {truncation!r}"
-        )
+    check_truncation(truncation)
     z = torch.randn(n, dim_z, generator=generator, device=device)
     if truncation > 0:
         outside = z.abs() > truncation

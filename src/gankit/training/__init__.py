@@ -13,8 +13,8 @@ from pathlib import Path
 
 from gankit import checkpoint as ckpt_io
 from gankit.config import Config, from_dict, save_toml, to_dict
-from gankit.errors import GankitError, ParameterError, check_int
-from gankit.run import RunDir, as_path
+from gankit.errors import GankitError, ParameterError, check_bool, check_int, check_path
+from gankit.run import RunDir
 from gankit.training.distributed import cleanup, from_env
 from gankit.training.hooks import default_hooks
 from gankit.training.loop import Hook, Trainer
@@ -34,20 +34,34 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
     checkpoint's) weights (:mod:`gankit.training.transfer`; what was re-initialised is printed).
 
     Raises:
+        ParameterError: ``out_dir`` not a path or under a file, ``quiet`` not a bool.
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
             :func:`resume`), data that does not fit the model, bad config values, an
             ``init_from`` source that is missing or holds a different model.
     """
+    out = _check_out_dir(out_dir)
+    check_bool("quiet", quiet)
     validate(cfg)
     hooks = default_hooks(cfg)  # checks the eval setup before anything is written
-    new = not as_path(out_dir, "run_dir").exists()
-    run = RunDir.create(out_dir)
+    new = not out.exists()
+    run = RunDir.create(out)
     try:
         return _fit(cfg, run, hooks, quiet)
     except BaseException:
         if new and from_env().is_main:
             _remove_if_no_files(run.path)
         raise
+
+
+def _check_out_dir(out_dir: object) -> Path:
+    """``out_dir`` as a Path that is, or can become, a directory (no file in its place or above)."""
+    out = check_path(out_dir, "out_dir", "a run directory path")
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ParameterError(
+            "out_dir", f"expected a directory for the run, but {blocker} is not a directory"
+        )
+    return out
 
 
 def _remove_if_no_files(path: Path) -> None:
@@ -170,14 +184,16 @@ def resume(
 
     Raises:
         GankitError: missing run dir/config/checkpoint, no checkpoint that loads, weights that
-            do not fit the model, ``steps`` not a positive int, or ``config.toml`` whose
-            ``model.*`` differs from the checkpoint's (the message names the keys).
+            do not fit the model, ``steps`` not a positive int, ``quiet`` not a bool, or
+            ``config.toml`` whose ``model.*`` differs from the checkpoint's (the message names
+            the keys).
     """
     if steps is not None:
         expected = "a positive integer (total G steps to reach) or None"
         steps = check_int("steps", steps, 1, expected=expected)
     if device is not None and not isinstance(device, str):
         raise ParameterError("device", f"expected 'cpu', 'cuda' or 'auto', got {device!r}")
+    check_bool("quiet", quiet)
     run = RunDir.open(run_dir)
     cfg = run.load_config()
     latest, state, damaged = _newest_loadable(run)
