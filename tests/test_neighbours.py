@@ -139,7 +139,7 @@ def test_copies_of_training_images_have_ratio_zero(run, tmp_path, monkeypatch, c
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--n", "0"], "gankit: error: --n: expected a positive integer, got 0"),
+        (["--n", "0"], "gankit: error: --n: expected a number of samples in 1..1000000, got 0"),
         (["--n", "2", "--k", "0"], "gankit: error: --k: expected a positive integer, got 0"),
         (["--n", "2", "--k", "30"], "--k: 30 exceeds the 24 images of the training split"),
         (["--n", "2", "--seed", "-1"], "gankit: error: --seed: expected an integer in 0.."),
@@ -149,3 +149,27 @@ def test_cli_bad_values(run, tmp_path, capsys, cache, args, message):
     assert main(["analyze", "neighbours", str(run), "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--n", "100000000"], "--n: expected a number of samples in 1..1000000, got 100000000"),
+        (
+            ["--truncation", "0.05"],
+            "--truncation: expected 0 (off) or a number in [0.1, 4.0], got 0.05",
+        ),
+    ],
+)
+def test_cli_bad_values_are_refused_before_loading(tmp_path, capsys, args, message):
+    """A missing run: the bad value is reported, not the run (nothing was loaded)."""
+    argv = ["analyze", "neighbours", str(tmp_path / "nope"), "--out", str(tmp_path), *args]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"gankit: error: {message}\n"
+
+
+def test_sample_count_is_bounded_in_the_library(tmp_path):
+    with pytest.raises(
+        ParameterError, match=r"^n: expected a number of samples in 1\.\.1000000, got 10000001$"
+    ):
+        analyze_neighbours(tmp_path / "nope", tmp_path, n=10_000_001)

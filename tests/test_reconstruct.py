@@ -111,9 +111,17 @@ def test_feature_term_joins_the_objective(G, target):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"steps": 0}, "steps: expected a positive integer"),
-        ({"restarts": -1}, "restarts: expected a positive integer"),
-        ({"lr": 0.0}, "lr: expected a positive learning rate"),
+        ({"steps": 0}, r"^steps: expected a number of Adam steps in 1\.\.100,000, got 0$"),
+        ({"steps": 10**11}, r"^steps: expected a number of Adam steps in 1\.\.100,000, got 10"),
+        ({"restarts": -1}, r"^restarts: expected a number of starts in 1\.\.1000, got -1$"),
+        ({"restarts": 10**8}, r"^restarts: expected a number of starts in 1\.\.1000, got 1"),
+        ({"lr": 0.0}, r"^lr: expected a learning rate in \(0, 10\], got 0\.0$"),
+        ({"lr": 1e39}, r"^lr: expected a learning rate in \(0, 10\], got 1e\+39$"),
+        ({"lr": float("nan")}, r"^lr: expected a learning rate in \(0, 10\], got nan$"),
+        ({"lr": True}, r"^lr: expected a learning rate in \(0, 10\], got True$"),
+        ({"feature_weight": -1.0}, r"^feature_weight: expected a number in \[0, 1000\], got -1"),
+        ({"feature_weight": 1e39}, r"^feature_weight: expected a number in \[0, 1000\], got 1e"),
+        ({"feature_weight": float("inf")}, r"^feature_weight: expected .*, got inf$"),
         ({"search_class": "no"}, "search_class: expected True or False, got 'no'"),
     ],
 )
@@ -175,8 +183,8 @@ def _fitted(run):
     [
         (["--n", "0"], "n: expected a positive integer, got 0"),
         (["--n", "9"], "n: 9 requested but the held-out split of"),
-        (["--n", "2", "--steps", "0"], "steps: expected a positive integer"),
-        (["--n", "2", "--lr", "-1"], "gankit: error: --lr: expected a positive learning rate"),
+        (["--n", "2", "--steps", "0"], "--steps: expected a number of Adam steps in 1..100,000"),
+        (["--n", "2", "--lr", "-1"], "gankit: error: --lr: expected a learning rate in (0, 10]"),
         (["--n", "2", "--feature-weight", "-1"], "error: --feature-weight: expected a number"),
         (["--n", "2", "--seed", str(2**70)], "gankit: error: --seed: expected an integer in"),
         (["--n", "2", "--out", " "], "gankit: error: --out: expected an output folder, got an"),
@@ -186,6 +194,32 @@ def test_cli_bad_values(run, tmp_path, capsys, args, message):
     assert main(["analyze", "reconstruct", str(run), "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--steps", "10000000000"],
+            "--steps: expected a number of Adam steps in 1..100,000, got 10000000000",
+        ),
+        (
+            ["--restarts", "100000000"],
+            "--restarts: expected a number of starts in 1..1000, got 100000000",
+        ),
+        (["--lr", "1e39"], "--lr: expected a learning rate in (0, 10], got 1e+39"),
+        (
+            ["--feature-weight", "1e39"],
+            "--feature-weight: expected a number in [0, 1000], got 1e+39",
+        ),
+        (["--feature-weight", "nan"], "--feature-weight: expected a number in [0, 1000], got nan"),
+    ],
+)
+def test_cli_options_are_checked_before_loading(tmp_path, capsys, args, message):
+    """A missing run: the bad option is reported, not the run (nothing was loaded)."""
+    argv = ["analyze", "reconstruct", str(tmp_path / "nope"), "--out", str(tmp_path), *args]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"gankit: error: {message}\n"
 
 
 def test_feature_weight_uses_the_offline_classifier(run, tmp_path, monkeypatch):

@@ -277,6 +277,10 @@ def test_cli_errors_are_one_line(serve_run, tmp_path, capsys):
     assert "config.toml: not a directory (expected a run directory)" in capsys.readouterr().err
     assert main(["serve", str(serve_run), "--port", "70000"]) == 2
     assert "--port: expected 0..65535, got 70000" in capsys.readouterr().err
+    assert main(["serve", ""]) == 2
+    assert "error: RUN_DIR: expected a run or checkpoint directory path, got an empty path" in (
+        capsys.readouterr().err
+    )
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

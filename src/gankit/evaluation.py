@@ -53,7 +53,7 @@ from gankit.data.dataset import check_labels
 from gankit.data.preprocess import check_request, check_resize
 from gankit.device import resolve_device
 from gankit.errors import GankitError, ParameterError, check_bool, check_int, check_path
-from gankit.generation import sample_batches
+from gankit.generation import check_sample_count, sample_batches
 from gankit.metrics import (
     Extractor,
     ExtractorSetup,
@@ -66,6 +66,7 @@ from gankit.metrics import (
     heldout_split,
 )
 from gankit.metrics.stats_cache import cache_key, load_reference, save_reference
+from gankit.models.latent import check_truncation
 from gankit.run import RunDir, find_checkpoint, load_generator
 
 __all__ = [
@@ -383,6 +384,8 @@ def evaluate(
     """
     _check_request(metrics, resize)
     n = _check_n(n, "n")
+    check_sample_count(n, seed)
+    check_truncation(truncation)
     data, inception_weights = _check_options(data, inception_weights, quiet)
     dev = resolve_device(device)
     ckpt = find_checkpoint(source)

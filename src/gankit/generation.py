@@ -202,7 +202,9 @@ def _check_batch_size(batch_size: int) -> None:
     check_int("batch_size", batch_size, 1, MAX_SAMPLES, expected)
 
 
-def _check_n(n: int, seed: int = 0) -> None:
+def check_sample_count(n: int, seed: int = 0) -> None:
+    """ParameterError unless ``n`` is in ``1..MAX_SAMPLES`` and ``seed`` a valid seed: what
+    sampling checks, for callers that check before loading anything."""
     check_int("n", n, 1, MAX_SAMPLES, f"a number of samples in 1..{MAX_SAMPLES}")
     check_seed(seed)
 
@@ -275,7 +277,7 @@ def sample_batches(
         ParameterError: ``n < 1``, ``batch_size < 1``, a class out of range.
     """
     _check_generator(G)
-    _check_n(n, seed)
+    check_sample_count(n, seed)
     _check_batch_size(batch_size)
     dev = next(G.parameters()).device
     chosen = _class_list(classes, G.n_classes)
@@ -315,7 +317,7 @@ def interpolation_strip(
         ParameterError: ``n`` outside ``2..MAX_STRIP``, unknown ``mode``, a class out of
             range, ``mode="class"`` without exactly two classes.
     """
-    _check_n(n, seed)
+    check_sample_count(n, seed)
     _check_generator(G)
     if not 2 <= n <= MAX_STRIP:
         raise ParameterError("n", f"expected 2..{MAX_STRIP} frames for a strip, got {n}")

@@ -43,8 +43,8 @@ from gankit.analysis.common import (
     write_json,
 )
 from gankit.data import ImageDataset
-from gankit.errors import GankitError, ParameterError, check_path, check_seed
-from gankit.generation import generate, save_grid
+from gankit.errors import GankitError, ParameterError, check_path
+from gankit.generation import check_sample_count, generate, save_grid
 from gankit.metrics import (
     ClassifierExtractor,
     array_batches,
@@ -179,7 +179,8 @@ def analyze_neighbours(
     Args:
         source: run directory or checkpoint.
         out: output folder.
-        n: number of samples; data: the data set (default: the run's ``data.path``).
+        n: number of samples (1..``MAX_SAMPLES``); data: the data set (default: the run's
+            ``data.path``).
         k: neighbours shown per sample and space.
         truncation, seed: of the samples' latents.
 
@@ -188,9 +189,8 @@ def analyze_neighbours(
         (``sample_to_train``, ``heldout_to_train``, ``ratio``, ``heldout_ratio``, fractions of
         ratios below 0.5) plus counts and files.
     """
-    check_positive(n, "n")
+    check_sample_count(n, seed)
     check_positive(k, "k")
-    check_seed(seed)
     out = check_path(out, "out", "an output folder")
     G = load(source, device)
     dev = next(G.parameters()).device

@@ -29,6 +29,7 @@ image of the data set, the held-out split included.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,14 @@ from gankit.analysis.common import (
 )
 from gankit.analysis.neighbours import nearest_images
 from gankit.data import to_float, to_uint8
-from gankit.errors import GankitError, ParameterError, check_bool, check_path, check_seed
+from gankit.errors import (
+    GankitError,
+    ParameterError,
+    check_bool,
+    check_int,
+    check_path,
+    check_seed,
+)
 from gankit.generation import save_grid
 from gankit.metrics import heldout_split, load_or_train_classifier
 from gankit.run import load_generator as load
@@ -58,6 +66,15 @@ from gankit.run import load_generator as load
 __all__ = ["Inversion", "analyze_reconstruct", "invert"]
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+
+MAX_STEPS = 100_000
+"""Most Adam steps per start: 500x the default 200 (hours on a GPU for a full batch)."""
+MAX_RESTARTS = 1000
+"""Most starts per target and class; all starts are drawn up front."""
+MAX_LR = 10.0
+"""Largest learning rate: latents are N(0, I); a step of 10 already throws them far off."""
+MAX_FEATURE_WEIGHT = 1000.0
+"""Largest weight of the feature term (the feature MSE then outweighs pixels by far)."""
 
 
 @dataclass
@@ -87,6 +104,29 @@ def _objective(
     if feats is not None and w > 0:
         loss = loss + w * (feats(img) - f_target).square().flatten(1).mean(1)
     return loss
+
+
+def _check_options(
+    steps: int,
+    restarts: int,
+    lr: float,
+    search_class: bool,
+    feature_weight: float,
+    batch_size: int,
+    seed: int,
+) -> None:
+    """The options of :func:`invert`: a :class:`ParameterError` naming the first bad one."""
+    check_int("steps", steps, 1, MAX_STEPS, f"a number of Adam steps in 1..{MAX_STEPS:,}")
+    check_int("restarts", restarts, 1, MAX_RESTARTS, f"a number of starts in 1..{MAX_RESTARTS}")
+    check_positive(batch_size, "batch_size")
+    check_bool("search_class", search_class)
+    check_seed(seed)
+    # a bool is no number here; NaN fails the comparisons
+    if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) and 0 < lr <= MAX_LR):
+        raise ParameterError("lr", f"expected a learning rate in (0, {MAX_LR:g}], got {lr!r}")
+    w, w_max = feature_weight, MAX_FEATURE_WEIGHT
+    if isinstance(w, bool) or not (isinstance(w, numbers.Real) and 0 <= w <= w_max):
+        raise ParameterError("feature_weight", f"expected a number in [0, {w_max:g}], got {w!r}")
 
 
 def _invert_batch(
@@ -146,8 +186,10 @@ def invert(
         G: generator in eval mode, ``G(z (B, dim_z), y (B,)) -> (B, C, H, W)`` in [-1, 1].
         x: ``(N, C, H, W)`` float targets in [-1, 1] (non-finite targets are reported failed).
         y: ``(N,)`` their classes.
-        steps: Adam steps per start; restarts: seeded starts per target (and class).
-        lr: Adam's initial learning rate (cosine-annealed to 0 over ``steps``).
+        steps: Adam steps per start (at most :data:`MAX_STEPS`); restarts: seeded starts per
+            target and class (at most :data:`MAX_RESTARTS`).
+        lr: Adam's initial learning rate in ``(0, MAX_LR]`` (cosine-annealed to 0 over
+            ``steps``).
         search_class: try every class of G and keep the best.
         features: differentiable ``(B, C, H, W) in [-1, 1] -> (B, F)``; with ``feature_weight
             > 0`` its mean squared difference joins the objective.
@@ -161,14 +203,7 @@ def invert(
     check_eval(G, "G")
     # targets outside G's range are reported (their error), not refused
     check_images(x, y, G.resolution, G.channels, G.n_classes, "x", in_range=False)
-    check_seed(seed)
-    check_bool("search_class", search_class)
-    for value, name in ((steps, "steps"), (restarts, "restarts"), (batch_size, "batch_size")):
-        check_positive(value, name)
-    if not (math.isfinite(lr) and lr > 0):
-        raise ParameterError("lr", f"expected a positive learning rate, got {lr}")
-    if not (math.isfinite(feature_weight) and feature_weight >= 0):
-        raise ParameterError("feature_weight", f"expected a number >= 0, got {feature_weight}")
+    _check_options(steps, restarts, lr, search_class, feature_weight, batch_size, seed)
     if feature_weight > 0 and features is None:
         raise GankitError("feature_weight: > 0 needs a feature map (features=...)")
     device = next(G.parameters()).device
@@ -241,12 +276,13 @@ def analyze_reconstruct(
         source: run directory or checkpoint; data: data set (default: the run's data).
         n: held-out images (a seeded choice of the held-out split).
         steps, restarts, lr, search_class, batch_size, seed: see :func:`invert`.
-        feature_weight: weight of the classifier-feature term (0: pixels only).
+        feature_weight: weight of the classifier-feature term, ``0..MAX_FEATURE_WEIGHT``
+            (0: pixels only). All options are checked before anything is loaded.
 
     Returns:
         The JSON written to ``reconstruct.json``.
     """
-    check_seed(seed)
+    _check_options(steps, restarts, lr, search_class, feature_weight, batch_size, seed)
     out = check_path(out, "out", "an output folder")
     G = load(source, device)
     dev = next(G.parameters()).device

@@ -30,8 +30,8 @@ from torch import nn
 from gankit.analysis.common import check_eval, check_images, check_positive, run_data, tiles
 from gankit.config import Config
 from gankit.data import to_float
-from gankit.errors import GankitError, check_path, check_seed
-from gankit.generation import generate, save_grid
+from gankit.errors import GankitError, check_int, check_path, check_seed
+from gankit.generation import MAX_SAMPLES, generate, save_grid
 from gankit.io_utils import atomic_write
 from gankit.models import sample_z
 from gankit.run import load_discriminator
@@ -139,8 +139,9 @@ def analyze_saliency(
     Args:
         source: run directory or checkpoint (needs ``D.safetensors``).
         out: output folder (``saliency.png``, ``saliency.npz``).
-        samples: this many samples of the EMA generator, classes ``i mod n_classes``; ``None``:
-            real images instead, ``per_class`` seeded images of each class of ``data``.
+        samples: this many samples (1..``MAX_SAMPLES``) of the EMA generator, classes
+            ``i mod n_classes``; ``None``: real images instead, ``per_class`` seeded images of
+            each class of ``data``.
         data: a data source (folder, .npz, ...; e.g. ``gankit sample --out x.npz``), fitted to
             the model's resolution and channels like training data; ``None``: the run's data.
         truncation, seed: of the samples' latents (``seed`` also picks the real images).
@@ -149,18 +150,20 @@ def analyze_saliency(
         ``{"source", "n", "classes", "heads", "images" (what was analysed), "files"}``.
 
     Raises:
-        GankitError: ``samples``/``per_class`` < 1, no D weights, labels outside the model's
-            classes.
+        GankitError: ``samples`` outside 1..MAX_SAMPLES, ``per_class`` < 1, no D weights,
+            labels outside the model's classes.
     """
     check_seed(seed)
     check_positive(per_class, "per_class")
+    if samples is not None:
+        expected = f"a number of samples in 1..{MAX_SAMPLES}"
+        check_int("samples", samples, 1, MAX_SAMPLES, expected)
     out = check_path(out, "out", "an output folder")
     D = load_discriminator(source, device)
     cfg = D.config
     if samples is None:
         x, y, what = _real_images(data, cfg, per_class, seed)
     else:
-        check_positive(samples, "samples")
         G = load(source, device)
         dev = next(G.parameters()).device
         y = torch.arange(samples) % cfg.model.n_classes

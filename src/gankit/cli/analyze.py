@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gankit.cli.common import add_device
+from gankit.cli.common import add_device, check_truncation_flag
 
 _RUN_DATA = "<the run's data>"  # bare `analyze saliency --images`
 
@@ -56,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     common = dict(seed=args.seed, device=args.device, batch_size=args.batch_size)
+    check_truncation_flag(getattr(args, "truncation", 0.0))  # saliency, neighbours
     if args.analysis == "saliency":
         from gankit.analysis.saliency import analyze_saliency
 

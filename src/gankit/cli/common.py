@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gankit.config import DEFAULT_PRESET, DEVICES, list_presets
+from gankit.config import DEFAULT_PRESET, DEVICES, MAX_TRUNCATION, MIN_TRUNCATION, list_presets
+from gankit.errors import ParameterError
 
 __all__ = ["add_device", "add_preset", "add_set", "data_path", "int_list"]
 
@@ -48,3 +49,13 @@ def data_path(value: str) -> str:
     """``--data`` as an absolute path (``~`` expanded) so that resume/eval work from any cwd;
     ``""`` (embedded MNIST) stays empty."""
     return str(Path(value).expanduser().resolve()) if value else value
+
+
+def check_truncation_flag(value: float) -> float:
+    """``value`` if it is 0 (off) or in ``[MIN_TRUNCATION, MAX_TRUNCATION]``, else a
+    ParameterError: a ``--truncation`` flag follows the config key ``eval.truncation`` and
+    ``gankit serve`` (the library takes any tau >= 0)."""
+    if not (value == 0 or MIN_TRUNCATION <= value <= MAX_TRUNCATION):  # NaN fails too
+        bounds = f"[{MIN_TRUNCATION}, {MAX_TRUNCATION}]"
+        raise ParameterError("truncation", f"expected 0 (off) or a number in {bounds}, got {value}")
+    return value

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gankit.cli.common import add_device
+from gankit.cli.common import add_device, check_truncation_flag
 from gankit.errors import ParameterError
 
 FLAG_NAMES = {"source": "SOURCE"}
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             n=RUN_N if args.n is None else args.n,
             data=args.data,
             inception_weights=args.inception_weights,
-            truncation=args.truncation or 0.0,
+            truncation=check_truncation_flag(args.truncation or 0.0),
             device=args.device,
             seed=args.seed or 0,
             quiet=args.quiet,

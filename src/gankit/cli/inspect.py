@@ -14,7 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gankit.analysis.report import inspect_run
+    from gankit.errors import check_path
 
-    for path in inspect_run(args.run_dir, out_dir=args.out):
+    out = None if args.out is None else check_path(args.out, "out", "an output folder")
+    for path in inspect_run(args.run_dir, out_dir=out):
         print(path)
     return 0

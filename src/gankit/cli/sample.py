@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gankit.cli.common import add_device, int_list
+from gankit.cli.common import add_device, check_truncation_flag, int_list
 
 FLAG_NAMES = {"source": "SOURCE"}
 
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from gankit.generation import write_samples
     from gankit.run import load_generator
 
+    check_truncation_flag(args.truncation)
     G = load_generator(args.source, device=args.device)
     write_samples(
         G,

@@ -6,6 +6,8 @@ import argparse
 
 from gankit.cli.common import add_device
 
+FLAG_NAMES = {"run_dir": "RUN_DIR"}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="explore a run in the browser: samples, curves, config")

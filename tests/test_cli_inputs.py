@@ -1,0 +1,65 @@
+"""Bad flags of `gankit sample`, `eval` and `inspect`: one line naming the flag, exit status 2,
+before anything is loaded (a missing run shows it: its error would come first otherwise)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gankit.cli import main
+from gankit.cli.common import check_truncation_flag
+from gankit.errors import ParameterError
+
+TRUNCATION = "--truncation: expected 0 (off) or a number in [0.1, 4.0], got"
+
+
+@pytest.mark.parametrize("value", [0.0, 0.1, 2.0, 4.0])
+def test_truncation_flag_takes_the_config_range(value):
+    assert check_truncation_flag(value) == value
+
+
+@pytest.mark.parametrize("value", [0.05, 4.5, -2.0, float("nan"), float("inf")])
+def test_truncation_flag_refuses_what_the_config_refuses(value):
+    with pytest.raises(ParameterError, match=rf"^truncation: expected 0 \(off\) .*got {value}$"):
+        check_truncation_flag(value)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--truncation", "100"], f"{TRUNCATION} 100.0"),
+        (["--truncation", "0.05"], f"{TRUNCATION} 0.05"),
+    ],
+)
+def test_sample_refuses_a_bad_truncation(tmp_path, capsys, args, message):
+    argv = ["sample", str(tmp_path / "nope"), "--out", str(tmp_path / "x.png"), *args]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"gankit: error: {message}\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--truncation", "100"], f"{TRUNCATION} 100.0"),
+        (["--truncation", "-2"], f"{TRUNCATION} -2.0"),
+        (["--seed", "-1"], "--seed: expected an integer in 0..9223372036854775807, got -1"),
+        (
+            ["--n", "100000000000"],
+            "--n: expected a number of samples in 1..1000000, got 100000000000",
+        ),
+    ],
+)
+def test_eval_checks_its_flags_before_loading(tmp_path, capsys, args, message):
+    argv = ["eval", str(tmp_path / "nope"), "--metrics", "swd", "--data", str(tmp_path / "X")]
+    assert main([*argv, "--n", "16", *args]) == 2
+    assert capsys.readouterr().err == f"gankit: error: {message}\n"
+
+
+def test_inspect_refuses_an_empty_out(tmp_path, capsys, monkeypatch):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "loss_D": 1.0, "loss_G": 0.5}\n')
+    monkeypatch.chdir(tmp_path)
+    for out in ("", " "):
+        assert main(["inspect", str(tmp_path / "run"), "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err == "gankit: error: --out: expected an output folder, got an empty path\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing written here
