@@ -1,5 +1,6 @@
-"""Bad flags of `gankit sample`, `eval` and `inspect`: one line naming the flag, exit status 2,
-before anything is loaded (a missing run shows it: its error would come first otherwise)."""
+"""Bad flags of `gankit sample`, `eval`, `analyze` and `inspect`: one line naming the flag, exit
+status 2, before anything is loaded (a missing run shows it: its error would come first
+otherwise)."""
 
 from __future__ import annotations
 
@@ -23,34 +24,33 @@ def test_truncation_flag_refuses_what_the_config_refuses(value):
         check_truncation_flag(value)
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--truncation", "100"], f"{TRUNCATION} 100.0"),
-        (["--truncation", "0.05"], f"{TRUNCATION} 0.05"),
-    ],
-)
-def test_sample_refuses_a_bad_truncation(tmp_path, capsys, args, message):
-    argv = ["sample", str(tmp_path / "nope"), "--out", str(tmp_path / "x.png"), *args]
-    assert main(argv) == 2
-    assert capsys.readouterr().err == f"gankit: error: {message}\n"
+COMMANDS = {  # each with a run that does not exist
+    "sample": ["sample", "{tmp}/nope", "--out", "{tmp}/x.png"],
+    "eval": ["eval", "{tmp}/nope", "--metrics", "swd", "--data", "{tmp}/X", "--n", "16"],
+    "saliency": ["analyze", "saliency", "{tmp}/nope", "--out", "{tmp}", "--samples", "2"],
+    "neighbours": ["analyze", "neighbours", "{tmp}/nope", "--out", "{tmp}"],
+}
+MANY = "expected a number of samples in 1..1000000, got"
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "command, args, message",
     [
-        (["--truncation", "100"], f"{TRUNCATION} 100.0"),
-        (["--truncation", "-2"], f"{TRUNCATION} -2.0"),
-        (["--seed", "-1"], "--seed: expected an integer in 0..9223372036854775807, got -1"),
-        (
-            ["--n", "100000000000"],
-            "--n: expected a number of samples in 1..1000000, got 100000000000",
-        ),
+        ("sample", ["--truncation", "100"], f"{TRUNCATION} 100.0"),
+        ("sample", ["--truncation", "0.05"], f"{TRUNCATION} 0.05"),
+        ("eval", ["--truncation", "100"], f"{TRUNCATION} 100.0"),
+        ("eval", ["--truncation", "-2"], f"{TRUNCATION} -2.0"),
+        ("eval", ["--seed", "-1"], "--seed: expected an integer in 0..9223372036854775807, got -1"),
+        ("eval", ["--n", "100000000000"], f"--n: {MANY} 100000000000"),
+        ("saliency", ["--samples", "100000000"], f"--samples: {MANY} 100000000"),
+        ("saliency", ["--truncation", "100"], f"{TRUNCATION} 100.0"),
+        ("neighbours", ["--n", "100000000"], f"--n: {MANY} 100000000"),
+        ("neighbours", ["--truncation", "0.05"], f"{TRUNCATION} 0.05"),
     ],
 )
-def test_eval_checks_its_flags_before_loading(tmp_path, capsys, args, message):
-    argv = ["eval", str(tmp_path / "nope"), "--metrics", "swd", "--data", str(tmp_path / "X")]
-    assert main([*argv, "--n", "16", *args]) == 2
+def test_bad_flags_are_refused_before_loading(tmp_path, capsys, command, args, message):
+    argv = [a.format(tmp=tmp_path) for a in COMMANDS[command]]
+    assert main([*argv, *args]) == 2
     assert capsys.readouterr().err == f"gankit: error: {message}\n"
 
 

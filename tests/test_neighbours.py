@@ -151,23 +151,6 @@ def test_cli_bad_values(run, tmp_path, capsys, cache, args, message):
     assert message in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--n", "100000000"], "--n: expected a number of samples in 1..1000000, got 100000000"),
-        (
-            ["--truncation", "0.05"],
-            "--truncation: expected 0 (off) or a number in [0.1, 4.0], got 0.05",
-        ),
-    ],
-)
-def test_cli_bad_values_are_refused_before_loading(tmp_path, capsys, args, message):
-    """A missing run: the bad value is reported, not the run (nothing was loaded)."""
-    argv = ["analyze", "neighbours", str(tmp_path / "nope"), "--out", str(tmp_path), *args]
-    assert main(argv) == 2
-    assert capsys.readouterr().err == f"gankit: error: {message}\n"
-
-
 def test_sample_count_is_bounded_in_the_library(tmp_path):
     with pytest.raises(
         ParameterError, match=r"^n: expected a number of samples in 1\.\.1000000, got 10000001$"

@@ -181,26 +181,6 @@ def test_cli_bad_counts(run, tmp_path, capsys, args, message):
     assert message in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (
-            ["--samples", "100000000"],
-            "--samples: expected a number of samples in 1..1000000, got 100000000",
-        ),
-        (
-            ["--samples", "2", "--truncation", "100"],
-            "--truncation: expected 0 (off) or a number in [0.1, 4.0], got 100.0",
-        ),
-    ],
-)
-def test_cli_bad_values_are_refused_before_loading(tmp_path, capsys, args, message):
-    """A missing run: the bad value is reported, not the run (nothing was loaded)."""
-    argv = ["analyze", "saliency", str(tmp_path / "nope"), "--out", str(tmp_path), *args]
-    assert main(argv) == 2
-    assert capsys.readouterr().err == f"gankit: error: {message}\n"
-
-
 def test_sample_count_is_bounded_in_the_library(tmp_path):
     with pytest.raises(
         GankitError, match=r"^samples: expected a number of samples in 1\.\.1000000, got 10000001$"
