@@ -63,3 +63,32 @@ def test_inspect_refuses_an_empty_out(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert err == "gankit: error: --out: expected an output folder, got an empty path\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing written here
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["train", "--steps", "3", "--set", "train.steps=2"],
+            "'train.steps=2' sets train.steps, as --steps does; give only one of them",
+        ),
+        (
+            ["train", "--skip-bad", "--set", "data.skip_bad=true"],
+            "'data.skip_bad=true' sets data.skip_bad, as --skip-bad does",
+        ),
+        (  # --device applies with its default too
+            ["bench", "--set", "train.device=cpu"],
+            "'train.device=cpu' sets train.device, as --device does",
+        ),
+        (
+            ["bench", "--batch-size", "4", "--set", "train.batch_size=2"],
+            "'train.batch_size=2' sets train.batch_size, as --batch-size does",
+        ),
+    ],
+)
+def test_a_key_set_by_a_flag_and_by_set_is_refused(tmp_path, capsys, argv, message):
+    """Which of the two should win is a guess: neither does."""
+    out = ["--out", str(tmp_path / "run")] if argv[0] == "train" else []
+    assert main([*argv, *out]) == 2
+    assert capsys.readouterr().err.startswith(f"gankit: error: --set: {message}")
+    assert not (tmp_path / "run").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gankit.cli.common import add_device, add_set, data_path
+from gankit.cli.common import add_device, add_set, data_path, refuse_double_settings
 
 FLAG_NAMES = {"attn_type": "--set model.attn_type"}
 
@@ -42,6 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from gankit.bench import benchmark
 
+    given = {  # --device always applies (its default is auto)
+        "train.device": ("--device", True),
+        "train.batch_size": ("--batch-size", args.batch_size is not None),
+        "data.path": ("--data", args.data is not None),
+    }
+    refuse_double_settings(args.overrides, {key: flag for key, (flag, on) in given.items() if on})
     result = benchmark(
         workload=args.workload,
         device=args.device,

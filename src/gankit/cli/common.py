@@ -8,7 +8,15 @@ from pathlib import Path
 from gankit.config import DEFAULT_PRESET, DEVICES, MAX_TRUNCATION, MIN_TRUNCATION, list_presets
 from gankit.errors import ParameterError
 
-__all__ = ["add_device", "add_preset", "add_set", "data_path", "int_list"]
+__all__ = [
+    "add_device",
+    "add_preset",
+    "add_set",
+    "check_truncation_flag",
+    "data_path",
+    "int_list",
+    "refuse_double_settings",
+]
 
 
 def add_set(p: argparse.ArgumentParser) -> None:
@@ -59,3 +67,15 @@ def check_truncation_flag(value: float) -> float:
         bounds = f"[{MIN_TRUNCATION}, {MAX_TRUNCATION}]"
         raise ParameterError("truncation", f"expected 0 (off) or a number in {bounds}, got {value}")
     return value
+
+
+def refuse_double_settings(overrides: list[str], flags: dict[str, str]) -> None:
+    """ParameterError naming ``--set`` if an override sets a key that a shortcut flag given
+    too also sets (``flags``: config key → the flag, for the flags given): which one should
+    win is a guess."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key in flags:
+            raise ParameterError(
+                "set", f"{item!r} sets {key}, as {flags[key]} does; give only one of them"
+            )

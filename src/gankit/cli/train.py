@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gankit.cli.common import add_device, add_preset, add_set, data_path
+from gankit.cli.common import add_device, add_preset, add_set, data_path, refuse_double_settings
 
 FLAG_NAMES = {"run_dir": "--out", "out_dir": "--out"}
 
@@ -38,6 +38,14 @@ def run(args: argparse.Namespace) -> int:
         cfg.train.device = args.device
     if args.skip_bad:
         cfg.data.skip_bad = True
+    given = {
+        "data.path": ("--data", args.data is not None),
+        "train.steps": ("--steps", args.steps is not None),
+        "train.seed": ("--seed", args.seed is not None),
+        "train.device": ("--device", args.device is not None),
+        "data.skip_bad": ("--skip-bad", args.skip_bad),
+    }
+    refuse_double_settings(args.overrides, {key: flag for key, (flag, on) in given.items() if on})
     apply_overrides(cfg, args.overrides)
     train(cfg, out_dir=args.out, quiet=args.quiet)
     return 0
