@@ -80,6 +80,10 @@ def test_inspect_refuses_an_empty_out(tmp_path, capsys, monkeypatch):
             ["bench", "--set", "train.device=cpu"],
             "'train.device=cpu' sets train.device, as --device does",
         ),
+        (  # so does measure's --data (default: the embedded digits)
+            ["measure", "--measurement", "block_pixels", "--out", "m.npz", "--set", "data.path=x"],
+            "'data.path=x' sets data.path, as --data does",
+        ),
         (
             ["bench", "--batch-size", "4", "--set", "train.batch_size=2"],
             "'train.batch_size=2' sets train.batch_size, as --batch-size does",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gankit.cli.common import add_preset, add_set, data_path
+from gankit.cli.common import add_preset, add_set, data_path, refuse_double_settings
 from gankit.config import DEFAULT_PRESET
 
 
@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from gankit.measure import measure_command
 
+    refuse_double_settings(args.overrides, {"data.path": "--data"})  # its default: the digits
     result = measure_command(
         data_path(args.data),
         args.measurement,
