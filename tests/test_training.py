@@ -146,6 +146,8 @@ def test_train_and_resume_check_out_dir_and_quiet(tmp_path):
         train(cfg, tmp_path / "r", quiet="no")
     with pytest.raises(ParameterError, match="^quiet: expected True or False, got 'x'$"):
         resume(tmp_path, quiet="x")
+    with pytest.raises(ParameterError, match=r"^steps: expected an integer in 1\.\.10\*\*9 "):
+        resume(tmp_path, steps=10**20)  # named as the argument, not as the config key
     assert not (tmp_path / "r").exists()
 
 

@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from gankit import checkpoint as ckpt_io
-from gankit.config import Config, from_dict, save_toml, to_dict
+from gankit.config import MAX_STEPS, Config, from_dict, save_toml, to_dict
 from gankit.errors import GankitError, ParameterError, check_bool, check_int, check_path
 from gankit.run import RunDir
 from gankit.training.distributed import cleanup, from_env
@@ -189,8 +189,8 @@ def resume(
             the keys).
     """
     if steps is not None:
-        expected = "a positive integer (total G steps to reach) or None"
-        steps = check_int("steps", steps, 1, expected=expected)
+        expected = "an integer in 1..10**9 (total G steps to reach) or None"
+        steps = check_int("steps", steps, 1, MAX_STEPS, expected=expected)
     if device is not None and not isinstance(device, str):
         raise ParameterError("device", f"expected 'cpu', 'cuda' or 'auto', got {device!r}")
     check_bool("quiet", quiet)
