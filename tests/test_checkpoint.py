@@ -271,6 +271,13 @@ def test_find_checkpoint_names_the_missing_files_of_an_incomplete_checkpoint(tmp
     save_toml(Config(), run / "config.toml")
     with pytest.raises(GankitError, match="expected a run directory with checkpoints"):
         find_checkpoint(run)
+    files = [f for f in ckpt_io.CHECKPOINT_FILES if f != "G_ema.safetensors"]
+    _fake_checkpoint(run / "checkpoints", "step_00000002", files)  # e.g. a disk filled up
+    with pytest.raises(
+        GankitError,
+        match=r"run: no complete checkpoint; the newest, step_00000002, has no G_ema.safetensors$",
+    ):
+        find_checkpoint(run)
 
 
 def test_config_write_is_atomic(tmp_path, monkeypatch):
@@ -392,7 +399,7 @@ def test_resume_with_weights_of_another_model_names_the_file(straight, tmp_path)
 @pytest.mark.parametrize("steps", ["10", 2.5, True, 0, -3])
 def test_resume_steps_must_be_a_positive_int(straight, steps):
     with pytest.raises(
-        ParameterError, match=rf"^steps: expected a positive integer .*got {steps!r}"
+        ParameterError, match=rf"^steps: expected an integer in 1\.\.10\*\*9 .*got {steps!r}"
     ):
         resume(straight, steps=steps)
 

@@ -206,6 +206,12 @@ def find_checkpoint(source: str | Path) -> Path:
     if source.is_dir() and present:  # weights or state: a checkpoint, not a run directory
         raise GankitError(f"{source}: incomplete checkpoint directory (no {', '.join(missing)})")
     latest = RunDir(source).latest_checkpoint()
+    steps = sorted((source / "checkpoints").glob("step_*")) if source.is_dir() else []
+    if latest is None and steps:  # all incomplete: name the newest and what it lacks
+        lacks = ", ".join(ckpt_io.missing_files(steps[-1]))
+        raise GankitError(
+            f"{source}: no complete checkpoint; the newest, {steps[-1].name}, has no {lacks}"
+        )
     if latest is None:
         raise GankitError(
             f"{source}: expected a run directory with checkpoints/step_*/ or a checkpoint "
