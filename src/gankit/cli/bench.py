@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         "train.batch_size": ("--batch-size", args.batch_size is not None),
         "data.path": ("--data", args.data is not None),
     }
-    refuse_double_settings(args.overrides, {key: flag for key, (flag, on) in given.items() if on})
+    refuse_double_settings(args.overrides, given)
     result = benchmark(
         workload=args.workload,
         device=args.device,

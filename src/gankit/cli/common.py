@@ -69,13 +69,14 @@ def check_truncation_flag(value: float) -> float:
     return value
 
 
-def refuse_double_settings(overrides: list[str], flags: dict[str, str]) -> None:
+def refuse_double_settings(overrides: list[str], flags: dict[str, tuple[str, bool]]) -> None:
     """ParameterError naming ``--set`` if an override sets a key that a shortcut flag given
-    too also sets (``flags``: config key → the flag, for the flags given): which one should
-    win is a guess."""
+    too also sets (``flags``: config key → (its flag, whether the flag was given)): which one
+    should win is a guess."""
+    given = {key: flag for key, (flag, on) in flags.items() if on}
     for item in overrides:
         key = item.split("=", 1)[0].strip()
-        if key in flags:
+        if key in given:
             raise ParameterError(
-                "set", f"{item!r} sets {key}, as {flags[key]} does; give only one of them"
+                "set", f"{item!r} sets {key}, as {given[key]} does; give only one of them"
             )

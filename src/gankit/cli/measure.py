@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from gankit.measure import measure_command
 
-    refuse_double_settings(args.overrides, {"data.path": "--data"})  # its default: the digits
+    refuse_double_settings(args.overrides, {"data.path": ("--data", True)})  # default: digits
     result = measure_command(
         data_path(args.data),
         args.measurement,

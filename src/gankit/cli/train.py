@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         "train.device": ("--device", args.device is not None),
         "data.skip_bad": ("--skip-bad", args.skip_bad),
     }
-    refuse_double_settings(args.overrides, {key: flag for key, (flag, on) in given.items() if on})
+    refuse_double_settings(args.overrides, given)
     apply_overrides(cfg, args.overrides)
     train(cfg, out_dir=args.out, quiet=args.quiet)
     return 0
