@@ -90,9 +90,7 @@ def test_an_empty_path_is_a_parameter_error(tmp_path, capsys):
         RunDir("")
     assert main(["train", "--out", "", "--set", "train.steps=1"]) == 2
     err = capsys.readouterr().err
-    assert err == (
-        "gankit: error: --out: expected a run or checkpoint directory path, got an empty path\n"
-    )
+    assert err == "gankit: error: --out: expected a run directory path, got an empty path\n"
 
 
 def test_load_generator_and_discriminator(run):
