@@ -378,7 +378,9 @@ def evaluate(
         "notes"}``.
 
     Raises:
-        ParameterError: no metrics, ``n < 10``, bad ``device`` or ``resize``.
+        ParameterError: no metrics, ``n`` outside 10..1,000,000, a bad ``seed``,
+            ``truncation``, ``data``, ``inception_weights``, ``quiet``, ``device`` or
+            ``resize`` (all checked before anything is loaded, ``device`` aside).
         GankitError: unknown metric, missing source or weights, data with more classes than
             the model.
     """

@@ -184,7 +184,7 @@ def resume(
 
     Raises:
         GankitError: missing run dir/config/checkpoint, no checkpoint that loads, weights that
-            do not fit the model, ``steps`` not a positive int, ``quiet`` not a bool, or
+            do not fit the model, ``steps`` outside 1..10**9, ``quiet`` not a bool, or
             ``config.toml`` whose ``model.*`` differs from the checkpoint's (the message names
             the keys).
     """
