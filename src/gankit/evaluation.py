@@ -380,7 +380,7 @@ def evaluate(
     Raises:
         ParameterError: no metrics, ``n`` outside 10..1,000,000, a bad ``seed``,
             ``truncation``, ``data``, ``inception_weights``, ``quiet``, ``device`` or
-            ``resize`` (all checked before anything is loaded, ``device`` aside).
+            ``resize`` (all checked before anything is loaded).
         GankitError: unknown metric, missing source or weights, data with more classes than
             the model.
     """
