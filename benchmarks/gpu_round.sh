@@ -20,9 +20,13 @@
 #
 # Usage (repository root, gankit importable):
 #   OUT=dir [ANCHOR=dir [ANCHOR_KIT=dir]] [END=seconds] [PART=main|memory|compiled] \
-#     [P1=seconds] [BASELINE=dir] benchmarks/gpu_round.sh
+#     [P1=seconds] [BASELINE=dir] [CACHE_IN=prefix] [CACHE_OUT=dir] benchmarks/gpu_round.sh
 # P1 (default 250; 340 with BASELINE: three cold compiles side by side ran past 250 s) limits
 # each process of the parallel phases (PART=memory, PART=compiled), which END does not.
+# CACHE_IN=prefix unpacks a compile cache packed by an earlier call (files prefix.00, .01, ...)
+# into $GANKIT_CACHE before the first step; CACHE_OUT=dir packs $GANKIT_CACHE/inductor into
+# dir/inductor.tgz.00, .01, ... (15 MiB each, the size a lent machine returns) at exit. A fresh
+# machine compiles `i128` in ~200 s and `cifar` in ~85 s; with the cache, ~23 and ~12 s.
 # Each step is its own process with a timeout; a step that would end after END seconds (default
 # 540) is skipped, most informative first. Bench JSON lines go to $OUT/bench.jsonl, the anchor's
 # to $OUT/anchor.jsonl, the demo's metrics and evaluation to $OUT/demo_*.
@@ -53,6 +57,16 @@ anchor() {  # anchor TIMEOUT [WORKLOADS]: the anchor's rows (both workloads unle
     "$kit/anchor_biggan_bench.py") | grep '^{' | tee -a "$OUT/anchor.jsonl"
 }
 
+if [ -n "${CACHE_IN:-}" ]; then
+  mkdir -p "$GANKIT_CACHE" && cat "$CACHE_IN".* | tar xz -C "$GANKIT_CACHE" \
+    && echo "=== compile cache unpacked: $(du -sh "$GANKIT_CACHE/inductor" | cut -f1)" >&2
+fi
+pack_cache() {
+  [ -n "${CACHE_OUT:-}" ] && [ -d "$GANKIT_CACHE/inductor" ] || return 0
+  tar cz -C "$GANKIT_CACHE" inductor | split -b 15M -d - "$CACHE_OUT/inductor.tgz."
+  echo "=== compile cache packed: $(cat "$CACHE_OUT"/inductor.tgz.* | wc -c) bytes" >&2
+}
+trap pack_cache EXIT
 nvidia-smi -L
 if [ "${PART:-main}" = memory ]; then
   # Phase 1: the compiled cifar variants at once, each its own process. The allocator's peak is
