@@ -417,6 +417,16 @@ def test_cli_data_build(tmp_path, capsys):
     assert_same(load_dataset(DataConfig(path=str(out)), RES, 3), reference(src))
     assert main(["data", "build", str(src), "--resolution", "4", "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip().startswith("gankit: error: resolution = 4:")
+    argv = ["data", "build", str(src), "--resolution", str(RES), "--out"]
+    assert main([*argv, ""]) == 2
+    assert capsys.readouterr().err == (
+        "gankit: error: --out: expected a cache file path (.npy, .h5 or .hdf5), got an empty path\n"
+    )
+    (tmp_path / "dir.npy").mkdir()
+    assert main([*argv, str(tmp_path / "dir.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("dir.npy': is a folder; expected a cache file to write\n")
+    assert [p.name for p in tmp_path.glob(".dir.npy*")] == []  # no lock left beside it
 
 
 def test_bench_data_times_real_loading(tmp_path, one_thread):

@@ -59,7 +59,7 @@ from gankit.data.folder import (
 from gankit.data.mnist import MNIST_SOURCE
 from gankit.data.preprocess import check_request
 from gankit.data.sources import is_image_folder, read_source
-from gankit.errors import GankitError
+from gankit.errors import GankitError, check_path
 from gankit.io_utils import atomic_write
 
 log = logging.getLogger(__name__)
@@ -253,8 +253,10 @@ def build_cache(
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise GankitError(f"workers = {workers!r}: expected an integer >= 1")
     path = Path(src).expanduser().resolve() if str(src) else None
-    out = Path(out).expanduser().resolve()
+    out = check_path(out, "out", "a cache file path (.npy, .h5 or .hdf5)").expanduser().resolve()
     check_cache_path(out, "out")
+    if out.is_dir():
+        raise GankitError(f"out = '{out}': is a folder; expected a cache file to write")
     if out == path:
         raise GankitError(f"out = '{out}': the cache cannot be its own source")
     if path is not None and not path.exists():
