@@ -123,6 +123,7 @@ def test_synthetic_dataset_matches_the_model():
         ("attention", [], {"resolution": 1}),
         ("cifar", ["train.bogus=1"], {}),
         ("cifar", [], {"ops_detail": -1}),
+        ("mnist-sagan", [], {"batch_size": 0}),
         ("cifar", [], {"resolution": 7}),  # an attention-only setting
     ],
 )

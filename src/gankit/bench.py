@@ -467,11 +467,13 @@ def benchmark(
 
     Raises:
         ParameterError: unknown ``workload``, ``steps < 1``, ``warmup < 0``,
-            ``ops_detail < 0``, bad attention sizes (also an input too big for the free
-            memory), a ``--set`` or ``data`` the attention workload does not use.
+            ``ops_detail < 0``, ``batch_size < 1``, bad attention sizes (also an input too big
+            for the free memory), a ``--set`` or ``data`` the attention workload does not use.
     """
+    batch = 1 if batch_size is None else batch_size  # None: the preset's (attention: 8)
     for param, value, least in (("steps", steps, 1), ("warmup", warmup, 0),
-                                ("ops_detail", ops_detail, 0)):  # fmt: skip
+                                ("ops_detail", ops_detail, 0),
+                                ("batch_size", batch, 1)):  # fmt: skip
         if value < least:
             raise ParameterError(param, f"expected an integer >= {least}, got {value}")
     if workload == "attention":
