@@ -98,7 +98,7 @@ class RunDir:
         if run.list_checkpoints():
             raise GankitError(
                 f"run dir {run.path} already has checkpoints; continue it with `gankit resume "
-                f"{run.path}` or choose another --out"
+                f"{run.path}` (gankit.resume) or choose another run directory"
             )
         return run
 
@@ -117,7 +117,7 @@ class RunDir:
             raise GankitError(f"{run.path}: not a run directory (no config.toml)")
         return run
 
-    def ensure_writable(self, hint: str = "choose another --out") -> RunDir:
+    def ensure_writable(self, hint: str = "choose another run directory") -> RunDir:
         """Create the directory (and parents) and check it is writable, or raise one line
         ending with ``hint`` (what the user can do)."""
         try:
