@@ -198,7 +198,8 @@ def test_unreadable_toml_names_the_file(tmp_path):
 
 @pytest.mark.parametrize(
     "text, fragment",
-    [("[train]\nlr_G = inf\n", "'train.lr_G' must be a finite number, got inf"),
+    [("", "empty; expected a gankit config ([model], [train], ...)"),
+     ("[train]\nlr_G = inf\n", "'train.lr_G' must be a finite number, got inf"),
      ("[model]\nsn_eps = nan\n", "'model.sn_eps' must be a finite number, got nan"),
      ("[train]\nbetas_G = 0.5\n", "'train.betas_G' expects a list of float, got 0.5")],
 )  # fmt: skip

@@ -705,6 +705,8 @@ def load_toml(path: str | Path) -> Config:
         ) from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from None
+    if not data:  # e.g. truncated to nothing: defaults would pass for the run's settings
+        raise ConfigError(f"{path}: empty; expected a gankit config ([model], [train], ...)")
     return from_dict(data, source=str(path))
 
 
