@@ -44,6 +44,22 @@ def test_atomic_write_gives_the_mode_open_would(tmp_path):
         importlib.reload(io_utils)
 
 
+def test_umask_without_proc(monkeypatch):
+    """Where /proc is missing (not Linux) the umask is read by setting it and putting it back."""
+
+    def no_proc(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    umask = os.umask(0o027)
+    try:
+        monkeypatch.setattr("builtins.open", no_proc)
+        assert io_utils._umask() == 0o027
+        monkeypatch.undo()
+        assert io_utils._umask() == 0o027  # from /proc; and the umask was put back
+    finally:
+        os.umask(umask)
+
+
 def test_a_folder_it_cannot_write_names_the_target(tmp_path, monkeypatch):
     def refuse(**kwargs):
         raise PermissionError(1, "Operation not permitted", str(tmp_path / ".f.bin.x.tmp"))

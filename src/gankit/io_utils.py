@@ -11,9 +11,23 @@ from typing import BinaryIO
 
 __all__ = ["atomic_write"]
 
-_UMASK = os.umask(0)  # reading the umask means setting it: put it back at once
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
+
+def _umask() -> int:
+    """The process's umask: from ``/proc`` (Linux), else by setting it and putting it back
+    (which briefly changes it for every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
 """Mode of the files written here: what ``open`` would give (mkstemp's temporary files are
 0600, readable by their owner only)."""
 
