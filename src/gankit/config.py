@@ -300,6 +300,14 @@ MAX_SEED = 2**32 - 1  # seeds are offset per rank/step; torch generators overflo
 MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 4.0
 """Truncations a config or a web request may ask for besides 0 (off): below 0.1 almost every
 latent entry is resampled (and images barely vary), above 4 the trick does nothing."""
+
+
+def truncation_allowed(value: float) -> bool:
+    """Whether ``value`` is 0 (off) or in ``[MIN_TRUNCATION, MAX_TRUNCATION]`` (NaN is not): the
+    rule of ``eval.truncation``, the CLI's ``--truncation`` and the web explorer."""
+    return value == 0 or MIN_TRUNCATION <= value <= MAX_TRUNCATION
+
+
 _MAX_INT = 2**63 - 1  # any integer key: beyond int64, torch fails deep inside
 _MAX_FLOAT = 3.4028234663852886e38  # any float key: beyond float32's range, torch fails inside
 
@@ -323,7 +331,7 @@ _BOUNDS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "steps": (lambda v: 1 <= v <= MAX_STEPS, "in 1..10**9", "a number of G steps"),
     "seed": (lambda v: 0 <= v <= MAX_SEED, "in 0..2**32-1", "a random seed"),
     "truncation": (
-        lambda v: v == 0 or MIN_TRUNCATION <= v <= MAX_TRUNCATION,
+        truncation_allowed,
         f"0 (off) or in [{MIN_TRUNCATION}, {MAX_TRUNCATION}]",
         "a truncation threshold",
     ),

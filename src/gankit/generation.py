@@ -202,10 +202,10 @@ def _check_batch_size(batch_size: int) -> None:
     check_int("batch_size", batch_size, 1, MAX_SAMPLES, expected)
 
 
-def check_sample_count(n: int, seed: int = 0) -> None:
-    """ParameterError unless ``n`` is in ``1..MAX_SAMPLES`` and ``seed`` a valid seed: what
-    sampling checks, for callers that check before loading anything."""
-    check_int("n", n, 1, MAX_SAMPLES, f"a number of samples in 1..{MAX_SAMPLES}")
+def check_sample_count(n: int, seed: int = 0, param: str = "n") -> None:
+    """ParameterError unless ``n`` (named ``param``) is in ``1..MAX_SAMPLES`` and ``seed`` a
+    valid seed: what sampling checks, for callers that check before loading anything."""
+    check_int(param, n, 1, MAX_SAMPLES, f"a number of samples in 1..{MAX_SAMPLES}")
     check_seed(seed)
 
 

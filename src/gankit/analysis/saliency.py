@@ -30,8 +30,8 @@ from torch import nn
 from gankit.analysis.common import check_eval, check_images, check_positive, run_data, tiles
 from gankit.config import Config
 from gankit.data import to_float
-from gankit.errors import GankitError, check_int, check_path, check_seed
-from gankit.generation import MAX_SAMPLES, generate, save_grid
+from gankit.errors import GankitError, check_path, check_seed
+from gankit.generation import check_sample_count, generate, save_grid
 from gankit.io_utils import atomic_write
 from gankit.models import sample_z
 from gankit.run import load_discriminator
@@ -156,8 +156,7 @@ def analyze_saliency(
     check_seed(seed)
     check_positive(per_class, "per_class")
     if samples is not None:
-        expected = f"a number of samples in 1..{MAX_SAMPLES}"
-        check_int("samples", samples, 1, MAX_SAMPLES, expected)
+        check_sample_count(samples, seed, "samples")
     out = check_path(out, "out", "an output folder")
     D = load_discriminator(source, device)
     cfg = D.config

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gankit.config import DEFAULT_PRESET, DEVICES, MAX_TRUNCATION, MIN_TRUNCATION, list_presets
+from gankit.config import (
+    DEFAULT_PRESET,
+    DEVICES,
+    MAX_TRUNCATION,
+    MIN_TRUNCATION,
+    list_presets,
+    truncation_allowed,
+)
 from gankit.errors import ParameterError
 
 __all__ = [
@@ -60,10 +67,10 @@ def data_path(value: str) -> str:
 
 
 def check_truncation_flag(value: float) -> float:
-    """``value`` if it is 0 (off) or in ``[MIN_TRUNCATION, MAX_TRUNCATION]``, else a
-    ParameterError: a ``--truncation`` flag follows the config key ``eval.truncation`` and
-    ``gankit serve`` (the library takes any tau >= 0)."""
-    if not (value == 0 or MIN_TRUNCATION <= value <= MAX_TRUNCATION):  # NaN fails too
+    """``value`` if :func:`~gankit.config.truncation_allowed`, else a ParameterError: a
+    ``--truncation`` flag follows the config key ``eval.truncation`` and ``gankit serve`` (the
+    library takes any tau >= 0)."""
+    if not truncation_allowed(value):
         bounds = f"[{MIN_TRUNCATION}, {MAX_TRUNCATION}]"
         raise ParameterError("truncation", f"expected 0 (off) or a number in {bounds}, got {value}")
     return value

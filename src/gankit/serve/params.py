@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from gankit.config import MAX_TRUNCATION, MIN_TRUNCATION
+from gankit.config import MAX_TRUNCATION, MIN_TRUNCATION, truncation_allowed
 from gankit.errors import GankitError
 
 MAX_N = 256  # images per grid
@@ -98,7 +98,7 @@ def _int(name: str, value: Any, lo: int, hi: int) -> int:
 
 def _truncation(value: Any) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not (value == 0 or MIN_TRUNCATION <= value <= MAX_TRUNCATION):
+    if not ok or not truncation_allowed(value):
         raise RequestError(
             "truncation",
             f"expected 0 (off) or a number in [{MIN_TRUNCATION}, {MAX_TRUNCATION}], "
