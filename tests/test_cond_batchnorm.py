@@ -63,3 +63,28 @@ def test_sync_batchnorm_conversion_keeps_conditioning():
     converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(bn)
     assert isinstance(converted.bn, torch.nn.SyncBatchNorm)
     assert not converted.bn.affine
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_autocast_keeps_the_input_dtype_and_rounds_the_fp32_result_once(shared):
+    """Under bf16 autocast the per-class gains are fp32 and addcmul promotes; the layer returns
+    x's dtype: the affine map computed in fp32 and rounded once (the rounding the next
+    convolution's cast made before), so the activations after it are bf16, not fp32."""
+    torch.manual_seed(2)
+    bn = ConditionalBatchNorm2d(4, cond_dim=5, n_classes=3, shared=shared, sn=False)
+    with torch.no_grad():
+        for p in bn.parameters():
+            p.normal_()
+    x = torch.randn(6, 4, 3, 3).to(torch.bfloat16)
+    cond = torch.randn(6, 5) if shared else torch.tensor([0, 1, 2, 2, 1, 0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = bn(x, cond)
+        gamma, beta = bn.gamma_beta(cond)
+    assert out.dtype == torch.bfloat16
+    # the batch norm of a bf16 input is bf16; the affine map is computed in fp32, rounded once
+    n = _normalise(x.float(), bn.bn.eps).to(torch.bfloat16).float()
+    ref = n * gamma.float()[:, :, None, None] + beta.float()[:, :, None, None]
+    torch.testing.assert_close(out, ref.to(torch.bfloat16), rtol=2**-7, atol=2**-7)
+    # fp32 input (no autocast) is untouched: the same tensor dtype and the exact formula
+    x32 = x.float()
+    assert bn(x32, cond).dtype == torch.float32

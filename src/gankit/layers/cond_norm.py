@@ -71,10 +71,12 @@ class ConditionalNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """``x: (B, C, H, W)``, ``cond``: labels ``(B,)`` long (per-class) or ``(B, cond_dim)``
-        (shared) ``-> (B, C, H, W)``."""
+        (shared) ``-> (B, C, H, W)`` in x's dtype, as a plain batch norm under autocast (the
+        fp32 per-class gains would otherwise promote every activation after it to fp32)."""
         gamma, beta = self.gamma_beta(cond)
         shape = (x.shape[0], self.num_features, 1, 1)
-        return torch.addcmul(beta.view(shape), self.normalize(x), gamma.view(shape))
+        out = torch.addcmul(beta.view(shape), self.normalize(x), gamma.view(shape))
+        return out.to(x.dtype)
 
     def extra_repr(self) -> str:
         mode = f"shared, cond_dim={self.cond_dim}" if self.shared else f"n_classes={self.n_classes}"
