@@ -74,12 +74,17 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def request(
-    url: str, body: bytes | dict[str, Any] | None = None, method: str | None = None
+    url: str,
+    body: bytes | dict[str, Any] | None = None,
+    method: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, str, bytes]:
-    """``(status, content type, body)`` of one HTTP request (dict bodies are sent as JSON)."""
+    """``(status, content type, body)`` of one HTTP request (dict bodies are sent as JSON) with
+    ``Content-Type: application/json`` and ``headers`` (which may replace it, or set ``Host``)."""
     data = json.dumps(body).encode() if isinstance(body, dict) else body
     req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"))
-    req.add_header("Content-Type", "application/json")
+    for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+        req.add_header(key, value)
     try:
         with urllib.request.urlopen(req, timeout=60) as res:
             return res.status, res.headers.get("Content-Type", ""), res.read()

@@ -1,23 +1,29 @@
 """``gankit serve`` JSON API against a live server: images equal ``gankit sample`` and the
 interpolation formula, every bad-parameter class gives a one-line 4xx JSON error, 20 concurrent
-requests give the sequential results, and the curves/config/info routes."""
+requests give the sequential results, the curves/config/info routes, and the Host and
+Content-Type checks."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
 import re
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
+import uvicorn
 from PIL import Image
 from serve_fixtures import CLASS_NAMES, request
+from starlette.applications import Starlette
 
 import gankit
 from gankit.cli import main
@@ -26,6 +32,7 @@ from gankit.errors import GankitError
 from gankit.generation import make_grid, write_samples
 from gankit.models import sample_z
 from gankit.run import RunDir, load_generator
+from gankit.serve import app as app_module
 from gankit.serve.curves import training_curves
 from gankit.serve.explorer import RunExplorer
 
@@ -41,6 +48,20 @@ def _post(url: str, body: dict) -> bytes:
 def _npz(data: bytes) -> dict[str, np.ndarray]:
     with np.load(io.BytesIO(data)) as f:
         return {k: f[k] for k in f.files}
+
+
+@contextlib.contextmanager
+def _serving(app: Starlette) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on a free port of 127.0.0.1; yields its URL."""
+    sock = app_module._bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 def test_generate_equals_gankit_sample(serve_url, serve_run, tmp_path):
@@ -157,7 +178,9 @@ BAD = [
     ("generate", {"seed": 1.5}, 400, "seed: expected an integer"),
     ("generate", {"ncol": 9, "n": 4}, 400, "ncol: expected an integer in 1..4"),
     ("generate", {"format": "gif"}, 400, "format: expected one of json, png, npz"),
-    ("generate", {"size": 4}, 400, "size: unknown parameter"),
+    ("generate", {"size": 4}, 400, "'size': unknown parameter"),
+    ("generate", {"a" * 10000: 4}, 400, "aaa...: unknown parameter"),  # cut
+    ("generate", b'{"n": 1, "\\ud800x": 2}', 400, "'\\ud800x': unknown parameter"),
     ("generate", b"{bad", 400, "request body: not valid JSON"),
     ("generate", b"[1, 2]", 400, "request body: expected a JSON object, got list"),
     ("generate", b"\xff\xfe", 400, "request body: not valid JSON"),
@@ -188,15 +211,62 @@ def test_bad_parameters_give_one_line_json_errors(serve_url, route, body, status
 @pytest.mark.parametrize(
     "path, method, status, message",
     [
-        ("/api/generate", "GET", 405, "/api/generate: Method Not Allowed"),
-        ("/api/nothing", "GET", 404, "/api/nothing: Not Found"),
+        ("/api/generate", "GET", 405, "'/api/generate': Method Not Allowed"),
+        ("/api/nothing", "GET", 404, "'/api/nothing': Not Found"),
+        ("/" + "a" * 10000, "GET", 404, "aaa...: Not Found"),  # cut
         ("/static/../app.py", "GET", 404, "Not Found"),  # a real file one folder up
         ("/static/%2e%2e/app.py", "GET", 404, "Not Found"),
     ],
 )
 def test_bad_routes_give_json_errors(serve_url, path, method, status, message):
     got, kind, data = request(serve_url + path, method=method)
-    assert (got, kind) == (status, "application/json") and message in json.loads(data)["error"]
+    error = json.loads(data)["error"]
+    assert (got, kind) == (status, "application/json") and message in error and len(error) < 100
+
+
+@pytest.mark.parametrize(
+    "host, status",
+    [
+        ("localhost", 200),
+        ("LOCALHOST:{port}", 200),
+        ("127.0.0.1:{port}", 200),
+        ("[::1]:{port}", 200),
+        ("evil.example", 403),
+        ("evil.example:{port}", 403),
+        ("localhost.evil.example", 403),
+        ("127.0.0.1.evil.example:{port}", 403),
+    ],
+)
+def test_a_loopback_server_answers_only_loopback_host_names(serve_url, host, status):
+    """DNS rebinding: a page of another site reaching 127.0.0.1 sends its own name as Host."""
+    host = host.format(port=serve_url.rsplit(":", 1)[1])
+    got, kind, data = request(f"{serve_url}/api/info", headers={"Host": host})
+    assert (got, kind) == (status, "application/json")
+    if status == 403:
+        assert json.loads(data)["error"] == (
+            f"Host {host!r}: this server answers localhost, 127.0.0.1 or [::1]"
+        )
+
+
+@pytest.mark.parametrize(
+    "content_type, status",
+    [
+        ("text/plain", 415),  # what another site may send without a CORS preflight
+        ("application/x-www-form-urlencoded", 415),
+        ("application/json; charset=utf-8", 200),
+        ("Application/JSON", 200),
+    ],
+)
+def test_post_routes_take_json_only(serve_url, content_type, status):
+    for route, body in [("generate", {"n": 1}), ("interpolate", {"steps": 2})]:
+        got, kind, data = request(
+            f"{serve_url}/api/{route}", body, headers={"Content-Type": content_type}
+        )
+        assert (got, kind) == (status, "application/json")
+        if status == 415:
+            assert json.loads(data)["error"] == (
+                f"Content-Type: expected application/json, got {content_type!r}"
+            )
 
 
 def test_server_survives_bad_requests_and_serves_static_files(serve_url):
@@ -217,7 +287,7 @@ def test_declared_oversized_body_is_refused_before_it_arrives(serve_url):
     host, port = serve_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as conn:
         conn.sendall(
-            b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /api/generate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             b"Content-Length: 100000000\r\n\r\n{}"
         )
         answer = http.client.HTTPResponse(conn)
@@ -248,9 +318,11 @@ def test_20_concurrent_requests_equal_sequential(serve_url):
     assert len(set(sequential)) == 20
 
 
-def test_explorer_rejects_a_directory_without_checkpoints(tmp_path):
-    with pytest.raises(GankitError, match="found none"):
+def test_explorer_rejects_a_directory_without_checkpoints(serve_run, tmp_path):
+    with pytest.raises(GankitError, match="found none$"):
         RunExplorer(tmp_path)
+    with pytest.raises(GankitError, match="found none; this is a checkpoint folder: pass its run"):
+        RunExplorer(serve_run / "checkpoints" / "step_00000004")
 
 
 def test_explorer_answers_503_while_the_run_has_no_checkpoint(serve_run, tmp_path):
@@ -262,10 +334,25 @@ def test_explorer_answers_503_while_the_run_has_no_checkpoint(serve_run, tmp_pat
     explorer = RunExplorer(run, device="cpu")
     (run / "checkpoints").unlink()
     (run / "checkpoints").mkdir()
-    for call in (explorer.info, lambda: explorer.generator(None)):
+    calls = (explorer.info, lambda: explorer.generator(None), lambda: explorer.generator("best"))
+    for call in calls:
         with pytest.raises(GankitError, match="has no complete checkpoint at the moment") as err:
             call()
         assert err.value.status == 503
+
+
+def test_broken_run_file_gives_500_and_unchecked_hosts_are_served(serve_run, tmp_path):
+    """A run's config.toml that does not load gets a 500 with its message (the request is fine);
+    without the Host check (a server bound to 0.0.0.0) any Host is answered."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").symlink_to(serve_run / "checkpoints")
+    (run / "config.toml").write_text("[model\n")
+    with _serving(app_module.create_app(RunExplorer(run, "cpu"), check_host=False)) as url:
+        status, kind, data = request(f"{url}/api/config", headers={"Host": "gan.example"})
+        assert (status, kind) == (500, "application/json")
+        assert "config.toml: not valid TOML" in json.loads(data)["error"]
+        assert request(f"{url}/api/info", headers={"Host": "gan.example"})[0] == 200
 
 
 def test_cli_errors_are_one_line(serve_run, tmp_path, capsys):
@@ -310,12 +397,6 @@ def test_explorer_caches_generators_and_reports_a_vanished_checkpoint(serve_run,
 def test_light_routes_answer_while_generation_requests_queue(serve_run, monkeypatch):
     """50 grid requests wait for a blocked generator (more than Starlette's 40 worker threads);
     /api/info still answers: generation queues on a thread of its own."""
-    import threading
-
-    import uvicorn
-
-    from gankit.serve import app as app_module
-
     explorer = RunExplorer(serve_run, device="cpu")
     release, arrived = threading.Event(), []
     real_generate, real_params = explorer.generate, app_module.generate_params
@@ -323,12 +404,7 @@ def test_light_routes_answer_while_generation_requests_queue(serve_run, monkeypa
     monkeypatch.setattr(
         app_module, "generate_params", lambda *a: arrived.append(1) or real_params(*a)
     )
-    sock = app_module._bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app_module.create_app(explorer), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    with ThreadPoolExecutor(max_workers=50) as pool:
+    with _serving(app_module.create_app(explorer)) as url, ThreadPoolExecutor(50) as pool:
         grids = [pool.submit(request, f"{url}/api/generate", {"n": 1}) for _ in range(50)]
         deadline = time.monotonic() + 60
         while len(arrived) < 50 and time.monotonic() < deadline:
@@ -339,5 +415,3 @@ def test_light_routes_answer_while_generation_requests_queue(serve_run, monkeypa
         finally:
             release.set()
         assert [f.result()[0] for f in grids] == [200] * 50
-    server.should_exit = True
-    thread.join(30)

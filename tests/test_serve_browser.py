@@ -1,7 +1,9 @@
 """``gankit serve`` in a real headless browser: Debian's chromium driven by Selenium through
 Debian's chromedriver (nothing is downloaded). Loads the page of a tiny trained run, changes the
 class and the truncation, checks that the grid changes and decodes, runs an interpolation, reads
-a training curve off its SVG, downloads the PNG and saves a screenshot.
+a training curve off its SVG, downloads the PNG and saves a screenshot; then the layout at
+375 px, the controls' accessible names, runs of other shapes (answers patched in the page) and a
+server that stops answering.
 
 The screenshot goes to ``$GANKIT_TEST_ARTIFACTS/serve.png`` (default: the test's tmp folder).
 Without chromium/chromedriver/selenium the test skips, except under ``CI=true``, where it fails:
@@ -11,6 +13,7 @@ Without chromium/chromedriver/selenium the test skips, except under ``CI=true``,
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -23,6 +26,7 @@ import pytest
 from PIL import Image
 from serve_fixtures import CLASS_NAMES, request, start_server, stop_server
 
+from gankit.config import MAX_TRUNCATION
 from gankit.run import RunDir
 
 try:
@@ -236,6 +240,8 @@ def test_bad_fields_are_refused_and_the_newest_strips_win(browser, serve_url):
     assert _strips(d)["strip-z"]["steps"] == 8  # the strips on screen are kept
 
     _type(d, "interp-steps", "4")
+    d.find_element(By.ID, "interp-steps").send_keys(Keys.ENTER)  # submits the interpolation
+    _wait("strips of 4 steps", lambda: _strips_with(d, "strip-z", steps=4))
     for seed in ("3", "4", "5"):  # three requests while the first still runs: the last wins
         _type(d, "interp-seed-a", seed)
         d.find_element(By.ID, "interp-run").click()
@@ -249,7 +255,8 @@ def test_bad_fields_are_refused_and_the_newest_strips_win(browser, serve_url):
 
 def test_refresh_follows_new_checkpoints_unless_one_was_picked(browser, serve_run, tmp_path):
     """Refresh moves the picker, the grid and the strips to a checkpoint written since the page
-    loaded, unless the user picked an older checkpoint, which then stays."""
+    loaded, unless the user picked an older checkpoint, which then stays until training prunes
+    it: the next request re-reads the run by itself and the picker follows the newest again."""
     run = tmp_path / "run"
     shutil.copytree(serve_run, run)
     ckpts = run / "checkpoints"
@@ -277,5 +284,110 @@ def test_refresh_follows_new_checkpoints_unless_one_was_picked(browser, serve_ru
         )
         _grid_for(d, checkpoint="step_00000002")
         assert Select(d.find_element(By.ID, "checkpoint")).first_selected_option.text == "step 2"
+
+        shutil.rmtree(ckpts / "step_00000002")  # pruned by training
+        _type(d, "seed", "3")  # a request naming it: 404, then the page re-reads the run
+        _grid_for(d, checkpoint="step_00000008", seed=3)
+        shutil.copytree(ckpts / "step_00000004", ckpts / "step_00000010")
+        d.find_element(By.ID, "refresh").click()
+        _grid_for(d, checkpoint="step_00000010", seed=3)
     finally:
         stop_server(proc)
+
+
+# Installed before the page's own script: the JSON answers of some GET routes get fields replaced.
+PATCH_FETCH = """
+const patches = %s;
+const realFetch = window.fetch;
+window.fetch = async (path, init) => {
+  const res = await realFetch(path, init);
+  if (!(path in patches)) return res;
+  const body = { ...(await res.json()), ...patches[path] };
+  return new Response(JSON.stringify(body), { status: res.status, headers: res.headers });
+};
+"""
+
+
+@contextlib.contextmanager
+def _patched_answers(driver, patches: dict[str, dict]) -> Iterator[None]:
+    """Pages loaded meanwhile see the fields ``patches[path]`` in the answers of ``path``: a
+    run of another shape than the tiny one, without training it."""
+    source = PATCH_FETCH % json.dumps(patches)
+    script = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": source})
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", script)
+
+
+def test_page_fits_a_phone_names_its_controls_and_adapts_to_the_run(browser, serve_url):
+    """With 20 long class names and extreme logged values: honest caption, finite charts, no
+    sideways scrolling at 375 px, tables as tall as their content, named controls, and a clear
+    lasting message while the server does not answer. With one class: no class controls."""
+    d = browser
+    _console_errors(d)  # only this test's messages from here on
+    names = [f"a very long class name number {i} of this run" for i in range(20)]
+    extreme = {"losses": {"loss_D": [[1, 1e308], [2, -1e308], [3, 0.5]]}}
+    with _patched_answers(d, {"/api/info": {"n_classes": 20, "class_names": names},
+                              "/api/metrics": extreme}):  # fmt: skip
+        d.get(serve_url + "/")
+        _grid_for(d, classes=None, n=16)
+    caption = d.find_element(By.ID, "grid-caption").text
+    assert caption.startswith("16 samples · first 16 of 20 classes · ")
+    d.find_element(By.CSS_SELECTOR, "#config summary").click()
+    _wait("config tables", lambda: d.find_elements(By.CSS_SELECTOR, "#config-tables table"))
+    odd = d.execute_script(
+        "return [...document.querySelectorAll('#charts svg, #charts svg *')]"
+        ".flatMap((el) => [...el.attributes]).map((a) => a.value)"
+        ".filter((v) => /NaN|Infinity/.test(v))"
+    )
+    assert d.find_element(By.ID, "chart-losses") and odd == []
+    assert _console_errors(d) == []
+
+    banner = d.find_element(By.ID, "error")
+    down = f"cannot reach the gankit serve server at {serve_url}; restart it and press Refresh"
+    d.set_network_conditions(offline=True, latency=0, throughput=1)
+    d.find_element(By.ID, "refresh").click()
+    _wait("server-down message", lambda: banner.is_displayed())
+    since = time.monotonic()
+    assert banner.text == down
+    assert float(d.find_element(By.TAG_NAME, "main").value_of_css_property("opacity")) < 1
+
+    slider, seed = d.find_element(By.ID, "truncation"), d.find_element(By.ID, "seed")
+    assert (slider.accessible_name, seed.accessible_name) == ("Truncation τ", "Seed")
+    assert float(slider.get_attribute("max")) == MAX_TRUNCATION
+    stretched = d.execute_script(
+        "return [...document.querySelectorAll('#config-tables table')].filter((t) => {"
+        " const h = t.offsetHeight; t.style.alignSelf = 'start';"
+        " return t.offsetHeight !== h; }).length"
+    )
+    assert stretched == 0
+    d.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 375, "height": 800, "deviceScaleFactor": 1, "mobile": False},
+    )
+    try:
+        sizes = d.execute_script(
+            "const out = [...document.querySelectorAll('.card select')].filter((s) =>"
+            " s.getBoundingClientRect().right > s.closest('.card').getBoundingClientRect().right);"
+            "return [document.documentElement.scrollWidth, window.innerWidth, out.length]"
+        )
+        assert sizes[0] <= sizes[1] == 375 and sizes[2] == 0  # no select sticks out of its card
+    finally:
+        d.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+    time.sleep(max(0, since + 8.5 - time.monotonic()))  # other messages go after 8 s
+    assert banner.is_displayed() and banner.text == down
+    d.delete_network_conditions()
+    d.find_element(By.ID, "refresh").click()
+    _wait("message gone once the server answers", lambda: not banner.is_displayed())
+    _console_errors(d)  # the failed requests while offline
+
+    with _patched_answers(d, {"/api/info": {"n_classes": 1, "class_names": ["only"]}}):
+        d.get(serve_url + "/")
+        _grid_for(d, classes=[0])
+    _wait("seed strip", lambda: _strips_with(d, "strip-z", steps=8))
+    for hidden in ("class", "interp-class-a", "interp-class-b", "strip-class", "strip-class-title"):
+        assert not d.find_element(By.ID, hidden).is_displayed(), hidden
+    assert d.find_element(By.ID, "grid-caption").text == "16 samples · τ off · seed 0 · step 4"
+    assert d.find_element(By.ID, "strip-z-title").text.startswith("Between seeds 0 → 1 · τ off")

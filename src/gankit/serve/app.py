@@ -11,8 +11,12 @@ Routes (the page in ``static/`` uses only the API; scripts can call it too):
 
 ``format`` picks the answer of the two POST routes: ``json`` (the PNG grid as a ``data:`` URL
 plus labels), ``png`` (the grid) or ``npz`` (``x`` uint8 ``(N, H, W, C)``, ``y`` int64, as
-``gankit sample``). Every error is ``{"error": "<one line>"}`` with a 4xx status (5xx only for a
-bug); the server keeps running.
+``gankit sample``); their body must be sent as ``Content-Type: application/json`` (else 415).
+Every error is ``{"error": "<one line>"}`` with a 4xx status for a bad request, 5xx when the run
+on disk cannot answer (503 while it has no checkpoint, 500 for a broken file such as its
+``config.toml``) or for a bug; the server keeps running. A server bound to a loopback address
+answers only requests addressed to ``localhost``, ``127.0.0.1`` or ``[::1]`` (any port; else
+403), so that a page of another site cannot read it through DNS rebinding.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import base64
 import contextlib
 import io
 import ipaddress
+import json
 import math
 import re
 import socket
@@ -35,11 +40,14 @@ import torch
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gankit.checkpoint import checkpoint_step
 from gankit.errors import GankitError
@@ -48,9 +56,11 @@ from gankit.serve.explorer import RunExplorer
 from gankit.serve.params import (
     MAX_BODY_BYTES,
     check_body_size,
+    check_content_type,
     generate_params,
     interpolate_params,
     parse_body,
+    show,
 )
 
 STATIC = Path(__file__).parent / "static"
@@ -60,14 +70,42 @@ SHUTDOWN_S = 5
 __all__ = ["create_app", "serve"]
 
 
-def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    """``{"error": <message's first line>}`` as ASCII JSON (so that any text encodes, even a
+    lone surrogate)."""
     line = message.splitlines()[0] if message else "error"
-    return JSONResponse({"error": line}, status, headers=headers)
+    return Response(json.dumps({"error": line}), status, headers, "application/json")
+
+
+def _host_name(header: str) -> str:
+    """The host of a ``Host`` header in lower case, without its port or IPv6 brackets."""
+    m = re.fullmatch(r"\[([^\]]*)\](?::\d*)?|([^:\[\]]*)(?::\d*)?", header)
+    return (m.group(1) or m.group(2) or "").lower() if m else ""
+
+
+class _LoopbackHostOnly:
+    """ASGI middleware answering 403 to an HTTP request whose ``Host`` is not ``localhost`` or a
+    loopback address: a page of another site whose name was re-pointed at 127.0.0.1 (DNS
+    rebinding) sends its own name, so it cannot read a server bound to a loopback address."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "")
+            if not _is_loopback(_host_name(host)):
+                message = f"Host {show(host)}: this server answers localhost, 127.0.0.1 or [::1]"
+                await _error(message, 403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _read_json(request: Request) -> dict[str, Any]:
-    """The request's JSON object, reading at most ``MAX_BODY_BYTES + 1`` bytes (a declared
-    ``Content-Length`` over the limit is refused before anything is read)."""
+    """The request's JSON object (``Content-Type: application/json`` only), reading at most
+    ``MAX_BODY_BYTES + 1`` bytes (a declared ``Content-Length`` over the limit is refused before
+    anything is read)."""
+    check_content_type(request.headers.get("content-type", ""))
     declared = request.headers.get("content-length", "")
     if declared.isdigit():
         check_body_size(int(declared))
@@ -123,9 +161,10 @@ def _images_response(
     )
 
 
-def create_app(explorer: RunExplorer) -> Starlette:
+def create_app(explorer: RunExplorer, check_host: bool = True) -> Starlette:
     """The Starlette app serving ``explorer``'s run (class names load in a background thread
-    started with the app)."""
+    started with the app). ``check_host``: answer only requests addressed to a loopback name
+    (for a server bound to a loopback address)."""
     run = _safe_name(explorer.run_dir.resolve().name)
     # G runs one request at a time (the explorer's lock); its requests queue on one thread of
     # their own, so that they never take all of Starlette's threads from the light routes
@@ -176,12 +215,13 @@ def create_app(explorer: RunExplorer) -> Starlette:
 
         return await on_generator(work)
 
-    async def request_error(request: Request, err: Exception) -> Response:
-        return _error(str(err), getattr(err, "status", 400))
+    async def gankit_error(request: Request, err: Exception) -> Response:
+        # a RequestError has its status; any other GankitError is about the run's own files
+        return _error(str(err), getattr(err, "status", 500))
 
     async def http_error(request: Request, err: Exception) -> Response:
         assert isinstance(err, HTTPException)
-        return _error(f"{request.url.path}: {err.detail}", err.status_code, err.headers)
+        return _error(f"{show(request.url.path)}: {err.detail}", err.status_code, err.headers)
 
     async def server_error(request: Request, err: Exception) -> Response:
         return _error(f"internal error: {type(err).__name__}: {err}", 500)
@@ -195,7 +235,7 @@ def create_app(explorer: RunExplorer) -> Starlette:
             forward.shutdown(wait=False, cancel_futures=True)
 
     handlers: dict[Any, Callable] = {
-        GankitError: request_error,
+        GankitError: gankit_error,
         HTTPException: http_error,
         Exception: server_error,
     }
@@ -208,7 +248,10 @@ def create_app(explorer: RunExplorer) -> Starlette:
         Route("/api/interpolate", interpolate, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    middleware = [Middleware(_LoopbackHostOnly)] if check_host else []
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -253,7 +296,7 @@ def serve(
     except BaseException:
         sock.close()
         raise
-    app = create_app(explorer)
+    app = create_app(explorer, check_host=_is_loopback(host))
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
     print(

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gankit.checkpoint import checkpoint_step
+from gankit.checkpoint import checkpoint_step, is_complete
 from gankit.config import Config, to_dict
 from gankit.data import load_dataset
 from gankit.errors import GankitError
@@ -53,9 +53,10 @@ class RunExplorer:
             what = "not a directory" if self.run_dir.exists() else "no such run directory"
             raise GankitError(f"{run_dir}: {what} (expected a run directory)")
         if not any(checkpoint_step(p) >= 0 for p in self.checkpoints().values()):
+            hint = "; this is a checkpoint folder: pass its run directory"
             raise GankitError(
                 f"{run_dir}: expected a run directory with complete checkpoints/step_*/ "
-                "(written by gankit train); found none"
+                f"(written by gankit train); found none{hint if is_complete(self.run_dir) else ''}"
             )
         self.device = device
         self.keep = keep
@@ -98,10 +99,12 @@ class RunExplorer:
         """``(name, EMA G)`` of checkpoint ``name`` (None: the latest), loaded once and cached.
 
         Raises:
-            RequestError: 404 when ``name`` is not in :meth:`checkpoints`.
+            RequestError: 404 when ``name`` is not in :meth:`checkpoints`; 503 (:meth:`latest`)
+                while the run has no checkpoint at all.
         """
         listing = self.checkpoints()
-        name = self.latest() if name is None else name
+        if name is None or not listing:  # latest(): a 503 while the run has no checkpoint
+            name = self.latest()
         if name not in listing:
             raise RequestError(
                 "checkpoint",

@@ -2,7 +2,7 @@
 
 Every bad value raises :class:`RequestError` whose one-line message names the parameter and what
 was expected; the app answers it with ``{"error": message}`` and the error's HTTP status (400,
-404 for an unknown checkpoint, 413 for an oversized body).
+404 for an unknown checkpoint, 413 for an oversized body, 415 for a body not sent as JSON).
 """
 
 from __future__ import annotations
@@ -62,6 +62,16 @@ def check_body_size(size: int) -> None:
         raise RequestError("request body", f"larger than {MAX_BODY_BYTES} bytes", status=413)
 
 
+def check_content_type(value: str) -> None:
+    """Refuse a request body whose ``Content-Type`` header ``value`` is not
+    ``application/json`` (HTTP 415): a page of another site cannot send JSON here without a
+    CORS preflight, which this server never grants."""
+    if value.partition(";")[0].strip().lower() != "application/json":
+        raise RequestError(
+            "Content-Type", f"expected application/json, got {show(value)}", status=415
+        )
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     """The JSON object of a request body (empty body: ``{}``)."""
     check_body_size(len(body))
@@ -78,8 +88,9 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _show(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, so error messages stay one short line."""
+def show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so that an error message echoing a value,
+    key or path stays one short line (``repr`` also escapes lone surrogates)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -87,12 +98,14 @@ def _show(value: Any, limit: int = 60) -> str:
 def _check_keys(data: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(data) - set(allowed))
     if unknown:
-        raise RequestError(unknown[0], f"unknown parameter; expected one of {', '.join(allowed)}")
+        raise RequestError(
+            show(unknown[0]), f"unknown parameter; expected one of {', '.join(allowed)}"
+        )
 
 
 def _int(name: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise RequestError(name, f"expected an integer in {lo}..{hi}, got {_show(value)}")
+        raise RequestError(name, f"expected an integer in {lo}..{hi}, got {show(value)}")
     return value
 
 
@@ -102,7 +115,7 @@ def _truncation(value: Any) -> float:
         raise RequestError(
             "truncation",
             f"expected 0 (off) or a number in [{MIN_TRUNCATION}, {MAX_TRUNCATION}], "
-            f"got {_show(value)}",
+            f"got {show(value)}",
         )
     return float(value)
 
@@ -114,24 +127,24 @@ def _class_ids(name: str, value: Any, n_classes: int, length: int | None) -> tup
     )
     if not sized:
         expected = f"{length} class indices" if length else f"a list of 1..{MAX_N} class indices"
-        raise RequestError(name, f"expected {expected}, got {_show(value)}")
+        raise RequestError(name, f"expected {expected}, got {show(value)}")
     for c in value:
         if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < n_classes:
             raise RequestError(
-                name, f"unknown class {_show(c)}; the model has classes 0..{n_classes - 1}"
+                name, f"unknown class {show(c)}; the model has classes 0..{n_classes - 1}"
             )
     return tuple(value)
 
 
 def _checkpoint(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise RequestError("checkpoint", f"expected a checkpoint name string, got {_show(value)}")
+        raise RequestError("checkpoint", f"expected a checkpoint name string, got {show(value)}")
     return value
 
 
 def _format(value: Any) -> str:
     if value not in FORMATS:
-        raise RequestError("format", f"expected one of {', '.join(FORMATS)}, got {_show(value)}")
+        raise RequestError("format", f"expected one of {', '.join(FORMATS)}, got {show(value)}")
     return value
 
 
@@ -159,7 +172,7 @@ def interpolate_params(data: dict[str, Any], n_classes: int) -> InterpolateParam
     d = InterpolateParams()
     seeds = data.get("seeds", list(d.seeds))
     if not isinstance(seeds, list) or len(seeds) != 2:
-        raise RequestError("seeds", f"expected two seeds [a, b], got {_show(seeds)}")
+        raise RequestError("seeds", f"expected two seeds [a, b], got {show(seeds)}")
     seed_a, seed_b = (_int("seeds", s, 0, MAX_SEED) for s in seeds)
     class_a, class_b = _class_ids("classes", data.get("classes", list(d.classes)), n_classes, 2)
     return InterpolateParams(

@@ -9,32 +9,51 @@ const MAX_SEED = 9007199254740991; // the API's bound on seeds (2^53 - 1)
 const PALETTE = ["#4f46e5", "#e11d48", "#059669", "#d97706", "#0891b2", "#7c3aed", "#65a30d",
   "#db2777", "#475569", "#ea580c"];
 const SVG_NS = "http://www.w3.org/2000/svg";
+const MAX_PLOT = 1e300; // chart values beyond ±MAX_PLOT are drawn at it (spans stay finite)
+const SERVER_DOWN = `cannot reach the gankit serve server at ${location.origin}; ` +
+  "restart it and press Refresh";
 
 // ---- API ----------------------------------------------------------------------------------
 
+// The answer of `path` (a POST of `body` as JSON, if given); an Error with the server's message
+// unless it is 2xx. No answer at all marks the server down (see showError) until one comes;
+// a 404 about the checkpoint (pruned since the page read the listing) re-reads the listing.
 async function api(path, body) {
   const init = body === undefined ? {} : {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   };
-  const res = await fetch(path, init);
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (_) {
+    document.body.dataset.server = "down";
+    throw new Error(SERVER_DOWN);
+  }
+  if (document.body.dataset.server === "down") {
+    delete document.body.dataset.server;
+    clearError("server");
+  }
   if (!res.ok) {
     let message = `${res.status} ${res.statusText}`;
     try { message = (await res.json()).error || message; } catch (_) { /* not JSON */ }
+    if (res.status === 404 && message.startsWith("checkpoint:")) relist();
     throw new Error(message);
   }
   return res;
 }
 
 // The banner shows the latest failure of one part of the page (`source`: "page", "grid",
-// "interp"); that part's next success, or 8 s, hides it.
+// "interp"); that part's next success, or 8 s, hides it. While the server is down it says so
+// instead, until a request gets an answer.
 let errorTimer = null;
 function showError(err, source = "page") {
   const box = $("error");
-  box.textContent = String(err.message || err);
-  box.dataset.source = source;
+  const down = document.body.dataset.server === "down";
+  box.textContent = down ? SERVER_DOWN : String(err.message || err);
+  box.dataset.source = down ? "server" : source;
   box.hidden = false;
   clearTimeout(errorTimer);
-  errorTimer = setTimeout(() => { box.hidden = true; }, 8000);
+  if (!down) errorTimer = setTimeout(() => { box.hidden = true; }, 8000);
 }
 
 function clearError(source) {
@@ -83,12 +102,14 @@ function renderInfo() {
   select.replaceChildren(...info.checkpoints.map((c) =>
     new Option(c.step === null ? c.name : `step ${c.step}${c.name === info.latest ? " (latest)" : ""}`, c.name)));
   select.value = info.checkpoints.some((c) => c.name === keep) ? keep : info.latest;
+  state.followLatest = select.value === info.latest; // also once a picked one is gone
   select.disabled = info.checkpoints.length < 2;
   $("run-facts").textContent = `${info.arch} · ${info.resolution}×${info.resolution}×${info.channels}` +
     ` · ${info.n_classes} class${info.n_classes === 1 ? "" : "es"} · dim_z ${info.dim_z} · ${info.device}`;
   fillClassSelect($("class"), info.n_classes > 1);
   fillClassSelect($("interp-class-a"), false);
   fillClassSelect($("interp-class-b"), false);
+  for (const el of document.querySelectorAll(".conditional")) el.hidden = info.n_classes === 1;
 }
 
 async function loadInfo() {
@@ -106,6 +127,15 @@ async function refreshNames() {
     renderGridColumns();
     renderStripTitles();
   } catch (err) { showError(err, "page"); }
+}
+
+// Re-read the run after a request named a checkpoint that is gone; at most one at a time, so
+// that the requests of this refresh cannot start another one.
+let relisting = false;
+async function relist() {
+  if (relisting) return;
+  relisting = true;
+  try { await refresh(); } finally { relisting = false; }
 }
 
 // ---- sample grid ---------------------------------------------------------------------------
@@ -159,10 +189,18 @@ function showGrid(request, data) {
   const link = $("download-png");
   link.href = data.image;
   link.download = `${state.info.run}-${data.checkpoint}-seed${data.seed}.png`;
-  const cls = request.classes ? className(request.classes[0]) : "all classes";
-  $("grid-caption").textContent =
-    `${data.n} samples · ${cls} · τ ${tauText(data.truncation)} · seed ${data.seed} · ${stepText(data)}`;
+  $("grid-caption").textContent = [`${data.n} samples`, gridClasses(request, data),
+    `τ ${tauText(data.truncation)}`, `seed ${data.seed}`, stepText(data)].filter(Boolean).join(" · ");
   renderGridColumns();
+}
+
+// The classes of a grid, for its caption: labels cycle through the classes in order, so a grid
+// of fewer samples than classes holds the first ones only. Nothing for an unconditional model.
+function gridClasses(request, data) {
+  const n = state.info.n_classes;
+  if (n === 1) return "";
+  if (request.classes) return className(request.classes[0]);
+  return data.n >= n ? "all classes" : `first ${data.n} of ${n} classes`;
 }
 
 function renderGridColumns() {
@@ -198,15 +236,19 @@ async function downloadNpz() {
 // Titles from the requests the strips on screen were made from (not the fields' current text).
 function renderStripTitles() {
   const z = state.strips["strip-z"], c = state.strips["strip-class"];
-  if (!z || !c) return;
   const tail = (s) => ` · τ ${tauText(s.data.truncation)} · ${stepText(s.data)}`;
-  const [za, zb] = z.request.seeds;
-  $("strip-z-title").textContent =
-    `Between seeds ${za} → ${zb} (class ${className(z.request.classes[0])})${tail(z)}`;
-  const [ca, cb] = c.request.classes.map(className);
-  $("strip-class-title").textContent = `Between classes ${ca} → ${cb} (seed ${c.request.seeds[0]})${tail(c)}`;
+  if (z) {
+    const [za, zb] = z.request.seeds;
+    const cls = state.info.n_classes > 1 ? ` (class ${className(z.request.classes[0])})` : "";
+    $("strip-z-title").textContent = `Between seeds ${za} → ${zb}${cls}${tail(z)}`;
+  }
+  if (c) {
+    const [ca, cb] = c.request.classes.map(className);
+    $("strip-class-title").textContent = `Between classes ${ca} → ${cb} (seed ${c.request.seeds[0]})${tail(c)}`;
+  }
 }
 
+// The seed strip, and the class strip unless the model is unconditional.
 function interpolationRequests() {
   const [sa, sb] = [intField("interp-seed-a", "seed A", 0, MAX_SEED), intField("interp-seed-b", "seed B", 0, MAX_SEED)];
   const [ca, cb] = [Number($("interp-class-a").value), Number($("interp-class-b").value)];
@@ -214,13 +256,12 @@ function interpolationRequests() {
     steps: intField("interp-steps", "steps", 2, 64), truncation: Number($("truncation").value),
     checkpoint: $("checkpoint").value,
   };
-  return [
-    ["strip-z", { ...base, seeds: [sa, sb], classes: [ca, ca] }],
-    ["strip-class", { ...base, seeds: [sa, sa], classes: [ca, cb] }],
-  ];
+  const requests = [["strip-z", { ...base, seeds: [sa, sb], classes: [ca, ca] }]];
+  if (state.info.n_classes > 1) requests.push(["strip-class", { ...base, seeds: [sa, sa], classes: [ca, cb] }]);
+  return requests;
 }
 
-// Latest-wins like the grid: both strips always come from the newest settings.
+// Latest-wins like the grid: the strips always come from the newest settings.
 let interpBusy = false, interpDirty = false;
 async function runInterpolation() {
   if (interpBusy) { interpDirty = true; return; }
@@ -283,7 +324,7 @@ function svgEl(name, attrs, parent) {
 function lineChart(id, title, series, { log = false } = {}) {
   const W = 520, H = 230, m = { l: 54, r: 14, t: 12, b: 30 };
   const box = { x: m.l, y: m.t, w: W - m.l - m.r, h: H - m.t - m.b };
-  const tf = log ? Math.log10 : (v) => v;
+  const tf = log ? Math.log10 : (v) => Math.min(Math.max(v, -MAX_PLOT), MAX_PLOT);
   const pts = series.flatMap((s) => s.points);
   let [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
   let [y0, y1] = [Math.min(...pts.map((p) => tf(p[1]))), Math.max(...pts.map((p) => tf(p[1])))];
@@ -455,7 +496,7 @@ function init() {
     scheduleGrid();
   });
   $("download-npz").addEventListener("click", downloadNpz);
-  $("interp-run").addEventListener("click", runInterpolation);
+  $("interp-form").addEventListener("submit", (ev) => { ev.preventDefault(); runInterpolation(); });
   $("checkpoint").addEventListener("change", () => {
     state.followLatest = $("checkpoint").value === state.info.latest;
     runInterpolation();
