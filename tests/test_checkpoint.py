@@ -6,6 +6,8 @@ import errno
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -428,3 +430,50 @@ def test_resume_of_a_read_only_run_says_what_to_do(straight, tmp_path, monkeypat
         f"gankit: error: run dir {run}: cannot create or write it (Permission denied); make it "
         "writable to continue it\n"
     )
+
+
+_FSIZE_WRITER = """
+import resource, sys, torch
+from gankit import checkpoint as ckpt_io
+from gankit.config import Config
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))  # files of 64 KiB at most
+big = {"w": torch.zeros(1 << 16)}  # 256 KiB
+weights = {"G": {"w": torch.zeros(4)}, "D": {"w": torch.zeros(4)}, "G_ema": {"w": torch.zeros(4)}}
+ckpt_io.save_checkpoint(sys.argv[1], "step_00000001", weights, {"step": 1}, Config())
+which = sys.argv[2]
+if which == "state":
+    state = {"step": 2, "blob": torch.zeros(1 << 16)}
+else:
+    weights[which], state = big, {"step": 2}
+try:
+    ckpt_io.save_checkpoint(sys.argv[1], "step_00000002", weights, state, Config())
+except ckpt_io.CheckpointWriteError as err:
+    print(err)
+"""
+
+
+@pytest.mark.parametrize("which", ["G", "state"])
+def test_a_real_file_size_limit_is_the_one_line_write_error(tmp_path, which):
+    """A write the OS refuses (RLIMIT_FSIZE: EFBIG, as a full disk gives ENOSPC) inside
+    safetensors' or torch.save's own writer, which report it as their own exception types,
+    is the documented one-line CheckpointWriteError; the earlier checkpoint stays, no temp."""
+    root = tmp_path / "checkpoints"
+    out = subprocess.run(
+        [sys.executable, "-c", _FSIZE_WRITER, str(root), which],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = out.stdout.strip()
+    assert "\n" not in line and line.startswith(f"checkpoint {root / 'step_00000002'} could not")
+    assert "make room or fix the directory" in line
+    assert [c.name for c in ckpt_io.list_checkpoints(root)] == ["step_00000001"]
+    assert not list(root.glob(".tmp-*"))
+
+
+def test_weight_files_get_the_usual_file_mode(tmp_path):
+    """safetensors creates its files 0600; a checkpoint's weights are as readable as its
+    config.toml (what ``open`` gives under the umask)."""
+    weights = {k: {"w": torch.zeros(2)} for k in ckpt_io.WEIGHT_FILES}
+    ckpt = ckpt_io.save_checkpoint(tmp_path, "step_00000001", weights, {"step": 1}, Config())
+    modes = {p.name: p.stat().st_mode & 0o777 for p in ckpt.iterdir()}
+    assert len(set(modes.values())) == 1, modes

@@ -7,6 +7,9 @@ import errno
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -27,6 +30,7 @@ from gankit.config import Config, apply_overrides, save_toml
 from gankit.errors import GankitError, ParameterError
 from gankit.models import build
 from gankit.run import RunDir, find_checkpoint, load_discriminator, load_generator
+from gankit.training import resume, train
 
 
 @pytest.fixture()
@@ -217,3 +221,55 @@ def test_weights_of_another_model_name_the_file_and_keys(run, capsys):
     assert "in all)" in msg and "\n" not in msg  # only the first few keys
     assert main(["sample", str(ckpt), "--n", "2", "--out", str(run.path / "x.png")]) == 2
     assert capsys.readouterr().err == f"gankit: error: {msg}\n"
+
+
+def test_a_run_pruned_while_read_loads_its_new_latest(run, monkeypatch):
+    """A training run prunes the latest checkpoint between listing and reading: loading the run
+    takes the newest again (here the older one that is left), with ``G.checkpoint`` saying
+    which; the config missing meanwhile is the same missing-file error."""
+    latest = run.latest_checkpoint()
+    real = checkpoint.load_file
+    pruned = []
+
+    def prune_once(file, device="cpu"):
+        if not pruned:
+            pruned.append(latest)
+            shutil.rmtree(latest)
+        return real(file, device=device)
+
+    monkeypatch.setattr(checkpoint, "load_file", prune_once)
+    G = load_generator(run.path)
+    assert pruned == [latest] and G.checkpoint == run.checkpoints / "step_00000002"
+    assert load_discriminator(run.path).checkpoint == G.checkpoint
+    (G.checkpoint / "config.toml").unlink()
+    with pytest.raises(checkpoint.CheckpointFileMissing, match="checkpoint file is missing"):
+        checkpoint.load_config(G.checkpoint)
+
+
+def test_one_writer_per_run_and_no_stale_lock(run):
+    """``train`` and ``resume`` refuse a run another process is writing, naming its pid (the
+    lock is an flock on the directory, so a second open in this process conflicts too); a
+    holder killed with SIGKILL leaves no lock behind."""
+    with run.writer():
+        with pytest.raises(
+            GankitError, match=rf"being written by another gankit process \(pid {os.getpid()}\)"
+        ):
+            resume(run.path, steps=8, quiet=True)
+        with pytest.raises(GankitError, match="being written by another gankit process"):
+            train(apply_overrides(Config(), TINY), run.path, quiet=True)
+    assert run.list_checkpoints()  # the refused train removed nothing
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from gankit.run import RunDir\n"
+         "with RunDir(sys.argv[1]).writer(): print('held', flush=True); sys.stdin.read()",
+         str(run.path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(GankitError, match=rf"\(pid {holder.pid}\)"), run.writer():
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run.writer():  # released by the kernel with the killed holder
+        pass

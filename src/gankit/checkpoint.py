@@ -41,11 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from gankit.config import Config, load_toml, save_toml
 from gankit.errors import GankitError
+from gankit.io_utils import FILE_MODE
 
 WEIGHT_FILES = ("G", "D", "G_ema")
 STATE_FILE = "state.pt"
@@ -160,6 +161,7 @@ def save_checkpoint(
         for key in WEIGHT_FILES:
             tensors = {k: v.detach().cpu().contiguous().clone() for k, v in weights[key].items()}
             save_file(tensors, str(tmp / f"{key}.safetensors"))
+            os.chmod(tmp / f"{key}.safetensors", FILE_MODE)  # safetensors writes 0600
         torch.save(state, tmp / STATE_FILE)
         save_toml(cfg, tmp / CONFIG_FILE)
         if meta is not None:
@@ -178,14 +180,30 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not final.exists():
             old.rename(final)  # put the previous checkpoint back
-        if isinstance(err, OSError):  # disk full, quota, permissions, I/O error
-            cause = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+        if isinstance(err, (OSError, SafetensorError, RuntimeError)):
+            # disk full, quota, file size limit, permissions, I/O error: safetensors and
+            # torch.save report those as their own errors, not as OSError
+            cause = _write_cause(err, root)
             raise CheckpointWriteError(
                 f"checkpoint {final} could not be written ({cause}); the checkpoints before it "
                 "are intact: make room or fix the directory, then continue with `gankit resume`"
             ) from err
         raise
     return final
+
+
+def _write_cause(err: BaseException, root: Path) -> str:
+    """A one-line cause of a failed checkpoint write: the OS error and its file, or the writer
+    library's first line plus the free space left (torch.save's I/O errors do not say)."""
+    if isinstance(err, OSError):
+        return f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+    lines = str(err).strip().splitlines()
+    text = (lines[0].strip() if lines else "")[:200] or type(err).__name__
+    try:
+        free = f"; {shutil.disk_usage(root).free / 2**20:.1f} MiB free there"
+    except OSError:
+        free = ""
+    return f"{type(err).__name__}: {text}{free}"
 
 
 def list_checkpoints(root: str | Path, complete: bool = True) -> list[Path]:
@@ -344,9 +362,15 @@ def load_into(
 
 
 def load_config(ckpt: Path) -> Config:
-    """The ``config.toml`` of ``ckpt`` (a one-line error when it is unreadable or invalid)."""
+    """The ``config.toml`` of ``ckpt`` (a one-line error when it is unreadable or invalid;
+    :class:`CheckpointFileMissing` when it is gone, as for the other files)."""
     path = Path(ckpt) / CONFIG_FILE
-    return _reading(path, lambda: load_toml(path))
+    try:
+        return _reading(path, lambda: load_toml(path))
+    except GankitError:
+        if path.exists():
+            raise
+        raise read_error(path, FileNotFoundError(path)) from None
 
 
 def load_meta(ckpt: Path) -> dict[str, Any]:

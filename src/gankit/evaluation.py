@@ -67,7 +67,7 @@ from gankit.metrics import (
 )
 from gankit.metrics.stats_cache import cache_key, load_reference, save_reference
 from gankit.models.latent import check_truncation
-from gankit.run import RunDir, find_checkpoint, load_generator
+from gankit.run import RunDir, load_generator
 
 __all__ = [
     "EvalContext",
@@ -390,8 +390,8 @@ def evaluate(
     check_truncation(truncation)
     data, inception_weights = _check_options(data, inception_weights, quiet)
     dev = resolve_device(device)
-    ckpt = find_checkpoint(source)
-    G = load_generator(ckpt, device=dev)
+    G = load_generator(source, device=dev)
+    ckpt = G.checkpoint
     cfg: Config = G.config
     data_cfg = replace(cfg.data, path=data if data is not None else cfg.data.path, limit=0)
     ctx = prepare(

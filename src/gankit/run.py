@@ -17,8 +17,12 @@ Layout of ``RUN/`` (written by :func:`gankit.train`, read by every other command
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,9 @@ __all__ = ["RunDir", "find_checkpoint", "load_discriminator", "load_generator"]
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
 BEST = "best"
+READ_TRIES = 3
+"""Loading a run's latest checkpoint picks the newest again this many times in all when a
+training run prunes the one being read."""
 
 
 def as_path(value: object, param: str) -> Path:
@@ -117,6 +124,34 @@ class RunDir:
             raise GankitError(f"{run.path}: not a run directory (no config.toml)")
         return run
 
+    @contextlib.contextmanager
+    def writer(self, enabled: bool = True) -> Iterator[RunDir]:
+        """Hold the run's writer lock for the block: an exclusive ``flock`` on the directory
+        itself, taken at once or not at all, so that two ``train``/``resume`` never write one
+        run. The kernel drops it when the holder exits, even on SIGKILL (no stale lock).
+        ``enabled=False`` (the ranks of a DDP run that do not write) takes nothing.
+
+        Raises:
+            GankitError: another process holds it (the message names its pid where known).
+        """
+        if not enabled:
+            yield self
+            return
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _flock_holder(fd)
+                raise GankitError(
+                    f"run dir {self.path} is being written by another gankit process"
+                    f"{f' (pid {holder})' if holder else ''}; wait for it to end or stop it, "
+                    "or choose another run directory"
+                ) from None
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
     def ensure_writable(self, hint: str = "choose another run directory") -> RunDir:
         """Create the directory (and parents) and check it is writable, or raise one line
         ending with ``hint`` (what the user can do)."""
@@ -187,6 +222,22 @@ class RunDir:
         return cls(ckpt.parent.parent)
 
 
+def _flock_holder(fd: int) -> int | None:
+    """The pid holding a ``flock`` on the file of ``fd``, from ``/proc/locks`` (Linux), or
+    ``None`` where it cannot be read."""
+    st = os.fstat(fd)
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == inode:
+                    return int(fields[4])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def find_checkpoint(source: str | Path) -> Path:
     """Resolve a run directory (→ its latest checkpoint) or a checkpoint directory.
 
@@ -221,12 +272,21 @@ def find_checkpoint(source: str | Path) -> Path:
 
 
 def _load(source: str | Path, which: str, index: int, device: str | torch.device) -> nn.Module:
-    ckpt = find_checkpoint(source)
-    cfg = ckpt_io.load_config(ckpt)
-    net = build(cfg.model, init=False)[index]  # weights are loaded next
-    ckpt_io.load_into(net, ckpt, which)  # one line for a damaged file or another model
+    source = as_path(source, "source")
+    for attempt in range(READ_TRIES):
+        ckpt = find_checkpoint(source)
+        try:
+            cfg = ckpt_io.load_config(ckpt)
+            net = build(cfg.model, init=False)[index]  # weights are loaded next
+            ckpt_io.load_into(net, ckpt, which)  # one line for a damaged file or another model
+            break
+        except ckpt_io.CheckpointFileMissing:
+            # a run's latest checkpoint pruned by its training between listing and reading:
+            # take the newest again (a checkpoint named by the caller is not replaced)
+            if ckpt == source or attempt == READ_TRIES - 1:
+                raise
     net = net.to(resolve_device(device)).eval().requires_grad_(False)
-    net.config = cfg
+    net.config, net.checkpoint = cfg, ckpt
     return net
 
 
@@ -242,7 +302,8 @@ def load_generator(
 
     Returns:
         ``G`` in eval mode, ``G(z (B, dim_z), y (B,)) -> (B, C, H, W)`` in [-1, 1], with
-        ``G.config`` the run's Config.
+        ``G.config`` the run's Config and ``G.checkpoint`` the checkpoint directory read (a
+        run's latest is picked again when training prunes it during the read).
 
     Raises:
         GankitError: as :func:`find_checkpoint`; a damaged or unreadable checkpoint file, or
@@ -253,8 +314,8 @@ def load_generator(
 
 
 def load_discriminator(source: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The discriminator of a run directory or checkpoint, in eval mode, with ``D.config``:
-    ``D(x (B, C, H, W), y (B,)) -> (B,)`` logits.
+    """The discriminator of a run directory or checkpoint, in eval mode, with ``D.config`` and
+    ``D.checkpoint`` (as :func:`load_generator`): ``D(x (B, C, H, W), y (B,)) -> (B,)`` logits.
 
     Raises:
         GankitError: as :func:`find_checkpoint`; a checkpoint with generator weights but no

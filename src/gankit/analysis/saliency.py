@@ -163,7 +163,7 @@ def analyze_saliency(
     if samples is None:
         x, y, what = _real_images(data, cfg, per_class, seed)
     else:
-        G = load(source, device)
+        G = load(D.checkpoint, device)  # the same checkpoint as D, even if a newer one came
         dev = next(G.parameters()).device
         y = torch.arange(samples) % cfg.model.n_classes
         z = sample_z(samples, G.dim_z, truncation, torch.Generator(dev).manual_seed(seed), dev)

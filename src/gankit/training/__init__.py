@@ -36,7 +36,7 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
     Raises:
         ParameterError: ``out_dir`` not a path or under a file, ``quiet`` not a bool.
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
-            :func:`resume`), data that does not fit the model, bad config values, an
+            :func:`resume`) or that another process is writing, data that does not fit the model, bad config values, an
             ``init_from`` source that is missing or holds a different model.
     """
     out = _check_out_dir(out_dir)
@@ -44,13 +44,15 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
     validate(cfg)
     hooks = default_hooks(cfg)  # checks the eval setup before anything is written
     new = not out.exists()
-    run = RunDir.create(out)
-    try:
-        return _fit(cfg, run, hooks, quiet)
-    except BaseException:
-        if new and from_env().is_main:
-            _remove_if_no_files(run.path)
-        raise
+    run = RunDir(out).ensure_writable()
+    with run.writer(enabled=from_env().is_main):
+        try:
+            RunDir.create(out)  # refuses a run with checkpoints, checked under the lock
+            return _fit(cfg, run, hooks, quiet)
+        except BaseException:  # (under the lock: never the folder another process now uses)
+            if new and from_env().is_main:
+                _remove_if_no_files(run.path)
+            raise
 
 
 def _check_out_dir(out_dir: object) -> Path:
@@ -183,7 +185,8 @@ def resume(
     and the checkpoint resumed from, and renamed to ``damaged-step_XXXXXXXX``.
 
     Raises:
-        GankitError: missing run dir/config/checkpoint, no checkpoint that loads, weights that
+        GankitError: missing run dir/config/checkpoint, a run another process is writing
+            (``train`` or ``resume``), no checkpoint that loads, weights that
             do not fit the model, ``steps`` outside 1..10**9, ``quiet`` not a bool, or
             ``config.toml`` whose ``model.*`` differs from the checkpoint's (the message names
             the keys).
@@ -195,6 +198,12 @@ def resume(
         raise ParameterError("device", f"expected 'cpu', 'cuda' or 'auto', got {device!r}")
     check_bool("quiet", quiet)
     run = RunDir.open(run_dir)
+    with run.writer(enabled=from_env().is_main):
+        return _resume(run, steps, device, quiet)
+
+
+def _resume(run: RunDir, steps: int | None, device: str | None, quiet: bool) -> Path:
+    """:func:`resume` of ``run``, whose writer lock this process holds."""
     cfg = run.load_config()
     latest, state, damaged = _newest_loadable(run)
     saved = to_dict(from_dict({"model": state["config"]["model"]}))["model"]  # older key names
