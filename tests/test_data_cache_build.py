@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,7 +31,7 @@ from gankit.bench import benchmark
 from gankit.cli import main
 from gankit.config import DataConfig
 from gankit.data import BatchSampler, ImageDataset, Prefetcher, build_cache, load_dataset
-from gankit.data.cache import load_cache
+from gankit.data.cache import load_cache, lock_path
 from gankit.data.cache_build import progress_path
 from gankit.data.cache_writer import partial_path
 from gankit.data.folder import load_image_folder
@@ -165,6 +166,81 @@ def test_killed_build_subprocess_is_resumed(tmp_path, caplog):
     assert_same(ds, reference(src))
 
 
+def _processes_running(marker: str) -> list[int]:
+    """Pids of the live processes whose command line contains ``marker``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker.encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:  # it ended meanwhile
+            pass
+    return pids
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc and prctl")
+def test_killed_parallel_build_leaves_no_workers(tmp_path, caplog):
+    """SIGKILL of a build decoding in 2 worker processes: they die with it (forked, their
+    command line is its own, naming ``out``), so none keeps the cache's lock."""
+    import fcntl
+
+    src = make_folder(tmp_path / "imgs")
+    out = tmp_path / "c.npy"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, time
+        import gankit.data.cache_build as cb
+        import gankit.data.folder as folder
+        folder.CHUNK_BYTES = {CHUNK * 3 * RES * RES}
+        cb.PROGRESS_EVERY_S = 0.0
+        real_chunk, real_chunks = folder.decode_chunk, cb.decode_chunks
+        def slow_chunk(*args):
+            time.sleep(0.5)
+            return real_chunk(*args)
+        folder.decode_chunk = slow_chunk
+        def decode(*args, **kw):
+            for k, result in enumerate(real_chunks(*args, **kw)):
+                if k == 1:  # the workers are decoding chunks 2 and 3
+                    os.kill(os.getpid(), signal.SIGKILL)
+                yield result
+        cb.decode_chunks = decode
+        cb.build_cache({str(src)!r}, {RES}, 3, {str(out)!r}, workers=2, quiet=True)
+        """
+    )
+    with open(tmp_path / "stderr", "wb") as stderr:  # not a pipe: orphans would hold it open
+        proc = subprocess.Popen([sys.executable, "-c", script], stderr=stderr)
+    try:
+        assert proc.wait(timeout=60) == -signal.SIGKILL, (tmp_path / "stderr").read_text()
+        for _ in range(50):
+            if not _processes_running(str(out)):
+                break
+            time.sleep(0.1)
+        assert _processes_running(str(out)) == []
+    finally:
+        for pid in _processes_running(str(out)):
+            os.kill(pid, signal.SIGKILL)
+    with open(lock_path(out), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError if it were held
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    with caplog.at_level(logging.WARNING):
+        ds = build_cache(src, RES, 3, out, workers=2, quiet=True)
+    assert "resuming an interrupted build at file 4 of 18" in caplog.text
+    assert_same(ds, reference(src))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="prctl")
+def test_worker_whose_parent_is_gone_exits_at_once():
+    """A worker forked just before its parent died (so that prctl came too late) ends."""
+    script = (
+        "import os\n"
+        "from gankit.data.folder import _init_worker\n"
+        "_init_worker(os.getpid())  # not its parent\n"
+        "print('still running')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
+
+
 def test_interrupted_build_of_other_files_starts_over(tmp_path, monkeypatch, caplog):
     src = make_folder(tmp_path / "imgs")
     out = tmp_path / "c.npy"
@@ -279,7 +355,7 @@ def test_build_errors_name_the_parameter(tmp_path):
 def test_build_refuses_a_cache_that_cannot_fit_on_disk(tmp_path, monkeypatch):
     src = make_folder(tmp_path / "imgs")
     monkeypatch.setattr(cache_build.shutil, "disk_usage", lambda _: SimpleNamespace(free=1000))
-    with pytest.raises(GankitError, match=r"c\.npy': the cache needs 0\.00 GB, only 0\.00 GB"):
+    with pytest.raises(GankitError, match=r"c\.npy': the cache needs [\d.]+ MB, only 0\.00 MB"):
         build_cache(src, RES, 3, tmp_path / "c.npy", workers=1, quiet=True)
     assert leftovers(tmp_path / "c.npy") == []
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -95,3 +97,30 @@ def test_classifier_save_roundtrip(tmp_path):
     for k, v in model.state_dict().items():
         assert torch.equal(loaded[k], v)
     assert [p.name for p in path.parent.iterdir()] == ["m.safetensors"]
+
+
+def test_temp_file_names_the_writer(tmp_path):
+    seen = []
+    atomic_write(tmp_path / "f.bin", lambda f: seen.extend(os.listdir(tmp_path)))
+    assert len(seen) == 1 and seen[0].startswith(f".f.bin.{os.getpid()}.")
+    assert seen[0].endswith(".tmp")
+
+
+def test_temp_files_of_killed_writers_are_removed(tmp_path):
+    """The next write of a target removes its temp files whose writer (the pid in the name) no
+    longer runs, and nothing else."""
+    proc = subprocess.Popen([sys.executable, "-c", ""])
+    proc.wait()  # its pid now names no process
+    dead, alive = proc.pid, 1
+    kept = [
+        f".f.bin.{alive}.k3j2x9_a.tmp",
+        f".f.bin.{os.getpid()}.q8w7e6r5.tmp",  # this process's (another thread's write)
+        ".f.bin.k3j2x9_a.tmp",  # no pid: its writer is unknown
+        f".f.bin.x.{dead}.k3j2x9_a.tmp",  # of the target f.bin.x
+        f".g.bin.{dead}.k3j2x9_a.tmp",
+        f"f.bin.{dead}.k3j2x9_a.tmp",
+    ]
+    for name in [*kept, f".f.bin.{dead}.k3j2x9_a.tmp"]:
+        (tmp_path / name).write_bytes(b"partial")
+    atomic_write(tmp_path / "f.bin", lambda f: f.write(b"x"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "f.bin"])

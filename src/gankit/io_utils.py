@@ -3,7 +3,9 @@ caches."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -32,13 +34,42 @@ FILE_MODE = 0o666 & ~_umask()
 0600, readable by their owner only)."""
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Write ``path`` atomically: ``write(f)`` fills a temporary file in the same folder, which is
-    flushed, fsynced and ``os.replace``-d onto ``path`` (removed if ``write`` fails). Readers see
-    the old file or the complete new one, never a partial one. Returns ``path``."""
-    path = Path(path)
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (as far as this process can tell; always on Windows,
+    where ``os.kill`` would not just probe it)."""
+    if os.name == "nt":
+        return True
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # e.g. PermissionError: alive, someone else's
+        pass
+    return True
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Remove the temporary files of ``path`` whose writer no longer runs (it was killed)."""
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[^.]+\.tmp")
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            m = pattern.fullmatch(entry.name)
+            if m and not _alive(int(m.group(1))):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write ``path`` atomically: ``write(f)`` fills a temporary file ``.NAME.<pid>.<random>.tmp``
+    in the same folder, which is flushed, fsynced and ``os.replace``-d onto ``path`` (removed if
+    ``write`` fails). Readers see the old file or the complete new one, never a partial one. The
+    temporary files of ``path`` left by killed writers are removed first. Returns ``path``."""
+    path = Path(path)
+    _remove_stale_temp_files(path)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+        )
     except OSError as err:  # named after ``path``, not the temp file it could not create
         raise type(err)(err.errno, err.strerror, str(path)) from err
     try:

@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from gankit.analysis.common import write_json  # noqa: E402
 from gankit.errors import GankitError  # noqa: E402
+from gankit.io_utils import atomic_write  # noqa: E402
 from gankit.run import RunDir  # noqa: E402
 
 __all__ = ["inspect_run"]
@@ -52,16 +53,19 @@ def _draw(ax: Any, title: str, series: Series, marks: Marks, log: bool, legend: 
 
 
 def _figure(path: Path, panels: list[list[tuple[str, Series, bool]]], marks: Marks) -> Path:
-    """One PNG of ``panels[row][col] = (title, series, log)``; legends in the first row."""
+    """One PNG of ``panels[row][col] = (title, series, log)``; legends in the first row. Written
+    atomically (:func:`gankit.io_utils.atomic_write`): a kill leaves the old file or none."""
     rows, cols = len(panels), len(panels[0])
     fig, axes = plt.subplots(rows, cols, figsize=(8 * cols, 4.5 * rows), squeeze=False)
-    for r, row in enumerate(panels):
-        for c, (title, series, log) in enumerate(row):
-            _draw(axes[r][c], title, series, marks, log, legend=r == 0)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100 if rows == 1 else 70)
-    plt.close(fig)
-    return path
+    try:
+        for r, row in enumerate(panels):
+            for c, (title, series, log) in enumerate(row):
+                _draw(axes[r][c], title, series, marks, log, legend=r == 0)
+        fig.tight_layout()
+        dpi = 100 if rows == 1 else 70
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
 
 
 def _series(records: list[dict[str, Any]], keys: list[str]) -> Series:

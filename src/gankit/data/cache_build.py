@@ -121,6 +121,11 @@ def _discard_partial(out: Path) -> None:
     progress_path(out).unlink(missing_ok=True)
 
 
+def _size(n: int) -> str:
+    """``n`` bytes in GB, or MB below one GB (a small cache on a nearly full disk)."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.2f} MB"
+
+
 def _start_or_resume(
     out: Path, shape: Shape, digest: str, chunk: int
 ) -> tuple[CacheWriter, BuildProgress]:
@@ -144,8 +149,8 @@ def _start_or_resume(
     needed, free = math.prod(shape), shutil.disk_usage(out.parent).free
     if needed > free:
         raise GankitError(
-            f"out = '{out}': the cache needs {needed / 1e9:.2f} GB, only {free / 1e9:.2f} GB are "
-            "free on its disk"
+            f"out = '{out}': the cache needs {_size(needed)}, only {_size(free)} are free on "
+            "its disk"
         )
     writer = create_writer(out, shape)
     progress = BuildProgress(digest)

@@ -16,6 +16,7 @@ not for the data set. :func:`load_image_folder` collects them into one in-memory
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import logging
 import multiprocessing
@@ -180,9 +181,23 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the main process, which stops the pool."""
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _init_worker(parent: int) -> None:
+    """Set up a decoding process of the process ``parent`` (a pid): it leaves Ctrl-C to the
+    parent, which stops the pool, and on Linux it is killed when the parent dies.
+
+    Otherwise the workers of a SIGKILLed build would wait forever on the pool's pipes. Forked
+    workers also share the parent's open lock file of the cache (``cache.cache_lock``), and an
+    ``flock`` lasts until its last holder closes it; that file is not closed here, since the
+    parent holds the lock for as long as the workers live, and they die with it.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL))
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def decode_chunks(
@@ -195,14 +210,17 @@ def decode_chunks(
     """Yield :func:`decode_chunk` of each chunk, in order, decoded by ``workers`` processes.
 
     ``workers <= 1`` (or a single chunk) decodes in this process. Workers are forked on Linux
-    (they inherit the imported modules, so they start at once) and spawned elsewhere.
+    (they inherit the imported modules, so they start at once) and spawned elsewhere; on Linux
+    they die with this process (:func:`_init_worker`).
     """
     if workers <= 1 or len(chunks) <= 1:
         for files in chunks:
             yield decode_chunk(files, resolution, channels, resize)
         return
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+    )
     try:
         todo = iter(chunks)
         pending: deque[tuple[Future, str]] = deque(

@@ -36,8 +36,9 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
     Raises:
         ParameterError: ``out_dir`` not a path or under a file, ``quiet`` not a bool.
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
-            :func:`resume`) or that another process is writing, data that does not fit the model, bad config values, an
-            ``init_from`` source that is missing or holds a different model.
+            :func:`resume`) or that another process is writing, data that does not fit the
+            model, bad config values, an ``init_from`` source that is missing or holds a
+            different model.
     """
     out = _check_out_dir(out_dir)
     check_bool("quiet", quiet)
