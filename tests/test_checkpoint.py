@@ -110,6 +110,15 @@ def test_resume_missing_run_dir(tmp_path):
         resume(tmp_path / "nope")
 
 
+def test_resume_of_a_run_that_never_wrote_a_checkpoint_says_how_to_restart(tmp_path):
+    """E.g. a train that failed at its first checkpoint (disk full) kept its config.toml."""
+    run = tmp_path / "run"
+    run.mkdir()
+    save_toml(Config(), run / "config.toml")
+    with pytest.raises(GankitError, match=rf"starts again with `gankit train --out {run}`"):
+        resume(run)
+
+
 def _save(root, name, value):
     w = {"w": torch.full((2,), float(value))}
     weights = {k: w for k in ckpt_io.WEIGHT_FILES}

@@ -130,7 +130,10 @@ def _newest_loadable(run: RunDir) -> tuple[Path, dict, list[Path]]:
     """
     ckpts = ckpt_io.list_checkpoints(run.checkpoints, complete=False)
     if not ckpts:
-        raise GankitError(f"{run.path}: no complete checkpoint in {run.checkpoints}")
+        raise GankitError(
+            f"{run.path}: no complete checkpoint in {run.checkpoints}; a run that never wrote "
+            f"one starts again with `gankit train --out {run.path}` and its settings"
+        )
     damaged: list[tuple[Path, str]] = []
     for ckpt in reversed(ckpts):
         if missing := ckpt_io.missing_files(ckpt):
