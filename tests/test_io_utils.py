@@ -72,6 +72,28 @@ def test_a_folder_it_cannot_write_names_the_target(tmp_path, monkeypatch):
     assert err.value.filename == str(tmp_path / "f.bin") and err.value.errno == 1
 
 
+_FULL_DISK = """
+import resource, sys
+from gankit.io_utils import atomic_write
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 12, 1 << 12))  # a real EFBIG from write()
+try:
+    atomic_write(sys.argv[1], lambda f: f.write(bytes(1 << 16)))
+except OSError as err:
+    print(err.errno, err.filename)
+"""
+
+
+def test_a_write_the_os_refuses_names_the_target(tmp_path):
+    """ENOSPC/EFBIG from ``write`` carries no file name; the error names the target, and no
+    temp file is left."""
+    target = tmp_path / "s.npz"
+    out = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(target)], capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.split() == ["27", str(target)], out.stderr[-2000:]  # EFBIG
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_save_reference_roundtrip_without_temp_files(tmp_path, monkeypatch):
     monkeypatch.setenv("GANKIT_CACHE", str(tmp_path))
     path = stats_cache.save_reference("k", {"a": np.arange(3)})

@@ -79,7 +79,10 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None and err.errno is not None:
+            # e.g. ENOSPC from write(): name the file the user asked for
+            raise type(err)(err.errno, err.strerror, str(path)) from err
         raise
     return path
