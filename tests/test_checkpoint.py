@@ -486,3 +486,69 @@ def test_weight_files_get_the_usual_file_mode(tmp_path):
     ckpt = ckpt_io.save_checkpoint(tmp_path, "step_00000001", weights, {"step": 1}, Config())
     modes = {p.name: p.stat().st_mode & 0o777 for p in ckpt.iterdir()}
     assert len(set(modes.values())) == 1, modes
+
+
+def _edit_state(ckpt, edit):
+    path = ckpt / "state.pt"
+    state = torch.load(path, weights_only=True)
+    edit(state)
+    torch.save(state, path)
+    return path
+
+
+def _moments_of_another_shape(state):
+    for moments in state["opt_G"]["state"].values():
+        moments["exp_avg"] = moments["exp_avg_sq"] = torch.zeros(2, 2)
+
+
+STATE_EDITS = {
+    "step -5": (lambda s: s.update(step=-5), "'step' is -5; expected 4"),
+    "step of another folder": (lambda s: s.update(step=2), "'step' is 2; expected 4"),
+    "step a string": (lambda s: s.update(step="4"), "'step' is '4'; expected 4"),
+    "sampler empty": (lambda s: s.update(sampler={}), "'sampler' is not the data order"),
+    "sampler past its epoch": (
+        lambda s: s["sampler"].update(position=10**9),
+        "'sampler' is not the data order",
+    ),
+    "opt_G empty": (lambda s: s.update(opt_G={}), "'opt_G' is not an optimizer state dict"),
+    "rng_torch floats": (
+        lambda s: s.update(rng_torch=torch.zeros(5)),
+        "'rng_torch' is not a uint8 RNG state",
+    ),
+    "rng_latents empty": (lambda s: s.update(rng_latents=[]), "'rng_latents' is not a list"),
+    "collapse strings": (
+        lambda s: s.update(collapse={"loss_G": ["x"]}),
+        "'collapse' is not lists of numbers",
+    ),
+    "lecam vector": (
+        lambda s: s.update(lecam={"real": torch.zeros(4), "fake": torch.zeros(1), "count": 0}),
+        "'lecam' is not the LeCam anchors",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", STATE_EDITS, ids=list(STATE_EDITS))
+def test_a_state_entry_that_cannot_be_restored_counts_as_damaged(straight, tmp_path, case, capsys):
+    """Each entry of state.pt is checked before anything is restored: a bad one makes the
+    checkpoint damaged (resume warns, naming state.pt and the entry, and continues from the
+    one before), never a traceback or a run that silently continues from a wrong state."""
+    edit, why = STATE_EDITS[case]
+    run = _copy(straight, tmp_path / "r")
+    step2, step4 = ckpt_io.list_checkpoints(run / "checkpoints")
+    path = _edit_state(step4, edit)
+    resume(run, steps=4, quiet=True)
+    err = capsys.readouterr().err
+    assert f"({path}: damaged or unreadable checkpoint file ({why}" in err
+    assert f"resuming from {step2}" in err and err.count("\n") == 1
+
+
+def test_moments_of_another_shape_are_one_line_not_a_crash(straight, tmp_path, capsys):
+    """Adam moments whose shapes differ from the parameters' (torch does not check them, and
+    its fused Adam then reads out of bounds): one line naming state.pt, the entry and shapes."""
+    run = _copy(straight, tmp_path / "r")
+    path = _edit_state(ckpt_io.list_checkpoints(run / "checkpoints")[-1], _moments_of_another_shape)
+    with pytest.raises(ckpt_io.CheckpointReadError) as err:
+        resume(run, steps=6, quiet=True)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: damaged or unreadable checkpoint file ('opt_G' does not fit")
+    assert "exp_avg" in msg and "(2, 2)" in msg and "\n" not in msg

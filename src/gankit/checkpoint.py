@@ -71,6 +71,11 @@ class CheckpointFileMissing(CheckpointReadError, FileNotFoundError):
     """A checkpoint file vanished while it was being read (e.g. pruned by a training run)."""
 
 
+def damaged(path: Path, why: str) -> CheckpointReadError:
+    """The one-line error for checkpoint file ``path`` that cannot be used, because ``why``."""
+    return CheckpointReadError(f"{path}: damaged or unreadable checkpoint file ({why})")
+
+
 def step_dir_name(step: int) -> str:
     return f"step_{step:08d}"
 
@@ -257,7 +262,7 @@ def _probe(path: Path) -> OSError | None:
     return None
 
 
-def _cause(err: BaseException) -> str:
+def short_cause(err: BaseException) -> str:
     """A short, one-line cause of a read failure (torch appends advice after a first sentence,
     safetensors prefixes ``Error while deserializing header:``)."""
     if isinstance(err, OSError) and err.strerror:
@@ -265,7 +270,7 @@ def _cause(err: BaseException) -> str:
     if isinstance(err, EOFError):
         return "unexpected end of file"
     if str(err).startswith("Weights only load failed") and err.__context__ is not None:
-        return f"not a weights-only torch file: {_cause(err.__context__)}"
+        return f"not a weights-only torch file: {short_cause(err.__context__)}"
     lines = str(err).strip().splitlines()
     text = lines[0].strip() if lines else type(err).__name__
     text = text.removeprefix("Error while deserializing header: ").split(". ")[0].rstrip(".")
@@ -282,8 +287,8 @@ def read_error(path: Path, err: BaseException) -> CheckpointReadError:
             )
         err = probed or err
     elif path.is_file() and path.stat().st_size == 0:
-        return CheckpointReadError(f"{path}: damaged or unreadable checkpoint file (empty file)")
-    return CheckpointReadError(f"{path}: damaged or unreadable checkpoint file ({_cause(err)})")
+        return damaged(path, "empty file")
+    return damaged(path, short_cause(err))
 
 
 def _reading(path: Path, load: Callable[[], Any]) -> Any:
@@ -384,9 +389,7 @@ def load_meta(ckpt: Path) -> dict[str, Any]:
         return {}
     meta = _reading(path, lambda: json.loads(path.read_text(encoding="utf-8")))
     if not isinstance(meta, dict):
-        raise CheckpointReadError(
-            f"{path}: damaged or unreadable checkpoint file (expected a JSON object)"
-        )
+        raise damaged(path, "expected a JSON object")
     return meta
 
 
@@ -399,7 +402,5 @@ def load_state(ckpt: Path) -> dict[str, Any]:
     path = Path(ckpt) / STATE_FILE
     state = _reading(path, lambda: torch.load(path, map_location="cpu", weights_only=True))
     if not isinstance(state, dict):
-        raise CheckpointReadError(
-            f"{path}: damaged or unreadable checkpoint file (expected a dict of training state)"
-        )
+        raise damaged(path, "expected a dict of training state")
     return state

@@ -18,7 +18,7 @@ from gankit.run import RunDir
 from gankit.training.distributed import cleanup, from_env
 from gankit.training.hooks import default_hooks
 from gankit.training.loop import Hook, Trainer
-from gankit.training.state import RESTORED_KEYS
+from gankit.training.state import check_state
 from gankit.validation import validate
 
 __all__ = ["Hook", "Trainer", "default_hooks", "resume", "train"]
@@ -105,17 +105,11 @@ def _check_loadable(ckpt: Path) -> dict:
     (the weights' headers and lengths; the tensors are read when the trainer loads them).
 
     Raises:
-        CheckpointReadError: a file is damaged or unreadable, or ``state.pt`` lacks a key.
+        CheckpointReadError: a file is damaged or unreadable, or an entry of ``state.pt`` is
+            missing or ill-typed (:func:`~gankit.training.state.check_state`).
     """
     state = ckpt_io.load_state(ckpt)
-    missing = [k for k in RESTORED_KEYS if k not in state]
-    if not missing and not isinstance(state["config"], dict):
-        missing = ["config"]
-    if missing or not isinstance(state["config"].get("model"), dict):
-        raise ckpt_io.CheckpointReadError(
-            f"{ckpt / ckpt_io.STATE_FILE}: damaged or unreadable checkpoint file (no "
-            f"{', '.join(repr(k) for k in missing or ['config.model'])})"
-        )
+    check_state(state, ckpt)
     for which in ckpt_io.WEIGHT_FILES:
         ckpt_io.weight_shapes(ckpt, which)
     return state
