@@ -273,3 +273,19 @@ def test_one_writer_per_run_and_no_stale_lock(run):
         holder.wait()
     with run.writer():  # released by the kernel with the killed holder
         pass
+
+
+def test_non_finite_weights_are_a_damaged_file(run):
+    """Damage inside a weight file's data (its header intact; safetensors has no checksum) that
+    makes values NaN/Inf: one line naming the file and the tensors, never black samples."""
+    ckpt = run.latest_checkpoint()
+    path = ckpt / "G_ema.safetensors"
+    weights = load_weights(ckpt, "G_ema")
+    name = next(k for k, t in weights.items() if t.is_floating_point())
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, str(path))
+    with pytest.raises(CheckpointReadError) as err:
+        load_generator(ckpt)
+    assert str(err.value) == (
+        f"{path}: damaged or unreadable checkpoint file (non-finite values in {name})"
+    )

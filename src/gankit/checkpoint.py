@@ -306,10 +306,16 @@ def load_weights(ckpt: Path, which: str, device: str | torch.device = "cpu") -> 
     """``state_dict`` of network ``which`` (``G``, ``D`` or ``G_ema``) from ``ckpt``.
 
     Raises:
-        CheckpointReadError: the file is truncated, garbage, empty or unreadable.
+        CheckpointReadError: the file is truncated, garbage, empty or unreadable, or holds
+            NaN/Inf values (a safetensors file has no checksum: damage inside its data).
     """
     path = Path(ckpt) / f"{which}.safetensors"
-    return _reading(path, lambda: load_file(str(path), device=str(device)))
+    weights = _reading(path, lambda: load_file(str(path), device=str(device)))
+    bad = [k for k, t in weights.items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:  # training stops before a non-finite step is saved: the file was damaged
+        more = f", ... ({len(bad)} in all)" if len(bad) > 3 else ""
+        raise damaged(path, f"non-finite values in {', '.join(bad[:3])}{more}")
+    return weights
 
 
 def weight_shapes(ckpt: Path, which: str) -> dict[str, tuple[int, ...]]:
