@@ -13,7 +13,7 @@ from training_fixtures import TINY, tiny_data
 
 from gankit.checkpoint import load_state
 from gankit.run import RunDir
-from gankit.training.stop import StopSignals
+from gankit.training.stop import StopSignals, TrainingStopped
 
 
 def _start(data, run, steps):
@@ -48,18 +48,33 @@ def test_stop_signal_writes_checkpoint_and_resumes(tmp_path, sig):
     assert load_state(RunDir(run).latest_checkpoint())["step"] == step + 2
 
 
+def _handlers():
+    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
 def test_second_signal_acts_as_usual():
-    before = signal.getsignal(signal.SIGINT)  # SIG_IGN in a background job, else Python's
+    """After the first stop signal, a second one of either kind gets its previous handler."""
+    before = _handlers()  # SIGINT: SIG_IGN in a background job, else Python's
     with StopSignals() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested(False) == signal.SIGTERM
-        assert signal.getsignal(signal.SIGTERM) is not stop._handle  # the next one is not caught
-    assert signal.getsignal(signal.SIGINT) is before  # restored on exit
+        assert _handlers() == before  # neither is caught any more
+    assert _handlers() == before
 
 
-@pytest.mark.parametrize(
-    ("sig", "line"), [(signal.SIGTERM, "terminated"), (signal.SIGINT, "interrupted")]
-)
+LINES = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT with Python's handler, as in a terminal (a background job ignores it)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.parametrize(("sig", "line"), LINES.items())
+@pytest.mark.usefixtures("sigint_raises")
 def test_signal_outside_training_exits_with_one_line(monkeypatch, capsys, sig, line):
     """A stop signal while a command runs outside the training loop (start-up, data loading,
     sampling) ends it with one line and 128 + signal, not a traceback or a silent death."""
@@ -67,20 +82,101 @@ def test_signal_outside_training_exits_with_one_line(monkeypatch, capsys, sig, l
     from gankit.cli import main
 
     def signalled(args):
+        # blocked only while main starts: processes started by the command can be stopped
+        assert not {signal.SIGINT, signal.SIGTERM} & signal.pthread_sigmask(signal.SIG_BLOCK, [])
         os.kill(os.getpid(), sig)
         time.sleep(5)  # the handler raises before this ends
         return 0
 
     monkeypatch.setattr(gankit.cli.info, "run", signalled)
-    before = signal.getsignal(signal.SIGTERM)
+    before, mask = _handlers(), signal.pthread_sigmask(signal.SIG_BLOCK, [])
     assert main(["info"]) == 128 + sig
     assert capsys.readouterr().err == f"gankit: {line}\n"
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert (_handlers(), signal.pthread_sigmask(signal.SIG_BLOCK, [])) == (before, mask)
 
 
-def test_torch_loads_inside_the_commands():
+@pytest.mark.usefixtures("sigint_raises")
+def test_late_signal_reaches_the_caller(monkeypatch, capsys):
+    """``main(argv)`` called from Python: a signal that comes once the command has finished
+    leaves its line and goes to the caller's handler when main returns (here: Python's)."""
+    import gankit.cli.info
+    from gankit.cli import main
+
+    class Stopped(TrainingStopped):
+        def __str__(self):  # main is writing the line
+            os.kill(os.getpid(), signal.SIGINT)
+            return super().__str__()
+
+    def stopped(args):
+        raise Stopped("stopped by SIGTERM at step 1", signal.SIGTERM)
+
+    monkeypatch.setattr(gankit.cli.info, "run", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        main(["info"])
+    assert capsys.readouterr().err == "gankit: stopped by SIGTERM at step 1\n"
+
+
+def test_only_light_modules_load_before_main():
     """``import gankit.cli`` (all that runs before :func:`gankit.cli.main` handles signals)
-    does not import torch, whose import takes seconds."""
-    code = "import sys, gankit.cli; print('torch' in sys.modules)"
+    loads neither torch nor the command modules."""
+    code = "import sys, gankit.cli; print({'torch', 'numpy', 'gankit.config'} & set(sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "set()"
+
+
+def _gankit(code, *argv):
+    """Run ``code``, then the ``gankit`` program on ``argv`` as its console script does, with
+    SIGINT as in a terminal."""
+    sigint = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)"
+    script = f"{sigint}\n{code}\nimport sys\nfrom gankit.cli import main\nsys.exit(main())"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True,
+                          env=env, timeout=240)  # fmt: skip
+    return done.returncode, done.stderr
+
+
+SIGNAL_AT_IMPORT = """
+import os, sys
+class SignalAt:  # sends the signal once, as the import of the module starts
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), {sig})
+sys.meta_path.insert(0, SignalAt())
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "sig"), [("gankit.config", signal.SIGINT), ("numpy", signal.SIGTERM)]
+)
+def test_signal_during_startup_imports(module, sig):
+    """A stop signal while the command modules load (a traceback before main ran) or while
+    torch imports numpy (which swallowed it: the command went on) ends the command with one
+    line and 128 + signal once the imports are done."""
+    rc, err = _gankit(SIGNAL_AT_IMPORT.format(module=module, sig=int(sig)), "info")
+    assert (rc, err) == (128 + sig, f"gankit: {LINES[sig]}\n")
+
+
+LATE_SIGNAL = """
+import atexit, os, signal
+import gankit.cli.info
+from gankit.training.stop import TrainingStopped
+
+class Stopped(TrainingStopped):
+    def __str__(self):  # a second Ctrl-C while main writes the line of the graceful stop
+        os.kill(os.getpid(), signal.SIGINT)
+        return super().__str__()
+
+def stopped(args):
+    raise Stopped("stopped by SIGTERM at step 1", signal.SIGTERM)
+
+gankit.cli.info.run = stopped
+atexit.register(os.kill, os.getpid(), signal.SIGTERM)  # and a SIGTERM while the process exits
+"""
+
+
+def test_signals_after_the_command_leave_its_line_and_status():
+    """Once the command has finished, a second Ctrl-C while main writes its line and a SIGTERM
+    while the process exits (a traceback, then death by SIGTERM) change neither."""
+    rc, err = _gankit(LATE_SIGNAL, "info")
+    assert (rc, err) == (143, "gankit: stopped by SIGTERM at step 1\n")

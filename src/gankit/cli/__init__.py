@@ -11,54 +11,50 @@ library errors into one line on stderr and exit status 2:
 - an ``OSError`` (an output path that is a directory, a read-only folder, a missing parent
   that is a file, ...) → ``gankit: error: PATH: reason``.
 
-Ctrl-C (SIGINT) or SIGTERM outside training (which stops at a step boundary by itself, see
-:mod:`gankit.training.stop`), e.g. during start-up, prints ``gankit: interrupted`` or
-``gankit: terminated`` and exits with 130 / 143; the atomic writers remove their temp files on
-the way out. Only ``argparse`` and the command modules load before the ``try``: torch is
-imported inside it, so a signal during that import is handled the same way.
+Stop signals: :func:`main` handles SIGINT (Ctrl-C) and SIGTERM where they have their default
+handlers (in the main thread). While it starts (loading the command modules, parsing, importing
+torch) they are blocked, so no import is cut midway; one that came meanwhile is acted on right
+after. While the command runs, either prints ``gankit: interrupted`` / ``gankit: terminated``
+and exits with 130 / 143 (training instead stops at a step boundary by itself, see
+:mod:`gankit.training.stop`); the atomic writers remove their temp files on the way out. Once
+the command has returned or raised, its line and exit status stand: the ``gankit`` program
+(``main()`` without ``argv``) ignores later stop signals while it exits, and ``main(argv)``
+hands a late one to the caller's handler when it returns. ``import gankit.cli`` loads nothing
+heavy (the command modules load in :func:`main`): only a signal in the first few tens of
+milliseconds of the process, before :func:`main` runs, keeps Python's default effect.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import importlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from types import ModuleType
+import threading
+from types import FrameType, ModuleType
+from typing import Any
 
-from gankit.cli import (
-    analyze,
-    bench,
-    data,
-    eval,
-    info,
-    inspect,
-    measure,
-    resume,
-    sample,
-    serve,
-    train,
-)
 from gankit.errors import GankitError, ParameterError
 
 __all__ = ["COMMANDS", "build_parser", "flag_name", "main"]
 
-COMMANDS: list[ModuleType] = [
-    info,
-    train,
-    resume,
-    sample,
-    eval,
-    measure,
-    data,
-    inspect,
-    analyze,
-    bench,
-    serve,
-]
-"""Command modules, in ``gankit --help`` order."""
+_COMMAND_NAMES = "info train resume sample eval measure data inspect analyze bench serve".split()
+_DEFAULT_HANDLERS = {  # main handles a stop signal that has its default handler (module doc)
+    signal.SIGINT: signal.default_int_handler,
+    signal.SIGTERM: signal.SIG_DFL,
+}
+
+
+def _commands() -> list[ModuleType]:
+    """The command modules, in ``gankit --help`` order (loaded here, not on import)."""
+    return [importlib.import_module(f"gankit.cli.{name}") for name in _COMMAND_NAMES]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "COMMANDS":
+        return _commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gankit", description="Train, sample, evaluate and inspect class-conditional GANs."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS:
+    for command in _commands():
         command.add_parser(sub)
     return parser
 
@@ -79,35 +75,77 @@ def flag_name(param: str, command: ModuleType | None = None) -> str:
 
 
 class _Terminated(BaseException):
-    """SIGTERM outside training (a BaseException: no ``except Exception`` swallows it)."""
+    """SIGTERM while a command runs (a BaseException: no ``except Exception`` swallows it)."""
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise _Terminated
+class _CommandSignals:
+    """SIGINT/SIGTERM in :func:`main` (module doc): blocked until :meth:`started`, raised while the
+    command runs, recorded once it has finished. ``program``: main is the whole process."""
 
+    def __init__(self, program: bool) -> None:
+        self.program = program
+        self.running = False
+        self.pending = 0  # a signal not acted on yet
+        self._previous: dict[int, Any] = {}
+        self._mask: set[int] | None = None
 
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises :class:`_Terminated` (where it would kill the process silently: the
-    default handler, in the main thread); the previous handler comes back afterwards."""
-    installed = False
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        with contextlib.suppress(ValueError):  # ValueError: not the main thread
-            signal.signal(signal.SIGTERM, _raise_terminated)
-            installed = True
-    try:
-        yield
-    finally:
-        if installed:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    def __enter__(self) -> _CommandSignals:
+        if threading.current_thread() is threading.main_thread():
+            own = [s for s, default in _DEFAULT_HANDLERS.items() if signal.getsignal(s) is default]
+            if hasattr(signal, "pthread_sigmask"):
+                self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, own)
+            self._previous = {s: signal.signal(s, self._handle) for s in own}
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.pending = self.pending or signum
+        if self.running:
+            self._act()
+
+    def _act(self) -> None:
+        signum, self.pending = self.pending, 0
+        raise KeyboardInterrupt if signum == signal.SIGINT else _Terminated
+
+    def started(self) -> None:
+        """Start-up is over: a signal that came during it, or comes from now on, is raised."""
+        self.running = True
+        if self._mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)  # a blocked one comes in
+        if self.pending:
+            self._act()
+
+    def finished(self) -> None:
+        """The command has returned or raised: its result stands."""
+        self.running = False
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, signal.SIG_IGN if self.program else handler)
+        if self._mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+        if self.pending and not self.program:
+            signal.raise_signal(self.pending)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line ``argv`` (default: this process's; then main is the ``gankit``
+    program, see the module doc on stop signals) and return its exit status."""
+    with _CommandSignals(program=argv is None) as signals:
+        args = build_parser().parse_args(argv)
+        import torch  # noqa: F401  (loaded while the stop signals are blocked)
+
+        return _run(args, signals)
+
+
+def _run(args: argparse.Namespace, signals: _CommandSignals) -> int:
+    """``args.func(args)``, its errors and stop signals turned into one line and a status."""
     command = sys.modules[args.func.__module__]
     try:
-        with _sigterm_raises():
+        try:
+            signals.started()
             return args.func(args)
+        finally:
+            signals.finished()
     except ParameterError as err:
         print(f"gankit: error: {flag_name(err.param, command)}: {err.message}", file=sys.stderr)
         return 2

@@ -3,8 +3,9 @@ final checkpoint (what pre-emptible cluster jobs need).
 
 Inside :class:`StopSignals` the first SIGINT or SIGTERM only records the signal; the training
 loop polls :meth:`StopSignals.requested` between iterations, writes a checkpoint and raises
-:class:`TrainingStopped`. A second signal of the same kind gets the previous handler (for
-SIGINT: an immediate ``KeyboardInterrupt``). Handlers are only installed from the main thread;
+:class:`TrainingStopped`. The first signal gives both back their previous handlers, so a second
+one, of either kind, acts as usual (for SIGINT: an immediate ``KeyboardInterrupt``; under the
+CLI either ends the command at once). Handlers are only installed from the main thread;
 elsewhere (e.g. a trainer driven from a worker thread) signals keep their usual effect.
 """
 
@@ -42,8 +43,8 @@ class StopSignals:
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = self.signum or signum
-        signal.signal(signum, self._previous[signum])  # a second signal acts as usual
+        self.signum = signum
+        self._restore()  # a second signal, of either kind, acts as usual
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -51,6 +52,9 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
