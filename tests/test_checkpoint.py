@@ -394,13 +394,18 @@ def test_resume_with_no_checkpoint_that_loads_is_one_line(straight, tmp_path, ca
 
 
 def test_resume_with_weights_of_another_model_names_the_file(straight, tmp_path):
+    """The message names the config the trainer's model came from (the run's), which the
+    weights do not fit, even when the checkpoint's own config.toml was replaced with theirs."""
     run = _copy(straight, tmp_path / "r")
     ckpt = ckpt_io.list_checkpoints(run / "checkpoints")[-1]
-    other = build(tiny_cfg(tmp_path, "model.D_ch=16").model, init=False)[1]
-    ckpt_io.save_file(other.state_dict(), str(ckpt / "D.safetensors"))
+    other_cfg = tiny_cfg(tmp_path, "model.D_ch=16")
+    ckpt_io.save_file(
+        build(other_cfg.model, init=False)[1].state_dict(), str(ckpt / "D.safetensors")
+    )
+    save_toml(other_cfg, ckpt / "config.toml")
     want = (
         rf"^{re.escape(str(ckpt / 'D.safetensors'))}: weights do not match the model of "
-        rf"{re.escape(str(ckpt / 'config.toml'))} \(shape: \S+ \(1, 64\) in the file, \(1, 32\) "
+        rf"{re.escape(str(run / 'config.toml'))} \(shape: \S+ \(1, 64\) in the file, \(1, 32\) "
         r"in the model, .*, \.\.\. \(\d+ in all\)\)$"
     )
     with pytest.raises(GankitError, match=want):
@@ -552,3 +557,27 @@ def test_moments_of_another_shape_are_one_line_not_a_crash(straight, tmp_path, c
     msg = str(err.value)
     assert msg.startswith(f"{path}: damaged or unreadable checkpoint file ('opt_G' does not fit")
     assert "exp_avg" in msg and "(2, 2)" in msg and "\n" not in msg
+
+
+def test_resume_refuses_a_run_config_cut_short(straight, tmp_path):
+    """config.toml cut at a line boundary still parses, and the keys after the cut would
+    silently become defaults (e.g. another learning rate): resume names them instead, and
+    the file is left as it was."""
+    run = _copy(straight, tmp_path / "r")
+    path = run / "config.toml"
+    text = path.read_text()
+    cut = text[: text.index("lr_G")]
+    path.write_text(cut)
+    with pytest.raises(GankitError) as err:
+        resume(run, steps=6, quiet=True)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: no train.lr_G, ") and "(cut short?); restore it" in msg
+    assert path.read_text() == cut
+
+
+def test_a_stray_file_named_like_a_checkpoint_is_replaced_cleanly(tmp_path):
+    """A file (not a folder) named step_N where a checkpoint is written: the checkpoint is
+    written, the file removed, and no error claims the write failed."""
+    (tmp_path / "step_00000001").write_text("x")
+    ckpt = _save(tmp_path, "step_00000001", 1)
+    assert ckpt_io.is_complete(ckpt) and not list(tmp_path.glob(".tmp-*"))

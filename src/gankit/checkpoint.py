@@ -178,8 +178,8 @@ def save_checkpoint(
             old = root / f".tmp-old-{name}-{os.getpid()}"
             final.rename(old)
         tmp.rename(final)
-        if old is not None:
-            shutil.rmtree(old)
+        if old is not None:  # (a stray file of that name is removed too)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
         _fsync_dir(root)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -355,19 +355,23 @@ def weights_mismatch(
 
 
 def load_into(
-    net: torch.nn.Module, ckpt: Path, which: str, device: str | torch.device = "cpu"
+    net: torch.nn.Module,
+    ckpt: Path,
+    which: str,
+    device: str | torch.device = "cpu",
+    built_from: Path | None = None,
 ) -> None:
     """Load ``which.safetensors`` of ``ckpt`` into ``net``, or raise a one-line
     :class:`GankitError` naming the file and the first missing, unexpected or differently
-    shaped tensors (weights of another model than ``net``, e.g. a ``config.toml`` that does
-    not match them)."""
+    shaped tensors (weights of another model than ``net``, built from the config file
+    ``built_from``: by default the checkpoint's own ``config.toml``)."""
     weights = load_weights(ckpt, which, device)
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     differs = weights_mismatch({k: tuple(v.shape) for k, v in weights.items()}, expected)
     if differs:
         raise GankitError(
             f"{Path(ckpt) / f'{which}.safetensors'}: weights do not match the model of "
-            f"{Path(ckpt) / CONFIG_FILE} ({differs})"
+            f"{built_from or Path(ckpt) / CONFIG_FILE} ({differs})"
         )
     net.load_state_dict(weights)
 

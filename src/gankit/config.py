@@ -678,6 +678,13 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg, dict_factory=lambda items: {k: plain(v) for k, v in items})
 
 
+def model_differences(a: Config, b: Config) -> list[str]:
+    """The ``model.*`` keys whose values differ between ``a`` and ``b``, sorted (two configs
+    of one model when empty)."""
+    ma, mb = to_dict(a)["model"], to_dict(b)["model"]
+    return sorted(f"model.{k}" for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k))
+
+
 def _preset_dir() -> Any:
     return resources.files("gankit") / "presets"
 
@@ -716,6 +723,13 @@ def load_toml(path: str | Path) -> Config:
     if not data:  # e.g. truncated to nothing: defaults would pass for the run's settings
         raise ConfigError(f"{path}: empty; expected a gankit config ([model], [train], ...)")
     return from_dict(data, source=str(path))
+
+
+def keys_set_in(path: str | Path) -> set[str]:
+    """The ``section.key`` names that the TOML config file ``path`` sets itself (those
+    :func:`load_toml` does not fill with defaults); read it with :func:`load_toml` first."""
+    data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    return {f"{s}.{k}" for s, keys in data.items() if isinstance(keys, dict) for k in keys}
 
 
 def save_toml(cfg: Config, path: str | Path) -> None:

@@ -12,7 +12,14 @@ import traceback
 from pathlib import Path
 
 from gankit import checkpoint as ckpt_io
-from gankit.config import MAX_STEPS, Config, from_dict, save_toml, to_dict
+from gankit.config import (
+    MAX_STEPS,
+    Config,
+    from_dict,
+    keys_set_in,
+    model_differences,
+    save_toml,
+)
 from gankit.errors import GankitError, ParameterError, check_bool, check_int, check_path
 from gankit.run import RunDir
 from gankit.training.distributed import cleanup, from_env
@@ -152,6 +159,26 @@ def _newest_loadable(run: RunDir) -> tuple[Path, dict, list[Path]]:
     )
 
 
+def _check_whole_config(run: RunDir, saved: dict, ckpt: Path) -> None:
+    """Refuse a run ``config.toml`` that lacks keys the checkpoint's saved config has: it is
+    written whole with every checkpoint, so missing keys mean a file cut short, whose gaps
+    would silently become defaults (edit a value to change a setting, never delete its key)."""
+    present = keys_set_in(run.config_file)
+    missing = [
+        f"{section}.{key}"
+        for section, keys in saved.items()
+        if isinstance(keys, dict)
+        for key in keys
+        if f"{section}.{key}" not in present
+    ]
+    if missing:
+        more = f", ... ({len(missing)} in all)" if len(missing) > 4 else ""
+        raise GankitError(
+            f"{run.config_file}: no {', '.join(missing[:4])}{more} (cut short?); restore it, e.g. "
+            f"from {ckpt / ckpt_io.CONFIG_FILE}, and change settings by editing their values"
+        )
+
+
 DAMAGED_PREFIX = "damaged-"
 """Resume renames a checkpoint that does not load to ``damaged-step_XXXXXXXX`` (ignored by the
 listing and by pruning, which would otherwise keep it as the newest and delete intact ones)."""
@@ -204,13 +231,13 @@ def _resume(run: RunDir, steps: int | None, device: str | None, quiet: bool) -> 
     """:func:`resume` of ``run``, whose writer lock this process holds."""
     cfg = run.load_config()
     latest, state, damaged = _newest_loadable(run)
-    saved = to_dict(from_dict({"model": state["config"]["model"]}))["model"]  # older key names
-    current = to_dict(cfg)["model"]
-    differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    _check_whole_config(run, state["config"], latest)
+    saved = from_dict({"model": state["config"]["model"]})  # (older key names too)
+    differing = model_differences(saved, cfg)
     if differing:
         raise GankitError(
             f"{run.config_file}: model settings differ from checkpoint {latest.name} "
-            f"({', '.join(f'model.{k}' for k in differing)}); resume needs the same model"
+            f"({', '.join(differing)}); resume needs the same model"
         )
     if steps is not None:
         cfg.train.steps = steps

@@ -193,10 +193,11 @@ def restore(trainer: Any, ckpt: Path) -> None:
     check_state(state, ckpt)
     _check_moments(trainer.opt_G, state["opt_G"], ckpt, "opt_G")
     _check_moments(trainer.opt_D, state["opt_D"], ckpt, "opt_D")
-    ckpt_io.load_into(trainer.G, ckpt, "G", trainer.device)
-    ckpt_io.load_into(trainer.D, ckpt, "D", trainer.device)
+    built_from = trainer.run.config_file if trainer.run is not None else None
+    ckpt_io.load_into(trainer.G, ckpt, "G", trainer.device, built_from)
+    ckpt_io.load_into(trainer.D, ckpt, "D", trainer.device, built_from)
     if trainer.ema is not None:
-        ckpt_io.load_into(trainer.ema.module, ckpt, "G_ema", trainer.device)
+        ckpt_io.load_into(trainer.ema.module, ckpt, "G_ema", trainer.device, built_from)
     with _entry(ckpt, "sampler"):  # a GankitError if the data or world size changed
         trainer.batches.load_state_dict(state["sampler"])
     trainer.step = state["step"]
