@@ -5,7 +5,8 @@ Image layouts accepted in a file: ``(N, H, W)`` grey, ``(N, H, W, C)`` or ``(N, 
 ``(N,)``. Optional metadata (``class_names``, ``resolution``, ``channels``, ``source``,
 ``skipped``) lives in a ``.npz`` key ``class_names``, an HDF5 attribute, or, for ``X.npy``, a
 sibling ``X.meta.json``; labels of ``X.npy`` live in a sibling ``X.labels.npy`` (or ``X.npz``
-with key ``y``) — without one the images are unconditional.
+with key ``y``) — without one the images are unconditional, unless the metadata lists several
+classes (then the labels file is missing: an error).
 
 Writers for the ``data.cache`` files live in :mod:`gankit.data.cache_writer`.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +24,15 @@ from typing import Any, TypeVar
 import numpy as np
 
 from gankit.config import MAX_CLASSES
-from gankit.data.dataset import ImageDataset
+from gankit.data.dataset import ImageDataset, check_labels
 from gankit.data.preprocess import fit_array
 from gankit.errors import GankitError
 
 T = TypeVar("T")
 
 _CHANNEL_COUNTS = (1, 3, 4)
+LOAD_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError, MemoryError)
+"""What ``np.load`` raises for a damaged file (``MemoryError``: a header claiming a huge array)."""
 
 
 @dataclass
@@ -44,26 +48,66 @@ def to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
     """Check dtype/rank of ``x`` and return it as ``(N, C, H, W)`` (a view where possible)."""
     if x.dtype != np.uint8:
         raise GankitError(f"{path}: images 'x' must be uint8 (0..255), got {x.dtype}")
+    nchw = None
     if x.ndim == 3:
-        return x[:, None]
-    if x.ndim == 4:
-        if x.shape[1] in _CHANNEL_COUNTS and x.shape[-1] not in _CHANNEL_COUNTS:
-            return x
-        if x.shape[-1] in _CHANNEL_COUNTS:
-            return x.transpose(0, 3, 1, 2)
-    raise GankitError(
-        f"{path}: images 'x' must be (N, H, W), (N, H, W, C) or (N, C, H, W) with C in 1/3/4, "
-        f"got shape {x.shape}"
-    )
+        nchw = x[:, None]
+    elif x.ndim == 4 and x.shape[1] in _CHANNEL_COUNTS and x.shape[-1] not in _CHANNEL_COUNTS:
+        nchw = x
+    elif x.ndim == 4 and x.shape[-1] in _CHANNEL_COUNTS:
+        nchw = x.transpose(0, 3, 1, 2)
+    if nchw is None:
+        raise GankitError(
+            f"{path}: images 'x' must be (N, H, W), (N, H, W, C) or (N, C, H, W) with C in "
+            f"1/3/4, got shape {x.shape}"
+        )
+    if 0 in nchw.shape[2:]:
+        raise GankitError(f"{path}: images 'x' have zero size (shape {x.shape})")
+    return nchw
 
 
-def check_y(y: np.ndarray, n: int, path: Path) -> np.ndarray:
-    """Labels must be integer ``(n,)``; returned as int64."""
+def check_y(y: np.ndarray, n: int, path: Path, key: str = "y") -> np.ndarray:
+    """Labels ``key`` must be integer ``(n,)``; returned as int64."""
     if not np.issubdtype(y.dtype, np.integer):
-        raise GankitError(f"{path}: labels 'y' must be integers, got {y.dtype}")
+        raise GankitError(f"{path}: labels '{key}' must be integers, got {y.dtype}")
     if y.shape != (n,):
-        raise GankitError(f"{path}: labels 'y' must have shape ({n},), got {y.shape}")
+        raise GankitError(f"{path}: labels '{key}' must have shape ({n},), got {y.shape}")
     return y.astype(np.int64, copy=False)
+
+
+def check_class_names(names: Any, path: Path, key: str = "class_names") -> list[str]:
+    """``names`` (a list or 1-D array of ``str``/``bytes``) → distinct ``str`` names; anything
+    else is a GankitError naming ``path`` and ``key``."""
+    if isinstance(names, np.ndarray) and names.ndim == 1:
+        names = names.tolist()
+    if not (isinstance(names, list) and names and all(isinstance(n, (str, bytes)) for n in names)):
+        raise GankitError(
+            f"{path}: '{key}' must be a non-empty list of strings, got {str(names)[:60]!r}"
+        )
+    names = [n.decode(errors="replace") if isinstance(n, bytes) else n for n in names]
+    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise GankitError(
+            f"{path}: '{key}' repeats {', '.join(map(repr, repeated[:5]))}; expected one "
+            "distinct name per class"
+        )
+    return names
+
+
+def check_meta(meta: Any, path: Path, y: np.ndarray | None, labels_path: Path) -> dict[str, Any]:
+    """Check the metadata fields :func:`to_dataset` reads (``class_names``, ``skipped``) and
+    that labels ``y`` (read from ``labels_path``) fit the class names; errors name the file."""
+    if not isinstance(meta, dict):
+        raise GankitError(f"{path}: expected a JSON object of metadata, got {type(meta).__name__}")
+    skipped = meta.get("skipped") or 0
+    if type(skipped) is not int or skipped < 0:
+        raise GankitError(f"{path}: 'skipped' must be a count >= 0, got {skipped!r}")
+    names = meta.get("class_names")
+    if names is not None:
+        names = check_class_names(names, path)
+    if names is not None and y is not None:
+        where = labels_path if labels_path == path else f"{labels_path} (classes of {path.name})"
+        check_labels(y, len(names), str(where))
+    return {**meta, "skipped": skipped, "class_names": names}
 
 
 def _reason(err: Exception) -> str:
@@ -86,10 +130,11 @@ def read_npz(path: Path, labels: bool = True) -> StoredArrays:
                     f"'y' labels; found {', '.join(f.files) or 'nothing'})"
                 )
             x, y = to_nchw(f["x"], path), (f["y"] if "y" in f.files else None)
-            meta = {"class_names": [str(n) for n in f["class_names"]]} if "class_names" in f else {}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+            meta = {"class_names": f["class_names"]} if "class_names" in f else {}
+    except LOAD_ERRORS as err:
         raise GankitError(f"{path}: not a readable .npz file ({_reason(err)})") from None
-    return StoredArrays(x, None if y is None else check_y(y, x.shape[0], path), meta)
+    y = None if y is None else check_y(y, x.shape[0], path)
+    return StoredArrays(x, y, check_meta(meta, path, y, path))
 
 
 def npy_siblings(path: Path) -> tuple[Path, Path, Path]:
@@ -109,18 +154,23 @@ def read_npy(path: Path) -> StoredArrays:
     x = _read(path, ".npy cache", lambda: np.load(path, mmap_mode="r", allow_pickle=False))
     x = to_nchw(x, path)
     of = f"labels file of {path.name}"
-    y = None
+    y, labels = None, labels_npy
     if labels_npy.is_file():
         y = _read(labels_npy, of, lambda: np.load(labels_npy, allow_pickle=False))
-        y = check_y(y, x.shape[0], labels_npy)
     elif labels_npz.is_file():
-        y = check_y(_read(labels_npz, of, lambda: _npz_y(labels_npz, path)), x.shape[0], labels_npz)
+        y, labels = _read(labels_npz, of, lambda: _npz_y(labels_npz, path)), labels_npz
+    if y is not None:
+        y = check_y(y, x.shape[0], labels)
     meta: Any = {}
     if meta_json.is_file():
         what = f"metadata file of {path.name}"
         meta = _read(meta_json, what, lambda: json.loads(meta_json.read_text()))
-    if not isinstance(meta, dict):
-        raise GankitError(f"{meta_json}: expected a JSON object (metadata of {path.name})")
+        meta = check_meta(meta, meta_json, y, labels)
+    if y is None and len(meta.get("class_names") or []) > 1:
+        raise GankitError(
+            f"{path}: labels file {labels_npy.name} is missing ({meta_json.name} lists "
+            f"{len(meta['class_names'])} classes)"
+        )
     return StoredArrays(x, y, meta)
 
 
@@ -135,7 +185,7 @@ def _read(file: Path, what: str, load: Callable[[], T]) -> T:
     """``load()``, or a GankitError naming ``file`` if reading it fails."""
     try:
         return load()
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except LOAD_ERRORS as err:
         raise GankitError(f"{file}: not a readable {what} ({_reason(err)})") from None
 
 
@@ -161,14 +211,15 @@ def read_h5(path: Path) -> StoredArrays:
     h5py = import_h5py(path)
     try:
         with h5py.File(path, "r") as f:
-            missing = [k for k in ("x", "y") if k not in f]
+            missing = [k for k in ("x", "y") if not isinstance(f.get(k), h5py.Dataset)]
             if missing:
                 raise GankitError(f"{path}: missing HDF5 dataset(s) {', '.join(missing)}")
             x, y = to_nchw(f["x"][()], path), f["y"][()]
             meta = {k: _json_or_none(v) for k, v in f.attrs.items() if isinstance(v, str)}
-    except OSError as err:
+    except (OSError, MemoryError) as err:
         raise GankitError(f"{path}: not a readable HDF5 file ({err})") from None
-    return StoredArrays(x, check_y(y, x.shape[0], path), meta)
+    y = check_y(y, x.shape[0], path)
+    return StoredArrays(x, y, check_meta(meta, path, y, path))
 
 
 def to_dataset(
@@ -198,7 +249,7 @@ def to_dataset(
         x=fit_array(stored.x, resolution, channels, resize),
         y=y,
         n_classes=len(names),
-        class_names=[str(n) for n in names],
+        class_names=names,
         source=str(stored.meta.get("source") or path),
-        skipped=int(stored.meta.get("skipped") or 0),
+        skipped=stored.meta.get("skipped") or 0,
     )

@@ -34,11 +34,14 @@ _WRITE_BLOCK = 1024  # images per write when saving an in-memory data set
 
 
 def check_cache_path(path: Path, name: str = "data.cache") -> None:
-    """``path`` must end in ``.npy``, ``.h5`` or ``.hdf5``; the error names ``name``."""
+    """``path`` must end in ``.npy``, ``.h5`` or ``.hdf5`` and not be a folder; the error names
+    ``name``."""
     if path.suffix.lower() not in CACHE_SUFFIXES:
         raise GankitError(
             f"{name} = '{path}': expected a file name ending in {', '.join(CACHE_SUFFIXES)}"
         )
+    if path.is_dir():
+        raise GankitError(f"{name} = '{path}': is a folder; expected a cache file to write")
 
 
 def _read(path: Path) -> StoredArrays:

@@ -110,9 +110,9 @@ def fingerprint(
         try:
             stat = os.stat(path)
         except OSError as err:  # e.g. a dangling link: decoding reports it (or skips it)
-            digest.update(f"{name}\0{err.errno}\n".encode())
+            digest.update(os.fsencode(name) + f"\0{err.errno}\n".encode())
             continue
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(os.fsencode(name) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -260,8 +260,6 @@ def build_cache(
     path = Path(src).expanduser().resolve() if str(src) else None
     out = check_path(out, "out", "a cache file path (.npy, .h5 or .hdf5)").expanduser().resolve()
     check_cache_path(out, "out")
-    if out.is_dir():
-        raise GankitError(f"out = '{out}': is a folder; expected a cache file to write")
     if out == path:
         raise GankitError(f"out = '{out}': the cache cannot be its own source")
     if path is not None and not path.exists():

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from gankit.data.arrays import check_class_names, check_y
 from gankit.data.dataset import ImageDataset
 from gankit.data.preprocess import fit_array
 from gankit.errors import GankitError
@@ -77,21 +78,22 @@ def _get(d: Any, key: bytes, path: Path) -> Any:
 def _read_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     batch = safe_unpickle(path)
     data = np.asarray(_get(batch, b"data", path))
-    labels = np.asarray(_get(batch, label_key, path), dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise GankitError(
             f"{path}: CIFAR 'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}"
         )
-    if labels.shape != (data.shape[0],):
-        raise GankitError(f"{path}: {labels.shape[0]} labels for {data.shape[0]} images")
-    return data.reshape(-1, 3, 32, 32), labels
+    key = label_key.decode()
+    try:
+        labels = np.asarray(_get(batch, label_key, path))
+    except ValueError as err:  # a ragged list
+        raise GankitError(f"{path}: CIFAR '{key}' must be a list of integers ({err})") from None
+    return data.reshape(-1, 3, 32, 32), check_y(labels, data.shape[0], path, key)
 
 
 def _names(path: Path, key: bytes, n_classes: int) -> list[str]:
     if not path.is_file():
         return [str(i) for i in range(n_classes)]
-    names = _get(safe_unpickle(path), key, path)
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    return check_class_names(_get(safe_unpickle(path), key, path), path, key.decode())
 
 
 def load_cifar(root: Path, resolution: int, channels: int, resize: str = "legacy") -> ImageDataset:

@@ -22,7 +22,9 @@ import logging
 import multiprocessing
 import os
 import signal
+import stat
 import sys
+import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -99,6 +101,13 @@ class FolderListing:
 def list_image_folder(root: Path) -> FolderListing:
     """List ``root`` as described in the module docstring; an empty class folder is an error."""
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p.name))
+    holding_root = {root.resolve(), *root.resolve().parents}
+    for d in subdirs:
+        if d.resolve() in holding_root:
+            raise GankitError(
+                f"{d}: class folder links to {d.resolve()}, which holds the data folder itself "
+                "(expected a folder of images)"
+            )
     if subdirs:
         loose = [p for p in root.iterdir() if p.is_file() and _visible(p.name)]
         if loose:
@@ -131,13 +140,26 @@ def bad_file_error(path: str | Path, message: str) -> GankitError:
     )
 
 
+@contextlib.contextmanager
+def open_image(path: str | Path) -> Iterator[Image.Image]:
+    """``Image.open(path)``, refusing anything but a regular file (a FIFO would block forever)
+    with ``ValueError``; PIL's warnings about files it can decode (large, bad EXIF) are muted."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError("not a regular file")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        with Image.open(path) as img:
+            yield img
+
+
 def decode_image(path: str | Path, resolution: int, resize: str = "legacy") -> np.ndarray:
     """Decode one file → uint8 ``(C, resolution, resolution)``, C = 1 (grey) or 3 (colour).
 
-    Raises whatever PIL raises for unreadable files (the caller names the file). JPEGs are
-    decoded at the smallest DCT scale that still covers ``resolution`` (``Image.draft``).
+    Raises whatever PIL raises for unreadable files, ``ValueError`` for a file that is not a
+    regular file or holds NaN pixels (the caller names the file). JPEGs are decoded at the
+    smallest DCT scale that still covers ``resolution`` (``Image.draft``).
     """
-    with Image.open(path) as img:
+    with open_image(path) as img:
         if img.format == "JPEG":
             img.draft(None, (resolution, resolution))
         img.load()
@@ -260,8 +282,9 @@ def load_image_folder(
 ) -> ImageDataset:
     """Decode every image under ``root`` into memory → :class:`ImageDataset` (module docstring).
 
-    Bad files (corrupt, not an image, unsupported suffix) raise :class:`GankitError` naming the
-    file, or with ``skip_bad`` are counted in ``dataset.skipped`` and reported as a warning.
+    Bad files (corrupt, not an image, unsupported suffix, not a regular file) raise
+    :class:`GankitError` naming the file, or with ``skip_bad`` are counted in
+    ``dataset.skipped`` and reported as a warning.
     ``workers``: decoding processes (default: the usable CPU cores); ``resize``: the filter
     (:mod:`gankit.data.preprocess`).
     """

@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gankit.data.arrays import check_y
+from gankit.data.arrays import LOAD_ERRORS, check_class_names, check_y
 from gankit.data.dataset import check_labels
 from gankit.errors import GankitError
 from gankit.io_utils import atomic_write
+from gankit.measurements import build_measurement
 
 _KEYS = ("x", "y", "theta", "measurement", "image_shape", "class_names", "clean_source")
 
@@ -122,17 +123,30 @@ def read_measured(path: str | Path) -> MeasuredDataset:
                     f"{path}: missing key(s) {', '.join(missing)} of a measured data set "
                     f"(written by gankit measure)"
                 )
-            x = f["x"]
-            spec = str(f["measurement"])
+            x, spec, shape = f["x"], str(f["measurement"]), f["image_shape"]
+            if shape.shape != (3,) or not np.issubdtype(shape.dtype, np.integer) or shape.min() < 1:
+                raise GankitError(
+                    f"{path}: 'image_shape' must be 3 positive integers (C, H, W), got {shape}"
+                )
+            image_shape = tuple(shape.tolist())
+            measurement = build_measurement(spec, image_shape, f"{path}: measurement")
+            expected = tuple(measurement.output_shape(image_shape))
+            if x.dtype.kind == "f" and not np.isfinite(x).all():
+                raise GankitError(f"{path}: 'x' holds NaN or infinite measurements")
+            if x.shape[1:] != expected:
+                raise GankitError(
+                    f"{path}: 'x' holds measurements of shape {x.shape[1:]}; '{spec}' of "
+                    f"{image_shape} images gives {expected}"
+                )
             return MeasuredDataset(
                 x=x,
                 y=check_y(f["y"], x.shape[0], path),
                 theta=f["theta"],
                 measurement=spec,
-                image_shape=tuple(f["image_shape"].tolist()),
-                class_names=[str(n) for n in f["class_names"]],
+                image_shape=image_shape,
+                class_names=check_class_names(f["class_names"], path),
                 source=str(path),
                 clean_source=str(f["clean_source"]),
             )
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except LOAD_ERRORS as err:
         raise GankitError(f"{path}: not a readable measured .npz file ({err})") from None

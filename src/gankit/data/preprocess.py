@@ -81,12 +81,15 @@ def to_grey_or_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode → mode ``L`` (grey modes) or ``RGB`` (colour modes), 8 bits per channel.
 
     16-bit and 32-bit integer grey (``I;16*``, ``I``) are scaled from ``0..65535`` to ``0..255``;
-    float grey (``F``) is clipped to ``0..255``; palette images go through RGBA so a transparency
-    entry is honoured before the alpha is dropped; CMYK, YCbCr, LAB, HSV convert to RGB.
+    float grey (``F``) is clipped to ``0..255`` (NaN pixels: ``ValueError``); palette images go
+    through RGBA so a transparency entry is honoured before the alpha is dropped; CMYK, YCbCr,
+    LAB, HSV convert to RGB.
     """
     mode = img.mode
     if mode.startswith("I") or mode == "F":
         arr = np.asarray(img, dtype=np.float64)
+        if np.isnan(arr).any():
+            raise ValueError("NaN pixel values")
         arr = arr / 257.0 if mode.startswith("I") else arr
         return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
     if mode in ("L", "1", "LA", "La"):

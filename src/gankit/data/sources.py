@@ -18,12 +18,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
-
 from gankit.data.arrays import read_h5, read_npy, read_npz, to_dataset
 from gankit.data.cifar import is_cifar_dir, load_cifar
 from gankit.data.dataset import ImageDataset
-from gankit.data.folder import DECODE_ERRORS, list_image_folder, load_image_folder
+from gankit.data.folder import DECODE_ERRORS, list_image_folder, load_image_folder, open_image
 from gankit.data.measured import MeasuredDataset, is_measured, read_measured
 from gankit.data.mnist import load_mnist
 from gankit.data.preprocess import check_resize
@@ -96,7 +94,7 @@ def read_images(path: str | Path, resize: str = "legacy") -> tuple[ImageDataset,
             return load_cifar(path, CIFAR_RESOLUTION, 3, resize), True
         listing = list_image_folder(path)
         try:
-            with Image.open(listing.files[0]) as img:
+            with open_image(listing.files[0]) as img:
                 side, grey = min(img.size), img.mode in ("1", "L", "LA", "La", "I", "I;16", "F")
         except DECODE_ERRORS as err:
             raise GankitError(f"{listing.files[0]}: not a readable image ({err})") from None

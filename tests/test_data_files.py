@@ -1,0 +1,259 @@
+"""Damaged or foreign data files: each is refused with one line naming the file and field,
+skipped under ``skip_bad`` where it is one image, or (a ``data.cache``) rebuilt."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pickle
+import re
+import signal
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gankit.config import DataConfig
+from gankit.data import build_cache, load_dataset, read_images, read_measured, write_measured
+from gankit.data.measured import MeasuredDataset
+from gankit.errors import GankitError
+
+
+def load(path: Path, **kw):
+    return load_dataset(DataConfig(path=str(path), **kw), 8, 1)
+
+
+def make_folder(root: Path, counts=(2, 3)) -> Path:
+    for c, n in enumerate(counts):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(n):
+            Image.new("L", (10, 9), 40 * i + c).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def no_hang():
+    """Fail (instead of blocking forever) if the test takes more than 20 s."""
+
+    def expire(*_):
+        raise TimeoutError("blocked reading a file")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+# --- data.cache ------------------------------------------------------------------------------
+
+
+def test_cache_whose_labels_file_is_lost_is_rebuilt(tmp_path, caplog):
+    src, out = make_folder(tmp_path / "imgs"), tmp_path / "c.npy"
+    build_cache(src, 8, 1, out, workers=1, quiet=True)
+    (tmp_path / "c.labels.npy").unlink()
+    with caplog.at_level(logging.WARNING):
+        ds = build_cache(src, 8, 1, out, workers=1, quiet=True)
+    assert "labels file c.labels.npy is missing" in caplog.text and "rebuilding" in caplog.text
+    assert ds.y.tolist() == [0, 0, 1, 1, 1] and (tmp_path / "c.labels.npy").is_file()
+    (tmp_path / "c.labels.npy").unlink()  # the same arrays as data.path: refused
+    with pytest.raises(GankitError, match=r"c\.npy: labels file c\.labels\.npy is missing"):
+        load(out)
+
+
+def test_cache_with_labels_beyond_its_class_names_names_the_labels_file(tmp_path, caplog):
+    src, out = make_folder(tmp_path / "imgs"), tmp_path / "c.npy"
+    build_cache(src, 8, 1, out, workers=1, quiet=True)
+    np.save(tmp_path / "c.labels.npy", np.array([0, 0, 1, 5, 1]))
+    with caplog.at_level(logging.WARNING):
+        ds = load(src, cache=str(out))
+    assert re.search(r"c\.labels\.npy \(classes of c\.meta\.json\): labels must lie", caplog.text)
+    assert ds.y.tolist() == [0, 0, 1, 1, 1]
+
+
+def test_cache_that_is_a_folder_names_data_cache(tmp_path):
+    (tmp_path / "c.npy").mkdir()
+    with pytest.raises(GankitError, match=r"^data\.cache = .*c\.npy': is a folder"):
+        load(make_folder(tmp_path / "imgs"), cache=str(tmp_path / "c.npy"))
+
+
+# --- image folders ---------------------------------------------------------------------------
+
+
+def test_non_utf8_file_name_is_cached(tmp_path):
+    src = make_folder(tmp_path / "imgs")
+    Image.new("L", (9, 9), 7).save(os.fsdecode(os.fsencode(src / "c0") + b"/bad\xff.png"))
+    ds = build_cache(src, 8, 1, tmp_path / "c.npy", workers=1, quiet=True)
+    assert len(ds) == 6
+
+
+def test_fifo_in_image_folder_is_named_and_skipped(tmp_path, no_hang):
+    src = make_folder(tmp_path / "imgs")
+    os.mkfifo(src / "c1" / "0a.png")
+    with pytest.raises(GankitError, match=r"c1[/\\]0a\.png: .*not a regular file.*--skip-bad"):
+        build_cache(src, 8, 1, tmp_path / "a.npy", workers=1, quiet=True)
+    ds = build_cache(src, 8, 1, tmp_path / "b.npy", skip_bad=True, workers=1, quiet=True)
+    assert len(ds) == 5 and ds.skipped == 1
+    os.mkfifo(src / "c0" / "00.png")  # the file read_images takes its size from
+    with pytest.raises(GankitError, match=r"c0[/\\]00\.png: .*not a regular file"):
+        read_images(src)
+
+
+def test_class_folder_linking_to_the_root_is_refused(tmp_path):
+    src = make_folder(tmp_path / "imgs")
+    (src / "loop").symlink_to(".")
+    with pytest.raises(GankitError, match=r"loop: class folder links to .*imgs"):
+        load(src)
+
+
+def test_nan_float_image_is_a_bad_file(tmp_path):
+    src = make_folder(tmp_path / "imgs")
+    Image.fromarray(np.full((9, 9), np.nan, np.float32)).save(src / "c0" / "nan.tif")
+    with pytest.raises(GankitError, match=r"nan\.tif: .*NaN pixel values"):
+        load(src)
+    assert load(src, skip_bad=True).skipped == 1
+
+
+def test_decodable_images_print_no_pil_warnings(tmp_path, monkeypatch):
+    src = make_folder(tmp_path / "imgs")
+    jpeg = io.BytesIO()
+    Image.new("RGB", (9, 9)).save(jpeg, "JPEG")
+    b = jpeg.getvalue()
+    bad_exif = b"\xff\xe1\x00\x10Exif\x00\x00MM\x00\x2a\xff\xff\xff\xff"
+    (src / "c0" / "exif.jpg").write_bytes(b[:2] + bad_exif + b[2:])
+    Image.new("L", (100, 100)).save(src / "c1" / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)  # 10,000 px: a warning, not an error
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(load(src)) == 7
+    assert [str(w.message) for w in caught] == []
+
+
+# --- arrays ----------------------------------------------------------------------------------
+
+
+def _giant_npz(path: Path) -> None:
+    """An .npz whose x.npy header claims 10**9 images of 28x28."""
+    head = io.BytesIO()
+    header = {"descr": "|u1", "fortran_order": False, "shape": (10**9, 28, 28)}
+    np.lib.format.write_array_header_1_0(head, header)
+    y = io.BytesIO()
+    np.save(y, np.zeros(4, np.int64))
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x.npy", head.getvalue() + bytes(4 * 784))
+        z.writestr("y.npy", y.getvalue())
+
+
+X = np.zeros((4, 8, 8), np.uint8)
+Y = np.array([0, 1, 0, 1])
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (None, r"not a readable \.npz file \(Unable to allocate"),
+        ({"x": X, "y": Y, "class_names": np.array("ab")}, "'class_names' must be a non-empty list"),
+        ({"x": X, "y": Y, "class_names": np.array(["a", "a"])}, "'class_names' repeats 'a'"),
+        ({"x": np.zeros((4, 0, 0), np.uint8), "y": Y}, "images 'x' have zero size"),
+    ],
+)
+def test_bad_npz_is_named(tmp_path, arrays, message):
+    path = tmp_path / "d.npz"
+    _giant_npz(path) if arrays is None else np.savez(path, **arrays)
+    with pytest.raises(GankitError, match=f"d\\.npz: {message}"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        ({"skipped": "many"}, "'skipped' must be a count >= 0, got 'many'"),
+        ({"class_names": "ab"}, "'class_names' must be a non-empty list of strings, got 'ab'"),
+        ({"class_names": ["a", ["b"]]}, "'class_names' must be a non-empty list of strings"),
+        ({"class_names": ["a"]}, r"d\.labels\.npy \(classes of d\.meta\.json\): labels must lie"),
+    ],
+)
+def test_bad_npy_metadata_is_named(tmp_path, meta, message):
+    np.save(tmp_path / "d.npy", X)
+    np.save(tmp_path / "d.labels.npy", Y)
+    (tmp_path / "d.meta.json").write_text(json.dumps(meta))
+    with pytest.raises(GankitError, match=message) as err:
+        load(tmp_path / "d.npy")
+    assert "d.meta.json" in str(err.value)
+
+
+def test_bad_h5_is_named(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "g.h5", "w") as f:
+        f.create_group("x")
+        f["y"] = Y
+    with pytest.raises(GankitError, match=r"g\.h5: missing HDF5 dataset\(s\) x"):
+        load(tmp_path / "g.h5")
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f["x"], f["y"] = X, Y
+        f.attrs["skipped"] = '"x"'
+    with pytest.raises(GankitError, match=r"s\.h5: 'skipped' must be a count >= 0, got 'x'"):
+        load(tmp_path / "s.h5")
+
+
+# --- CIFAR -----------------------------------------------------------------------------------
+
+
+def _cifar(root: Path, labels: list, names: object = None) -> Path:
+    """A CIFAR-100 folder of two images (``train`` + ``meta``)."""
+    root.mkdir()
+    data = np.zeros((2, 3072), np.uint8)
+    (root / "train").write_bytes(pickle.dumps({b"data": data, b"fine_labels": labels}))
+    names = [b"a", b"b"] if names is None else names
+    (root / "meta").write_bytes(pickle.dumps({b"fine_label_names": names}))
+    return root
+
+
+@pytest.mark.parametrize(
+    "labels, names, message",
+    [
+        ([b"x", b"y"], None, r"train: labels 'fine_labels' must be integers, got \|S1"),
+        ([10**30, 0], None, "train: labels 'fine_labels' must be integers, got object"),
+        ([0.5, 1.0], None, "train: labels 'fine_labels' must be integers, got float64"),
+        ([0, 1], 5, "meta: 'fine_label_names' must be a non-empty list of strings"),
+        ([0, 1], b"ab", "meta: 'fine_label_names' must be a non-empty list of strings"),
+    ],
+)
+def test_bad_cifar_is_named(tmp_path, labels, names, message):
+    with pytest.raises(GankitError, match=message):
+        load(_cifar(tmp_path / "cifar", labels, names))
+
+
+# --- measured data sets ----------------------------------------------------------------------
+
+
+def _measured(path: Path, **change) -> Path:
+    x = np.zeros((2, 1, 8, 8), np.uint8)
+    data = MeasuredDataset(x, np.array([0, 1]), np.zeros((2, 1, 8, 8), bool),
+                           "block_pixels:p=0.5", (1, 8, 8), ["a", "b"], "s", "s")  # fmt: skip
+    write_measured(path, data)
+    with np.load(path) as f:
+        arrays = {**f, **change}
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"image_shape": np.array(5)}, r"'image_shape' must be 3 positive integers"),
+        ({"image_shape": np.array([1])}, r"'image_shape' must be 3 positive integers"),
+        ({"x": np.zeros((2, 5), np.uint8)}, r"'x' holds measurements of shape \(5,\)"),
+        ({"class_names": np.array("ab")}, "'class_names' must be a non-empty list"),
+        ({"x": np.full((2, 1, 8, 8), np.nan, np.float32)}, "'x' holds NaN or infinite"),
+    ],
+)
+def test_bad_measured_npz_is_named(tmp_path, change, message):
+    assert len(read_measured(_measured(tmp_path / "ok.npz"))) == 2
+    with pytest.raises(GankitError, match=f"m\\.npz: {message}"):
+        read_measured(_measured(tmp_path / "m.npz", **change))
