@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -72,15 +73,20 @@ def test_periodic_eval_separates_perfect_from_noise(data_cfg):
     assert good["cfid"] < bad["cfid"] / 10 and good["swd"] < bad["swd"] / 3
 
 
-def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path, capsys, monkeypatch):
+def _saved_run(cfg, run):
+    """``run`` with one checkpoint (step 7) of an untrained DCGAN of ``cfg``."""
     from gankit.checkpoint import save_checkpoint
     from gankit.models import build
 
-    data_cfg.model.arch, data_cfg.model.G_attn, data_cfg.model.D_attn = "dcgan", [], []
-    G, D = build(data_cfg.model)
-    run = tmp_path / "run"
+    cfg.model.arch, cfg.model.G_attn, cfg.model.D_attn = "dcgan", [], []
+    G, D = build(cfg.model)
     weights = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G.state_dict()}
-    save_checkpoint(run / "checkpoints", "step_00000007", weights, {"step": 7}, data_cfg)
+    save_checkpoint(run / "checkpoints", "step_00000007", weights, {"step": 7}, cfg)
+    return run
+
+
+def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path, capsys, monkeypatch):
+    run = _saved_run(data_cfg, tmp_path / "run")
     out = evaluate(str(run), ["class_acc", "swd", "cprdc"], n=40, device="cpu", quiet=True)
     assert out["step"] == 7 and out["n"] == 40 and "NOT comparable" in out["notes"]["offline"]
     names = ["class_acc", "swd", "cprecision", "crecall", "cdensity", "ccoverage"]
@@ -123,6 +129,22 @@ def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path, capsys, monkey
     assert "swd" in out["eval"] and err == (
         f"gankit: warning: the result was not added to {run / 'metrics.jsonl'} "
         "(Permission denied)\n"
+    )
+
+
+def test_evaluate_warns_when_metrics_jsonl_is_not_a_regular_file(data_cfg, tmp_path, capsys):
+    """A FIFO in place of metrics.jsonl: the result is returned with a warning, nothing waits
+    on it (a reader is held open so that a regression writes instead of hanging)."""
+    run = _saved_run(data_cfg, tmp_path / "run")
+    os.mkfifo(run / "metrics.jsonl")
+    reader = os.open(run / "metrics.jsonl", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        out = evaluate(str(run), ["swd"], n=20, device="cpu", quiet=True)
+    finally:
+        os.close(reader)
+    assert "swd" in out["eval"] and capsys.readouterr().err == (
+        f"gankit: warning: the result was not added to {run / 'metrics.jsonl'} "
+        "(not a regular file)\n"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 from gankit.analysis.report import _series, inspect_run
 from gankit.cli import main
 from gankit.errors import GankitError
+from gankit.run import RunDir
 from gankit.training.monitor import CollapseDetector, Monitor
 
 
@@ -151,6 +153,48 @@ def test_inspect_skips_malformed_records(tmp_path):
     assert summary["steps"] == 13 and summary["last"]["D_real"] is None
     assert summary["last"]["loss_D"] is None and summary["last"]["loss_G"] is None
     assert summary["warnings"] == []
+
+
+UNUSABLE_LINES = [
+    "[" * 100000 + "]" * 100000,  # nested too deeply for the JSON parser
+    '{"step": 1' + "0" * 400 + ', "loss_D": 1.0}',  # a step too large for a float
+    '{"step": 12, "loss_D": 1' + "0" * 400 + "}",
+]
+
+
+def test_unusable_lines_are_skipped(tmp_path):
+    """Lines that parse to nothing usable are skipped like truncated ones, by ``inspect``,
+    by ``RunDir.read_metrics`` (``serve``) and by ``resume`` (which drops them); an ``eval``
+    value that is not an object is left out of the summary."""
+    _log_run(tmp_path / "r", {})
+    path = tmp_path / "r" / "metrics.jsonl"
+    with open(path, "a") as f:
+        f.write("\n".join([*UNUSABLE_LINES, '{"step": 10, "eval": 5}']) + "\n")
+    assert [r["step"] for r in RunDir(tmp_path / "r").read_metrics()] == [*range(1, 11), 10]
+    summary = json.loads(inspect_run(tmp_path / "r")[-1].read_text())
+    assert summary["steps"] == 10 and summary["eval"] == []
+    Monitor(tmp_path / "r", total_steps=10, start_step=10, quiet=True).close()
+    assert len(path.read_text().splitlines()) == 11
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_metrics_file_that_is_not_a_regular_file(tmp_path, kind):
+    """``inspect`` and the training monitor refuse it in one line instead of blocking on a
+    FIFO (a reader is held open so that a regression writes instead of hanging)."""
+    path = tmp_path / "metrics.jsonl"
+    if kind == "fifo":
+        os.mkfifo(path)
+        reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    else:
+        path.mkdir()
+    try:
+        with pytest.raises(GankitError, match=f"^{path}: not a regular file$"):
+            inspect_run(tmp_path)
+        with pytest.raises(GankitError, match=f"^{path}: not a regular file$"):
+            Monitor(tmp_path, total_steps=2, quiet=True)
+    finally:
+        if kind == "fifo":
+            os.close(reader)
 
 
 def test_rollback_replay_starts_a_new_segment():

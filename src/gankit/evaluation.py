@@ -134,7 +134,7 @@ def _real_features(
             source=source, shape=list(ds.x.shape), subset=subset, n=len(indices),
             extractor=extractor.id,
         )  # fmt: skip
-        cached = load_reference(key)
+        cached = load_reference(key, get_extractor(kind).outputs, len(indices))
         if cached is None:
             missing.append((kind, extractor, key))
         else:

@@ -95,13 +95,12 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
     """Write the plots and ``summary.json`` of ``run_dir``; returns the written paths.
 
     Raises:
-        GankitError: ``run_dir`` has no ``metrics.jsonl`` or it holds no log record.
+        GankitError: ``run_dir`` has no ``metrics.jsonl``, it is not a regular file or it
+            holds no log record.
     """
     run = RunDir(run_dir)
     # records a hand edit or another tool could have left malformed are skipped
-    records = [
-        r for r in run.read_metrics() if isinstance(r, dict) and isinstance(r.get("step"), int)
-    ]
+    records = [r for r in run.read_metrics() if isinstance(r.get("step"), int)]
     logs = [r for r in records if "loss_D" in r]
     if not logs:
         raise GankitError(f"{run.metrics_file}: no training log records yet")
@@ -135,7 +134,9 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
             for r in warnings
             if _is_rollback(r["warning"])
         ],
-        "eval": [{"step": r["step"], **r["eval"]} for r in records if "eval" in r],
+        "eval": [
+            {"step": r["step"], **r["eval"]} for r in records if isinstance(r.get("eval"), dict)
+        ],
     }
     paths.append(write_json(out / "summary.json", summary))  # a NaN loss becomes null
     return paths

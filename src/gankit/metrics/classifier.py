@@ -4,8 +4,9 @@ No downloaded weights are needed, so these metrics work in CI and on air-gapped 
 gankit trains a small CNN (:class:`SmallClassifier`) on the run's training data, with a fixed
 held-out split (:func:`heldout_split`, 20 %, seed 0), and caches it under
 ``$GANKIT_CACHE/classifiers/<key>.safetensors`` keyed by data source, size, resolution and
-channels. On the embedded MNIST digits (4,000 training images at 32×32) it trains in about
-10 s on 2 CPU cores and reaches ~96.5 % held-out accuracy.
+channels (an entry that cannot be used is logged and retrained). On the embedded MNIST digits
+(4,000 training images at 32×32) it trains in about 10 s on 2 CPU cores and reaches ~96.5 %
+held-out accuracy.
 
 * ``class_acc``: fraction of generated images classified as their conditioning class (the
   measure of class-conditional generation used e.g. by Odena et al. 2017, "Conditional image
@@ -26,21 +27,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from gankit.errors import GankitError
-from gankit.io_utils import atomic_write
 from gankit.metrics.fid import fid_from_features
 from gankit.metrics.registry import ExtractorSetup, Features, register_extractor, register_metric
-from gankit.metrics.stats_cache import cache_key, cache_root
+from gankit.metrics.stats_cache import cache_key, cache_root, discard_entry, write_entry
 
 CLASSIFIER_VERSION = 1  # bump when the architecture or the training recipe changes
 HELDOUT_FRACTION = 0.2
 MAX_TRAIN_IMAGES = 20000
+INFO_KEYS = ("key", "heldout_acc", "n_train", "n_heldout")
 
 
 class SmallClassifier(nn.Module):
@@ -173,10 +173,8 @@ def load_or_train_classifier(
     )  # fmt: skip
     path = cache_root() / "classifiers" / f"{key}.safetensors"
     model = SmallClassifier(c, n_classes)
-    if path.is_file():
-        with safe_open(str(path), "pt") as f:
-            info = json.loads(f.metadata()["info"])
-        model.load_state_dict(load_file(str(path)))
+    info = _load_cached(path, key, model)
+    if info is not None:
         return model.to(device).eval(), info
     train_idx, held_idx = heldout_split(n)
     train_idx = train_idx[:MAX_TRAIN_IMAGES]
@@ -192,11 +190,33 @@ def load_or_train_classifier(
     return model, info
 
 
+def _load_cached(path: Path, key: str, model: SmallClassifier) -> dict | None:
+    """The info of the classifier cached at ``path``, its weights loaded into ``model``;
+    ``None`` if there is none, or (logged) if it cannot be used: unreadable, without its info,
+    weights of another shape or not finite."""
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "pt") as f:
+            info = json.loads((f.metadata() or {}).get("info", "null"))
+            state = {name: f.get_tensor(name) for name in f.keys()}
+    except (OSError, ValueError, SafetensorError) as err:
+        return discard_entry(path, f"unreadable ({type(err).__name__}: {err})")
+    if not (isinstance(info, dict) and all(k in info for k in INFO_KEYS) and info["key"] == key):
+        return discard_entry(path, f"no info of classifier {key} in its metadata")
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    if {k: v.shape for k, v in state.items()} != shapes:
+        return discard_entry(path, "weights of another shape")
+    if not all(v.isfinite().all() for v in state.values()):
+        return discard_entry(path, "non-finite weights")
+    model.load_state_dict(state)
+    return info
+
+
 def _save(model: nn.Module, path: Path, info: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     blob = save_safetensors(state, metadata={"info": json.dumps(info)})
-    atomic_write(path, lambda f: f.write(blob))
+    write_entry(path, lambda f: f.write(blob))
 
 
 class ClassifierExtractor:

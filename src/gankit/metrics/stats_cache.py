@@ -8,18 +8,26 @@ A reference entry holds every array the feature extractors produced for the refe
 (e.g. Inception ``pool3``/``logits``) plus the labels, so that FID, KID, PRDC, intra-class FID
 can all be computed from one pass over the data. The key hashes the data source, resolution,
 number of images and the feature extractor's id (which names the weights and the protocol).
+An entry that cannot be used (damaged, other arrays) is logged and recomputed; one that cannot
+be written is logged and skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from gankit.io_utils import atomic_write
+
+log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:
@@ -37,20 +45,48 @@ def stats_path(key: str) -> Path:
     return cache_root() / "stats" / f"{key}.npz"
 
 
-def load_reference(key: str) -> dict[str, np.ndarray] | None:
-    """The cached arrays for ``key``, or ``None`` if absent or unreadable."""
+def discard_entry(path: Path, problem: str) -> None:
+    """Log in one line that the cache entry ``path`` cannot be used and will be recomputed."""
+    log.warning("eval cache %s: %s; recomputing it", path, problem)
+
+
+def write_entry(path: Path, write: Callable[[BinaryIO], None]) -> Path | None:
+    """Write a cache entry atomically (:func:`gankit.io_utils.atomic_write`) and return its
+    path; where it cannot be written (a read-only cache, a folder in its place) log that and
+    return ``None``: the caller goes on without it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(path, write)
+    except OSError as err:
+        log.warning("eval cache %s: not written (%s)", path, err.strerror or err)
+        return None
+
+
+def load_reference(
+    key: str, names: Sequence[str] = (), rows: int | None = None
+) -> dict[str, np.ndarray] | None:
+    """The cached arrays for ``key``; ``None`` if there is no entry, or (logged) if it cannot be
+    used: unreadable, without one of ``names``, or holding an array that is not finite numbers
+    or (given ``rows``) has another number of rows."""
     path = stats_path(key)
     if not path.is_file():
         return None
     try:
         with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, ValueError):
-        return None
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        return discard_entry(path, f"unreadable ({type(err).__name__}: {err})")
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        return discard_entry(path, f"no array {', '.join(missing)}")
+    for name, a in arrays.items():
+        if a.dtype.kind not in "iuf" or not np.isfinite(a).all():
+            return discard_entry(path, f"{name}: not finite numbers")
+        if rows is not None and a.shape[:1] != (rows,):
+            return discard_entry(path, f"{name}: shape {a.shape}, expected {rows} rows")
+    return arrays
 
 
-def save_reference(key: str, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` atomically (:func:`gankit.io_utils.atomic_write`) and return the path."""
-    path = stats_path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+def save_reference(key: str, arrays: dict[str, np.ndarray]) -> Path | None:
+    """Write ``arrays`` as the entry of ``key`` (:func:`write_entry`)."""
+    return write_entry(stats_path(key), lambda f: np.savez(f, **arrays))

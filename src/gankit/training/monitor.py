@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from gankit.errors import GankitError
 from gankit.io_utils import atomic_write
+from gankit.run import RunDir
 
 WINDOW = 10
 MIN_HISTORY = 5
@@ -73,11 +74,8 @@ def sample_warnings(record: dict[str, Any]) -> list[str]:
 
 def _step(line: str) -> int | None:
     """The ``step`` of one ``metrics.jsonl`` line (None: not a complete record)."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    step = record.get("step") if isinstance(record, dict) else None
+    record = RunDir.parse_record(line)
+    step = record.get("step") if record is not None else None
     return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
@@ -85,8 +83,14 @@ def drop_records_after(path: Path, step: int) -> None:
     """Remove from ``metrics.jsonl`` the records of steps after ``step`` and any line that is
     not a record (a partial line, bytes that are not UTF-8): what a run killed after its last
     checkpoint logged (the resumed run logs those steps again; a new run in the same directory
-    starts from step 0). Rewritten atomically."""
+    starts from step 0). Rewritten atomically.
+
+    Raises:
+        GankitError: ``path`` exists and is not a regular file (a directory, a FIFO).
+    """
     if not path.is_file():
+        if path.exists():  # opening a FIFO would block
+            raise GankitError(f"{path}: not a regular file")
         return
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     kept = [line for line in lines if (s := _step(line)) is not None and s <= step]
