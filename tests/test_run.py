@@ -289,3 +289,32 @@ def test_non_finite_weights_are_a_damaged_file(run):
     assert str(err.value) == (
         f"{path}: damaged or unreadable checkpoint file (non-finite values in {name})"
     )
+
+
+def test_a_checkpoint_of_another_model_in_a_run_is_refused_by_readers(run):
+    """A checkpoint copied in from another run (its own config.toml and weights agree, so only
+    the run's config.toml tells): reading the run names the differing keys; the checkpoint
+    passed by itself loads with its own config."""
+    other = apply_overrides(Config(), [*TINY, "model.G_ch=16"])
+    G, D = build(other.model, init=False)
+    weights = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G.state_dict()}
+    foreign = save_checkpoint(run.checkpoints, step_dir_name(6), weights, {"step": 6}, other)
+    for load in (load_generator, load_discriminator):
+        with pytest.raises(GankitError) as err:
+            load(run.path)
+        assert str(err.value) == (
+            f"{foreign}: its model differs from the run's {run.config_file} (model.G_ch); a "
+            "checkpoint of another run? pass the checkpoint directory itself to use it"
+        )
+    assert load_generator(foreign).config.model.G_ch == 16
+
+
+def test_readers_warn_about_an_incomplete_newer_checkpoint(run, capsys):
+    """A newer step folder that lost a file (writers rename only complete ones into place, so
+    it was damaged) is skipped with one warning line naming it, not silently."""
+    (run.latest_checkpoint() / "G_ema.safetensors").unlink()
+    assert find_checkpoint(run.path).name == "step_00000002"
+    assert capsys.readouterr().err == (
+        "gankit: warning: 1 newer checkpoint(s) are incomplete (newest: step_00000004, no "
+        "G_ema.safetensors); using step_00000002\n"
+    )

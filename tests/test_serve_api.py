@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import re
+import shutil
 import socket
 import threading
 import time
@@ -22,15 +23,16 @@ import pytest
 import torch
 import uvicorn
 from PIL import Image
+from safetensors.torch import save_file
 from serve_fixtures import CLASS_NAMES, request
 from starlette.applications import Starlette
 
 import gankit
 from gankit.cli import main
-from gankit.config import load_toml, to_dict
+from gankit.config import load_toml, save_toml, to_dict
 from gankit.errors import GankitError
 from gankit.generation import make_grid, write_samples
-from gankit.models import sample_z
+from gankit.models import build, sample_z
 from gankit.run import RunDir, load_generator
 from gankit.serve import app as app_module
 from gankit.serve.curves import training_curves
@@ -160,6 +162,20 @@ def test_training_curves_keep_the_last_value_per_step_and_drop_nan():
     assert c["sigma0"] == {"G": {"a.weight": [[1, 1.5]]}, "D": {}}
     assert c["eval"] == {"fid": [[1, 20.0], [2, 12.5]]}
     assert c["warnings"] == [{"step": 2, "warning": "D collapse"}] and c["last_step"] == 2
+
+
+def test_curves_skip_unusable_metrics_lines(serve_run, tmp_path):
+    """Lines nested too deeply for the JSON parser or holding numbers too large for a float
+    are skipped like truncated ones (``/api/metrics``)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").symlink_to(serve_run / "checkpoints")
+    deep = "[" * 100000 + "]" * 100000
+    huge = "1" + "0" * 400
+    lines = [deep, f'{{"step": {huge}, "loss_D": 1.0}}', f'{{"step": 2, "loss_G": {huge}}}']
+    (run / "metrics.jsonl").write_text("\n".join([*lines, '{"step": 1, "loss_D": 0.5}']) + "\n")
+    curves = RunExplorer(run, device="cpu").curves()
+    assert curves["losses"] == {"loss_D": [[1, 0.5]]} and curves["last_step"] == 1
 
 
 BAD = [
@@ -392,6 +408,23 @@ def test_explorer_caches_generators_and_reports_a_vanished_checkpoint(serve_run,
     with pytest.raises(GankitError, match="checkpoint: step_00000002 is gone") as err:
         explorer.generator("step_00000002")
     assert err.value.status == 404
+
+
+def test_explorer_refuses_a_checkpoint_of_another_model(serve_run, tmp_path):
+    """A checkpoint copied in from another run appears while the server runs: asking for it is
+    one error naming the keys (its images would not be this run's), never an internal error."""
+    run = tmp_path / "run"
+    shutil.copytree(serve_run, run)
+    explorer = RunExplorer(run, device="cpu")
+    foreign = run / "checkpoints" / "step_00000006"
+    shutil.copytree(run / "checkpoints" / "step_00000004", foreign)
+    cfg = load_toml(foreign / "config.toml")
+    cfg.model.dim_z += 1
+    save_toml(cfg, foreign / "config.toml")
+    G = build(cfg.model)[0]
+    save_file(G.state_dict(), str(foreign / "G_ema.safetensors"))
+    with pytest.raises(GankitError, match=r"its model differs from the run's .*\(model\.dim_z\)"):
+        explorer.generator("step_00000006")
 
 
 def test_light_routes_answer_while_generation_requests_queue(serve_run, monkeypatch):

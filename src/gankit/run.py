@@ -18,9 +18,9 @@ Layout of ``RUN/`` (written by :func:`gankit.train`, read by every other command
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,12 +30,17 @@ import torch
 from torch import nn
 
 from gankit import checkpoint as ckpt_io
-from gankit.config import Config, load_toml
+from gankit.config import Config, load_toml, model_differences
 from gankit.device import resolve_device
 from gankit.errors import GankitError, check_bool, check_path
 from gankit.models import build
 
-__all__ = ["RunDir", "find_checkpoint", "load_discriminator", "load_generator"]
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the writer lock is not taken there
+    fcntl = None
+
+__all__ = ["RunDir", "check_same_model", "find_checkpoint", "load_discriminator", "load_generator"]
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
@@ -129,12 +134,13 @@ class RunDir:
         """Hold the run's writer lock for the block: an exclusive ``flock`` on the directory
         itself, taken at once or not at all, so that two ``train``/``resume`` never write one
         run. The kernel drops it when the holder exits, even on SIGKILL (no stale lock).
-        ``enabled=False`` (the ranks of a DDP run that do not write) takes nothing.
+        ``enabled=False`` (the ranks of a DDP run that do not write) takes nothing, nor does
+        a system without ``flock`` (Windows).
 
         Raises:
             GankitError: another process holds it (the message names its pid where known).
         """
-        if not enabled:
+        if not enabled or fcntl is None:
             yield self
             return
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
@@ -190,27 +196,47 @@ class RunDir:
 
     # -- metrics.jsonl -----------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, Any]]:
-        """Records of ``metrics.jsonl`` in file order; lines that are not JSON (a truncated last
-        line, bytes that are not UTF-8) are skipped.
+        """Records of ``metrics.jsonl`` in file order; lines that are not a record
+        (:meth:`parse_record`: a truncated last line, bytes that are not UTF-8) are skipped.
 
         Raises:
-            GankitError: there is no ``metrics.jsonl``.
+            GankitError: there is no ``metrics.jsonl``, or it is not a regular file.
         """
         if not self.metrics_file.is_file():
+            if self.metrics_file.exists():  # a FIFO would block, a directory cannot be read
+                raise GankitError(f"{self.metrics_file}: not a regular file")
             raise GankitError(f"{self.path}: no metrics.jsonl; expected a gankit run directory")
-        records = []
-        for line in self.metrics_file.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return records
+        lines = self.metrics_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        return [r for r in map(self.parse_record, lines) if r is not None]
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line to ``metrics.jsonl`` (for writers other than the training
-        monitor, which keeps the file open)."""
+        monitor, which keeps the file open).
+
+        Raises:
+            OSError: it cannot be written, or it exists and is not a regular file.
+        """
+        if self.metrics_file.exists() and not self.metrics_file.is_file():
+            raise OSError("not a regular file")  # opening a FIFO would block
         with open(self.metrics_file, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+    @staticmethod
+    def parse_record(line: str) -> dict[str, Any] | None:
+        """One ``metrics.jsonl`` line as a record (a JSON object), or ``None`` for a line that
+        cannot be used: not JSON, not an object, nested too deeply, or holding an integer too
+        large for a float (as plots and TensorBoard need)."""
+
+        def small_int(text: str) -> int:
+            value = int(text)
+            float(value)  # OverflowError when too large
+            return value
+
+        try:
+            record = json.loads(line, parse_int=small_int)
+        except (ValueError, RecursionError, OverflowError):
+            return None
+        return record if isinstance(record, dict) else None
 
     @classmethod
     def of_checkpoint(cls, ckpt: str | Path) -> RunDir | None:
@@ -268,7 +294,32 @@ def find_checkpoint(source: str | Path) -> Path:
             f"{source}: expected a run directory with checkpoints/step_*/ or a checkpoint "
             "directory holding G.safetensors, G_ema.safetensors and state.pt; found none"
         )
+    newer = [p for p in steps if ckpt_io.checkpoint_step(p) > ckpt_io.checkpoint_step(latest)]
+    if newer:  # a writer renames only complete checkpoints into place: these were damaged
+        bad = newer[-1]
+        lacks = f"no {', '.join(ckpt_io.missing_files(bad))}" if bad.is_dir() else "not a folder"
+        print(
+            f"gankit: warning: {len(newer)} newer checkpoint(s) are incomplete (newest: "
+            f"{bad.name}, {lacks}); using {latest.name}",
+            file=sys.stderr,
+        )
     return latest
+
+
+def check_same_model(run: RunDir, ckpt: Path, cfg: Config) -> None:
+    """Refuse checkpoint ``ckpt`` of ``run`` whose config ``cfg`` holds another model than the
+    run's ``config.toml`` (e.g. copied in from another run), naming the differing keys. A
+    checkpoint directory passed by itself is used with its own config, and so is the run's
+    latest when the run's ``config.toml`` does not load (the commands that need it say so)."""
+    try:
+        differing = model_differences(cfg, run.load_config())
+    except GankitError:
+        return
+    if differing:
+        raise GankitError(
+            f"{ckpt}: its model differs from the run's {run.config_file} ({', '.join(differing)});"
+            " a checkpoint of another run? pass the checkpoint directory itself to use it"
+        )
 
 
 def _load(source: str | Path, which: str, index: int, device: str | torch.device) -> nn.Module:
@@ -285,6 +336,8 @@ def _load(source: str | Path, which: str, index: int, device: str | torch.device
             # take the newest again (a checkpoint named by the caller is not replaced)
             if ckpt == source or attempt == READ_TRIES - 1:
                 raise
+    if ckpt != source:
+        check_same_model(RunDir(source), ckpt, cfg)
     net = net.to(resolve_device(device)).eval().requires_grad_(False)
     net.config, net.checkpoint = cfg, ckpt
     return net

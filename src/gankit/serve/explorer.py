@@ -27,7 +27,7 @@ from gankit.data import load_dataset
 from gankit.errors import GankitError
 from gankit.generation import interpolate_images, sample
 from gankit.models import sample_z
-from gankit.run import BEST, RunDir, load_generator
+from gankit.run import BEST, RunDir, check_same_model, load_generator
 from gankit.serve.curves import training_curves
 from gankit.serve.params import GenerateParams, InterpolateParams, RequestError
 
@@ -116,7 +116,9 @@ class RunExplorer:
             try:  # the key changes when "best" is rewritten
                 key = (name, (path / "G_ema.safetensors").stat().st_mtime)
                 if key not in self._generators:
-                    self._generators[key] = load_generator(path, self.device)
+                    G = load_generator(path, self.device)
+                    check_same_model(self.run, path, G.config)
+                    self._generators[key] = G
             except OSError as err:  # pruned by a training run since the listing
                 raise RequestError("checkpoint", f"{name} is gone ({err})", status=404) from None
             while len(self._generators) > self.keep:
