@@ -524,3 +524,19 @@ def test_bench_data_times_real_loading(tmp_path, one_thread):
                            data=str(cache))  # fmt: skip
     assert result["data"] == str((tmp_path / "d.npz").resolve())
     assert result["loader_imgs_per_s"] > 0 and result["s_per_iter"] > 0
+
+
+def test_a_stop_signal_while_the_pool_forks_is_acted_on_after():
+    """SIGINT while the decoding pool forks (where Python would drop the KeyboardInterrupt its
+    handler raises) is held and raised right after the forks, not lost."""
+    seen = []
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even in a background job
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with folder._stop_signals_held():
+                signal.raise_signal(signal.SIGINT)
+                seen.append("still running")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == ["still running"]

@@ -24,6 +24,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -216,10 +218,31 @@ def _init_worker(parent: int) -> None:
     parent holds the lock for as long as the workers live, and they die with it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's (held while forking)
     if sys.platform == "linux":
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL))
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while the pool forks, then act on one that came: Python drops an
+    exception its handler raises inside the fork's own hooks, so a Ctrl-C then was lost. Only
+    signals with a Python handler are held, and only in the main thread (where they run)."""
+    held: list[int] = []
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            if callable(signal.getsignal(s)):
+                previous[s] = signal.signal(s, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 def decode_chunks(
@@ -245,10 +268,11 @@ def decode_chunks(
     )
     try:
         todo = iter(chunks)
-        pending: deque[tuple[Future, str]] = deque(
-            (pool.submit(decode_chunk, files, resolution, channels, resize), files[0])
-            for files in islice(todo, 2 * workers)
-        )
+        with _stop_signals_held():  # the first submit forks the workers
+            pending: deque[tuple[Future, str]] = deque(
+                (pool.submit(decode_chunk, files, resolution, channels, resize), files[0])
+                for files in islice(todo, 2 * workers)
+            )
         while pending:
             future, first = pending.popleft()
             try:
