@@ -136,26 +136,36 @@ def test_interrupted_build_is_detected_and_resumed(tmp_path, monkeypatch, caplog
     assert leftovers(out) == []
 
 
-def test_killed_build_subprocess_is_resumed(tmp_path, caplog):
-    src = make_folder(tmp_path / "imgs")
-    out = tmp_path / "c.npy"
-    script = textwrap.dedent(
+def _killed_build_script(src: Path, out: Path, kill_at: int, workers: int, sleep: float) -> str:
+    """A build of ``src`` into ``out`` that SIGKILLs itself when chunk ``kill_at`` is done,
+    each chunk taking at least ``sleep`` seconds to decode."""
+    return textwrap.dedent(
         f"""
-        import os, signal
+        import os, signal, time
         import gankit.data.cache_build as cb
         import gankit.data.folder as folder
         folder.CHUNK_BYTES = {CHUNK * 3 * RES * RES}
         cb.PROGRESS_EVERY_S = 0.0
-        real = cb.decode_chunks
+        real_chunk, real_chunks = folder.decode_chunk, cb.decode_chunks
+        def slow_chunk(*args):
+            time.sleep({sleep})
+            return real_chunk(*args)
+        folder.decode_chunk = slow_chunk
         def decode(*args, **kw):
-            for k, result in enumerate(real(*args, **kw)):
-                if k == 3:
+            for k, result in enumerate(real_chunks(*args, **kw)):
+                if k == {kill_at}:
                     os.kill(os.getpid(), signal.SIGKILL)
                 yield result
         cb.decode_chunks = decode
-        cb.build_cache({str(src)!r}, {RES}, 3, {str(out)!r}, workers=1, quiet=True)
+        cb.build_cache({str(src)!r}, {RES}, 3, {str(out)!r}, workers={workers}, quiet=True)
         """
     )
+
+
+def test_killed_build_subprocess_is_resumed(tmp_path, caplog):
+    src = make_folder(tmp_path / "imgs")
+    out = tmp_path / "c.npy"
+    script = _killed_build_script(src, out, kill_at=3, workers=1, sleep=0)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert not out.exists() and partial_path(out).exists()
@@ -182,31 +192,12 @@ def _processes_running(marker: str) -> list[int]:
 def test_killed_parallel_build_leaves_no_workers(tmp_path, caplog):
     """SIGKILL of a build decoding in 2 worker processes: they die with it (forked, their
     command line is its own, naming ``out``), so none keeps the cache's lock."""
-    import fcntl
+    import fcntl  # (Linux)
 
     src = make_folder(tmp_path / "imgs")
     out = tmp_path / "c.npy"
-    script = textwrap.dedent(
-        f"""
-        import os, signal, time
-        import gankit.data.cache_build as cb
-        import gankit.data.folder as folder
-        folder.CHUNK_BYTES = {CHUNK * 3 * RES * RES}
-        cb.PROGRESS_EVERY_S = 0.0
-        real_chunk, real_chunks = folder.decode_chunk, cb.decode_chunks
-        def slow_chunk(*args):
-            time.sleep(0.5)
-            return real_chunk(*args)
-        folder.decode_chunk = slow_chunk
-        def decode(*args, **kw):
-            for k, result in enumerate(real_chunks(*args, **kw)):
-                if k == 1:  # the workers are decoding chunks 2 and 3
-                    os.kill(os.getpid(), signal.SIGKILL)
-                yield result
-        cb.decode_chunks = decode
-        cb.build_cache({str(src)!r}, {RES}, 3, {str(out)!r}, workers=2, quiet=True)
-        """
-    )
+    # killed while the workers decode chunks 2 and 3
+    script = _killed_build_script(src, out, kill_at=1, workers=2, sleep=0.5)
     with open(tmp_path / "stderr", "wb") as stderr:  # not a pipe: orphans would hold it open
         proc = subprocess.Popen([sys.executable, "-c", script], stderr=stderr)
     try:
