@@ -257,3 +257,11 @@ def test_bad_measured_npz_is_named(tmp_path, change, message):
     assert len(read_measured(_measured(tmp_path / "ok.npz"))) == 2
     with pytest.raises(GankitError, match=f"m\\.npz: {message}"):
         read_measured(_measured(tmp_path / "m.npz", **change))
+
+
+def test_a_data_path_that_is_a_fifo_is_one_line_not_a_hang(tmp_path):
+    """Opening a FIFO would block until a writer comes: refused before anything reads it."""
+    fifo = tmp_path / "x.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(GankitError, match=r"x\.npz': not a regular file or a folder$"):
+        load_dataset(DataConfig(path=str(fifo)), 28, 1)

@@ -72,6 +72,8 @@ def load_dataset(
     check_resize(resize)
     path = Path(data_cfg.path).expanduser().resolve() if data_cfg.path else None
     cache = Path(data_cfg.cache).expanduser().resolve() if data_cfg.cache else None
+    if path is not None and path.exists() and not (path.is_file() or path.is_dir()):
+        raise GankitError(f"data.path = '{data_cfg.path}': not a regular file or a folder")
     if cache is not None:
         check_cache_path(cache)
         if path is not None and path.suffix.lower() == ".npz" and is_measured(path):
