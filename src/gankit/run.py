@@ -135,7 +135,7 @@ class RunDir:
         itself, taken at once or not at all, so that two ``train``/``resume`` never write one
         run. The kernel drops it when the holder exits, even on SIGKILL (no stale lock).
         ``enabled=False`` (the ranks of a DDP run that do not write) takes nothing, nor does
-        a system without ``flock`` (Windows).
+        a system or file system without ``flock`` (Windows, some network mounts).
 
         Raises:
             GankitError: another process holds it (the message names its pid where known).
@@ -154,6 +154,8 @@ class RunDir:
                     f"{f' (pid {holder})' if holder else ''}; wait for it to end or stop it, "
                     "or choose another run directory"
                 ) from None
+            except OSError:  # a file system without flock (some network mounts): no lock
+                pass
             yield self
         finally:
             os.close(fd)  # releases the lock

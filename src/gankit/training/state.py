@@ -162,7 +162,7 @@ def _entry(ckpt: Path, key: str) -> Iterator[None]:
     :class:`~gankit.checkpoint.CheckpointReadError` (e.g. moments of another model)."""
     try:
         yield
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as err:
         why = f"'{key}' does not fit this run: {ckpt_io.short_cause(err)}"
         raise ckpt_io.damaged(Path(ckpt) / ckpt_io.STATE_FILE, why) from err
 
