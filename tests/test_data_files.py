@@ -265,3 +265,10 @@ def test_a_data_path_that_is_a_fifo_is_one_line_not_a_hang(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(GankitError, match=r"x\.npz': not a regular file or a folder$"):
         load_dataset(DataConfig(path=str(fifo)), 28, 1)
+
+
+def test_images_that_are_a_fifo_are_one_line_not_a_hang(tmp_path):
+    fifo = tmp_path / "x.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(GankitError, match=r"x\.npz': not a regular file or a folder$"):
+        read_images(fifo)

@@ -87,6 +87,8 @@ def read_images(path: str | Path, resize: str = "legacy") -> tuple[ImageDataset,
     check_resize(resize)
     if not path.exists():
         raise GankitError(f"images '{path}' does not exist")
+    if not (path.is_file() or path.is_dir()):  # e.g. a FIFO, which would block the reader
+        raise GankitError(f"images '{path}': not a regular file or a folder")
     if path.suffix.lower() == ".npz" and is_measured(path):
         raise GankitError(f"images '{path}' holds measurements (gankit measure), not images")
     if path.is_dir():
