@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -215,3 +216,35 @@ def _tensorboard_tags(tb_dir):
 def test_inspect_without_metrics(tmp_path):
     with pytest.raises(GankitError, match="no metrics.jsonl"):
         inspect_run(tmp_path)
+
+
+@pytest.mark.parametrize("when", ["start", "write"])
+def test_a_full_disk_under_tensorboard_is_one_error_naming_its_folder(tmp_path, capfd, when):
+    """TensorBoard writes from a thread of its own: ENOSPC there printed that thread's
+    traceback, then surfaced in the main thread without a file name. Now: no thread traceback,
+    an OSError naming RUN/tb."""
+    from tensorboard.summary.writer import record_writer
+
+    real = record_writer.RecordWriter.write
+
+    def full(self, data):
+        if when == "start" or full.armed:
+            raise OSError(28, "No space left on device")
+        return real(self, data)
+
+    full.armed = False
+    record_writer.RecordWriter.write = full
+    hook, monitor = threading.excepthook, None
+    try:
+        with pytest.raises(OSError) as err:
+            monitor = Monitor(tmp_path, total_steps=2)
+            full.armed = True
+            monitor.write({"step": 1, "loss_D": 1.0})
+        assert (err.value.errno, err.value.filename) == (28, str(tmp_path / "tb"))
+        if monitor is not None:
+            with pytest.raises(OSError):  # closing flushes the writer once more
+                monitor.close()
+    finally:
+        record_writer.RecordWriter.write = real
+    assert threading.excepthook is hook  # put back
+    assert "Exception in thread" not in capfd.readouterr().err

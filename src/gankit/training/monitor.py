@@ -32,10 +32,13 @@ A warning is written to ``metrics.jsonl`` (key ``warning``) and stderr; with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import sys
+import threading
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +149,28 @@ class CollapseDetector:
         self.history = {k: deque(v, maxlen=self.window) for k, v in state.items()}
 
 
+def _leave_tensorboard_errors_to_main(previous: Any) -> Any:
+    """A ``threading.excepthook`` that is ``previous`` except for an ``OSError`` (e.g. a full
+    disk) in TensorBoard's writer thread: the main thread raises that one itself at the
+    writer's next flush (:func:`_tensorboard_errors`), so its traceback is not printed."""
+
+    def hook(args: Any) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and args.exc_type is not None
+                and issubclass(args.exc_type, OSError)):  # fmt: skip
+            previous(args)
+
+    return hook
+
+
+@contextlib.contextmanager
+def _tensorboard_errors(folder: Path) -> Iterator[None]:
+    """TensorBoard's writes inside the block: an ``OSError`` names ``folder``."""
+    try:
+        yield
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, str(folder)) from err
+
+
 class Monitor:
     """Writes log records of one run (a no-op except on the main rank).
 
@@ -160,12 +185,19 @@ class Monitor:
         self, run_dir: Path | None, total_steps: int, start_step: int = 0, quiet: bool = False
     ):
         self.run_dir = run_dir
-        self._jsonl = self._tb = self._bar = None
+        self._jsonl = self._tb = self._bar = self._excepthook = None
         if run_dir is None:
             return
         drop_records_after(run_dir / "metrics.jsonl", start_step)
         self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
+        self._excepthook = threading.excepthook  # put back by close()
+        threading.excepthook = _leave_tensorboard_errors_to_main(self._excepthook)
+        try:
+            with _tensorboard_errors(run_dir / "tb"):
+                self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
+        except BaseException:
+            self.close()
+            raise
         if not quiet and sys.stderr.isatty():
             self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
 
@@ -176,12 +208,14 @@ class Monitor:
             return
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
-        for key, value in record.items():
-            values = value if isinstance(value, dict) else {None: value}  # e.g. "eval": {...}
-            for sub, v in values.items():
-                if key != "step" and isinstance(v, (int, float)):
-                    self._tb.add_scalar(key if sub is None else f"{key}/{sub}", v, record["step"])
-        self._tb.flush()
+        with _tensorboard_errors(self.run_dir / "tb"):
+            for key, value in record.items():
+                values = value if isinstance(value, dict) else {None: value}  # e.g. "eval": {...}
+                for sub, v in values.items():
+                    if key != "step" and isinstance(v, (int, float)):
+                        tag = key if sub is None else f"{key}/{sub}"
+                        self._tb.add_scalar(tag, v, record["step"])
+            self._tb.flush()
 
     def warn(self, step: int, message: str) -> None:
         """A warning on stderr and in metrics.jsonl."""
@@ -205,7 +239,14 @@ class Monitor:
             )
 
     def close(self) -> None:
-        for handle in (self._bar, self._tb, self._jsonl):
-            if handle is not None:
-                handle.close()
-        self._jsonl = self._tb = self._bar = None
+        try:
+            for handle in (self._jsonl, self._bar):
+                if handle is not None:
+                    handle.close()
+            if self._tb is not None:  # last: its final flush can fail (a full disk)
+                with _tensorboard_errors(self.run_dir / "tb"):
+                    self._tb.close()
+        finally:
+            self._jsonl = self._tb = self._bar = None
+            if self._excepthook is not None:
+                threading.excepthook, self._excepthook = self._excepthook, None
