@@ -581,3 +581,27 @@ def test_a_stray_file_named_like_a_checkpoint_is_replaced_cleanly(tmp_path):
     (tmp_path / "step_00000001").write_text("x")
     ckpt = _save(tmp_path, "step_00000001", 1)
     assert ckpt_io.is_complete(ckpt) and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_resume_falls_back_past_non_finite_weights(straight, tmp_path, capsys):
+    """NaN inside a weight file's data (its header intact) is damage like any other: resume
+    warns, sets the checkpoint aside and continues from the one before."""
+    run = _copy(straight, tmp_path / "r")
+    step2, step4 = ckpt_io.list_checkpoints(run / "checkpoints")
+    weights = ckpt_io.load_weights(step4, "G")
+    name = next(k for k, t in weights.items() if t.is_floating_point())
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    ckpt_io.save_file(weights, str(step4 / "G.safetensors"))
+    resume(run, steps=4, quiet=True)
+    err = capsys.readouterr().err
+    assert f"non-finite values in {name}" in err and f"resuming from {step2}" in err
+
+
+def test_a_legacy_key_of_the_saved_config_is_not_missing(straight, tmp_path):
+    """A checkpoint written before ``model.attn_pool`` became ``model.attn_type`` beside a
+    config.toml already rewritten in the new form: not a file cut short."""
+    run = _copy(straight, tmp_path / "r")
+    step4 = ckpt_io.list_checkpoints(run / "checkpoints")[-1]
+    _edit_state(step4, lambda s: s["config"]["model"].update(attn_pool=True))
+    with pytest.raises(GankitError, match="already at step 4"):  # got past the config checks
+        resume(run, steps=4, quiet=True)

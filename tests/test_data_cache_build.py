@@ -531,3 +531,17 @@ def test_a_stop_signal_while_the_pool_forks_is_acted_on_after():
     finally:
         signal.signal(signal.SIGINT, previous)
     assert seen == ["still running"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="prctl")
+def test_workers_leave_stop_signals_to_the_parent():
+    """A job's SIGTERM to its whole process group must not kill the decoding workers (the pool
+    would break mid-stop): they ignore SIGINT and SIGTERM; the parent stops them."""
+    script = (
+        "import os, signal\n"
+        "from gankit.data.folder import _init_worker\n"
+        "_init_worker(os.getppid())\n"
+        "print({signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.stdout.strip() == "{<Handlers.SIG_IGN: 1>}", proc.stderr

@@ -180,3 +180,23 @@ def test_signals_after_the_command_leave_its_line_and_status():
     while the process exits (a traceback, then death by SIGTERM) change neither."""
     rc, err = _gankit(LATE_SIGNAL, "info")
     assert (rc, err) == (143, "gankit: stopped by SIGTERM at step 1\n")
+
+
+_EXITING = """
+import os, signal, sys
+sys.argv = ["gankit", "info", "--preset", "mnist-sagan"]
+from gankit.cli import main
+assert main() == 0
+os.kill(os.getpid(), signal.SIGTERM)  # the command has finished: its status stands
+print("after the first", flush=True)
+os.kill(os.getpid(), signal.SIGTERM)  # a second: the process ends at once
+print("after the second", flush=True)
+"""
+
+
+def test_a_second_signal_while_the_program_exits_ends_it_at_once():
+    """The ``gankit`` program ignores the first stop signal after its command has finished (its
+    line and status stand), but not every one: a second ends an exit that is stuck."""
+    out = subprocess.run([sys.executable, "-c", _EXITING], capture_output=True, text=True)
+    assert out.returncode == 128 + signal.SIGTERM, out.stderr[-2000:]
+    assert "after the first" in out.stdout and "after the second" not in out.stdout

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -130,10 +131,11 @@ def test_temp_file_names_the_writer(tmp_path):
 
 def test_temp_files_of_killed_writers_are_removed(tmp_path):
     """The next write of a target removes its temp files whose writer (the pid in the name) no
-    longer runs, and nothing else."""
+    longer runs and that were not written to for a while, and nothing else."""
     proc = subprocess.Popen([sys.executable, "-c", ""])
     proc.wait()  # its pid now names no process
     dead, alive = proc.pid, 1
+    old = time.time() - io_utils.STALE_TEMP_S - 60
     kept = [
         f".f.bin.{alive}.k3j2x9_a.tmp",
         f".f.bin.{os.getpid()}.q8w7e6r5.tmp",  # this process's (another thread's write)
@@ -144,5 +146,8 @@ def test_temp_files_of_killed_writers_are_removed(tmp_path):
     ]
     for name in [*kept, f".f.bin.{dead}.k3j2x9_a.tmp"]:
         (tmp_path / name).write_bytes(b"partial")
+        os.utime(tmp_path / name, (old, old))
+    recent = f".f.bin.{dead}.z9y8x7w6.tmp"  # perhaps another machine's write in progress
+    (tmp_path / recent).write_bytes(b"partial")
     atomic_write(tmp_path / "f.bin", lambda f: f.write(b"x"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "f.bin"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, recent, "f.bin"])

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 import torch
@@ -318,3 +319,12 @@ def test_readers_warn_about_an_incomplete_newer_checkpoint(run, capsys):
         "gankit: warning: 1 newer checkpoint(s) are incomplete (newest: step_00000004, no "
         "G_ema.safetensors); using step_00000002\n"
     )
+
+
+def test_a_checkpoint_completed_during_the_listing_is_not_called_incomplete(run, capsys):
+    """Training renames a new complete checkpoint into place between the two listings of
+    find_checkpoint: it is newer than the latest found, but not incomplete: no warning."""
+    older = run.checkpoints / "step_00000002"
+    with mock.patch.object(RunDir, "latest_checkpoint", return_value=older):
+        assert find_checkpoint(run.path) == older
+    assert capsys.readouterr().err == ""

@@ -165,9 +165,9 @@ def save_checkpoint(
         tmp.mkdir()
         for key in WEIGHT_FILES:
             tensors = {k: v.detach().cpu().contiguous().clone() for k, v in weights[key].items()}
-            save_file(tensors, str(tmp / f"{key}.safetensors"))
+            _writing(save_file, tensors, str(tmp / f"{key}.safetensors"))
             os.chmod(tmp / f"{key}.safetensors", FILE_MODE)  # safetensors writes 0600
-        torch.save(state, tmp / STATE_FILE)
+        _writing(torch.save, state, tmp / STATE_FILE)
         save_toml(cfg, tmp / CONFIG_FILE)
         if meta is not None:
             (tmp / META_FILE).write_text(json.dumps(meta))
@@ -185,16 +185,27 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not final.exists():
             old.rename(final)  # put the previous checkpoint back
-        if isinstance(err, (OSError, SafetensorError, RuntimeError)):
-            # disk full, quota, file size limit, permissions, I/O error: safetensors and
-            # torch.save report those as their own errors, not as OSError
-            cause = _write_cause(err, root)
+        if isinstance(err, (OSError, _WriterError)):  # disk full, quota, permissions, I/O
+            cause = _write_cause(err.__cause__ if isinstance(err, _WriterError) else err, root)
             raise CheckpointWriteError(
                 f"checkpoint {final} could not be written ({cause}); the checkpoints before it "
                 "are intact: make room or fix the directory, then continue with `gankit resume`"
             ) from err
         raise
     return final
+
+
+class _WriterError(Exception):
+    """An error of safetensors or ``torch.save`` while writing a file (its ``__cause__``): they
+    report a full disk, a file size limit or an I/O error as their own types, not as OSError."""
+
+
+def _writing(write: Callable[..., Any], *args: Any) -> None:
+    """``write(*args)``, its errors other than ``OSError`` raised as :class:`_WriterError`."""
+    try:
+        write(*args)
+    except (SafetensorError, RuntimeError) as err:
+        raise _WriterError from err
 
 
 def _write_cause(err: BaseException, root: Path) -> str:

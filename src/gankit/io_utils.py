@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -48,15 +49,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+STALE_TEMP_S = 600
+"""A temporary file is left alone for this long after its last write even when no process
+here has its pid: on a folder shared between machines it may be another machine's write."""
+
+
 def _remove_stale_temp_files(path: Path) -> None:
-    """Remove the temporary files of ``path`` whose writer no longer runs (it was killed)."""
+    """Remove the temporary files of ``path`` whose writer no longer runs (it was killed): no
+    process here has its pid, and it was not written to for :data:`STALE_TEMP_S`."""
     pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[^.]+\.tmp")
+    idle_since = time.time() - STALE_TEMP_S
     with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
         for entry in entries:
             m = pattern.fullmatch(entry.name)
             if m and not _alive(int(m.group(1))):
                 with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+                    if entry.stat().st_mtime < idle_since:
+                        os.unlink(entry.path)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:

@@ -296,7 +296,12 @@ def find_checkpoint(source: str | Path) -> Path:
             f"{source}: expected a run directory with checkpoints/step_*/ or a checkpoint "
             "directory holding G.safetensors, G_ema.safetensors and state.pt; found none"
         )
-    newer = [p for p in steps if ckpt_io.checkpoint_step(p) > ckpt_io.checkpoint_step(latest)]
+    newer = [  # (a complete one is new since the listing above: training runs)
+        p
+        for p in steps
+        if ckpt_io.checkpoint_step(p) > ckpt_io.checkpoint_step(latest)
+        and not ckpt_io.is_complete(p)
+    ]
     if newer:  # a writer renames only complete checkpoints into place: these were damaged
         bad = newer[-1]
         lacks = f"no {', '.join(ckpt_io.missing_files(bad))}" if bad.is_dir() else "not a folder"

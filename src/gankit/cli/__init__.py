@@ -18,10 +18,11 @@ after. While the command runs, either prints ``gankit: interrupted`` / ``gankit:
 and exits with 130 / 143 (training instead stops at a step boundary by itself, see
 :mod:`gankit.training.stop`); the atomic writers remove their temp files on the way out. Once
 the command has returned or raised, its line and exit status stand: the ``gankit`` program
-(``main()`` without ``argv``) ignores later stop signals while it exits, and ``main(argv)``
-hands a late one to the caller's handler when it returns. ``import gankit.cli`` loads nothing
-heavy (the command modules load in :func:`main`): only a signal in the first few tens of
-milliseconds of the process, before :func:`main` runs, keeps Python's default effect.
+(``main()`` without ``argv``) ignores a first later stop signal while it exits (a second ends
+it at once), and ``main(argv)`` hands a late one to the caller's handler when it returns.
+``import gankit.cli`` loads nothing heavy (the command modules load in :func:`main`): only a
+signal in the first few tens of milliseconds of the process, before :func:`main` runs, keeps
+Python's default effect.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class _CommandSignals:
         self.program = program
         self.running = False
         self.pending = 0  # a signal not acted on yet
+        self.late = 0  # a signal while the process exits
         self._previous: dict[int, Any] = {}
         self._mask: set[int] | None = None
 
@@ -118,9 +120,16 @@ class _CommandSignals:
         """The command has returned or raised: its result stands."""
         self.running = False
 
+    def _exiting(self, signum: int, frame: FrameType | None) -> None:
+        """A stop signal while the program exits: the first is ignored (the command's line and
+        status stand); a second ends the process at once (an exit stuck, e.g. on a thread)."""
+        if self.late:
+            os._exit(128 + signum)
+        self.late = signum
+
     def __exit__(self, *exc: object) -> None:
         for s, handler in self._previous.items():
-            signal.signal(s, signal.SIG_IGN if self.program else handler)
+            signal.signal(s, self._exiting if self.program else handler)
         if self._mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
         if self.pending and not self.program:

@@ -209,8 +209,8 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _init_worker(parent: int) -> None:
-    """Set up a decoding process of the process ``parent`` (a pid): it leaves Ctrl-C to the
-    parent, which stops the pool, and on Linux it is killed when the parent dies.
+    """Set up a decoding process of the process ``parent`` (a pid): it leaves Ctrl-C and SIGTERM
+    to the parent, which stops the pool, and on Linux it is killed when the parent dies.
 
     Otherwise the workers of a SIGKILLed build would wait forever on the pool's pipes. Forked
     workers also share the parent's open lock file of the cache (``cache.cache_lock``), and an
@@ -218,7 +218,7 @@ def _init_worker(parent: int) -> None:
     parent holds the lock for as long as the workers live, and they die with it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's (held while forking)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # e.g. a job's whole group: the parent stops
     if sys.platform == "linux":
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL))
     if os.getppid() != parent:  # the parent died before prctl took effect

@@ -14,6 +14,7 @@ from pathlib import Path
 from gankit import checkpoint as ckpt_io
 from gankit.config import (
     MAX_STEPS,
+    RENAMED,
     Config,
     from_dict,
     keys_set_in,
@@ -109,7 +110,7 @@ def _fit(
 
 def _check_loadable(ckpt: Path) -> dict:
     """The state of ``ckpt`` after checking that ``state.pt`` and the weight files can be read
-    (the weights' headers and lengths; the tensors are read when the trainer loads them).
+    (every tensor, finite; the trainer reads them again, from the page cache).
 
     Raises:
         CheckpointReadError: a file is damaged or unreadable, or an entry of ``state.pt`` is
@@ -117,8 +118,8 @@ def _check_loadable(ckpt: Path) -> dict:
     """
     state = ckpt_io.load_state(ckpt)
     check_state(state, ckpt)
-    for which in ckpt_io.WEIGHT_FILES:
-        ckpt_io.weight_shapes(ckpt, which)
+    for which in ckpt_io.WEIGHT_FILES:  # read whole: damage inside the data (NaN) counts too
+        ckpt_io.load_weights(ckpt, which)
     return state
 
 
@@ -169,7 +170,7 @@ def _check_whole_config(run: RunDir, saved: dict, ckpt: Path) -> None:
         for section, keys in saved.items()
         if isinstance(keys, dict)
         for key in keys
-        if f"{section}.{key}" not in present
+        if f"{section}.{key}" not in present and f"{section}.{key}" not in RENAMED
     ]
     if missing:
         more = f", ... ({len(missing)} in all)" if len(missing) > 4 else ""
