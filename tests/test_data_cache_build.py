@@ -228,16 +228,18 @@ def test_killed_parallel_build_leaves_no_workers(tmp_path, caplog):
     assert_same(ds, reference(src))
 
 
+def _as_worker(parent: str, then: str) -> subprocess.CompletedProcess:
+    """A process that runs the decoding workers' set-up as if forked by pid ``parent`` (a
+    Python expression), then ``then``."""
+    script = "import os, signal\nfrom gankit.data.folder import _init_worker\n"
+    script += f"_init_worker({parent})\n{then}\n"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="prctl")
 def test_worker_whose_parent_is_gone_exits_at_once():
     """A worker forked just before its parent died (so that prctl came too late) ends."""
-    script = (
-        "import os\n"
-        "from gankit.data.folder import _init_worker\n"
-        "_init_worker(os.getpid())  # not its parent\n"
-        "print('still running')\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    proc = _as_worker("os.getpid()", "print('still running')")  # not its parent
     assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
 
 
@@ -537,11 +539,7 @@ def test_a_stop_signal_while_the_pool_forks_is_acted_on_after():
 def test_workers_leave_stop_signals_to_the_parent():
     """A job's SIGTERM to its whole process group must not kill the decoding workers (the pool
     would break mid-stop): they ignore SIGINT and SIGTERM; the parent stops them."""
-    script = (
-        "import os, signal\n"
-        "from gankit.data.folder import _init_worker\n"
-        "_init_worker(os.getppid())\n"
-        "print({signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)})\n"
+    proc = _as_worker(
+        "os.getppid()", "print({signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)})"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.stdout.strip() == "{<Handlers.SIG_IGN: 1>}", proc.stderr
