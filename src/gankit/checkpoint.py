@@ -45,8 +45,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from gankit.config import Config, load_toml, save_toml
-from gankit.errors import GankitError
-from gankit.io_utils import FILE_MODE
+from gankit.errors import GankitError, first_names
+from gankit.io_utils import FILE_MODE, process_alive
 
 WEIGHT_FILES = ("G", "D", "G_ema")
 STATE_FILE = "state.pt"
@@ -95,15 +95,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _writer_gone(pid: int) -> bool:
     """True when process ``pid`` (the writer of a temp dir) is this one or no longer runs."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # e.g. PermissionError: alive, someone else's
-        return False
-    return False
+    return pid == os.getpid() or not process_alive(pid)
 
 
 def restore_old_copies(root: Path) -> None:
@@ -324,8 +316,7 @@ def load_weights(ckpt: Path, which: str, device: str | torch.device = "cpu") -> 
     weights = _reading(path, lambda: load_file(str(path), device=str(device)))
     bad = [k for k, t in weights.items() if t.is_floating_point() and not t.isfinite().all()]
     if bad:  # training stops before a non-finite step is saved: the file was damaged
-        more = f", ... ({len(bad)} in all)" if len(bad) > 3 else ""
-        raise damaged(path, f"non-finite values in {', '.join(bad[:3])}{more}")
+        raise damaged(path, f"non-finite values in {first_names(bad)}")
     return weights
 
 
@@ -360,8 +351,7 @@ def weights_mismatch(
     parts = []
     for label, names in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
         if names:
-            more = f", ... ({len(names)} in all)" if len(names) > limit else ""
-            parts.append(f"{label}: {', '.join(names[:limit])}{more}")
+            parts.append(f"{label}: {first_names(names, limit)}")
     return "; ".join(parts) or None
 
 

@@ -64,3 +64,10 @@ MAX_SEED = 2**63 - 1
 def check_seed(value: object, param: str = "seed") -> int:
     """``value`` as an ``int`` seed in ``0..MAX_SEED``, else a :class:`ParameterError`."""
     return check_int(param, value, 0, MAX_SEED, f"an integer in 0..{MAX_SEED}")
+
+
+def first_names(names: list[str], limit: int = 3) -> str:
+    """The first ``limit`` of ``names``, comma-separated, then ``, ... (N in all)`` if there are
+    more: a list that keeps a one-line error message short."""
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "process_alive"]
 
 
 def _umask() -> int:
@@ -35,7 +35,7 @@ FILE_MODE = 0o666 & ~_umask()
 0600, readable by their owner only)."""
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` exists (as far as this process can tell; always on Windows,
     where ``os.kill`` would not just probe it)."""
     if os.name == "nt":
@@ -62,7 +62,7 @@ def _remove_stale_temp_files(path: Path) -> None:
     with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
         for entry in entries:
             m = pattern.fullmatch(entry.name)
-            if m and not _alive(int(m.group(1))):
+            if m and not process_alive(int(m.group(1))):
                 with contextlib.suppress(OSError):
                     if entry.stat().st_mtime < idle_since:
                         os.unlink(entry.path)

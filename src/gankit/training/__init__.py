@@ -21,7 +21,14 @@ from gankit.config import (
     model_differences,
     save_toml,
 )
-from gankit.errors import GankitError, ParameterError, check_bool, check_int, check_path
+from gankit.errors import (
+    GankitError,
+    ParameterError,
+    check_bool,
+    check_int,
+    check_path,
+    first_names,
+)
 from gankit.run import RunDir
 from gankit.training.distributed import cleanup, from_env
 from gankit.training.hooks import default_hooks
@@ -173,9 +180,8 @@ def _check_whole_config(run: RunDir, saved: dict, ckpt: Path) -> None:
         if f"{section}.{key}" not in present and f"{section}.{key}" not in RENAMED
     ]
     if missing:
-        more = f", ... ({len(missing)} in all)" if len(missing) > 4 else ""
         raise GankitError(
-            f"{run.config_file}: no {', '.join(missing[:4])}{more} (cut short?); restore it, e.g. "
+            f"{run.config_file}: no {first_names(missing, 4)} (cut short?); restore it, e.g. "
             f"from {ckpt / ckpt_io.CONFIG_FILE}, and change settings by editing their values"
         )
 

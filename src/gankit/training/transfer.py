@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from gankit import checkpoint as ckpt_io
-from gankit.errors import GankitError
+from gankit.errors import GankitError, first_names
 from gankit.run import find_checkpoint
 
 
@@ -46,7 +46,7 @@ def load_matching(
     only_there = [k for k in weights if k not in state]
     if only_here or only_there:
         sides = [(only_here, "not in the source"), (only_there, "only in the source")]
-        lists = "; ".join(f"{why}: {_names(names)}" for names, why in sides if names)
+        lists = "; ".join(f"{why}: {first_names(names)}" for names, why in sides if names)
         raise GankitError(
             f"train.init_from: {where} has other tensors than this model ({lists}); the model "
             "settings must match (only model.n_classes may differ)"
@@ -66,11 +66,6 @@ def load_matching(
             )
     net.load_state_dict(state)
     return reinit
-
-
-def _names(names: list[str], limit: int = 3) -> str:
-    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
 
 
 def init_from(
