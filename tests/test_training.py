@@ -89,6 +89,24 @@ def test_train_iteration_returns_detached_scalar_tensors(tmp_path):
     assert float(out["loss_D"]) >= 0.0  # the hinge D loss is a sum of relus
 
 
+def test_gradients_are_freed_after_each_optimizer_step(tmp_path):
+    """D's gradients are gone before G's backward (the step's memory peak), G's after its step;
+    the weights still follow the optimizers."""
+    data = tiny_data(tmp_path / "d.npz")
+    trainer = Trainer(tiny_cfg(data), None, quiet=True)
+    d_grads_in_G_backward = []
+    first_G = next(trainer.G.parameters())
+    first_G.register_hook(
+        lambda g: d_grads_in_G_backward.append([p.grad is not None for p in trainer.D.parameters()])
+    )
+    before = [p.detach().clone() for p in (*trainer.G.parameters(), *trainer.D.parameters())]
+    trainer.train_iteration()
+    assert d_grads_in_G_backward == [[False] * len(list(trainer.D.parameters()))]
+    params = [*trainer.G.parameters(), *trainer.D.parameters()]
+    assert all(p.grad is None for p in params)
+    assert not torch.equal(before[0], params[0]) and not torch.equal(before[-1], params[-1])
+
+
 def test_nan_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch):
     data = tiny_data(tmp_path / "d.npz")
     cfg = tiny_cfg(data, "train.steps=4", "train.log_every=2")

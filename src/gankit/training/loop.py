@@ -388,6 +388,8 @@ class Trainer:
                     (loss_D / t.accumulate if t.accumulate > 1 else loss_D).backward()
                 stats.add(loss_D, logits[:n].float())
             self.opt_D.step()
+            # freed after the step too: not held through G's backward, the memory peak
+            self.opt_D.zero_grad(set_to_none=True)
 
         # 2. G step through the frozen D (unwrapped: D's DDP hooks stay out of it).
         self.D.requires_grad_(False)
@@ -412,6 +414,7 @@ class Trainer:
                 (loss_G / t.accumulate if t.accumulate > 1 else loss_G).backward()
             loss_G_sum = loss_G_sum + loss_G.detach() / t.accumulate
         self.opt_G.step()
+        self.opt_G.zero_grad(set_to_none=True)  # freed: not held through the next D steps
         self.D.requires_grad_(True)
         return {**stats.means(), "loss_G": loss_G_sum}
 
