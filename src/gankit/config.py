@@ -34,7 +34,7 @@ else:  # pragma: no cover
 
 import tomli_w
 
-from gankit.errors import GankitError
+from gankit.errors import GankitError, ParameterError
 from gankit.io_utils import atomic_write
 
 DEFAULT_PRESET = "mnist-sagan"
@@ -697,6 +697,12 @@ def load_preset(name: str = DEFAULT_PRESET, overrides: list[str] | None = None) 
     """Load preset ``name`` and apply ``overrides`` (a list of ``"section.key=value"``).
     Unknown names list the valid presets."""
     names = list_presets()
+    if not isinstance(name, str):  # str(Path("mnist-sagan")) would read as a valid name
+        raise ParameterError(
+            "name",
+            f"expected a preset name ({', '.join(names)}; a config file: "
+            f"gankit.config.load_toml), got {type(name).__name__}",
+        )
     if name not in names:
         raise ConfigError(f"unknown preset '{name}'; valid presets: {', '.join(names)}")
     text = (_preset_dir() / f"{name}.toml").read_text(encoding="utf-8")

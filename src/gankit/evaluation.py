@@ -293,13 +293,18 @@ def _check_reference(n_images: int, source: str, offline: bool) -> None:
         raise GankitError(f"data: {source} holds {need}")
 
 
-def _check_request(metrics: Sequence[str], resize: str) -> None:
-    """Metric names (at least one, all registered) and the resize mode."""
-    if isinstance(metrics, str) or not metrics:
+def _check_request(metrics: Sequence[str], resize: str) -> list[str]:
+    """Metric names (a list or other iterable of registered names, at least one; not one
+    string) as a list, and the resize mode. A one-shot iterator is read once, here."""
+    if isinstance(metrics, (str, bytes)) or not isinstance(metrics, Iterable):
         raise ParameterError("metrics", f"expected a list of metric names, got {metrics!r}")
-    for name in metrics:
+    names = list(metrics)
+    if not names or not all(isinstance(name, str) for name in names):
+        raise ParameterError("metrics", f"expected a list of metric names, got {names!r}")
+    for name in names:
         get_metric(name)
     check_resize(resize)
+    return names
 
 
 def _check_options(
@@ -384,7 +389,7 @@ def evaluate(
         GankitError: unknown metric, missing source or weights, data with more classes than
             the model.
     """
-    _check_request(metrics, resize)
+    metrics = _check_request(metrics, resize)
     n = _check_n(n, "n")
     check_sample_count(n, seed)
     check_truncation(truncation)
@@ -457,7 +462,7 @@ def evaluate_images(
         GankitError: unreadable images, class-based metrics without labels, labels outside
             the reference classes, unknown metric, missing weights.
     """
-    _check_request(metrics, resize)
+    metrics = _check_request(metrics, resize)
     check_int("batch_size", batch_size, 1, expected="a positive number of images per pass")
     data, inception_weights = _check_options(data, inception_weights, quiet)
     ds, labelled = read_images(images, resize)

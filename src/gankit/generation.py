@@ -147,7 +147,6 @@ def _mixed_classes(G: nn.Module, y_b: torch.Tensor, t: torch.Tensor) -> Iterator
             del m.gamma_beta
 
 
-@torch.no_grad()
 def generate(
     G: nn.Module,
     labels: torch.Tensor,
@@ -156,8 +155,8 @@ def generate(
     generator: torch.Generator | None = None,
     z: torch.Tensor | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(uint8 (B, C, H, W), labels (B,))`` batches of ``G(z, labels)``, at most
-    ``batch_size`` samples per forward pass (images on G's device, labels as given).
+    """An iterator of ``(uint8 (B, C, H, W), labels (B,))`` batches of ``G(z, labels)``, at
+    most ``batch_size`` samples per forward pass (images on G's device, labels as given).
 
     Args:
         labels: ``(n,)`` class of every sample, in output order.
@@ -166,7 +165,8 @@ def generate(
             ``torch.Generator`` on G's device, or None) and ``truncation``, in G's dtype.
 
     Raises:
-        ParameterError: a bad argument, or ``truncation``/``generator`` given with ``z``.
+        ParameterError: a bad argument, or ``truncation``/``generator`` given with ``z`` (at
+            the call, not at the first batch).
     """
     _check_batch_size(batch_size)
     _check_generator(G)
@@ -181,6 +181,20 @@ def generate(
                 "truncation" if truncation else "generator",
                 "applies only to drawn latents; a given z is used as is (leave out one of them)",
             )
+    return _batches(G, labels, batch_size, truncation, generator, z)
+
+
+@torch.no_grad()
+def _batches(
+    G: nn.Module,
+    labels: torch.Tensor,
+    batch_size: int,
+    truncation: float,
+    generator: torch.Generator | None,
+    z: torch.Tensor | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of :func:`generate`, whose arguments are checked."""
+    param = next(G.parameters())
     for start in range(0, len(labels), batch_size):
         y = labels[start : start + batch_size]
         if z is None:

@@ -45,9 +45,13 @@ def check_tensor(value: object, param: str, shape: str) -> torch.Tensor:
     return value
 
 
-def check_eval(module: torch.nn.Module, param: str) -> None:
-    """GankitError naming ``param`` if ``module`` is in training mode: batch norm would mix the
-    images of a batch and spectral norm would update its vectors during the analysis."""
+def check_eval(module: object, param: str, kind: type[torch.nn.Module], what: str) -> None:
+    """ParameterError naming ``param`` unless ``module`` is a ``kind`` (``what``: the network
+    expected, e.g. ``"a generator (gankit.load(RUN))"``); GankitError naming it if it is in
+    training mode: batch norm would mix the images of a batch and spectral norm would update
+    its vectors during the analysis."""
+    if not isinstance(module, kind):  # a path, or G given for D: torch would fail inside
+        raise ParameterError(param, f"expected {what}, got {type(module).__name__}")
     if module.training:
         raise GankitError(f"{param}: expected a network in eval mode (call .eval() first)")
 

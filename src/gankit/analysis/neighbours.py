@@ -81,6 +81,8 @@ def nearest(
     check_positive(k, "k")
     check_positive(query_batch, "query_batch")
     q = check_tensor(queries, "queries", "(Q, F)").detach().double().flatten(1)
+    if len(q) == 0:
+        raise ParameterError("queries", "expected at least one query row, got none")
     if isinstance(reference, torch.Tensor):
         chunks: Iterable[object] = [reference]
     elif isinstance(reference, Iterable):

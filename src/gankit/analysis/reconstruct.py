@@ -61,6 +61,7 @@ from gankit.errors import (
 )
 from gankit.generation import save_grid
 from gankit.metrics import heldout_split, load_or_train_classifier
+from gankit.models import ConditionalGenerator
 from gankit.run import load_generator as load
 
 __all__ = ["Inversion", "analyze_reconstruct", "invert"]
@@ -200,10 +201,14 @@ def invert(
     Raises:
         GankitError: a bad shape or parameter, naming it.
     """
-    check_eval(G, "G")
+    check_eval(G, "G", ConditionalGenerator, "a generator (gankit.load(RUN))")
     # targets outside G's range are reported (their error), not refused
     check_images(x, y, G.resolution, G.channels, G.n_classes, "x", in_range=False)
     _check_options(steps, restarts, lr, search_class, feature_weight, batch_size, seed)
+    check_bool("quiet", quiet)
+    if features is not None and not callable(features):
+        got = type(features).__name__
+        raise ParameterError("features", f"expected a function (B, C, H, W) -> (B, F), got {got}")
     if feature_weight > 0 and features is None:
         raise GankitError("feature_weight: > 0 needs a feature map (features=...)")
     device = next(G.parameters()).device

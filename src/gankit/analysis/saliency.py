@@ -33,7 +33,7 @@ from gankit.data import to_float
 from gankit.errors import GankitError, check_path, check_seed
 from gankit.generation import check_sample_count, generate, save_grid
 from gankit.io_utils import atomic_write
-from gankit.models import sample_z
+from gankit.models import ProjectionDiscriminator, sample_z
 from gankit.run import load_discriminator
 from gankit.run import load_generator as load
 
@@ -71,7 +71,7 @@ def saliency_maps(
     Returns:
         ``(N, H, W)`` in D's dtype, on ``x``'s device.
     """
-    check_eval(D, "D")
+    check_eval(D, "D", ProjectionDiscriminator, "a discriminator (gankit.run.load_discriminator)")
     check_images(x, y, D.resolution, D.channels, D.n_classes, "x")
     check_positive(batch_size, "batch_size")
     param = next(D.parameters())

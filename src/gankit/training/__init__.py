@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gankit import checkpoint as ckpt_io
 from gankit.config import (
+    DEVICES,
     MAX_STEPS,
     RENAMED,
     Config,
@@ -21,6 +22,7 @@ from gankit.config import (
     model_differences,
     save_toml,
 )
+from gankit.device import resolve_device
 from gankit.errors import (
     GankitError,
     ParameterError,
@@ -49,12 +51,16 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
     checkpoint's) weights (:mod:`gankit.training.transfer`; what was re-initialised is printed).
 
     Raises:
-        ParameterError: ``out_dir`` not a path or under a file, ``quiet`` not a bool.
+        ParameterError: ``cfg`` not a Config, ``out_dir`` not a path or under a file,
+            ``quiet`` not a bool.
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
             :func:`resume`) or that another process is writing, data that does not fit the
             model, bad config values, an ``init_from`` source that is missing or holds a
             different model.
     """
+    if not isinstance(cfg, Config):  # (validate would name itself, not this argument)
+        got = type(cfg).__name__
+        raise ParameterError("cfg", f"expected a gankit.Config (gankit.load_preset), got {got}")
     out = _check_out_dir(out_dir)
     check_bool("quiet", quiet)
     validate(cfg)
@@ -217,17 +223,20 @@ def resume(
     and the checkpoint resumed from, and renamed to ``damaged-step_XXXXXXXX``.
 
     Raises:
+        ParameterError: ``steps`` outside 1..10**9 or not past the run's step, ``device``
+            not auto/cpu/cuda/None (or cuda without CUDA), ``quiet`` not a bool.
         GankitError: missing run dir/config/checkpoint, a run another process is writing
             (``train`` or ``resume``), no checkpoint that loads, weights that
-            do not fit the model, ``steps`` outside 1..10**9, ``quiet`` not a bool, or
-            ``config.toml`` whose ``model.*`` differs from the checkpoint's (the message names
-            the keys).
+            do not fit the model, or ``config.toml`` whose ``model.*`` differs from the
+            checkpoint's (the message names the keys).
     """
     if steps is not None:
         expected = "an integer in 1..10**9 (total G steps to reach) or None"
         steps = check_int("steps", steps, 1, MAX_STEPS, expected=expected)
-    if device is not None and not isinstance(device, str):
-        raise ParameterError("device", f"expected 'cpu', 'cuda' or 'auto', got {device!r}")
+    if device is not None and not (isinstance(device, str) and device in DEVICES):
+        raise ParameterError("device", f"expected 'cpu', 'cuda', 'auto' or None, got {device!r}")
+    if device is not None:
+        resolve_device(device)  # ParameterError for cuda without CUDA
     check_bool("quiet", quiet)
     run = RunDir.open(run_dir)
     with run.writer(enabled=from_env().is_main):
@@ -253,9 +262,10 @@ def _resume(run: RunDir, steps: int | None, device: str | None, quiet: bool) -> 
     validate(cfg)
     hooks = default_hooks(cfg)
     if cfg.train.steps <= state["step"]:
-        raise GankitError(
-            f"{run.path}: already at step {state['step']}; pass --steps N with N > {state['step']}"
-            " (the total number of G steps to reach)"
+        raise ParameterError(  # the CLI shows it under --steps
+            "steps",
+            f"{run.path} is already at step {state['step']}; expected a total number of G steps "
+            f"to reach > {state['step']}",
         )
     run.ensure_writable("make it writable to continue it")
     if from_env().is_main:
