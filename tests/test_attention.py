@@ -7,16 +7,16 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import profile
 
+from gankit.config import ModelConfig
 from gankit.errors import GankitError, ParameterError
 from gankit.layers.attention import (
-    ATTENTION_NAMES,
     NONLOCAL_MODES,
     NonLocal,
     SelfAttention,
     attention,
     attention_reference,
-    build_attention,
 )
+from gankit.models.base import make_attention
 
 SHAPES = {1: (2, 6, 12), 2: (2, 6, 6, 4), 3: (2, 6, 3, 4, 6)}
 
@@ -267,15 +267,16 @@ def test_nonlocal_rejects_bad_arguments_and_shapes():
         NonLocal(8, "gaussian")(torch.randn(2, 8, 5))
 
 
-def test_build_attention_by_name():
-    assert ATTENTION_NAMES == ("sagan", "biggan", *NONLOCAL_MODES)
-    sagan, biggan = build_attention("sagan", 32, k=4), build_attention("biggan", 32, sn=False)
+def test_make_attention_by_type():
+    """``model.attn_type`` values to layers: SAGAN's and BigGAN's (pooled) attention with
+    ``model.attn_k``, and the non-local modes."""
+    cfg = ModelConfig(attn_k=4)
+    sagan = make_attention(cfg, "model.G_attn", 32, "sagan", sn=True)
+    biggan = make_attention(cfg, "model.G_attn", 32, "biggan", sn=False)
     assert isinstance(sagan, SelfAttention) and not sagan.pool and sagan.query.out_channels == 8
     assert isinstance(biggan, SelfAttention) and biggan.pool
     for mode in NONLOCAL_MODES:
-        m = build_attention(mode, 32, dim=1)
-        assert isinstance(m, NonLocal) and m.mode == mode and m.dim == 1
-    with pytest.raises(ValueError, match="^name: expected one of sagan, biggan, gaussian"):
-        build_attention("transformer", 32)
-    with pytest.raises(GankitError):
-        build_attention("transformer", 32)
+        m = make_attention(cfg, "model.D_attn", 32, f"nonlocal:{mode}", sn=True)
+        assert isinstance(m, NonLocal) and m.mode == mode
+    with pytest.raises(GankitError, match="'model.D_attn': .* 30 channels, expected a number"):
+        make_attention(cfg, "model.D_attn", 30, "sagan", sn=True)

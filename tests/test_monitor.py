@@ -52,7 +52,7 @@ def test_detector_state_round_trip():
 
 
 def test_monitor_writes_jsonl_and_tb(tmp_path):
-    mon = Monitor(tmp_path, total_steps=2, quiet=True)
+    mon = Monitor(RunDir(tmp_path), total_steps=2, quiet=True)
     mon.write({**_rec(1), "img_per_s": 3.0})
     mon.warn(1, "something odd")
     mon.close()
@@ -62,7 +62,7 @@ def test_monitor_writes_jsonl_and_tb(tmp_path):
 
 
 def test_inspect_writes_plots_and_summary(tmp_path, capsys):
-    mon = Monitor(tmp_path, total_steps=3, quiet=True)
+    mon = Monitor(RunDir(tmp_path), total_steps=3, quiet=True)
     for s in (1, 2, 3):
         mon.write(
             {
@@ -106,7 +106,7 @@ def _log_run(run_dir, events):
     """Ten log records with sigma_0..2 of one G and one D weight (one curve per panel, drawn
     in the first colour, blue), plus ``events``: {step: warning message}."""
     run_dir.mkdir()
-    mon = Monitor(run_dir, total_steps=10, quiet=True)
+    mon = Monitor(RunDir(run_dir), total_steps=10, quiet=True)
     for s in range(1, 11):
         rec = {**_rec(s), "D_real": 0.1, "D_fake": -0.1, "img_per_s": 9.0}
         for i in range(3):
@@ -174,7 +174,7 @@ def test_unusable_lines_are_skipped(tmp_path):
     assert [r["step"] for r in RunDir(tmp_path / "r").read_metrics()] == [*range(1, 11), 10]
     summary = json.loads(inspect_run(tmp_path / "r")[-1].read_text())
     assert summary["steps"] == 10 and summary["eval"] == []
-    Monitor(tmp_path / "r", total_steps=10, start_step=10, quiet=True).close()
+    Monitor(RunDir(tmp_path / "r"), total_steps=10, start_step=10, quiet=True).close()
     assert len(path.read_text().splitlines()) == 11
 
 
@@ -192,7 +192,7 @@ def test_metrics_file_that_is_not_a_regular_file(tmp_path, kind):
         with pytest.raises(GankitError, match=f"^{path}: not a regular file$"):
             inspect_run(tmp_path)
         with pytest.raises(GankitError, match=f"^{path}: not a regular file$"):
-            Monitor(tmp_path, total_steps=2, quiet=True)
+            Monitor(RunDir(tmp_path), total_steps=2, quiet=True)
     finally:
         if kind == "fifo":
             os.close(reader)
@@ -237,7 +237,7 @@ def test_a_full_disk_under_tensorboard_is_one_error_naming_its_folder(tmp_path, 
     hook, monitor = threading.excepthook, None
     try:
         with pytest.raises(OSError) as err:
-            monitor = Monitor(tmp_path, total_steps=2)
+            monitor = Monitor(RunDir(tmp_path), total_steps=2)
             full.armed = True
             monitor.write({"step": 1, "loss_D": 1.0})
         assert (err.value.errno, err.value.filename) == (28, str(tmp_path / "tb"))

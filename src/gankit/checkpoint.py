@@ -24,8 +24,8 @@ aside to ``.tmp-old-<name>-<pid>``. If the writer dies before the new one is ren
 that old copy is the only one: the next save or :func:`list_checkpoints` renames it back (once
 its writer is no longer running) instead of deleting it with the other temp directories.
 
-Reading: every reader (:func:`load_weights`, :func:`weight_shapes`, :func:`load_state`,
-:func:`load_meta`, :func:`load_config`) turns a file that cannot be read or parsed (truncated,
+Reading: every reader (:func:`load_weights`, :func:`load_state`, :func:`load_meta`,
+:func:`load_config`) turns a file that cannot be read or parsed (truncated,
 garbage, empty, permission denied) into a one-line :class:`CheckpointReadError` naming the file
 and the cause; :func:`load_into` also names the tensors of weights that do not fit the model.
 """
@@ -41,12 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gankit.config import Config, load_toml, save_toml
 from gankit.errors import GankitError, first_names
-from gankit.io_utils import FILE_MODE, process_alive
+from gankit.io_utils import FILE_MODE, fsync_dir, fsync_file, process_alive
 
 WEIGHT_FILES = ("G", "D", "G_ema")
 STATE_FILE = "state.pt"
@@ -78,19 +78,6 @@ def damaged(path: Path, why: str) -> CheckpointReadError:
 
 def step_dir_name(step: int) -> str:
     return f"step_{step:08d}"
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _writer_gone(pid: int) -> bool:
@@ -147,7 +134,9 @@ def save_checkpoint(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     restore_old_copies(root)
-    for stale in root.glob(".tmp-*"):  # left by an earlier crash
+    # left by an earlier crash: no other writer can be saving here (a run has one writer,
+    # which holds its lock), so unlike atomic_write's temp files these need no idle time
+    for stale in root.glob(".tmp-*"):
         if not _is_orphaned_old_copy(stale):  # never delete the only copy of a checkpoint
             shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-{name}-{os.getpid()}"
@@ -164,15 +153,15 @@ def save_checkpoint(
         if meta is not None:
             (tmp / META_FILE).write_text(json.dumps(meta))
         for f in tmp.iterdir():
-            _fsync_file(f)
-        _fsync_dir(tmp)
+            fsync_file(f)
+        fsync_dir(tmp)
         if final.exists():  # e.g. "best", or a step rewritten after a rollback
             old = root / f".tmp-old-{name}-{os.getpid()}"
             final.rename(old)
         tmp.rename(final)
         if old is not None:  # (a stray file of that name is removed too)
             shutil.rmtree(old) if old.is_dir() else old.unlink()
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not final.exists():
@@ -320,27 +309,11 @@ def load_weights(ckpt: Path, which: str, device: str | torch.device = "cpu") -> 
     return weights
 
 
-def weight_shapes(ckpt: Path, which: str) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes of ``which.safetensors`` in ``ckpt``, from its header only (which
-    also checks that the file is as long as the header says).
-
-    Raises:
-        CheckpointReadError: as :func:`load_weights`.
-    """
-    path = Path(ckpt) / f"{which}.safetensors"
-
-    def read() -> dict[str, tuple[int, ...]]:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-
-    return _reading(path, read)
-
-
 def weights_mismatch(
-    found: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]], limit: int = 3
+    found: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]]
 ) -> str | None:
-    """How tensor shapes ``found`` (a file) differ from ``expected`` (a model), at most
-    ``limit`` names per kind, or ``None`` when they match."""
+    """How tensor shapes ``found`` (a file) differ from ``expected`` (a model), at most three
+    names per kind, or ``None`` when they match."""
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
     shapes = [
@@ -351,7 +324,7 @@ def weights_mismatch(
     parts = []
     for label, names in (("missing", missing), ("unexpected", unexpected), ("shape", shapes)):
         if names:
-            parts.append(f"{label}: {first_names(names, limit)}")
+            parts.append(f"{label}: {first_names(names)}")
     return "; ".join(parts) or None
 
 

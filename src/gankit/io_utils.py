@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "process_alive"]
+__all__ = ["atomic_write", "fsync_dir", "fsync_file", "process_alive"]
 
 
 def _umask() -> int:
@@ -47,6 +47,21 @@ def process_alive(pid: int) -> bool:
     except (OSError, OverflowError):  # e.g. PermissionError: alive, someone else's
         pass
     return True
+
+
+def fsync_file(path: Path) -> None:
+    """Flush ``path``'s data to the disk (written by a library that does not fsync)."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush folder ``path``'s entries (files created or renamed in it) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 STALE_TEMP_S = 600

@@ -227,7 +227,7 @@ def d_regularization(
     r2_gamma: float = 0.0,
 ) -> torch.Tensor:
     """Sum of the D-step regularisers switched on by non-zero weights, for one D forward on
-    ``images = cat(real, fake[, T(real)])`` (:func:`gankit.augment.discriminator_batch`).
+    ``images = cat(real, fake[, T(real)])`` (:func:`gankit.augment.d_input`).
 
     ``lecam_weight * R_LC + cr_weight * R_CR + R1(r1_gamma) + R2(r2_gamma)``; the anchors are
     updated with this batch first (as Tseng et al.'s code does). R1/R2 differentiate the logits

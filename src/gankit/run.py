@@ -42,7 +42,7 @@ except ImportError:  # Windows: no flock; the writer lock is not taken there
 
 __all__ = ["RunDir", "check_same_model", "find_checkpoint", "load_discriminator", "load_generator"]
 
-CONFIG_FILE = "config.toml"
+CHECKPOINTS = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 BEST = "best"
 READ_TRIES = 3
@@ -71,11 +71,11 @@ class RunDir:
     # -- paths -------------------------------------------------------------------------------
     @property
     def config_file(self) -> Path:
-        return self.path / CONFIG_FILE
+        return self.path / ckpt_io.CONFIG_FILE
 
     @property
     def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINTS
 
     @property
     def samples(self) -> Path:
@@ -118,7 +118,7 @@ class RunDir:
     def open(cls, path: str | Path) -> RunDir:
         """An existing run; raises a one-line :class:`GankitError` without ``config.toml``."""
         run = cls(path)
-        if run.path.parent.name == "checkpoints" and ckpt_io.is_complete(run.path):
+        if run.path.parent.name == CHECKPOINTS and ckpt_io.is_complete(run.path):
             raise GankitError(
                 f"{run.path}: a checkpoint, not a run directory; pass the run directory "
                 f"{run.path.parent.parent}"
@@ -245,7 +245,7 @@ class RunDir:
         """The run a checkpoint directory belongs to (``RUN/checkpoints/NAME``), or ``None``
         for a checkpoint directory outside a run."""
         ckpt = Path(ckpt)
-        if ckpt.parent.name != "checkpoints":
+        if ckpt.parent.name != CHECKPOINTS:
             return None
         return cls(ckpt.parent.parent)
 
@@ -274,7 +274,7 @@ def find_checkpoint(source: str | Path) -> Path:
             complete checkpoint directory.
     """
     source = as_path(source, "source")
-    if source.parent.name == "checkpoints" and source.parent.is_dir():
+    if source.parent.name == CHECKPOINTS and source.parent.is_dir():
         ckpt_io.restore_old_copies(source.parent)  # e.g. best, replaced by a killed writer
     if not source.exists():
         raise GankitError(f"{source}: no such run or checkpoint directory")
@@ -285,7 +285,7 @@ def find_checkpoint(source: str | Path) -> Path:
     if source.is_dir() and present:  # weights or state: a checkpoint, not a run directory
         raise GankitError(f"{source}: incomplete checkpoint directory (no {', '.join(missing)})")
     latest = RunDir(source).latest_checkpoint()
-    steps = sorted((source / "checkpoints").glob("step_*")) if source.is_dir() else []
+    steps = sorted((source / CHECKPOINTS).glob("step_*")) if source.is_dir() else []
     if latest is None and steps:  # all incomplete: name the newest and what it lacks
         lacks = ", ".join(ckpt_io.missing_files(steps[-1]))
         raise GankitError(

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from gankit.data.arrays import import_h5py, npy_siblings
-from gankit.io_utils import atomic_write
+from gankit.io_utils import atomic_write, fsync_file
 
 Shape = tuple[int, int, int, int]
 
@@ -41,11 +41,6 @@ def partial_path(path: Path) -> Path:
 def _npy_header(shape: Shape) -> dict[str, Any]:
     return {"descr": npy_format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
             "shape": shape}  # fmt: skip
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
 
 
 class NpyWriter:
@@ -153,7 +148,7 @@ class H5Writer:
         for key, value in meta.items():
             self.file.attrs[key] = json.dumps(value)
         self.close()
-        _fsync(self.partial)
+        fsync_file(self.partial)
         os.replace(self.partial, self.path)
 
     def close(self) -> None:

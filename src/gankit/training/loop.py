@@ -422,9 +422,7 @@ class Trainer:
     def fit(self, steps: int) -> None:
         """Train until G step ``steps``: iteration → log → snapshot → hooks' ``on_step``."""
         t = self.cfg.train
-        self.monitor = Monitor(
-            self.run.path if self.writes else None, steps, self.step, quiet=self.quiet
-        )
+        self.monitor = Monitor(self.run if self.writes else None, steps, self.step, self.quiet)
         self.meter.reset()
         try:
             with StopSignals() as stop:

@@ -1,4 +1,4 @@
-"""Training monitor: ``metrics.jsonl``, TensorBoard, progress bar, NaN stop and collapse warnings.
+"""Training monitor: ``metrics.jsonl``, TensorBoard, progress bar and collapse warnings.
 
 Every ``train.log_every`` G steps one JSON object per line goes to ``RUN/metrics.jsonl`` with
 ``step``, ``loss_D``, ``loss_G``, ``D_real``, ``D_fake`` (mean logits), ``lr_G``, ``lr_D``,
@@ -19,7 +19,7 @@ Collapse rule (BigGAN §4.1/4.2 observations; checked at every log over the prev
    ``diversity/pixel_std`` and ``diversity/pairwise``, each relative to the same number for real
    images) falls below ``DIVERSITY_FLOOR`` (0.1: the grid's samples vary less than a tenth as
    much as real images — a grid of one repeated image, e.g. all black, scores ≈ 0; healthy
-   runs measured from their first logs stay above 0.2); or
+   runs measured from their first logs stayed above 0.15); or
 4. ``class_spread`` (models with an auxiliary classifier: the spread of the class head's
    predictions on the samples over that on real images) falls below ``SPREAD_FLOOR`` (0.3).
 
@@ -175,26 +175,26 @@ class Monitor:
     """Writes log records of one run (a no-op except on the main rank).
 
     Args:
-        run_dir: the run directory (``None``: log nothing, e.g. for benchmarks).
+        run: the run directory (``None``: log nothing, e.g. for benchmarks).
         total_steps: target G step, for the progress bar.
         start_step: step the run starts (or resumes) from.
         quiet: no progress bar; the bar is only shown when stderr is a terminal.
     """
 
     def __init__(
-        self, run_dir: Path | None, total_steps: int, start_step: int = 0, quiet: bool = False
+        self, run: RunDir | None, total_steps: int, start_step: int = 0, quiet: bool = False
     ):
-        self.run_dir = run_dir
+        self.run = run
         self._jsonl = self._tb = self._bar = self._excepthook = None
-        if run_dir is None:
+        if run is None:
             return
-        drop_records_after(run_dir / "metrics.jsonl", start_step)
-        self._jsonl = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        drop_records_after(run.metrics_file, start_step)
+        self._jsonl = open(run.metrics_file, "a", encoding="utf-8")  # noqa: SIM115
         self._excepthook = threading.excepthook  # put back by close()
         threading.excepthook = _leave_tensorboard_errors_to_main(self._excepthook)
         try:
-            with _tensorboard_errors(run_dir / "tb"):
-                self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
+            with _tensorboard_errors(run.tb):
+                self._tb = SummaryWriter(str(run.tb), purge_step=start_step + 1)
         except BaseException:
             self.close()
             raise
@@ -208,7 +208,7 @@ class Monitor:
             return
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
-        with _tensorboard_errors(self.run_dir / "tb"):
+        with _tensorboard_errors(self.run.tb):
             for key, value in record.items():
                 values = value if isinstance(value, dict) else {None: value}  # e.g. "eval": {...}
                 for sub, v in values.items():
@@ -244,7 +244,7 @@ class Monitor:
                 if handle is not None:
                     handle.close()
             if self._tb is not None:  # last: its final flush can fail (a full disk)
-                with _tensorboard_errors(self.run_dir / "tb"):
+                with _tensorboard_errors(self.run.tb):
                     self._tb.close()
         finally:
             self._jsonl = self._tb = self._bar = None
