@@ -13,7 +13,15 @@ from torch import nn
 
 from gankit.config import load_preset
 from gankit.errors import GankitError, ParameterError
-from gankit.evaluation import evaluate, evaluate_images, generate_balanced, periodic_eval
+from gankit.evaluation import (
+    check_per_class,
+    evaluate,
+    evaluate_images,
+    generate_balanced,
+    periodic_eval,
+)
+from gankit.metrics import get_metric
+from gankit.metrics.prdc import PRDC_K
 from gankit.run import RunDir
 
 RES, K = 32, 4
@@ -146,6 +154,25 @@ def test_evaluate_warns_when_metrics_jsonl_is_not_a_regular_file(data_cfg, tmp_p
         f"gankit: warning: the result was not added to {run / 'metrics.jsonl'} "
         "(not a regular file)\n"
     )
+
+
+def test_per_class_metrics_need_their_images_of_every_class(data_cfg, tmp_path, monkeypatch):
+    """A per-class metric refuses a sample count that leaves a class short (balanced labels give
+    each class ``n // n_classes``) before any extractor is built: no classifier is trained."""
+    assert get_metric("ccoverage_class").min_per_class == PRDC_K + 1 == 6
+    assert get_metric("intra_fid").min_per_class == 2
+    assert all(get_metric(m).min_per_class == 0 for m in ("fid", "cfid", "cprdc", "class_acc"))
+    check_per_class(["swd", "ccoverage_class"], 6 * K, K, "n")
+    with pytest.raises(ParameterError, match=rf"^n: ccoverage_class needs 6 .* of the {K} "):
+        check_per_class(["swd", "ccoverage_class"], 6 * K - 1, K, "n")
+    run = _saved_run(data_cfg, tmp_path / "run")
+    monkeypatch.setattr("gankit.evaluation.ExtractorSetup", None)  # no extractor is built
+    message = rf"^n: ccoverage_class needs 6 generated images of each of the {K} classes: "
+    with pytest.raises(ParameterError, match=message + rf"expected at least {6 * K} samples"):
+        evaluate(str(run), ["swd", "ccoverage_class"], n=20, device="cpu", quiet=True)
+    data_cfg.eval.metrics, data_cfg.eval.n = ["ccoverage_class"], 20
+    with pytest.raises(ParameterError, match="^eval.n: ccoverage_class needs 6"):
+        periodic_eval(PatternG(True), data_cfg, device="cpu")
 
 
 def test_generated_labels_cycle_over_the_data_classes():

@@ -257,6 +257,10 @@ def test_eval_setup_is_checked_at_start(tmp_path, monkeypatch):
         train(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=fid"), tmp_path / "r", quiet=True)
     with pytest.raises(GankitError, match="unknown metric 'fdi'"):
         train(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=fdi"), tmp_path / "r", quiet=True)
+    data = tiny_data(tmp_path / "d.npz")  # 3 classes: 17 samples leave a class with 5
+    short = tiny_cfg(data, "eval.every=10", "eval.metrics=swd,ccoverage_class", "eval.n=17")
+    with pytest.raises(ParameterError, match="^eval.n: ccoverage_class needs 6 .* of the 3 "):
+        train(short, tmp_path / "r", quiet=True)
     assert not (tmp_path / "r").exists()
     hooks = default_hooks(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=class_acc,swd"))
     names = [type(h).__name__ for h in hooks]

@@ -71,6 +71,7 @@ from gankit.run import RunDir, load_generator
 
 __all__ = [
     "EvalContext",
+    "check_per_class",
     "evaluate",
     "evaluate_generator",
     "evaluate_images",
@@ -164,13 +165,19 @@ def prepare(
     device: torch.device,
     quiet: bool = True,
     resize: str = "legacy",
+    n_param: str | None = None,
 ) -> EvalContext:
     """Build the extractors the ``metrics`` need (each kind's registered factory: Inception
     weights, the cached/trained classifier, ...) and the reference features of ``data_cfg`` at
-    ``resolution``/``channels`` (``resize``: module docstring)."""
+    ``resolution``/``channels`` (``resize``: module docstring). ``n_param``: the name of the
+    parameter ``n`` came from when ``n`` generated samples will cycle over the data's classes
+    (checked by :func:`check_per_class` before any extractor is built); ``None`` for given
+    images."""
     kinds = sorted({get_metric(name).extractor for name in metrics})  # unknown names fail first
     ds = load_images(data_cfg, resolution, channels, NOT_MEASURED, resize=resize)
     _check_reference(len(ds), ds.source, any(get_extractor(k).offline for k in kinds))
+    if n_param is not None:
+        check_per_class(metrics, n, ds.n_classes, n_param)
     # caches (classifier, reference features) of clean-resized data are kept apart
     source = ds.source if resize == "legacy" else f"{ds.source} [resize={resize}]"
     setup = ExtractorSetup(
@@ -280,6 +287,20 @@ def _check_n(n: int, param: str) -> int:
     if n < MIN_IMAGES:
         raise ParameterError(param, f"expected at least {MIN_IMAGES} samples, got {n}")
     return n
+
+
+def check_per_class(metrics: Sequence[str], n: int, n_classes: int, param: str) -> None:
+    """``n`` balanced samples over ``n_classes`` classes give every class the images each
+    per-class metric needs (:attr:`gankit.metrics.registry.Metric.min_per_class`), else a
+    :class:`ParameterError` naming ``param`` (checked before anything is generated)."""
+    for name in metrics:
+        need = get_metric(name).min_per_class
+        if n // n_classes < need:
+            raise ParameterError(
+                param,
+                f"{name} needs {need} generated images of each of the {n_classes} classes: "
+                f"expected at least {need * n_classes} samples, got {n}",
+            )
 
 
 def _check_reference(n_images: int, source: str, offline: bool) -> None:
@@ -409,6 +430,7 @@ def evaluate(
         dev,
         quiet,
         resize,
+        n_param="n",
     )
     if ctx.n_classes > cfg.model.n_classes:  # as training refuses: a reference of other classes
         raise GankitError(
@@ -528,6 +550,7 @@ def periodic_eval(G: nn.Module, cfg: Config, device: torch.device) -> dict[str, 
             cfg.eval.n,
             cfg.eval.inception_weights,
             torch.device(device),
+            n_param="eval.n",
         )
     return evaluate_generator(
         G, _CONTEXTS[key], cfg.eval.n, cfg.eval.batch_size, cfg.eval.truncation, cfg.train.seed

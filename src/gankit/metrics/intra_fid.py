@@ -35,7 +35,7 @@ def intra_class_fid(
     return float(np.mean(fids))
 
 
-@register_metric("intra_fid", extractor="inception", needs_labels=True)
+@register_metric("intra_fid", extractor="inception", needs_labels=True, min_per_class=2)
 def _intra_fid(fake: Features, real: Features | None) -> dict[str, float]:
     return {
         "intra_fid": intra_class_fid(real["pool3"], real["labels"], fake["pool3"], fake["labels"])

@@ -29,6 +29,9 @@ from torch import Tensor
 from gankit.errors import GankitError
 from gankit.metrics.registry import Features, register_metric
 
+PRDC_K = 5
+"""Nearest neighbours of PRDC's k-NN balls (Naeem et al. 2020 use k = 5)."""
+
 
 def _row_chunks(a: Tensor, b: Tensor, chunk: int):
     """Yield ``(start, cdist(a[start:start+chunk], b))``."""
@@ -44,7 +47,7 @@ def _knn_radii(x: Tensor, k: int, chunk: int) -> Tensor:
 def prdc(
     real_feats: np.ndarray,
     fake_feats: np.ndarray,
-    k: int = 5,
+    k: int = PRDC_K,
     device: str | torch.device = "cpu",
     chunk: int = 1024,
 ) -> dict[str, float]:
@@ -81,7 +84,7 @@ def class_coverage(
     real_labels: np.ndarray,
     fake_feats: np.ndarray,
     fake_labels: np.ndarray,
-    k: int = 5,
+    k: int = PRDC_K,
 ) -> dict[int, float]:
     """Coverage of each class ``c`` between ``real_feats[real_labels == c]`` and
     ``fake_feats[fake_labels == c]``, for the classes with more than ``k`` images of each."""
@@ -98,7 +101,9 @@ def _cprdc(fake: Features, real: Features | None) -> dict[str, float]:
     return {f"c{k}": v for k, v in prdc(real["clf_features"], fake["clf_features"]).items()}
 
 
-@register_metric("ccoverage_class", extractor="classifier", needs_labels=True)
+@register_metric(
+    "ccoverage_class", extractor="classifier", needs_labels=True, min_per_class=PRDC_K + 1
+)
 def _ccoverage_class(fake: Features, real: Features | None) -> dict[str, float]:
     per_class = class_coverage(
         real["clf_features"], real["labels"], fake["clf_features"], fake["labels"]

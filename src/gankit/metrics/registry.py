@@ -108,14 +108,16 @@ def get_extractor(name: str) -> ExtractorKind:
 
 @dataclass(frozen=True)
 class Metric:
-    """A registered metric: its name, the feature extractor it reads, whether it needs real data
-    and whether it reads the images' class labels (class-based: per-class or conditional)."""
+    """A registered metric: its name, the feature extractor it reads, whether it needs real data,
+    whether it reads the images' class labels (class-based: per-class or conditional) and the
+    generated images it needs of every class (``min_per_class``; 0: no per-class statistic)."""
 
     name: str
     extractor: str
     needs_real: bool
     fn: MetricFn
     needs_labels: bool = False
+    min_per_class: int = 0
 
     @property
     def offline(self) -> bool:
@@ -127,15 +129,19 @@ _METRICS: dict[str, Metric] = {}
 
 
 def register_metric(
-    name: str, extractor: str = "inception", needs_real: bool = True, needs_labels: bool = False
+    name: str,
+    extractor: str = "inception",
+    needs_real: bool = True,
+    needs_labels: bool = False,
+    min_per_class: int = 0,
 ) -> Callable[[MetricFn], MetricFn]:
     """Decorator adding ``fn`` to the registry under ``name`` (``extractor``: a kind registered
-    with :func:`register_extractor`)."""
+    with :func:`register_extractor`; the other arguments: :class:`Metric`'s fields)."""
 
     def add(fn: MetricFn) -> MetricFn:
         if name in _METRICS:
             raise ValueError(f"metric {name!r} registered twice")
-        _METRICS[name] = Metric(name, extractor, needs_real, fn, needs_labels)
+        _METRICS[name] = Metric(name, extractor, needs_real, fn, needs_labels, min_per_class)
         return fn
 
     return add

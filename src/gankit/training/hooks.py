@@ -35,7 +35,7 @@ from gankit.analysis.spectrum import pick_layers, spectrum_report
 from gankit.config import Config
 from gankit.data import ImageDataset, to_float, to_uint8
 from gankit.errors import GankitError
-from gankit.evaluation import periodic_eval
+from gankit.evaluation import check_per_class, periodic_eval
 from gankit.generation import save_grid
 from gankit.metrics import get_metric
 from gankit.metrics.inception import checked_weights_path
@@ -184,13 +184,19 @@ class PeriodicEval(Hook):
     """``cfg.eval.metrics`` every ``cfg.eval.every`` steps; keeps ``checkpoints/best``.
 
     Raises (when built): GankitError for an unknown metric name or missing/wrong Inception
-    weights of an Inception-based metric — at start-up, not at the first eval hours later.
+    weights of an Inception-based metric; at the trainer's start: ``eval.n`` too small for a
+    per-class metric over the data's classes — not at the first eval hours later.
     """
 
     def __init__(self, cfg: Config):
         self.every = cfg.eval.every
         if not all(get_metric(name).offline for name in cfg.eval.metrics):
             checked_weights_path(cfg.eval.inception_weights)
+
+    def on_start(self, trainer: Trainer) -> None:
+        if self.every > 0:  # the data's classes are known now, before anything is written
+            e = trainer.cfg.eval
+            check_per_class(e.metrics, e.n, trainer.dataset.n_classes, "eval.n")
 
     def on_step(self, trainer: Trainer) -> None:
         if self.every <= 0 or trainer.step % self.every:
