@@ -16,8 +16,8 @@ from gankit.config import Config, apply_overrides
 from gankit.losses import g_loss
 from gankit.models import build
 from gankit.training import distributed
-from gankit.training.logger import LOSS_KEYS
 from gankit.training.loop import Trainer
+from gankit.training.loss_meter import LOSS_KEYS
 from gankit.training.monitor import TrainingDivergedError
 
 MODEL = [o for o in TINY if o.startswith("model.")]

@@ -33,14 +33,16 @@ from gankit.layers.cond_batchnorm import ConditionalBatchNorm2d
 from gankit.layers.init import raw_weight
 from gankit.layers.spectral_norm import (
     SpectralNorm,
+    frozen_power_iteration,
     power_iterate,
     power_iterate_all,
     sn_conv2d,
     sn_linear,
     spectral_norms,
 )
+from gankit.models import build
 from gankit.models.base import ProjectionDiscriminator
-from gankit.training import speed
+from gankit.training import optim, speed
 from gankit.training.loop import Trainer
 from gankit.training.opcount import OpCounter
 from gankit.training.saved_activations import SavedActivations
@@ -97,7 +99,7 @@ def _assert_same_networks(a: Trainer, b: Trainer) -> None:
     agree. Compare what the networks compute, not raw parameters: a conv bias right before a
     batch norm has a zero true gradient, so Adam turns its rounding noise into +-lr steps."""
     z, y = torch.randn(6, 16, generator=torch.Generator().manual_seed(1)), torch.arange(6) % 4
-    with torch.no_grad(), speed.frozen_power_iteration(a.G), speed.frozen_power_iteration(b.G):
+    with torch.no_grad(), frozen_power_iteration(a.G), frozen_power_iteration(b.G):
         x = a.G(z, y)
         torch.testing.assert_close(x, b.G(z, y), rtol=1e-4, atol=1e-4)
         for tr in (a, b):
@@ -208,7 +210,7 @@ def test_frozen_power_iteration_keeps_u_and_restores_modes():
     net = nn.Sequential(sn_linear(5, 3), nn.BatchNorm1d(3)).train()
     (_, sn), *_ = spectral_norms(net)
     u = sn.u.clone()
-    with speed.frozen_power_iteration(net):
+    with frozen_power_iteration(net):
         w_frozen = net[0].weight
         assert not sn.training and net[1].training  # only SN layers change mode
         torch.testing.assert_close(sn.u, u, rtol=0, atol=0)
@@ -227,7 +229,7 @@ def test_adam_implementations_match_closed_form_first_step():
     for fused_optim in (True, False):
         cfg.train.fused_optim = fused_optim
         p = nn.Parameter(torch.ones(4))
-        opt = speed.adam([p], lr, [0.0, 0.999], eps, cfg.train)
+        opt = optim.adam([p], lr, [0.0, 0.999], eps, cfg.train)
         assert bool(opt.defaults["fused"]) is fused_optim
         p.grad = g.clone()
         opt.step()
@@ -275,6 +277,12 @@ def test_flags_report_levers():
     assert speed.flags(cfg.train, torch.device("cuda"), torch.bfloat16)["optimizer"] == "fused"
     assert speed.flags(cfg.train, torch.device("cuda"), torch.bfloat16)["compile"] == "default"
     assert speed.flags(cfg.train, torch.device("cuda"), None)["sn_batched"] is False  # compiled
+    # batched fakes as the D steps decide it: also on whether G's batch norms can chunk
+    G = build(cfg.model)[0]
+    assert f["batched_fakes"] is None  # not known without G
+    assert speed.flags(cfg.train, torch.device("cpu"), None, G=G)["batched_fakes"] is True
+    next(m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)).momentum = None
+    assert speed.flags(cfg.train, torch.device("cpu"), None, G=G)["batched_fakes"] is False
 
 
 @pytest.mark.parametrize(
@@ -308,8 +316,6 @@ def test_activation_memory_budget_needs_a_compiled_step():
 
 def test_compile_setting_rejects_unknown_mode_and_reads_old_bool_configs(tmp_path):
     cfg = apply_overrides(Config(), ["train.compile=fastest"])
-    with pytest.raises(GankitError, match="train.compile"):
-        speed.compile_mode(cfg.train, torch.device("cpu"))
     with pytest.raises(ConfigError, match="'train.compile': train.compile must be auto, true"):
         validate(cfg)
     old = tmp_path / "config.toml"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gankit.config import CHOICES, ConfigError, TrainConfig, load_preset, validate_section
-from gankit.training import speed
+from gankit.training import optim
 
 LR, B1, B2, EPS, C, STEPS = 0.1, 0.9, 0.99, 1e-8, 3.0, 12
 
@@ -29,7 +29,7 @@ def _closed_form(amsgrad: bool) -> float:
 def test_amsgrad_and_adam_follow_their_closed_forms(name, fused_optim):
     t = TrainConfig(optimizer=name, fused_optim=fused_optim)
     x = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
-    opt = speed.adam([x], LR, [B1, B2], EPS, t)
+    opt = optim.adam([x], LR, [B1, B2], EPS, t)
     for step in range(STEPS):
         opt.zero_grad()
         ((C if step == 0 else 0.0) * x).sum().backward()
@@ -43,8 +43,8 @@ def test_optimizer_switch_from_config_and_unknown_names():
     t = TrainConfig(optimizer="sgd")
     with pytest.raises(ConfigError, match=r"train.optimizer.*adam, amsgrad"):
         validate_section("train", t)
-    assert CHOICES["train.optimizer"] == speed.OPTIMIZERS
+    assert CHOICES["train.optimizer"] == optim.OPTIMIZERS
     cfg = load_preset("mnist-sagan", ["train.optimizer=amsgrad"])
     assert cfg.train.optimizer == "amsgrad"
-    opt = speed.adam([torch.nn.Parameter(torch.ones(1))], 1e-3, [0.0, 0.9], 1e-8, cfg.train)
+    opt = optim.adam([torch.nn.Parameter(torch.ones(1))], 1e-3, [0.0, 0.9], 1e-8, cfg.train)
     assert opt.param_groups[0]["amsgrad"] is True

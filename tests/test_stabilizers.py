@@ -216,4 +216,5 @@ def test_d_measurement_fade_needs_a_measurement(tmp_path):
 def test_bad_stabiliser_settings_fail_at_start(tmp_path, overrides, match):
     data = tiny_data(tmp_path / "d.npz")
     with pytest.raises(GankitError, match=match):
-        Trainer(tiny_cfg(data, *overrides), None, quiet=True)
+        train(tiny_cfg(data, *overrides), tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()

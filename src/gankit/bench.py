@@ -438,7 +438,7 @@ def bench_training(
         "warmup": warmup,
         "device": device_name(dev),
         "torch": torch.__version__,
-        "flags": flags(t, dev, trainer.amp, graphed),
+        "flags": flags(t, dev, trainer.amp, graphed, trainer.G),
         "loadavg_1min": os.getloadavg()[0],
         **real_data,
     }

@@ -388,7 +388,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.D_down": ("avgpool", "fmp"),  # = gankit.models.style.DOWNSAMPLERS
     "model.G_block": ("resnet", "reversible"),  # = gankit.models.style.BLOCKS
     "model.D_block": ("resnet", "reversible"),  # = gankit.models.style.BLOCKS
-    "train.optimizer": ("adam", "amsgrad"),  # = gankit.training.speed.OPTIMIZERS
+    "train.optimizer": ("adam", "amsgrad"),  # = gankit.training.optim.OPTIMIZERS
     "model.attn_type": ("auto", "sagan", "biggan", *(f"nonlocal:{m}" for m in NONLOCAL_MODES)),
     "train.loss": ("hinge", "nonsaturating", "wgan-gp", "rpgan"),  # = gankit.losses.LOSS_NAMES
     "train.amp": ("auto", "bf16", "fp32"),
@@ -457,6 +457,11 @@ RULES: list[Rule] = [
         lambda c: c.train.d_measurement_fade == 0 or bool(c.train.d_measurement),
         "a fade needs a measurement to fade, e.g. --set "
         'train.d_measurement="conv_noise:sigma=1,noise=0.4"',
+    ),
+    Rule(
+        ("train.cr_weight", "train.cr_augment"),
+        lambda c: c.train.cr_weight == 0 or bool(c.train.cr_augment.strip()),
+        "train.cr_weight > 0 needs a transform in train.cr_augment",
     ),
     Rule(
         ("eval.every", "eval.metrics"),

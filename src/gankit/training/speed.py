@@ -8,7 +8,7 @@
 - ``train.channels_last``: weights and images in NHWC layout (oneDNN / cuDNN's fast layout), and
   compiled graphs forced to channels-last activations (:data:`FORCES_LAYOUT`).
 - ``train.fused_optim``: Adam's ``fused=True`` kernel (one op per optimizer step, on CUDA and
-  CPU); else the per-parameter for-loop.
+  CPU); else the per-parameter for-loop (:func:`gankit.training.optim.adam`).
 - ``train.fused_resample``: the ResNet blocks' "upsample, 3x3 conv" (G) and "3x3 conv, avg-pool"
   (D) run as one stride-2 (transposed) conv with a composed 4x4 kernel
   (:mod:`gankit.layers.resample_conv`): exact, ~2.2x fewer multiply-adds for those convs.
@@ -26,9 +26,9 @@
   process-wide switch); otherwise its heuristics choose without timing.
 - ``train.sn_once``: G's weights do not change during the D steps, so G's spectral-norm power
   iteration runs only in the first D step's fake forward; the other ``n_D - 1`` no-grad
-  forwards reuse its ``u``, ``v`` (:func:`frozen_power_iteration`). Exact for ``n_D = 1``; for
-  ``n_D > 1`` G's ``u`` takes 2 instead of ``n_D + 1`` power-iteration steps per G step (still
-  at least SNGAN's one per update).
+  forwards reuse its ``u``, ``v`` (:meth:`gankit.layers.spectral_norm.SNLayers.frozen`).
+  Exact for ``n_D = 1``; for ``n_D > 1`` G's ``u`` takes 2 instead of ``n_D + 1``
+  power-iteration steps per G step (still at least SNGAN's one per update).
 - ``train.sn_batched`` (eager only; ``"auto"`` = on CUDA, off on CPU): the spectral norms of G
   and D are computed in a few batched buckets per forward instead of layer by layer
   (:mod:`gankit.layers.spectral_norm_batched`); G's no-grad forwards of the later D steps reuse
@@ -57,11 +57,6 @@
   (:mod:`gankit.training.cuda_graph`). Not with
   DDP, lazy R1/R2, WGAN-GP or a ``train.compile`` mode that replays CUDA graphs itself
   (:func:`cuda_graph_blockers`).
-- ``train.optimizer`` (not a speed lever; built here with the implementation above): ``adam``
-  or ``amsgrad`` (Reddi et al. 2018, "On the Convergence of Adam and Beyond", Alg. 2): Adam
-  whose denominator uses the running maximum ``v_hat_t = max(v_hat_{t-1}, v_t)`` of the second
-  moment, here with Adam's bias corrections (``torch.optim.Adam(amsgrad=True)``: the step is
-  ``lr m_t / (1 - beta1^t) / (sqrt(v_hat_t / (1 - beta2^t)) + eps)``).
 """
 
 from __future__ import annotations
@@ -78,23 +73,18 @@ from torch import nn
 from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 from torch.utils import _pytree as pytree
 
-from gankit.config import COMPILE_MODES, TrainConfig
+from gankit.config import TrainConfig
 from gankit.errors import GankitError
 from gankit.layers.batchnorm import can_chunk, chunked
 from gankit.layers.spectral_norm import (
     SNLayers,
-    frozen_power_iteration,
     power_iterate_all,
 )
 from gankit.layers.spectral_norm_batched import BatchedSpectralNorm, sn_raw_weights
 from gankit.metrics.stats_cache import cache_root
 
 __all__ = [
-    "COMPILE_MODES",
-    "OPTIMIZERS",
     "CompileOrEager",
-    "DStepStats",
-    "adam",
     "batched_fakes",
     "compile_mode",
     "configure_modules",
@@ -102,7 +92,6 @@ __all__ = [
     "cuda_graph_blockers",
     "d_step_fakes",
     "flags",
-    "frozen_power_iteration",
     "sn_batched",
     "step_calls",
 ]
@@ -116,18 +105,12 @@ def compile_mode(t: TrainConfig, device: torch.device) -> str | None:
     """``train.compile`` → the ``torch.compile`` mode to use, or ``None`` for eager.
 
     ``"auto"``: ``"default"`` on CUDA, eager elsewhere; ``True``: ``"default"``; ``False``:
-    eager; a name in :data:`COMPILE_MODES`: that mode.
+    eager; a name in :data:`gankit.config.COMPILE_MODES`: that mode.
 
     Raises:
-        GankitError: an unknown value, or ``train.activation_memory_budget`` below 1 with an
-            eager step.
+        GankitError: ``train.activation_memory_budget`` below 1 with an eager step.
     """
-    value = t.compile
-    if value not in (True, False, "auto", *COMPILE_MODES):
-        raise GankitError(
-            f"train.compile: expected auto, true, false or one of {', '.join(COMPILE_MODES)}, "
-            f"got {value!r}"
-        )
+    value = t.compile  # one of those (a rule of gankit.config.validate)
     if value == "auto":
         value = device.type == "cuda"
     if value is False:
@@ -203,29 +186,6 @@ def configure_backends(t: TrainConfig, device: torch.device) -> None:
     """Apply ``train.cudnn_benchmark`` on CUDA (process-wide; nothing on other devices)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = t.cudnn_benchmark
-
-
-def _adam_impl(t: TrainConfig) -> dict[str, bool]:
-    return {"fused": True} if t.fused_optim else {"foreach": False}
-
-
-OPTIMIZERS = ("adam", "amsgrad")
-"""``train.optimizer`` values (checked by :func:`gankit.config.validate`)."""
-
-
-def adam(
-    params: Iterable[nn.Parameter], lr: float, betas: list[float], eps: float, t: TrainConfig
-) -> torch.optim.Adam:
-    """Adam (or AMSGrad, ``train.optimizer``) with the implementation chosen by
-    ``train.fused_optim`` (see module docstring)."""
-    return torch.optim.Adam(
-        params,
-        lr=lr,
-        betas=tuple(float(b) for b in betas),
-        eps=eps,
-        amsgrad=t.optimizer == "amsgrad",
-        **_adam_impl(t),
-    )
 
 
 def enable_compile_cache() -> None:
@@ -447,30 +407,16 @@ def d_step_fakes(
     return fakes
 
 
-class DStepStats:
-    """Means over an iteration's D-step micro-batches of ``loss_D`` and of D's logits on the
-    real and the fake half, reduced once at the end (two ops per micro-batch)."""
-
-    def __init__(self) -> None:
-        self.losses: list[torch.Tensor] = []
-        self.logits: list[torch.Tensor] = []
-
-    def add(self, loss_D: torch.Tensor, logits: torch.Tensor) -> None:
-        """``loss_D``: scalar; ``logits: (2B,)``, real images first."""
-        self.losses.append(loss_D.detach())
-        self.logits.append(logits.detach())
-
-    def means(self) -> dict[str, torch.Tensor]:
-        """``{"loss_D", "D_real", "D_fake"}``, scalar tensors (no host sync)."""
-        real, fake = torch.stack(self.logits).unflatten(1, (2, -1)).mean(dim=(0, 2)).unbind()
-        return {"loss_D": torch.stack(self.losses).mean(), "D_real": real, "D_fake": fake}
-
-
 def flags(
-    t: TrainConfig, device: torch.device, amp: torch.dtype | None, graphed: bool = False
+    t: TrainConfig,
+    device: torch.device,
+    amp: torch.dtype | None,
+    graphed: bool = False,
+    G: nn.Module | None = None,
 ) -> dict[str, Any]:
     """The levers in force, as reported by ``gankit bench`` (``flags`` key); ``graphed``:
-    the iteration was replayed as a CUDA graph."""
+    the iteration was replayed as a CUDA graph; ``G``: the trained generator (whether its
+    batch norms can batch the fakes; ``batched_fakes`` is ``None`` without it)."""
     mode = compile_mode(t, device)
     return {
         "amp": "bf16" if amp == torch.bfloat16 else "fp32",
@@ -479,7 +425,7 @@ def flags(
         "optimizer": "fused" if t.fused_optim else "for-loop",
         "sn_once": t.sn_once,
         "sn_batched": sn_batched(t, device) and mode is None,
-        "batched_fakes": t.batched_fakes and t.sn_once,
+        "batched_fakes": batched_fakes(t, G) if G is not None else None,
         "fused_resample": t.fused_resample,
         "checkpoint_activations": t.checkpoint_activations,
         "activation_memory_budget": t.activation_memory_budget if mode else None,

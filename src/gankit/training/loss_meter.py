@@ -1,5 +1,6 @@
-"""Loss bookkeeping between two logs: device-side sums (no host sync per iteration), the
-NaN/Inf flag, and their reduction over ranks under DDP."""
+"""Loss bookkeeping: the means over one iteration's D steps (:class:`DStepStats`), and between
+two logs device-side sums (no host sync per iteration), the NaN/Inf flag, and their reduction
+over ranks under DDP (:class:`LossMeter`)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,29 @@ import torch.distributed
 
 from gankit.training.distributed import DistInfo
 
-__all__ = ["LOSS_KEYS", "LossMeter"]
+__all__ = ["LOSS_KEYS", "DStepStats", "LossMeter"]
 
 LOSS_KEYS = ("loss_D", "loss_G", "D_real", "D_fake")
 """The scalars :meth:`gankit.training.loop.Trainer.train_iteration` returns, in log order."""
+
+
+class DStepStats:
+    """Means over an iteration's D-step micro-batches of ``loss_D`` and of D's logits on the
+    real and the fake half, reduced once at the end (two ops per micro-batch)."""
+
+    def __init__(self) -> None:
+        self.losses: list[torch.Tensor] = []
+        self.logits: list[torch.Tensor] = []
+
+    def add(self, loss_D: torch.Tensor, logits: torch.Tensor) -> None:
+        """``loss_D``: scalar; ``logits: (2B,)``, real images first."""
+        self.losses.append(loss_D.detach())
+        self.logits.append(logits.detach())
+
+    def means(self) -> dict[str, torch.Tensor]:
+        """``{"loss_D", "D_real", "D_fake"}``, scalar tensors (no host sync)."""
+        real, fake = torch.stack(self.logits).unflatten(1, (2, -1)).mean(dim=(0, 2)).unbind()
+        return {"loss_D": torch.stack(self.losses).mean(), "D_real": real, "D_fake": fake}
 
 
 class LossMeter:
