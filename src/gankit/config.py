@@ -1,9 +1,10 @@
 """Typed configuration: dataclasses, TOML presets and ``--set section.key=value`` overrides.
 
 A run is described by one :class:`Config` with four sections (``model``, ``train``, ``data``,
-``eval``). Presets in ``gankit/presets/*.toml`` only list the fields that differ from the
-defaults below. Unknown keys and ill-typed values raise :class:`ConfigError` with a one-line
-message naming the key and listing the valid choices.
+``eval``). Presets in ``gankit/presets/*.toml`` list the fields they set: at least those that
+differ from the defaults below, and the settings of their paper even where they equal them.
+Unknown keys and ill-typed values raise :class:`ConfigError` with a one-line message naming the
+key and listing the valid choices.
 
 Validation is declarative: :data:`_RANGES` (numeric bounds), :data:`CHOICES` (enums) and
 :data:`RULES` (cross-field rules) — one line per key or rule. Ranges and choices are checked
@@ -70,7 +71,7 @@ class ModelConfig:
     D_sn: bool = True  # spectral norm in D (always on for BigGAN/SAGAN/SNGAN presets)
     sn_eps: float = 1e-6
     bn_eps: float = 1e-5
-    init: str = "ortho"  # ortho | xavier | normal | default
+    init: str = "ortho"  # ortho | normal | xavier | lecun | default
     aux_classifier: bool = False  # extra class head on D (AC-GAN term, see train.aux_weight)
     # layer switches (gankit.models.style; README "Normalisation, activation and block options"):
     G_norm: str = "batch"  # batch | group | weight | none (class-conditional gain/bias kept)
@@ -124,7 +125,7 @@ class TrainConfig:
     channels_last: bool = True
     # speed levers (gankit.training.speed, README "Performance"):
     sdpa: bool = True  # fused scaled_dot_product_attention in attention layers (else reference)
-    fused_optim: bool = True  # Adam fused=True on CUDA, foreach=True on CPU (else for-loop)
+    fused_optim: bool = True  # Adam fused=True, CUDA and CPU (else the for-loop)
     fused_resample: bool = True  # ResNet blocks: up/down-sampling fused into the 3x3 conv
     checkpoint_activations: bool = False  # ResNet blocks recompute activations in backward
     # compiled step: fraction of the activations the partitioner may keep for backward (it
@@ -296,7 +297,7 @@ MAX_WIDTH = 512  # channel multipliers: 4x BigGAN-deep's 128 (the presets use 32
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
 MAX_SHARED_DIM = 1024  # BigGAN's shared class embedding: 128
 MAX_STEPS = 10**9
-MAX_SEED = 2**32 - 1  # seeds are offset per rank/step; torch generators overflow past 2**64
+MAX_TRAIN_SEED = 2**32 - 1  # seeds are offset per rank/step; torch generators overflow past 2**64
 MIN_TRUNCATION, MAX_TRUNCATION = 0.1, 4.0
 """Truncations a config or a web request may ask for besides 0 (off): below 0.1 almost every
 latent entry is resampled (and images barely vary), above 4 the trick does nothing."""
@@ -329,7 +330,7 @@ _BOUNDS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
         "a class embedding size, 0 = off",
     ),
     "steps": (lambda v: 1 <= v <= MAX_STEPS, "in 1..10**9", "a number of G steps"),
-    "seed": (lambda v: 0 <= v <= MAX_SEED, "in 0..2**32-1", "a random seed"),
+    "seed": (lambda v: 0 <= v <= MAX_TRAIN_SEED, "in 0..2**32-1", "a random seed"),
     "truncation": (
         truncation_allowed,
         f"0 (off) or in [{MIN_TRUNCATION}, {MAX_TRUNCATION}]",
