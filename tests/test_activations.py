@@ -10,8 +10,8 @@ from torch import nn
 
 from gankit.cli import main
 from gankit.config import ConfigError, ModelConfig
-from gankit.layers.activations import TPReLU, lecun_normal_
-from gankit.layers.init import init_weights
+from gankit.layers.activations import TPReLU
+from gankit.layers.init import init_weights, lecun_normal_
 from gankit.models import build, count_params
 
 pytestmark = pytest.mark.usefixtures("one_thread")

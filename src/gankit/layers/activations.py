@@ -1,5 +1,4 @@
-"""Activations: the hot-path ReLU, TPReLU (Xiang & Li 2017) and SELU's LeCun-normal
-initialisation (Klambauer et al. 2017).
+"""Activations: the hot-path ReLU, TPReLU (Xiang & Li 2017) and SELU (Klambauer et al. 2017).
 
 - **relu** (the training hot path): ``relu(x) = threshold(x, 0, 0)``, the same values (``x``
   where ``x > 0``, else 0) and gradient (``grad * (x > 0)``, 0 at ``x = 0``) as ``F.relu``.
@@ -17,19 +16,17 @@ initialisation (Klambauer et al. 2017).
   ``selu(x) = lambda x`` for ``x > 0`` and ``lambda alpha (e^x - 1)`` otherwise, with
   ``alpha_01 ~ 1.6733`` and ``lambda_01 ~ 1.0507``: ``torch.nn.SELU`` computes exactly this.
   Its fixed point (zero mean, unit variance) assumes weights with mean 0 and variance
-  ``1 / fan_in`` (Sec. 3, "LeCun normal"): :func:`lecun_normal_`, the ``model.init = "lecun"``
-  style.
+  ``1 / fan_in`` (Sec. 3, "LeCun normal"): the ``model.init = "lecun"`` style
+  (:func:`gankit.layers.init.lecun_normal_`).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ReLU", "TPReLU", "lecun_normal_", "relu"]
+__all__ = ["ReLU", "TPReLU", "relu"]
 
 
 def relu(x: torch.Tensor) -> torch.Tensor:
@@ -64,10 +61,3 @@ class TPReLU(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}"
-
-
-@torch.no_grad()
-def lecun_normal_(weight: torch.Tensor) -> torch.Tensor:
-    """Fill ``weight`` (out, ...) in place with ``N(0, 1 / fan_in)``, ``fan_in`` being the size
-    of one row (``weight[0].numel()``), as SELU networks assume; returns ``weight``."""
-    return weight.normal_(0.0, 1.0 / math.sqrt(weight[0].numel()))

@@ -7,7 +7,7 @@ Styles:
 - ``normal``: ``N(0, 0.02)`` (DCGAN; BigGAN-PyTorch's ``N02``, used on CIFAR).
 - ``xavier``: Glorot-uniform (``nn.init.xavier_uniform_``).
 - ``lecun``: ``N(0, 1 / fan_in)`` (LeCun normal), what SELU networks assume
-  (:func:`gankit.layers.activations.lecun_normal_`).
+  (Klambauer et al. 2017, Sec. 3; :func:`lecun_normal_`).
 - ``default``: keep PyTorch's own initialisation.
 
 Under a spectral-norm parametrization the *raw* weight
@@ -17,6 +17,7 @@ Biases and norm-layer parameters keep PyTorch's defaults, as in BigGAN-PyTorch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -24,9 +25,16 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from gankit.errors import ParameterError
-from gankit.layers.activations import lecun_normal_
 
-__all__ = ["INIT_STYLES", "init_fn", "init_weights", "raw_weight"]
+__all__ = ["INIT_STYLES", "init_fn", "init_weights", "lecun_normal_", "raw_weight"]
+
+
+@torch.no_grad()
+def lecun_normal_(weight: torch.Tensor) -> torch.Tensor:
+    """Fill ``weight`` (out, ...) in place with ``N(0, 1 / fan_in)``, ``fan_in`` being the size
+    of one row (``weight[0].numel()``), as SELU networks assume; returns ``weight``."""
+    return weight.normal_(0.0, 1.0 / math.sqrt(weight[0].numel()))
+
 
 INIT_STYLES: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
     "ortho": nn.init.orthogonal_,
