@@ -62,8 +62,16 @@ class ImageDataset:
 
     def batch(self, indices: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Gather a batch: ``indices (B,)`` → ``(x uint8 (B, C, H, W), y int64 (B,))`` on CPU."""
-        idx = torch.as_tensor(indices, dtype=torch.long).numpy()
-        return torch.from_numpy(np.ascontiguousarray(self.x[idx])), torch.from_numpy(self.y[idx])
+        return gather(self.x, self.y, indices)
+
+
+def gather(
+    x: np.ndarray, y: np.ndarray, indices: torch.Tensor | Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``indices (B,)`` of ``x (N, ...)`` (an array or a memory map) and ``y (N,)`` as CPU
+    tensors (``x``'s rows contiguous)."""
+    idx = torch.as_tensor(indices, dtype=torch.long).numpy()
+    return torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(y[idx])
 
 
 def check_labels(y: np.ndarray, n_classes: int, source: str) -> None:

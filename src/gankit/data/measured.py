@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from gankit.data.arrays import LOAD_ERRORS, check_class_names, check_y
-from gankit.data.dataset import check_labels
+from gankit.data.dataset import check_labels, gather
 from gankit.errors import GankitError
 from gankit.io_utils import atomic_write
 from gankit.measurements import build_measurement
@@ -85,8 +85,7 @@ class MeasuredDataset:
 
     def batch(self, indices: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """``indices (B,)`` → ``(measurements (B, ...) uint8 or float32, labels (B,))`` on CPU."""
-        idx = torch.as_tensor(indices, dtype=torch.long).numpy()
-        return torch.from_numpy(np.ascontiguousarray(self.x[idx])), torch.from_numpy(self.y[idx])
+        return gather(self.x, self.y, indices)
 
 
 def is_measured(path: Path) -> bool:
