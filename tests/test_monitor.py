@@ -104,7 +104,7 @@ def _orange_pixels(path):
 
 def _log_run(run_dir, events):
     """Ten log records with sigma_0..2 of one G and one D weight (one curve per panel, drawn
-    in the first colour, blue), plus ``events``: {step: warning message}."""
+    in the first colour, blue), plus ``events``: {step: message or (message, rollback number)}."""
     run_dir.mkdir()
     mon = Monitor(RunDir(run_dir), total_steps=10, quiet=True)
     for s in range(1, 11):
@@ -114,7 +114,8 @@ def _log_run(run_dir, events):
             rec[f"sigma{i}/D/a.weight"] = 1.5 - 0.4 * i + 0.05 * s
         mon.write(rec)
         if s in events:
-            mon.warn(s, events[s])
+            message, rollback = events[s] if isinstance(events[s], tuple) else (events[s], None)
+            mon.warn(s, message, rollback)
     mon.close()
 
 
@@ -123,7 +124,7 @@ def test_inspect_marks_warnings_and_rollbacks(tmp_path):
     _log_run(
         tmp_path / "marked",
         {4: "possible collapse: sigma0/D/a.weight = 9 exceeds 3x its median",
-         7: "rolled back to runs/a/checkpoints/step_00000004 (rollback 1)"},
+         7: ("rolled back to runs/a/checkpoints/step_00000004 (rollback 1)", 1)},
     )  # fmt: skip
     plain = inspect_run(tmp_path / "plain")
     marked = inspect_run(tmp_path / "marked")

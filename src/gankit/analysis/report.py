@@ -87,8 +87,9 @@ def _series(records: list[dict[str, Any]], keys: list[str]) -> Series:
     return out
 
 
-def _is_rollback(message: str) -> bool:
-    return message.startswith("rolled back")
+def _is_rollback(record: dict) -> bool:
+    """A warning record of a rollback (the trainer numbers them: key ``rollback``)."""
+    return isinstance(record.get("rollback"), int)
 
 
 def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
@@ -107,7 +108,7 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
     out = Path(out_dir) if out_dir is not None else run.plots
     out.mkdir(parents=True, exist_ok=True)
     warnings = [r for r in records if isinstance(r.get("warning"), str)]
-    marks = [(r["step"], _is_rollback(r["warning"])) for r in warnings]
+    marks = [(r["step"], _is_rollback(r)) for r in warnings]
     losses = _series(logs, ["loss_D", "loss_G", "D_real", "D_fake"])
     paths = [_figure(out / "losses.png", [[("losses and mean D logits", losses, False)]], marks)]
     spectra = []
@@ -125,14 +126,10 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[
         "steps": last["step"],
         "last": {k: last.get(k) for k in ("loss_D", "loss_G", "D_real", "D_fake", "img_per_s")},
         "warnings": [
-            {"step": r["step"], "warning": r["warning"]}
-            for r in warnings
-            if not _is_rollback(r["warning"])
+            {"step": r["step"], "warning": r["warning"]} for r in warnings if not _is_rollback(r)
         ],
         "rollbacks": [
-            {"step": r["step"], "warning": r["warning"]}
-            for r in warnings
-            if _is_rollback(r["warning"])
+            {"step": r["step"], "warning": r["warning"]} for r in warnings if _is_rollback(r)
         ],
         "eval": [
             {"step": r["step"], **r["eval"]} for r in records if isinstance(r.get("eval"), dict)

@@ -243,7 +243,8 @@ class CollapseRollback(Hook):
         trainer.load(healthy[-1])
         trainer.rollbacks = rollbacks
         trainer.seed_latents(rollbacks)
-        trainer.monitor.warn(from_step, f"rolled back to {healthy[-1]} (rollback {rollbacks})")
+        message = f"rolled back to {healthy[-1]} (rollback {rollbacks})"
+        trainer.monitor.warn(from_step, message, rollback=rollbacks)
 
 
 def _is_healthy(ckpt) -> bool:

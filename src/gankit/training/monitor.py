@@ -217,14 +217,16 @@ class Monitor:
                         self._tb.add_scalar(tag, v, record["step"])
             self._tb.flush()
 
-    def warn(self, step: int, message: str) -> None:
-        """A warning on stderr and in metrics.jsonl."""
+    def warn(self, step: int, message: str, rollback: int | None = None) -> None:
+        """A warning on stderr and in metrics.jsonl (``rollback``: the number of the rollback
+        it reports, written as the record's ``rollback`` key)."""
         text = f"gankit: warning at step {step}: {message}"
         if self._bar is not None:
             self._bar.write(text, file=sys.stderr)
         else:
             print(text, file=sys.stderr)
-        self.write({"step": step, "warning": message})
+        extra = {"rollback": rollback} if rollback is not None else {}
+        self.write({"step": step, "warning": message, **extra})
 
     def progress(self, step: int, record: dict[str, Any] | None = None) -> None:
         if self._bar is None:
