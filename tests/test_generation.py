@@ -14,7 +14,13 @@ import gankit
 from gankit.cli import main
 from gankit.errors import GankitError, ParameterError
 from gankit.evaluation import evaluate_images
-from gankit.generation import _mixed_classes, interpolation_strip, make_grid, write_samples
+from gankit.generation import (
+    _mixed_classes,
+    eval_mode,
+    interpolation_strip,
+    make_grid,
+    write_samples,
+)
 from gankit.run import load_discriminator
 from gankit.training import train
 
@@ -354,3 +360,13 @@ def test_sample_cli_missing_run(tmp_path, capsys):
     assert "no such run" in capsys.readouterr().err
     with pytest.raises(GankitError, match="found none"):
         gankit.load(tmp_path)
+
+
+def test_eval_mode_restores_every_submodule_mode():
+    """A training network with a submodule kept in eval mode (e.g. a frozen part) comes back
+    exactly as it was, not all-train as ``net.train(True)`` would leave it."""
+    net = torch.nn.Sequential(torch.nn.BatchNorm2d(2), torch.nn.Sequential(torch.nn.Dropout()))
+    net[1].eval()
+    with eval_mode(net):
+        assert not any(m.training for m in net.modules())
+    assert [m.training for m in net.modules()] == [True, True, False, False]

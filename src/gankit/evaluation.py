@@ -53,7 +53,7 @@ from gankit.data.dataset import check_labels
 from gankit.data.preprocess import check_request, check_resize
 from gankit.device import resolve_device
 from gankit.errors import GankitError, ParameterError, check_bool, check_int, check_path
-from gankit.generation import check_sample_count, sample_batches
+from gankit.generation import check_sample_count, eval_mode, sample_batches
 from gankit.metrics import (
     Extractor,
     ExtractorSetup,
@@ -237,14 +237,11 @@ def evaluate_generator(
     seed: int = 0,
     quiet: bool = True,
 ) -> dict[str, float]:
-    """Metric values of ``n`` samples of ``G`` (restores G's train/eval mode afterwards)."""
-    was_training = G.training
-    G.eval()
-    try:
+    """Metric values of ``n`` samples of ``G`` in eval mode (its modules' modes restored
+    afterwards)."""
+    with eval_mode(G):
         batches = generate_balanced(G, n, batch_size, truncation, seed, ctx.n_classes)
         return score(ctx, batches, n, quiet, desc="generated")
-    finally:
-        G.train(was_training)
 
 
 def score(

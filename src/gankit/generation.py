@@ -35,6 +35,7 @@ from gankit.models.latent import check_truncation
 __all__ = [
     "INTERPOLATIONS",
     "OUTPUT_SUFFIXES",
+    "eval_mode",
     "generate",
     "grid_image",
     "interpolate_images",
@@ -113,6 +114,18 @@ def _class_list(classes: Sequence[int] | None, n_classes: int) -> list[int]:
             f"{', '.join(map(str, bad))} out of range; the model has classes 0..{n_classes - 1}",
         )
     return chosen
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Inside, ``module`` is in eval mode; every submodule's own mode is restored on exit."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from gankit.config import Config
 from gankit.data import ImageDataset, to_float, to_uint8
 from gankit.errors import GankitError
 from gankit.evaluation import check_per_class, periodic_eval
-from gankit.generation import save_grid
+from gankit.generation import eval_mode, save_grid
 from gankit.metrics import get_metric
 from gankit.metrics.inception import checked_weights_path
 from gankit.training.loop import Hook, Trainer
@@ -144,7 +144,7 @@ class SampleHealth(Hook):
         record.update({f"diversity/{k}": fn(x) / self.real[k] for k, fn in _DIVERSITY.items()})
         if getattr(trainer.D, "aux", None) is None or self.real_x is None:
             return
-        with _eval_mode(trainer.D):
+        with eval_mode(trainer.D):
             real = class_spread(
                 trainer.D(self.real_x, self.real_y, return_aux=True)[1], self.real_y
             )
@@ -166,18 +166,6 @@ def _buffers_kept(module: nn.Module) -> Iterator[None]:
     finally:
         for b, copy in saved:
             b.copy_(copy)
-
-
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Inside, ``module`` is in eval mode; every submodule's own mode is restored on exit."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 class PeriodicEval(Hook):
