@@ -3,16 +3,16 @@ parametrised (spectral norm, weight norm or plain), which normalisation and acti
 blocks use, and how D down-samples. Every architecture builds its layers through a
 :class:`NetStyle`, so each switch reaches every architecture that has the layer in question.
 
-- ``model.G_norm`` / ``model.D_norm``: ``batch`` (G: conditional BN, today's G), ``group``
+- ``model.G_norm`` / ``model.D_norm``: ``batch`` (G: conditional BN, G's default), ``group``
   (group norm, :mod:`gankit.layers.group_norm`; ``model.num_groups``), ``weight`` (weight-
   normalised layers, :mod:`gankit.layers.weight_norm`: strict hidden layers and affine last
   layers as Xiang & Li 2017, or affine everywhere with ``model.wn_affine``; no activation
   normalisation) or ``none``. In a class-conditional G the conditional gain/bias stays in every
   case (with ``weight`` / ``none`` without a normalisation before it), since the label enters G
-  there. D's default is ``none`` (today's D); D never normalises its first layer.
-- ``model.activation``: ``relu`` (each architecture's rectifiers as before: ReLU, and
-  LeakyReLU(0.1) in DCGAN's D), ``selu`` or ``tprelu`` (:mod:`gankit.layers.activations`) in
-  place of all of them.
+  there. D's default is ``none``; D never normalises its first layer.
+- ``model.activation``: ``relu`` (each architecture's own rectifiers: ReLU, and
+  LeakyReLU(0.1) in DCGAN's D; the default), ``selu`` or ``tprelu``
+  (:mod:`gankit.layers.activations`) in place of all of them.
 - ``model.D_down``: ``avgpool`` (ResNet D's 2x2 average pooling; DCGAN's D keeps its stride-2
   4x4 conv) or ``fmp``: fractional max-pooling by ``model.fmp_alpha``
   (:mod:`gankit.layers.pooling`; random or pseudo-random, overlapping or disjoint).
@@ -58,7 +58,8 @@ does its rule that weight norm replaces spectral norm."""
 
 @dataclass(frozen=True)
 class NetStyle:
-    """Layer factory of one network; the defaults are the ResNet/DCGAN layers of before.
+    """Layer factory of one network; the defaults are the architectures' own layers (spectral
+    norm, BN in G, none in D, their rectifiers, average pooling).
 
     Attributes:
         net: ``"G"`` or ``"D"`` (names config keys in errors).

@@ -68,7 +68,7 @@ class Ambient:
     ``train.d_measurement`` are empty.
 
     Raises:
-        GankitError: a bad spec or mode, a patch larger than the model's images, or
+        GankitError: a bad spec, a patch larger than the model's images, or
             ``eval.every > 0`` (the periodic eval would compare samples with measurements).
     """
 

@@ -136,10 +136,11 @@ class Trainer:
     ``G``, ``D``    the networks themselves (unwrapped; optimizers, checkpoints)
     ``G_train``     G, DDP-wrapped under torchrun (else G itself)
     ``D_train``     D, DDP-wrapped under torchrun (else D itself)
-    ``G_fn``        ``G_train`` compiled (``train.compile``): G's forward in the G step
-    ``D_fn``        ``D_train`` compiled: D's forward in the D steps
-    ``G_fake``      unwrapped G compiled: no-grad fakes for the D steps (no DDP hooks)
-    ``D_frozen``    unwrapped D compiled: D in the G step (frozen; no DDP hooks)
+    ``G_fn``        ``G_train`` as called (``speed.CompileOrEager``: compiled with
+                    ``train.compile``, else eager): G's forward in the G step
+    ``D_fn``        ``D_train`` as called: D's forward in the D steps
+    ``G_fake``      unwrapped G as called: no-grad fakes for the D steps (no DDP hooks)
+    ``D_frozen``    unwrapped D as called: D in the G step (frozen; no DDP hooks)
     ``ema.module``  the EMA copy of G; ``sampling_G`` is it (or G without EMA)
     ==============  ================================================================
 
