@@ -17,8 +17,7 @@ from gankit.losses import g_loss
 from gankit.models import build
 from gankit.training import distributed
 from gankit.training.loop import Trainer
-from gankit.training.loss_meter import LOSS_KEYS
-from gankit.training.monitor import TrainingDivergedError
+from gankit.training.loss_meter import LOSS_KEYS, TrainingDivergedError
 
 MODEL = [o for o in TINY if o.startswith("model.")]
 B = 4  # per rank

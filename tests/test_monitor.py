@@ -15,7 +15,8 @@ from gankit.analysis.report import _series, inspect_run
 from gankit.cli import main
 from gankit.errors import GankitError
 from gankit.run import RunDir
-from gankit.training.monitor import CollapseDetector, Monitor
+from gankit.training.collapse import CollapseDetector
+from gankit.training.monitor import Monitor
 
 
 def _rec(step, loss_D=1.0, loss_G=0.5, sigma=1.0):

@@ -12,14 +12,14 @@ from training_fixtures import tiny_cfg, tiny_data
 from gankit.config import DataConfig
 from gankit.data import load_dataset, to_float
 from gankit.run import RunDir
-from gankit.training.hooks import CollapseError, CollapseRollback, SampleHealth
-from gankit.training.loop import Trainer
-from gankit.training.monitor import (
+from gankit.training.collapse import (
     DIVERSITY_FLOOR,
     SPREAD_FLOOR,
     CollapseDetector,
     sample_warnings,
 )
+from gankit.training.hooks import CollapseError, CollapseRollback, SampleHealth
+from gankit.training.loop import Trainer
 from gankit.training.sample_signals import (
     class_spread,
     histogram_entropy,

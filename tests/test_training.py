@@ -20,7 +20,7 @@ from gankit.run import RunDir
 from gankit.training import default_hooks, resume, train
 from gankit.training.ema import EMA, standing_stats
 from gankit.training.loop import Trainer
-from gankit.training.monitor import TrainingDivergedError
+from gankit.training.loss_meter import TrainingDivergedError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

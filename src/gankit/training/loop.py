@@ -52,10 +52,11 @@ from gankit.regularizers import (
 from gankit.run import RunDir
 from gankit.training import distributed, speed, state, transfer
 from gankit.training.ambient import Ambient
+from gankit.training.collapse import CollapseDetector
 from gankit.training.cuda_graph import IterationGraph
 from gankit.training.ema import EMA, standing_stats
-from gankit.training.loss_meter import DStepStats, LossMeter
-from gankit.training.monitor import CollapseDetector, Monitor, TrainingDivergedError
+from gankit.training.loss_meter import DStepStats, LossMeter, TrainingDivergedError
+from gankit.training.monitor import Monitor
 from gankit.training.optim import adam
 from gankit.training.stop import StopSignals, TrainingStopped
 

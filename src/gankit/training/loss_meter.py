@@ -9,12 +9,17 @@ import time
 import torch
 import torch.distributed
 
+from gankit.errors import GankitError
 from gankit.training.distributed import DistInfo
 
-__all__ = ["LOSS_KEYS", "DStepStats", "LossMeter"]
+__all__ = ["LOSS_KEYS", "DStepStats", "LossMeter", "TrainingDivergedError"]
 
 LOSS_KEYS = ("loss_D", "loss_G", "D_real", "D_fake")
 """The scalars :meth:`gankit.training.loop.Trainer.train_iteration` returns, in log order."""
+
+
+class TrainingDivergedError(GankitError):
+    """A loss became NaN or Inf; the message names the step range and the last checkpoint."""
 
 
 class DStepStats:
