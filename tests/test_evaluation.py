@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from gankit.config import load_preset
+from gankit.data import with_source
 from gankit.errors import GankitError, ParameterError
 from gankit.evaluation import (
     check_per_class,
@@ -138,6 +139,25 @@ def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path, capsys, monkey
         f"gankit: warning: the result was not added to {run / 'metrics.jsonl'} "
         "(Permission denied)\n"
     )
+
+
+def test_other_data_never_goes_through_the_runs_cache(data_cfg, tmp_path):
+    """``data=`` (``--data``) of another source is read directly: the run's ``data.cache``,
+    built from the run's own images, is not rebuilt from it (it stays byte for byte)."""
+    cache = tmp_path / "train_cache.npy"
+    data_cfg.data.cache = str(cache)
+    assert with_source(data_cfg.data, None) is data_cfg.data
+    assert with_source(data_cfg.data, data_cfg.data.path).cache == str(cache)
+    run = _saved_run(data_cfg, tmp_path / "run")
+    evaluate(str(run), ["swd"], n=20, device="cpu", quiet=True)  # builds the run's cache
+    before = (cache.read_bytes(), cache.stat().st_mtime_ns)
+    x = np.load(data_cfg.data.path)["x"][:100]
+    np.savez(tmp_path / "other.npz", x=x, y=np.arange(100) % K)
+    other = str(tmp_path / "other.npz")
+    assert with_source(data_cfg.data, other).cache == ""
+    out = evaluate(str(run), ["swd"], n=20, device="cpu", quiet=True, data=other)
+    assert out["data"] == str(tmp_path / "other.npz")
+    assert (cache.read_bytes(), cache.stat().st_mtime_ns) == before
 
 
 def test_evaluate_warns_when_metrics_jsonl_is_not_a_regular_file(data_cfg, tmp_path, capsys):

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from gankit.checkpoint import checkpoint_step
 from gankit.config import Config, DataConfig
-from gankit.data import load_images, read_images
+from gankit.data import load_images, read_images, with_source
 from gankit.data.dataset import check_labels
 from gankit.data.preprocess import check_request, check_resize
 from gankit.device import resolve_device
@@ -416,7 +416,7 @@ def evaluate(
     G = load_generator(source, device=dev)
     ckpt = G.checkpoint
     cfg: Config = G.config
-    data_cfg = replace(cfg.data, path=data if data is not None else cfg.data.path, limit=0)
+    data_cfg = replace(with_source(cfg.data, data), limit=0)
     ctx = prepare(
         metrics,
         data_cfg,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from gankit.config import Config
-from gankit.data import ImageDataset, load_images
+from gankit.data import ImageDataset, load_images, with_source
 from gankit.errors import GankitError, ParameterError, check_int
 from gankit.io_utils import atomic_write
 
@@ -108,7 +107,7 @@ def run_data(cfg: Config, data: str | None) -> ImageDataset:
     Raises:
         GankitError: the data are AmbientGAN measurements (``gankit measure``), not images.
     """
-    data_cfg = replace(cfg.data, path=data) if data is not None else cfg.data
+    data_cfg = with_source(cfg.data, data)
     m = cfg.model
     use = "analyse against clean images (--data PATH)"
     return load_images(data_cfg, m.resolution, m.channels, use, n_classes=m.n_classes)

@@ -12,7 +12,7 @@ reads samples of any generator at their own size (``gankit eval --images``).
 
 from gankit.data.cache_build import build_cache
 from gankit.data.dataset import ImageDataset, to_float, to_uint8
-from gankit.data.loader import load_dataset, load_images
+from gankit.data.loader import load_dataset, load_images, with_source
 from gankit.data.measured import MeasuredDataset, read_measured, write_measured
 from gankit.data.prefetch import Prefetcher
 from gankit.data.sampler import BatchSampler
@@ -29,6 +29,7 @@ __all__ = [
     "load_images",
     "loader_throughput",
     "read_images",
+    "with_source",
     "read_measured",
     "to_float",
     "to_uint8",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +71,7 @@ def load_dataset(
         raise ParameterError("data_cfg", f"expected a DataConfig, got {type(data_cfg).__name__}")
     check_request(resolution, channels)
     check_resize(resize)
-    path = Path(data_cfg.path).expanduser().resolve() if data_cfg.path else None
-    cache = Path(data_cfg.cache).expanduser().resolve() if data_cfg.cache else None
+    path, cache = _resolved(data_cfg.path), _resolved(data_cfg.cache)
     if path is not None and path.exists() and not (path.is_file() or path.is_dir()):
         raise GankitError(f"data.path = '{data_cfg.path}': not a regular file or a folder")
     if cache is not None:
@@ -90,6 +90,20 @@ def load_dataset(
     if n_classes is not None:
         check_labels(dataset.y, n_classes, f"{dataset.source} (model.n_classes = {n_classes})")
     return limit_dataset(dataset, data_cfg.limit) if data_cfg.limit else dataset
+
+
+def with_source(data_cfg: DataConfig, path: str | None) -> DataConfig:
+    """``data_cfg`` reading ``path`` instead of its own source (``None``: unchanged), e.g. a run's
+    data config for ``--data``. Another source is read directly: the run's ``data.cache`` holds
+    the run's own images, and loading another source through it would rebuild it."""
+    if path is None:
+        return data_cfg
+    same = _resolved(path) == _resolved(data_cfg.path)
+    return replace(data_cfg, path=path, cache=data_cfg.cache if same else "")
+
+
+def _resolved(path: str) -> Path | None:
+    return Path(path).expanduser().resolve() if path else None
 
 
 def load_images(
