@@ -199,6 +199,25 @@ def test_training_errors_are_one_line(tmp_path, overrides, data_spec, words):
     assert words in str(err.value) and "\n" not in str(err.value)
 
 
+def test_measured_data_limit_and_cache(tmp_path, capsys):
+    """``data.limit`` subsets measurements with their θ (was an AttributeError); a cache of a
+    measured data set is refused in one line, by ``data.cache`` and by ``gankit data build``."""
+    data, _ = measured(tmp_path, "block_pixels:p=0.5")
+    full = load_dataset(DataConfig(path=str(data)), 32, 1)
+    part = load_dataset(DataConfig(path=str(data), limit=7), 32, 1)
+    assert isinstance(part, MeasuredDataset) and len(part) == 7 and "data.limit = 7" in part.source
+    rows = [i for i in range(len(full)) if any(np.array_equal(full.x[i], x) for x in part.x)]
+    assert len(rows) == 7 and np.array_equal(full.theta[rows], part.theta)
+    assert np.array_equal(full.y[rows], part.y) and part.measurement == full.measurement
+    cache = DataConfig(path=str(data), cache=str(tmp_path / "c.npy"))
+    with pytest.raises(GankitError, match=r"holds measurements .* not cached \(leave data.cache"):
+        load_dataset(cache, 32, 1)
+    out = str(tmp_path / "c.npy")
+    assert main(["data", "build", str(data), "--out", out, "--resolution", "32"])
+    assert "holds measurements (gankit measure)" in capsys.readouterr().err
+    assert not (tmp_path / "c.npy").exists()
+
+
 def test_eval_refuses_measurements_as_reference(tmp_path):
     data, _ = measured(tmp_path, "block_pixels:p=0.5")
     with pytest.raises(GankitError, match="holds measurements, not images.*--data"):

@@ -56,6 +56,7 @@ from gankit.data.folder import (
     list_image_folder,
     split_chunks,
 )
+from gankit.data.measured import is_measured
 from gankit.data.mnist import MNIST_SOURCE
 from gankit.data.preprocess import check_request
 from gankit.data.sources import is_image_folder, read_source
@@ -264,6 +265,11 @@ def build_cache(
         raise GankitError(f"out = '{out}': the cache cannot be its own source")
     if path is not None and not path.exists():
         raise GankitError(f"src = '{path}' does not exist")
+    if path is not None and path.suffix.lower() == ".npz" and is_measured(path):
+        raise GankitError(
+            f"src = '{path}': holds measurements (gankit measure), which are read directly, not "
+            "cached (leave data.cache empty)"
+        )
     source = str(path) if path is not None else MNIST_SOURCE
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from gankit.config import DataConfig
 from gankit.data.cache import check_cache_path
 from gankit.data.cache_build import build_cache
 from gankit.data.dataset import ImageDataset, check_labels
-from gankit.data.measured import MeasuredDataset, is_measured
+from gankit.data.measured import MeasuredDataset
 from gankit.data.preprocess import check_request, check_resize
 from gankit.data.sources import is_image_folder, read_source
 from gankit.errors import GankitError, ParameterError, check_int
@@ -76,11 +76,6 @@ def load_dataset(
         raise GankitError(f"data.path = '{data_cfg.path}': not a regular file or a folder")
     if cache is not None:
         check_cache_path(cache)
-        if path is not None and path.suffix.lower() == ".npz" and is_measured(path):
-            raise GankitError(
-                f"data.cache = '{data_cfg.cache}': measured data sets ({path}) are not cached; "
-                "set data.cache to empty"
-            )
     if cache is not None and cache != path and resize == "legacy":
         dataset = build_cache(path or "", resolution, channels, cache, data_cfg.skip_bad)
     else:
@@ -121,9 +116,12 @@ def load_images(
     return ds
 
 
-def limit_dataset(dataset: ImageDataset, limit: int, seed: int = 0) -> ImageDataset:
-    """A fixed random subset of ``limit`` images (``data.limit``; seeded, in original order),
-    for small-data experiments. The class count and names stay those of the full set.
+def limit_dataset(
+    dataset: ImageDataset | MeasuredDataset, limit: int, seed: int = 0
+) -> ImageDataset | MeasuredDataset:
+    """A fixed random subset of ``limit`` images or measurements (``data.limit``; seeded, in
+    original order), for small-data experiments. The class count and names stay those of the
+    full set.
 
     Raises:
         GankitError: ``limit`` not an int in 1..len(dataset).
@@ -132,11 +130,7 @@ def limit_dataset(dataset: ImageDataset, limit: int, seed: int = 0) -> ImageData
     if limit > len(dataset):
         raise GankitError(f"data.limit = {limit}: {dataset.source} has only {len(dataset)} images")
     idx = np.sort(np.random.RandomState(seed).choice(len(dataset), limit, replace=False))
-    return ImageDataset(
-        x=np.ascontiguousarray(dataset.x[idx]),
-        y=dataset.y[idx],
-        n_classes=dataset.n_classes,
-        class_names=dataset.class_names,
-        source=f"{dataset.source} (data.limit = {limit}, seed {seed})",
-        skipped=dataset.skipped,
-    )
+    rows = {"x": np.ascontiguousarray(dataset.x[idx]), "y": dataset.y[idx]}
+    if isinstance(dataset, MeasuredDataset):  # each measurement keeps its theta
+        rows["theta"] = dataset.theta[idx]
+    return replace(dataset, **rows, source=f"{dataset.source} (data.limit = {limit}, seed {seed})")
