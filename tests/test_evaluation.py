@@ -20,9 +20,11 @@ from gankit.evaluation import (
     evaluate_images,
     generate_balanced,
     periodic_eval,
+    prepare,
 )
 from gankit.metrics import get_metric
 from gankit.metrics.prdc import PRDC_K
+from gankit.metrics.stats_cache import data_digest
 from gankit.run import RunDir
 
 RES, K = 32, 4
@@ -158,6 +160,28 @@ def test_other_data_never_goes_through_the_runs_cache(data_cfg, tmp_path):
     out = evaluate(str(run), ["swd"], n=20, device="cpu", quiet=True, data=other)
     assert out["data"] == str(tmp_path / "other.npz")
     assert (cache.read_bytes(), cache.stat().st_mtime_ns) == before
+
+
+def test_reference_caches_follow_the_data_contents(data_cfg, tmp_path):
+    """A data file replaced by other images of the same count and size gets new reference
+    features and a new classifier (the caches were keyed by path and shape: stale numbers)."""
+    x, y = np.zeros((100, 1, 8, 8), np.uint8), np.arange(100) % 3
+    assert data_digest(x, y) == data_digest(x.copy(), y.copy())
+    assert data_digest(x, np.roll(y, 1)) != data_digest(x, y)
+    x2 = x.copy()
+    x2[99, 0, 0, 0] = 1  # the last row is one of the sampled rows
+    assert data_digest(x2, y) != data_digest(x, y)
+    cache = tmp_path / "cache"
+    args = (data_cfg.data, RES, 1, 50, None, torch.device("cpu"))
+    first = prepare(["swd", "class_acc"], *args)
+    entries = {p.name for p in cache.rglob("*") if p.is_file()}
+    with np.load(data_cfg.data.path) as d:
+        np.savez(data_cfg.data.path, x=255 - d["x"], y=d["y"])
+    second = prepare(["swd", "class_acc"], *args)
+    new = {p.name for p in cache.rglob("*") if p.is_file()} - entries
+    assert len([n for n in new if n.endswith(".npz")]) >= 2  # reference and held-out features
+    assert [n for n in new if n.endswith(".safetensors")]  # a classifier of the new images
+    assert not np.array_equal(first.reference[True]["swd_proj"], second.reference[True]["swd_proj"])
 
 
 def test_evaluate_warns_when_metrics_jsonl_is_not_a_regular_file(data_cfg, tmp_path, capsys):

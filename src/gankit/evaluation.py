@@ -65,7 +65,7 @@ from gankit.metrics import (
     get_metric,
     heldout_split,
 )
-from gankit.metrics.stats_cache import cache_key, load_reference, save_reference
+from gankit.metrics.stats_cache import cache_key, data_digest, load_reference, save_reference
 from gankit.models.latent import check_truncation
 from gankit.run import RunDir, load_generator
 
@@ -127,12 +127,14 @@ def _real_features(
     quiet: bool,
 ) -> Features:
     """Features of ``ds.x[indices]``, per extractor cached under ``$GANKIT_CACHE/stats`` (keyed
-    by ``source``, the data's source and resize mode)."""
+    by ``source``, the data's source and resize mode, and by the data's contents:
+    :func:`gankit.metrics.stats_cache.data_digest`)."""
     feats: Features = {"labels": np.asarray(ds.y)[indices].astype(np.int64)}
     missing = []
+    content = data_digest(ds.x, ds.y)
     for kind, extractor in extractors.items():
         key = cache_key(
-            source=source, shape=list(ds.x.shape), subset=subset, n=len(indices),
+            source=source, content=content, subset=subset, n=len(indices),
             extractor=extractor.id,
         )  # fmt: skip
         cached = load_reference(key, get_extractor(kind).outputs, len(indices))

@@ -35,7 +35,13 @@ from tqdm import tqdm
 from gankit.errors import GankitError
 from gankit.metrics.fid import fid_from_features
 from gankit.metrics.registry import ExtractorSetup, Features, register_extractor, register_metric
-from gankit.metrics.stats_cache import cache_key, cache_root, discard_entry, write_entry
+from gankit.metrics.stats_cache import (
+    cache_key,
+    cache_root,
+    data_digest,
+    discard_entry,
+    write_entry,
+)
 
 CLASSIFIER_VERSION = 1  # bump when the architecture or the training recipe changes
 HELDOUT_FRACTION = 0.2
@@ -164,13 +170,14 @@ def load_or_train_classifier(
     """
     if n_classes < 2:
         raise GankitError(
-            f"class_acc/cfid need labelled data with >= 2 classes; {source} has {n_classes}"
+            "gankit's own classifier (class_acc, cfid, cprdc, ccoverage_class, analyze "
+            f"neighbours and reconstruct's features) needs labelled data with >= 2 classes; "
+            f"{source} has {n_classes}"
         )
     n, c, h, w = x.shape
     key = cache_key(
-        source=source, n=n, channels=c, height=h, width=w, classes=n_classes,
-        version=CLASSIFIER_VERSION,
-    )  # fmt: skip
+        source=source, content=data_digest(x, y), classes=n_classes, version=CLASSIFIER_VERSION
+    )  # the digest covers the shape (n, channels, height, width)
     path = cache_root() / "classifiers" / f"{key}.safetensors"
     model = SmallClassifier(c, n_classes)
     info = _load_cached(path, key, model)

@@ -21,7 +21,7 @@ import os
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -39,6 +39,22 @@ def cache_key(**fields: object) -> str:
     """Stable 16-hex-digit key of keyword fields (order-independent)."""
     text = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+DIGEST_ROWS = 64
+
+
+def data_digest(x: Any, y: Any) -> str:
+    """A fingerprint of a data set's contents for cache keys: the shape of ``x (N, ...)``, every
+    label of ``y (N,)`` and :data:`DIGEST_ROWS` evenly spaced rows of ``x``. A data file replaced
+    by other images of the same size and count gets another key (its path alone would not); the
+    rows are few enough to read from a memory map or an HDF5 file at once."""
+    n = len(x)
+    rows = np.unique(np.linspace(0, n - 1, min(n, DIGEST_ROWS)).round().astype(np.int64))
+    h = hashlib.sha256(json.dumps(list(x.shape)).encode())
+    h.update(np.ascontiguousarray(np.asarray(y, dtype=np.int64)).tobytes())
+    h.update(np.ascontiguousarray(x[rows]).tobytes())
+    return h.hexdigest()[:16]
 
 
 def stats_path(key: str) -> Path:
