@@ -84,6 +84,11 @@ def test_a_cuda_index_past_the_device_count_is_one_line(monkeypatch):
             resolve_device(name)
     with pytest.raises(ParameterError, match=r"CUDA devices are cuda:0\.\.1$"):
         resolve_device("cuda:2")
+    # torchrun with more processes per node than GPUs: the rank past them is told so
+    assert resolve_device("auto", local_rank=1) == torch.device("cuda", 1)
+    for name in ("auto", "cuda"):
+        with pytest.raises(ParameterError, match=r"^device: process of local rank 2 .*at most 2"):
+            resolve_device(name, local_rank=2)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -97,8 +97,10 @@ def test_rpgan_closed_form_and_pairing():
     assert losses.rpgan_g(fake, real).item() == pytest.approx(expected_g)
     # pairing matters: swapping the fakes changes the loss (it is not mean(fake) - mean(real))
     assert losses.rpgan_d(real, fake.flip(0)).item() != pytest.approx(expected_d)
-    with pytest.raises(GankitError, match="rpgan pairs real and fake"):
+    with pytest.raises(GankitError, match="rpgan pairs real and fake.* 3 real and 4 fake"):
         losses.rpgan_d(REAL, FAKE)
+    with pytest.raises(GankitError, match="rpgan pairs real and fake.* 3 real and 4 fake"):
+        losses.rpgan_g(FAKE, REAL)  # the G step's counts, not swapped
     with pytest.raises(GankitError, match="needs D's logits on real images"):
         losses.g_loss("rpgan", FAKE)
 

@@ -18,7 +18,8 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
 
     Raises:
         ParameterError: ``device`` unknown or not a string, ``meta`` (no values to compute
-            on), CUDA requested without CUDA, or ``cuda:N`` past this machine's devices.
+            on), CUDA requested without CUDA, or ``cuda:N`` (or ``local_rank``) past this
+            machine's devices.
     """
     expected = f"expected {', '.join(DEVICES)} or a torch device"
     if not isinstance(name, (str, torch.device)):
@@ -43,4 +44,11 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
         raise ParameterError("device", "cuda requested but no CUDA device is available")
     if name == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
+    if local_rank >= torch.cuda.device_count():  # torchrun started more processes than GPUs
+        raise ParameterError(
+            "device",
+            f"process of local rank {local_rank} needs cuda:{local_rank}, but this machine's "
+            f"CUDA devices are cuda:0..{torch.cuda.device_count() - 1}; start at most "
+            f"{torch.cuda.device_count()} processes per node",
+        )
     return torch.device("cuda", local_rank)

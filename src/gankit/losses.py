@@ -111,12 +111,16 @@ def rpgan_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     Returns:
         Scalar fp32 loss.
     """
+    _check_pairs(real, fake)
+    return F.softplus(fake.float() - real.float()).mean()
+
+
+def _check_pairs(real: torch.Tensor, fake: torch.Tensor) -> None:
     if real.shape != fake.shape:
         raise GankitError(
             f"train.loss = rpgan pairs real and fake samples: got {real.numel()} real and "
             f"{fake.numel()} fake logits"
         )
-    return F.softplus(fake.float() - real.float()).mean()
 
 
 def rpgan_g(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -130,7 +134,8 @@ def rpgan_g(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     Returns:
         Scalar fp32 loss.
     """
-    return rpgan_d(fake, real)
+    _check_pairs(real, fake)
+    return F.softplus(real.float() - fake.float()).mean()
 
 
 _D_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {

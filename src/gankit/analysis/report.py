@@ -7,9 +7,9 @@ log scale, BigGAN Fig. 3 style) and ``summary.json`` (steps, last losses, collap
 rollbacks, eval results).
 
 On every plot a dashed orange vertical line marks a step with a collapse warning and a solid red
-line a rollback (``warning`` records of ``metrics.jsonl``; a rollback's record starts with
-"rolled back"). After a rollback the log replays steps it already has; each replay is drawn as a
-new segment of the same curve.
+line a rollback (``warning`` records of ``metrics.jsonl``; a rollback's record carries its number
+as the key ``rollback``). After a rollback the log replays steps it already has; each replay is
+drawn as a new segment of the same curve.
 """
 
 from __future__ import annotations

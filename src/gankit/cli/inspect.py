@@ -1,4 +1,4 @@
-"""``gankit inspect``: loss and sigma_0 plots plus a JSON summary of a run."""
+"""``gankit inspect``: loss and singular-value plots plus a JSON summary of a run."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="plot losses and sigma_0 curves of a run to PNG")
+    p = sub.add_parser(
+        "inspect", help="plot a run's losses and sigma_0..2 of G and D (PNG), write summary.json"
+    )
     p.add_argument("run_dir")
     p.add_argument("--out", default=None, help="output folder (default RUN/plots)")
     p.set_defaults(func=run)
