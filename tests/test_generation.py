@@ -94,9 +94,9 @@ def test_npz_batched_matches_unbatched(run, tmp_path):
 
 
 def test_interpolation_strips(run, tmp_path):
-    for mode in ("z", "class"):
+    for mode, classes in (("z", [2]), ("class", [0, 2])):
         out = write_samples(
-            gankit.load(run), tmp_path / f"{mode}.png", n=6, classes=[0, 2], interpolate=mode
+            gankit.load(run), tmp_path / f"{mode}.png", n=6, classes=classes, interpolate=mode
         )
         assert Image.open(out).size == (6 * 34 + 2, 36)
 
@@ -131,6 +131,8 @@ def test_make_grid_places_tiles():
         (["--out", "x.png", "--interpolate", "class", "--classes", "1"], "exactly two"),
         (["--out", "x.png", "--interpolate", "z", "--n", "1"], "--n: expected 2..1024 frames"),
         (["--out", "x.png", "--interpolate", "z", "--n", "1025"], "--n: expected 2..1024 frames"),
+        (["--out", "x.png", "--interpolate", "z", "--n", "0"], "--n: expected 2..1024 frames"),
+        (["--out", "x.png", "--interpolate", "z", "--classes", "1,2"], "keeps one class, got 2"),
     ],
 )
 def test_sample_cli_errors(run, tmp_path, capsys, args, message):

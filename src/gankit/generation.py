@@ -342,18 +342,20 @@ def interpolation_strip(
 
     Raises:
         ParameterError: ``n`` outside ``2..MAX_STRIP``, unknown ``mode``, a class out of
-            range, ``mode="class"`` without exactly two classes.
+            range, ``mode="class"`` without exactly two classes, ``mode="z"`` with more than
+            one.
     """
-    check_sample_count(n, seed)
+    n = check_int("n", n, 2, MAX_STRIP, f"2..{MAX_STRIP} frames for a strip")
+    check_seed(seed)
     _check_generator(G)
-    if not 2 <= n <= MAX_STRIP:
-        raise ParameterError("n", f"expected 2..{MAX_STRIP} frames for a strip, got {n}")
     if mode not in INTERPOLATIONS:
         raise ParameterError("interpolate", f"expected z or class, got {mode!r}")
     dev = next(G.parameters()).device
     chosen = _class_list(classes, G.n_classes)
     if mode == "class" and (len(chosen) != 2 or not classes):
         raise ParameterError("classes", "class interpolation needs exactly two classes, e.g. 3,7")
+    if mode == "z" and classes and len(chosen) > 1:
+        raise ParameterError("classes", f"z interpolation keeps one class, got {len(chosen)}")
     gen = torch.Generator(dev).manual_seed(seed)
     ends = sample_z(2, G.dim_z, truncation, generator=gen, device=dev)
     z_b, y_b = (ends[1], chosen[0]) if mode == "z" else (ends[0], chosen[1])

@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--interpolate",
         choices=["z", "class"],
         default=None,
-        help="write an interpolation strip between two z (or the two --classes) instead",
+        help="write an interpolation strip instead: between two z in one class (z: the one "
+        "--classes, default 0) or between the two --classes at one z (class)",
     )
     add_device(p, "auto")
     p.add_argument("--batch-size", type=int, default=256, help="samples per forward pass")
