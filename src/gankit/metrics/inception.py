@@ -339,8 +339,8 @@ def checked_weights_path(weights: str | Path | None = None) -> Path:
     """
     path = Path(weights) if weights else default_weights_path()
     where = (
-        f"pass --inception-weights PATH or put it at {default_weights_path()} "
-        "(set GANKIT_CACHE to move the cache)"
+        f"name it (gankit eval --inception-weights PATH; in training eval.inception_weights) "
+        f"or put it at {default_weights_path()} (set GANKIT_CACHE to move the cache)"
     )
     if not path.is_file():
         raise GankitError(

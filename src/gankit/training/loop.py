@@ -114,7 +114,9 @@ class Hook:
         generator (EMA, standing statistics applied) in eval mode."""
 
     def on_step(self, trainer: Trainer) -> None:
-        """After every iteration (and its log/snapshot)."""
+        """After every iteration (and its log/snapshot). The networks have no gradients here
+        (each optimizer step frees its own), and a hook must leave none behind: the next
+        iteration's steps would add theirs to them."""
 
 
 def check_stabilizers(cfg: Config, distributed_run: bool, compiled: bool) -> None:
@@ -353,8 +355,7 @@ class Trainer:
         with self._autocast():
             fakes = speed.d_step_fakes(self.G_fake, self.G, latents, t)
         self.D.requires_grad_(True)
-        for d_step in range(t.n_D):
-            self.opt_D.zero_grad(set_to_none=True)
+        for d_step in range(t.n_D):  # every step starts without gradients (freed after each)
             for micro in range(t.accumulate):
                 x, y = self._real_batch()
                 (_, y_fake), fake = latents[d_step * t.accumulate + micro], fakes.pop(0)
@@ -387,12 +388,11 @@ class Trainer:
                     (loss_D / t.accumulate if t.accumulate > 1 else loss_D).backward()
                 stats.add(loss_D, logits[:n].float())
             self.opt_D.step()
-            # freed after the step too: not held through G's backward, the memory peak
+            # freed at once: not held through G's backward, where the memory peaks
             self.opt_D.zero_grad(set_to_none=True)
 
         # 2. G step through the frozen D (unwrapped: D's DDP hooks stay out of it).
         self.D.requires_grad_(False)
-        self.opt_G.zero_grad(set_to_none=True)
         loss_G_sum = torch.zeros((), device=self.device)
         for micro in range(t.accumulate):
             z, y_fake = self._latents(t.batch_size)
