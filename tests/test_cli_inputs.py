@@ -96,3 +96,24 @@ def test_a_key_set_by_a_flag_and_by_set_is_refused(tmp_path, capsys, argv, messa
     assert main([*argv, *out]) == 2
     assert capsys.readouterr().err.startswith(f"gankit: error: --set: {message}")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        (["inspect", ""], "RUN_DIR"),
+        (["resume", ""], "RUN_DIR"),
+        (["serve", ""], "RUN_DIR"),
+        (["sample", "", "--out", "{tmp}/x.png"], "SOURCE"),
+        (["eval", "", "--metrics", "swd", "--n", "16"], "SOURCE"),
+        (["analyze", "saliency", "", "--out", "{tmp}", "--images"], "SOURCE"),
+        (["analyze", "reconstruct", "", "--out", "{tmp}"], "SOURCE"),
+        (["analyze", "neighbours", "", "--out", "{tmp}"], "SOURCE"),
+    ],
+)
+def test_an_empty_positional_is_named_as_written(tmp_path, capsys, args, name):
+    """Errors name a positional argument as the usage line writes it, not as a flag that does
+    not exist (``--run-dir``, ``--source``)."""
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gankit: error: {name}: ") and err.count("\n") == 1

@@ -110,6 +110,22 @@ def test_folder_labels_sorted_by_name_and_nested(tmp_path):
     assert ds.x[3, :, 8, 8].tolist() == [255, 0, 0]
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_quiet_loading_draws_no_progress_bar(tmp_path, capsys, monkeypatch, cache):
+    """``quiet`` (``--quiet`` of train, eval, analyze) reaches the folder decoding and the cache
+    build: no bar on stderr; without it the bar is drawn (from 1 file here)."""
+    for module in ("gankit.data.folder", "gankit.data.cache_build"):
+        monkeypatch.setattr(f"{module}.PROGRESS_MIN_FILES", 1)
+    for i in range(3):
+        solid(tmp_path / "imgs" / f"{i}.png", (i * 80, 0, 0))
+    for quiet in (True, False):
+        out = tmp_path / f"c{quiet}.npy"
+        cfg = DataConfig(path=str(tmp_path / "imgs"), cache=str(out) if cache else "")
+        load_dataset(cfg, 16, 3, quiet=quiet)
+        err = capsys.readouterr().err
+        assert ("decoding imgs" in err or "caching" in err) is not quiet, err
+
+
 def test_folder_unconditional_and_grey(tmp_path):
     for i in range(3):
         solid(tmp_path / f"{i}.png", (i * 100, i * 100, i * 100), size=(9 + i, 17))

@@ -176,7 +176,7 @@ def prepare(
     (checked by :func:`check_per_class` before any extractor is built); ``None`` for given
     images."""
     kinds = sorted({get_metric(name).extractor for name in metrics})  # unknown names fail first
-    ds = load_images(data_cfg, resolution, channels, NOT_MEASURED, resize=resize)
+    ds = load_images(data_cfg, resolution, channels, NOT_MEASURED, resize=resize, quiet=quiet)
     _check_reference(len(ds), ds.source, any(get_extractor(k).offline for k in kinds))
     if n_param is not None:
         check_per_class(metrics, n, ds.n_classes, n_param)

@@ -100,7 +100,7 @@ def check_images(
         )
 
 
-def run_data(cfg: Config, data: str | None) -> ImageDataset:
+def run_data(cfg: Config, data: str | None, quiet: bool = False) -> ImageDataset:
     """The data set ``data`` (default: the run's ``data.path``) at the model's resolution and
     channels, its labels checked against ``model.n_classes`` (images are fitted like training's).
 
@@ -110,7 +110,7 @@ def run_data(cfg: Config, data: str | None) -> ImageDataset:
     data_cfg = with_source(cfg.data, data)
     m = cfg.model
     use = "analyse against clean images (--data PATH)"
-    return load_images(data_cfg, m.resolution, m.channels, use, n_classes=m.n_classes)
+    return load_images(data_cfg, m.resolution, m.channels, use, n_classes=m.n_classes, quiet=quiet)
 
 
 def subset(indices: np.ndarray, n: int, seed: int, param: str, what: str) -> np.ndarray:

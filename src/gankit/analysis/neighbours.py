@@ -197,7 +197,7 @@ def analyze_neighbours(
     G = load(source, device)
     dev = next(G.parameters()).device
     cfg = G.config
-    ds = run_data(cfg, data)
+    ds = run_data(cfg, data, quiet)
     train_idx, held_idx = heldout_split(len(ds))
     if k > len(train_idx):
         raise ParameterError("k", f"{k} exceeds the {len(train_idx)} images of the training split")

@@ -292,7 +292,7 @@ def analyze_reconstruct(
     G = load(source, device)
     dev = next(G.parameters()).device
     cfg = G.config
-    ds = run_data(cfg, data)
+    ds = run_data(cfg, data, quiet)
     train_idx, held_idx = heldout_split(len(ds))
     idx = subset(held_idx, n, seed, "n", f"the held-out split of {ds.source}")
     x8, y = ds.batch(idx)

@@ -8,6 +8,8 @@ import json
 
 from gankit.cli.common import add_device, check_truncation_flag
 
+FLAG_NAMES = {"source": "SOURCE"}
+
 _RUN_DATA = "<the run's data>"  # bare `analyze saliency --images`
 
 

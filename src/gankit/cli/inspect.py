@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+FLAG_NAMES = {"run_dir": "RUN_DIR"}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(

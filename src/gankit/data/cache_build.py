@@ -287,7 +287,7 @@ def build_cache(
                 _stream_folder(listing, out, resolution, channels, skip_bad, n_workers, quiet)
             else:
                 _discard_partial(out)
-                save_cache(out, read_source(path, resolution, channels, skip_bad), source)
+                save_cache(out, read_source(path, resolution, channels, skip_bad, quiet), source)
         except OSError as err:
             raise GankitError(f"{out}: building the cache failed ({err})") from None
         dataset = load_cache(out, resolution, channels, source)

@@ -49,6 +49,7 @@ def load_dataset(
     channels: int,
     n_classes: int | None = None,
     resize: str = "legacy",
+    quiet: bool = False,
 ) -> ImageDataset | MeasuredDataset:
     """Load ``data_cfg.path`` as uint8 ``(N, channels, resolution, resolution)`` + labels.
 
@@ -63,6 +64,7 @@ def load_dataset(
         n_classes: the model's class count, if labels must fit it (``model.n_classes``).
         resize: the filter bringing images to ``resolution`` (:mod:`gankit.data.preprocess`);
             ``data.cache`` holds ``legacy`` images, so another filter reads ``data.path``.
+        quiet: no progress bar while an image folder is decoded or a cache built.
 
     Raises:
         GankitError: a one-line message naming the path/file for every bad input.
@@ -77,9 +79,11 @@ def load_dataset(
     if cache is not None:
         check_cache_path(cache)
     if cache is not None and cache != path and resize == "legacy":
-        dataset = build_cache(path or "", resolution, channels, cache, data_cfg.skip_bad)
+        dataset = build_cache(
+            path or "", resolution, channels, cache, data_cfg.skip_bad, quiet=quiet
+        )
     else:
-        dataset = read_source(path, resolution, channels, data_cfg.skip_bad, resize=resize)
+        dataset = read_source(path, resolution, channels, data_cfg.skip_bad, quiet, resize)
         if is_image_folder(path) and len(dataset) + dataset.skipped >= LARGE_FOLDER_IMAGES:
             _hint_cache(dataset)
     if n_classes is not None:

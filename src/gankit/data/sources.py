@@ -41,14 +41,13 @@ def read_source(
     resolution: int,
     channels: int,
     skip_bad: bool,
-    workers: int | None = None,
     quiet: bool = False,
     resize: str = "legacy",
 ) -> ImageDataset | MeasuredDataset:
     """Load ``path`` (see the module docstring) at ``resolution``/``channels``.
 
-    ``skip_bad``, ``workers`` and ``quiet`` apply to image folders (bad files skipped and
-    counted, decoding processes, no progress bar); ``resize`` is the filter that brings images
+    ``skip_bad`` and ``quiet`` apply to image folders (bad files skipped and counted, no
+    progress bar); ``resize`` is the filter that brings images
     to ``resolution`` (:mod:`gankit.data.preprocess`).
     """
     if path is None:
@@ -60,7 +59,7 @@ def read_source(
     if path.is_dir():
         if is_cifar_dir(path):
             return load_cifar(path, resolution, channels, resize)
-        return load_image_folder(path, resolution, channels, skip_bad, workers, quiet, resize)
+        return load_image_folder(path, resolution, channels, skip_bad, None, quiet, resize)
     reader = _ARRAY_READERS.get(path.suffix.lower())
     if reader is None:
         raise GankitError(

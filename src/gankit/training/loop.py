@@ -196,7 +196,7 @@ class Trainer:
         self.dataset = (
             dataset
             if dataset is not None
-            else load_dataset(cfg.data, cfg.model.resolution, cfg.model.channels)
+            else load_dataset(cfg.data, cfg.model.resolution, cfg.model.channels, quiet=quiet)
         )
         check_data(self.dataset, cfg)
         self.dataset = self.ambient.real_data(self.dataset)  # measurements or their inverse
