@@ -204,6 +204,34 @@ def test_clean_resize_applies_when_images_are_fitted(setup):
     assert not np.array_equal(legacy.x[1], clean.x[1])
 
 
+def test_inception_score_alone_extracts_no_reference(setup, monkeypatch):
+    """IS reads no real images: asked alone it pushes none through Inception (the whole
+    reference, by default up to 50,000 images, was extracted for nothing)."""
+    import gankit.evaluation as evaluation
+    import gankit.metrics.inception as inception
+
+    def random_inception(weights=None, device="cpu"):
+        torch.manual_seed(0)
+        return inception.FIDInceptionV3().to(device).eval()
+
+    subsets = []
+    real_features = evaluation._real_features
+    monkeypatch.setattr(inception, "load_inception", random_inception)
+    monkeypatch.setattr(
+        evaluation,
+        "_real_features",
+        lambda ds, source, idx, ext, subset, quiet: (
+            subsets.append(subset) or real_features(ds, source, idx, ext, subset, quiet)
+        ),
+    )
+    tmp, run = setup
+    kw = dict(n=10, data=str(tmp / "ref.npz"), device="cpu", quiet=True)
+    alone = evaluation.evaluate(run, ["is"], **kw)
+    assert subsets == [] and "n_reference" not in alone
+    with_fid = evaluation.evaluate(run, ["is", "fid"], **kw)
+    assert subsets == ["all"] and with_fid["eval"]["is_mean"] == alone["eval"]["is_mean"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("resize", ["legacy", "clean"])
 def test_inception_metrics_of_images_equal_the_run(setup, monkeypatch, resize):

@@ -193,7 +193,7 @@ def prepare(
     reference: dict[bool, Features] = {}
     heldout = None
     online = {k: e for k, e in extractors.items() if not get_extractor(k).offline}
-    if online:
+    if any(get_metric(m).needs_real and not get_metric(m).offline for m in metrics):  # not IS
         idx = _subset(np.arange(len(ds)), n)
         reference[False] = _real_features(ds, source, idx, online, "all", quiet)
         info["n_reference"] = len(idx)
