@@ -151,6 +151,15 @@ def test_cli_bad_values(run, tmp_path, capsys, cache, args, message):
     assert message in err and err.count("\n") == 1
 
 
+def test_data_too_small_for_a_held_out_split(run, tmp_path, capsys, cache):
+    """Two images leave the held-out split empty: one line (was a ValueError from numpy)."""
+    tiny_data(tmp_path / "two.npz", n=2)
+    args = ["analyze", "neighbours", str(run), "--out", str(tmp_path), "--n", "2", "--k", "1"]
+    assert main([*args, "--data", str(tmp_path / "two.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 images, too few for a held-out split" in err and err.count("\n") == 1
+
+
 def test_sample_count_is_bounded_in_the_library(tmp_path):
     with pytest.raises(
         ParameterError, match=r"^n: expected a number of samples in 1\.\.1000000, got 10000001$"

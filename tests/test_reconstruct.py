@@ -213,6 +213,7 @@ def test_cli_bad_values(run, tmp_path, capsys, args, message):
             "--feature-weight: expected a number in [0, 1000], got 1e+39",
         ),
         (["--feature-weight", "nan"], "--feature-weight: expected a number in [0, 1000], got nan"),
+        (["--n", "0"], "--n: expected a positive integer, got 0"),
     ],
 )
 def test_cli_options_are_checked_before_loading(tmp_path, capsys, args, message):

@@ -199,6 +199,8 @@ def analyze_neighbours(
     cfg = G.config
     ds = run_data(cfg, data, quiet)
     train_idx, held_idx = heldout_split(len(ds))
+    if len(held_idx) == 0:  # the report's scale: held-out reals' distances to the training set
+        raise GankitError(f"data: {ds.source} holds {len(ds)} images, too few for a held-out split")
     if k > len(train_idx):
         raise ParameterError("k", f"{k} exceeds the {len(train_idx)} images of the training split")
     y_s = torch.arange(n) % min(ds.n_classes, cfg.model.n_classes)

@@ -288,6 +288,8 @@ def analyze_reconstruct(
         The JSON written to ``reconstruct.json``.
     """
     _check_options(steps, restarts, lr, search_class, feature_weight, batch_size, seed)
+    check_positive(n, "n")
+    check_bool("quiet", quiet)
     out = check_path(out, "out", "an output folder")
     G = load(source, device)
     dev = next(G.parameters()).device

@@ -1,6 +1,7 @@
 """``gankit`` command line: one module per command, each ``add_parser(sub)`` + ``run(args)``.
 
-A command module parses its flags, calls ONE library function and prints the result; heavy
+A command module parses its flags, calls the library (one workflow: a function, or a loader
+and a writer) and prints the result; heavy
 modules are imported inside ``run`` so that ``gankit --help`` stays fast. :func:`main` turns
 library errors into one line on stderr and exit status 2:
 

@@ -1,5 +1,6 @@
 """Evaluation metrics on features: FID, IS, KID, PRDC, intra-class FID (Inception protocol) and
-the offline ``class_acc``, ``cfid``, ``swd`` (gankit-specific, not comparable to Inception-FID).
+the offline ``class_acc``, ``cfid``, ``swd``, ``cprdc``, ``ccoverage_class`` (gankit-specific,
+not comparable to Inception-FID).
 
 Importing this package registers every metric (see :mod:`gankit.metrics.registry`).
 """

@@ -110,8 +110,8 @@ def _ccoverage_class(fake: Features, real: Features | None) -> dict[str, float]:
     )
     if not per_class:
         raise GankitError(
-            "ccoverage_class needs more than 5 real and generated images per class (eval.n / "
-            "--n: at least 6 per class of the data)"
+            f"ccoverage_class needs more than {PRDC_K} real and generated images of a class "
+            f"(eval.n / --n: at least {PRDC_K + 1} per class of the data)"
         )
     values = list(per_class.values())
     return {
