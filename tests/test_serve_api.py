@@ -135,6 +135,8 @@ def test_info_config_and_curves(serve_url, serve_run):
     assert info["class_names"] == CLASS_NAMES
     assert [c["name"] for c in info["checkpoints"]] == ["step_00000002", "step_00000004"]
     assert (info["latest"], info["n_classes"], info["resolution"]) == ("step_00000004", 3, 32)
+    # the bounds the requests are checked against, which the page reads
+    assert info["limits"] == {"n": 256, "steps": 64, "seed": 2**53 - 1}
 
     config = json.loads(request(f"{serve_url}/api/config")[2])
     assert config == json.loads(json.dumps(to_dict(load_toml(serve_run / "config.toml"))))

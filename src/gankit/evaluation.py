@@ -313,7 +313,7 @@ def _check_reference(n_images: int, source: str, offline: bool) -> None:
         raise GankitError(f"data: {source} holds {need}")
 
 
-def _check_request(metrics: Sequence[str], resize: str) -> list[str]:
+def _metric_names(metrics: Sequence[str], resize: str) -> list[str]:
     """Metric names (a list or other iterable of registered names, at least one; not one
     string) as a list, and the resize mode. A one-shot iterator is read once, here."""
     if isinstance(metrics, (str, bytes)) or not isinstance(metrics, Iterable):
@@ -409,7 +409,7 @@ def evaluate(
         GankitError: unknown metric, missing source or weights, data with more classes than
             the model.
     """
-    metrics = _check_request(metrics, resize)
+    metrics = _metric_names(metrics, resize)
     n = _check_n(n, "n")
     check_sample_count(n, seed)
     check_truncation(truncation)
@@ -483,7 +483,7 @@ def evaluate_images(
         GankitError: unreadable images, class-based metrics without labels, labels outside
             the reference classes, unknown metric, missing weights.
     """
-    metrics = _check_request(metrics, resize)
+    metrics = _metric_names(metrics, resize)
     check_int("batch_size", batch_size, 1, expected="a positive number of images per pass")
     data, inception_weights = _check_options(data, inception_weights, quiet)
     ds, labelled = read_images(images, resize)

@@ -29,7 +29,14 @@ from gankit.generation import interpolate_images, sample
 from gankit.models import sample_z
 from gankit.run import BEST, RunDir, check_same_model, load_generator
 from gankit.serve.curves import training_curves
-from gankit.serve.params import GenerateParams, InterpolateParams, RequestError
+from gankit.serve.params import (
+    MAX_API_SEED,
+    MAX_N,
+    MAX_STEPS,
+    GenerateParams,
+    InterpolateParams,
+    RequestError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +156,8 @@ class RunExplorer:
             self.class_names_pending = False
 
     def info(self) -> dict[str, Any]:
-        """Run name, checkpoints, model shape, class names and the API's bounds."""
+        """Run name, checkpoints, model shape, class names and the API's bounds (``limits``: grid
+        size, strip frames, seed), which the page reads."""
         listing = self.checkpoints()
         steps = {name: checkpoint_step(p) for name, p in listing.items()}
         m = self.model_config.model
@@ -167,6 +175,7 @@ class RunExplorer:
             "dim_z": self.dim_z,
             "arch": m.arch,
             "device": self.device_name,
+            "limits": {"n": MAX_N, "steps": MAX_STEPS, "seed": MAX_API_SEED},
         }
 
     def config(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from gankit.errors import GankitError
 
 MAX_N = 256  # images per grid
 MAX_STEPS = 64  # frames per interpolation strip
-MAX_SEED = 2**53 - 1  # exact in JavaScript numbers
+MAX_API_SEED = 2**53 - 1  # exact in JavaScript numbers
 MAX_BODY_BYTES = 64 * 1024
 FORMATS = ("json", "png", "npz")
 
@@ -159,7 +159,7 @@ def generate_params(data: dict[str, Any], n_classes: int) -> GenerateParams:
         n=n,
         classes=None if classes is None else _class_ids("classes", classes, n_classes, None),
         truncation=_truncation(data.get("truncation", d.truncation)),
-        seed=_int("seed", data.get("seed", d.seed), 0, MAX_SEED),
+        seed=_int("seed", data.get("seed", d.seed), 0, MAX_API_SEED),
         ncol=None if ncol is None else _int("ncol", ncol, 1, n),
         checkpoint=_checkpoint(data.get("checkpoint")),
         format=_format(data.get("format", d.format)),
@@ -173,7 +173,7 @@ def interpolate_params(data: dict[str, Any], n_classes: int) -> InterpolateParam
     seeds = data.get("seeds", list(d.seeds))
     if not isinstance(seeds, list) or len(seeds) != 2:
         raise RequestError("seeds", f"expected two seeds [a, b], got {show(seeds)}")
-    seed_a, seed_b = (_int("seeds", s, 0, MAX_SEED) for s in seeds)
+    seed_a, seed_b = (_int("seeds", s, 0, MAX_API_SEED) for s in seeds)
     class_a, class_b = _class_ids("classes", data.get("classes", list(d.classes)), n_classes, 2)
     return InterpolateParams(
         seeds=(seed_a, seed_b),

@@ -5,7 +5,6 @@ const $ = (id) => document.getElementById(id);
 // followLatest: the checkpoint picker moves to the newest checkpoint on refresh (until the
 // user picks an older one); strips: the interpolation requests and answers on screen.
 const state = { info: null, lastGrid: null, followLatest: true, strips: {} };
-const MAX_SEED = 9007199254740991; // the API's bound on seeds (2^53 - 1)
 const PALETTE = ["#4f46e5", "#e11d48", "#059669", "#d97706", "#0891b2", "#7c3aed", "#65a30d",
   "#db2777", "#475569", "#ea580c"];
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -96,6 +95,7 @@ function fillClassSelect(select, withAll) {
 function renderInfo() {
   const info = state.info;
   document.title = `gankit · ${info.run}`;
+  $("interp-steps").max = String(info.limits.steps);
   $("run-name").textContent = info.run;
   const select = $("checkpoint");
   const keep = state.followLatest ? info.latest : select.value || info.latest;
@@ -145,10 +145,10 @@ function gridRequest() {
   const rows = Number($("grid-size").value);
   const cls = $("class").value;
   const truncation = Number($("truncation").value);
-  const seed = intField("seed", "seed", 0, MAX_SEED);
+  const seed = intField("seed", "seed", 0, info.limits.seed);
   const base = { truncation, seed, checkpoint: $("checkpoint").value };
   if (cls === "all" && info.n_classes <= 16) {
-    return { ...base, n: Math.min(256, rows * info.n_classes), classes: null };
+    return { ...base, n: Math.min(info.limits.n, rows * info.n_classes), classes: null };
   }
   const classes = cls === "all" ? null : [Number(cls)];
   return { ...base, n: rows * rows, classes, ncol: rows };
@@ -250,10 +250,11 @@ function renderStripTitles() {
 
 // The seed strip, and the class strip unless the model is unconditional.
 function interpolationRequests() {
-  const [sa, sb] = [intField("interp-seed-a", "seed A", 0, MAX_SEED), intField("interp-seed-b", "seed B", 0, MAX_SEED)];
+  const { seed: maxSeed, steps: maxSteps } = state.info.limits;
+  const [sa, sb] = [intField("interp-seed-a", "seed A", 0, maxSeed), intField("interp-seed-b", "seed B", 0, maxSeed)];
   const [ca, cb] = [Number($("interp-class-a").value), Number($("interp-class-b").value)];
   const base = {
-    steps: intField("interp-steps", "steps", 2, 64), truncation: Number($("truncation").value),
+    steps: intField("interp-steps", "steps", 2, maxSteps), truncation: Number($("truncation").value),
     checkpoint: $("checkpoint").value,
   };
   const requests = [["strip-z", { ...base, seeds: [sa, sb], classes: [ca, ca] }]];
