@@ -120,7 +120,9 @@ def test_cli_samples_writes_grid_and_raw_maps(run, tmp_path, capsys):
     # 3 classes x (images, D maps, aux maps) rows, 2 samples per class
     assert Image.open(out / "saliency.png").size == (2 * 34 + 2, 9 * 34 + 2)
     saved = np.load(out / "saliency.npz")
-    assert saved["y"].tolist() == [0, 1, 2, 0, 1, 2]
+    assert saved["y"].tolist() == [0, 1, 2, 0, 1, 2] and saved["y"].dtype == np.int64
+    assert main(["sample", str(run), "--n", "6", "--out", str(tmp_path / "g.npz")]) == 0
+    np.testing.assert_array_equal(saved["x"], np.load(tmp_path / "g.npz")["x"])  # the same draw
     D = load_discriminator(run)
     x = to_float(torch.as_tensor(saved["x"]).permute(0, 3, 1, 2))
     y = torch.as_tensor(saved["y"])

@@ -44,7 +44,7 @@ from gankit.analysis.common import (
 )
 from gankit.data import ImageDataset
 from gankit.errors import GankitError, ParameterError, check_path
-from gankit.generation import check_sample_count, generate, save_grid
+from gankit.generation import check_sample_count, sample_batches, save_grid
 from gankit.metrics import (
     ClassifierExtractor,
     array_batches,
@@ -52,7 +52,6 @@ from gankit.metrics import (
     heldout_split,
     load_or_train_classifier,
 )
-from gankit.models import sample_z
 from gankit.run import load_generator as load
 
 __all__ = ["analyze_neighbours", "memorisation_ratios", "nearest", "nearest_images"]
@@ -203,10 +202,9 @@ def analyze_neighbours(
         raise GankitError(f"data: {ds.source} holds {len(ds)} images, too few for a held-out split")
     if k > len(train_idx):
         raise ParameterError("k", f"{k} exceeds the {len(train_idx)} images of the training split")
-    y_s = torch.arange(n) % min(ds.n_classes, cfg.model.n_classes)
-    z = sample_z(n, G.dim_z, truncation, torch.Generator(dev).manual_seed(seed), dev)
-    batches = [(x.cpu(), y) for x, y in generate(G, y_s, batch_size, z=z)]
-    x_s = torch.cat([x for x, _ in batches])
+    classes = range(min(ds.n_classes, cfg.model.n_classes))  # labels i mod K, as `gankit eval`
+    batches = [(x.cpu(), y) for x, y in sample_batches(G, n, classes, truncation, seed, batch_size)]
+    x_s, y_s = torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
 
     model, info = load_or_train_classifier(ds.x, ds.y, ds.n_classes, ds.source, dev, quiet)
     feats = [ClassifierExtractor(model, info["key"])]

@@ -31,9 +31,9 @@ from gankit.analysis.common import check_eval, check_images, check_positive, run
 from gankit.config import Config
 from gankit.data import to_float
 from gankit.errors import GankitError, check_path, check_seed
-from gankit.generation import check_sample_count, generate, save_grid
+from gankit.generation import check_sample_count, sample, save_grid, save_npz
 from gankit.io_utils import atomic_write
-from gankit.models import ProjectionDiscriminator, sample_z
+from gankit.models import ProjectionDiscriminator
 from gankit.run import load_discriminator
 from gankit.run import load_generator as load
 
@@ -164,10 +164,7 @@ def analyze_saliency(
         x, y, what = _real_images(data, cfg, per_class, seed)
     else:
         G = load(D.checkpoint, device)  # the same checkpoint as D, even if a newer one came
-        dev = next(G.parameters()).device
-        y = torch.arange(samples) % cfg.model.n_classes
-        z = sample_z(samples, G.dim_z, truncation, torch.Generator(dev).manual_seed(seed), dev)
-        x = torch.cat([b.cpu() for b, _ in generate(G, y, batch_size, z=z)])
+        x, y = sample(G, samples, None, truncation, seed, batch_size)  # as `gankit sample`
         what = f"{samples} samples of the EMA generator (seed {seed}, truncation {truncation})"
     heads = [h for h in HEADS if h == "adv" or D.aux is not None]
     maps = {h: saliency_maps(D, to_float(x), y, h, batch_size).cpu() for h in heads}
@@ -177,7 +174,7 @@ def analyze_saliency(
     arrays = {h: m.numpy().astype(np.float32) for h, m in maps.items()}
     npz = atomic_write(  # a kill leaves the previous file or none
         out / "saliency.npz",
-        lambda f: np.savez(f, x=x.permute(0, 2, 3, 1).numpy(), y=y.numpy(), **arrays),
+        lambda f: save_npz(f, x, y, **arrays),
     )
     return {
         "source": str(source),
