@@ -80,7 +80,7 @@ from gankit.config import (
     load_preset,
 )
 from gankit.data import ImageDataset, loader_throughput
-from gankit.device import resolve_device
+from gankit.device import resolve_device, synchronize
 from gankit.errors import ParameterError
 from gankit.layers.attention import SelfAttention
 from gankit.models import attention_type, count_params
@@ -114,12 +114,6 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return f"{model} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued kernels so that a clock reading covers them (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_calls(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:

@@ -8,7 +8,7 @@ import torch
 from gankit.config import DEVICES
 from gankit.errors import ParameterError
 
-__all__ = ["DEVICES", "resolve_device"]
+__all__ = ["DEVICES", "resolve_device", "synchronize"]
 
 
 def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:
@@ -52,3 +52,10 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
             f"{torch.cuda.device_count()} processes per node",
         )
     return torch.device("cuda", local_rank)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the kernels queued on ``device`` so that a clock reading covers them (no-op on
+    the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -18,12 +18,8 @@ import torch
 from gankit.data.dataset import ImageDataset
 from gankit.data.prefetch import Prefetcher
 from gankit.data.sampler import BatchSampler
+from gankit.device import synchronize
 from gankit.errors import GankitError
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def loader_throughput(
@@ -46,11 +42,11 @@ def loader_throughput(
     try:
         for _ in range(warmup):
             next(loader)
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(batches):
             next(loader)
-        _sync(device)
+        synchronize(device)
         seconds = time.perf_counter() - start
     finally:
         loader.close()
