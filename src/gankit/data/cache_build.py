@@ -49,11 +49,12 @@ from gankit.data.folder import (
     PROGRESS_MIN_FILES,
     FolderListing,
     bad_file_error,
-    check_classes_left,
+    check_decoded,
     chunk_size,
     decode_chunks,
     default_workers,
     list_image_folder,
+    report_skipped,
     split_chunks,
 )
 from gankit.data.measured import is_measured
@@ -196,8 +197,7 @@ def _stream_folder(
         last_record = time.monotonic()
         with bar, contextlib.closing(stream):
             for k, (good, bad) in enumerate(stream, first):
-                if bad and not skip_bad:
-                    raise bad_file_error(files[k * size + bad[0][0]], bad[0][1])
+                check_decoded(listing, k * size, bad, skip_bad)
                 writer.write(good)
                 progress.bad += [(k * size + i, message) for i, message in bad]
                 progress.chunks_done, progress.written = k + 1, writer.written
@@ -207,10 +207,7 @@ def _stream_folder(
                     last_record = time.monotonic()
         keep = np.ones(n, dtype=bool)
         keep[[i for i, _ in progress.bad]] = False
-        skipped = n - writer.written
-        if skipped:
-            log.warning("%s: skipped %d unreadable file(s) (data.skip_bad)", listing.root, skipped)
-            check_classes_left(listing, keep)
+        skipped = report_skipped(listing, keep)
         bad_names = [listing.relative_name(i) for i, _ in progress.bad]
         meta = cache_meta(resolution, channels, str(listing.root), listing.class_names, skipped,
                           writer.written, files=n, skipped_files=bad_names)  # fmt: skip

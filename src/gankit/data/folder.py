@@ -134,6 +134,26 @@ def check_classes_left(listing: FolderListing, keep: np.ndarray) -> None:
             raise GankitError(f"{where}: no readable images left in this class folder")
 
 
+def check_decoded(
+    listing: FolderListing, start: int, bad: list[tuple[int, str]], skip_bad: bool
+) -> None:
+    """Raise :func:`bad_file_error` for the first of a decoded chunk's ``bad`` files (``(index
+    in the chunk, message)``; the chunk starts at file ``start``) unless ``skip_bad``."""
+    if bad and not skip_bad:
+        i, message = bad[0]
+        raise bad_file_error(listing.files[start + i], message)
+
+
+def report_skipped(listing: FolderListing, keep: np.ndarray) -> int:
+    """After decoding with ``skip_bad`` (``keep (N,)``: the files that decoded): the number of
+    skipped files, logged as a warning, after checking that every class kept an image."""
+    skipped = int((~keep).sum())
+    if skipped:
+        log.warning("%s: skipped %d unreadable file(s) (data.skip_bad)", listing.root, skipped)
+        check_classes_left(listing, keep)
+    return skipped
+
+
 def bad_file_error(path: str | Path, message: str) -> GankitError:
     """The one-line error for an unreadable file when ``skip_bad`` is off."""
     return GankitError(
@@ -324,17 +344,12 @@ def load_image_folder(
     stream = decode_chunks(chunks, resolution, channels, workers or default_workers(), resize)
     with bar, contextlib.closing(stream):
         for k, (good, bad) in enumerate(stream):
-            for i, message in bad:
-                if not skip_bad:
-                    raise bad_file_error(files[k * size + i], message)
-                keep[k * size + i] = False
+            check_decoded(listing, k * size, bad, skip_bad)
+            keep[[k * size + i for i, _ in bad]] = False
             x[written : written + len(good)] = good
             written += len(good)
             bar.update(len(good) + len(bad))
-    skipped = len(files) - written
-    if skipped:
-        log.warning("%s: skipped %d unreadable file(s) (data.skip_bad)", root, skipped)
-        check_classes_left(listing, keep)
+    skipped = report_skipped(listing, keep)
     return ImageDataset(
         x=x[:written],
         y=listing.labels[keep],
