@@ -157,6 +157,48 @@ def test_failed_capture_warns_once_and_runs_eagerly_on_the_same_batches():
     _assert_equal(graphed, eager, losses, _losses(eager, n))
 
 
+class FailingAfterBackward(CallReplay):
+    """A capture that fails in G's optimizer step, after the iteration's backward passes (the
+    recorded kernels never ran: the gradients they allocated hold garbage on CUDA)."""
+
+    def __init__(self, opt: torch.optim.Optimizer) -> None:
+        super().__init__()
+        self.opt = opt
+
+    def capture(self, fn):
+        def fail(*args, **kwargs):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+        self.opt.step, step = fail, self.opt.step
+        try:
+            fn()
+        finally:
+            self.opt.step = step
+
+
+def test_a_capture_failing_after_backward_leaves_no_gradients():
+    """The eager fallback starts from no gradients, as every iteration does (each optimizer
+    step frees its own): it would otherwise add its gradients to the failed capture's."""
+    graphed = _trainer()
+    graphed.graph = IterationGraph(
+        graphed.batches, [graphed.opt_G, graphed.opt_D], graphed.gen,
+        backend=FailingAfterBackward(graphed.opt_G), forget=graphed._forget_sn_tensors,
+    )  # fmt: skip
+    starts = []
+    iteration = graphed._iteration
+
+    def recording():
+        nets = (graphed.G, graphed.D)
+        starts.append(all(p.grad is None for net in nets for p in net.parameters()))
+        return iteration()
+
+    graphed._iteration = recording
+    with pytest.warns(RuntimeWarning, match="disabled .*operation not permitted"):
+        _losses(graphed, WARMUP + 2)
+    assert graphed.graph.disabled and len(starts) == WARMUP + 3  # + the failed capture's call
+    assert all(starts)
+
+
 class TracingCapture(CallReplay):
     """Runs the Python of the iteration at capture, as ``torch.cuda.graph`` does."""
 

@@ -171,6 +171,12 @@ def test_reference_caches_follow_the_data_contents(data_cfg, tmp_path):
     x2 = x.copy()
     x2[99, 0, 0, 0] = 1  # the last row is one of the sampled rows
     assert data_digest(x2, y) != data_digest(x, y)
+    source = tmp_path / "f.npy"  # a data file: its size and modification time count too
+    np.save(source, x)
+    before = data_digest(x, y, str(source))
+    os.utime(source, ns=(0, 10**9))
+    assert data_digest(x, y, str(source)) != before
+    assert data_digest(x, y, "mnist-5k (embedded)") == data_digest(x, y)  # not a file
     cache = tmp_path / "cache"
     args = (data_cfg.data, RES, 1, 50, None, torch.device("cpu"))
     first = prepare(["swd", "class_acc"], *args)

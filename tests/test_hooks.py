@@ -14,6 +14,7 @@ from gankit.training import hooks as hooks_mod
 from gankit.training import state as state_mod
 from gankit.training.hooks import CollapseRollback, grid_latents
 from gankit.training.loop import Hook, Trainer
+from gankit.training.monitor import Monitor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,6 +76,11 @@ def test_rollback_reads_health_from_meta_not_state(tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt_io, "load_state", counting)
     monkeypatch.setattr(hooks_mod.ckpt_io, "load_state", counting)
     monkeypatch.setattr(state_mod.ckpt_io, "load_state", counting)
+    trainer.monitor = Monitor(trainer.run, 6, 6, quiet=True)  # fit closed its own
     CollapseRollback().on_collapse(trainer, ["loss spike"])
+    trainer.monitor.close()
     assert loads == ["step_00000002"]  # only the checkpoint restored, never to read a flag
     assert trainer.step == 2 and trainer.rollbacks == 1
+    record = trainer.run.read_metrics()[-1]  # numbered, which inspect reads
+    assert record["step"] == 6 and record["rollback"] == 1
+    assert record["warning"].startswith("rolled back to ")

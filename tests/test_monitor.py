@@ -132,6 +132,10 @@ def test_inspect_marks_warnings_and_rollbacks(tmp_path):
     summary = json.loads(marked[-1].read_text())
     assert [w["step"] for w in summary["warnings"]] == [4]
     assert [r["step"] for r in summary["rollbacks"]] == [7]
+    # a run logged before rollback records carried their number: known by the message
+    _log_run(tmp_path / "old", {7: "rolled back to runs/a/checkpoints/step_00000004 (rollback 1)"})
+    old = json.loads(inspect_run(tmp_path / "old")[-1].read_text())
+    assert [r["step"] for r in old["rollbacks"]] == [7] and old["warnings"] == []
     spectra_plain, spectra_marked = plain[1], marked[1]
     assert spectra_plain.name == "spectra.png"
     assert _red_pixels(spectra_plain) == 0 and _orange_pixels(spectra_plain) == 0

@@ -218,3 +218,5 @@ def test_bad_stabiliser_settings_fail_at_start(tmp_path, overrides, match):
     with pytest.raises(GankitError, match=match):
         train(tiny_cfg(data, *overrides), tmp_path / "r", quiet=True)
     assert not (tmp_path / "r").exists()
+    with pytest.raises(GankitError, match=match):  # a Trainer built directly checks the same
+        Trainer(tiny_cfg(data, *overrides), None, quiet=True)

@@ -131,7 +131,7 @@ def _real_features(
     :func:`gankit.metrics.stats_cache.data_digest`)."""
     feats: Features = {"labels": np.asarray(ds.y)[indices].astype(np.int64)}
     missing = []
-    content = data_digest(ds.x, ds.y)
+    content = data_digest(ds.x, ds.y, ds.source)
     for kind, extractor in extractors.items():
         key = cache_key(
             source=source, content=content, subset=subset, n=len(indices),

@@ -352,9 +352,9 @@ def interpolation_strip(
         raise ParameterError("interpolate", f"expected z or class, got {mode!r}")
     dev = next(G.parameters()).device
     chosen = _class_list(classes, G.n_classes)
-    if mode == "class" and (len(chosen) != 2 or not classes):
+    if mode == "class" and (len(chosen) != 2 or classes is None):
         raise ParameterError("classes", "class interpolation needs exactly two classes, e.g. 3,7")
-    if mode == "z" and classes and len(chosen) > 1:
+    if mode == "z" and classes is not None and len(chosen) > 1:
         raise ParameterError("classes", f"z interpolation keeps one class, got {len(chosen)}")
     gen = torch.Generator(dev).manual_seed(seed)
     ends = sample_z(2, G.dim_z, truncation, generator=gen, device=dev)

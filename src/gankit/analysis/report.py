@@ -88,8 +88,11 @@ def _series(records: list[dict[str, Any]], keys: list[str]) -> Series:
 
 
 def _is_rollback(record: dict) -> bool:
-    """A warning record of a rollback (the trainer numbers them: key ``rollback``)."""
-    return isinstance(record.get("rollback"), int)
+    """A warning record of a rollback: the trainer numbers them (key ``rollback``); runs logged
+    before it did are recognised by the message it wrote then."""
+    if "rollback" in record:
+        return isinstance(record["rollback"], int)
+    return record["warning"].startswith("rolled back to ")
 
 
 def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:

@@ -176,7 +176,10 @@ def load_or_train_classifier(
         )
     n, c, h, w = x.shape
     key = cache_key(
-        source=source, content=data_digest(x, y), classes=n_classes, version=CLASSIFIER_VERSION
+        source=source,
+        content=data_digest(x, y, source),
+        classes=n_classes,
+        version=CLASSIFIER_VERSION,
     )  # the digest covers the shape (n, channels, height, width)
     path = cache_root() / "classifiers" / f"{key}.safetensors"
     model = SmallClassifier(c, n_classes)

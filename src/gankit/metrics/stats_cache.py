@@ -44,14 +44,18 @@ def cache_key(**fields: object) -> str:
 DIGEST_ROWS = 64
 
 
-def data_digest(x: Any, y: Any) -> str:
+def data_digest(x: Any, y: Any, source: str = "") -> str:
     """A fingerprint of a data set's contents for cache keys: the shape of ``x (N, ...)``, every
-    label of ``y (N,)`` and :data:`DIGEST_ROWS` evenly spaced rows of ``x``. A data file replaced
-    by other images of the same size and count gets another key (its path alone would not); the
-    rows are few enough to read from a memory map or an HDF5 file at once."""
+    label of ``y (N,)``, :data:`DIGEST_ROWS` evenly spaced rows of ``x`` and, when ``source``
+    names a file, its size and modification time. A data file replaced by other images of the
+    same size and count gets another key (its path alone would not); the rows are few enough
+    to read from a memory map or an HDF5 file at once. (An image folder edited in place keeps
+    its key unless a sampled image or a label changed.)"""
     n = len(x)
     rows = np.unique(np.linspace(0, n - 1, min(n, DIGEST_ROWS)).round().astype(np.int64))
-    h = hashlib.sha256(json.dumps(list(x.shape)).encode())
+    stat = os.stat(source) if source and os.path.isfile(source) else None
+    file = [stat.st_size, stat.st_mtime_ns] if stat is not None else None
+    h = hashlib.sha256(json.dumps([list(x.shape), file]).encode())
     h.update(np.ascontiguousarray(np.asarray(y, dtype=np.int64)).tobytes())
     h.update(np.ascontiguousarray(x[rows]).tobytes())
     return h.hexdigest()[:16]

@@ -188,7 +188,9 @@ class IterationGraph:
             with _capturable(self.optimizers):
                 backend.capture(self._on_static_inputs(iteration))
         except Exception as err:  # noqa: BLE001 - any capture failure means: run eagerly
-            self.forget()  # what the failed capture left (never computed)
+            self.forget()  # what the failed capture left (never computed), gradients too: the
+            for opt in self.optimizers:  # eager steps add theirs to whatever .grad holds
+                opt.zero_grad(set_to_none=True)
             self._give_up(f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}")
             return False
         self.backend = backend

@@ -59,6 +59,7 @@ from gankit.training.loss_meter import DStepStats, LossMeter, TrainingDivergedEr
 from gankit.training.monitor import Monitor
 from gankit.training.optim import adam
 from gankit.training.stop import StopSignals, TrainingStopped
+from gankit.validation import validate
 
 __all__ = ["Hook", "Trainer", "amp_dtype", "check_data"]
 
@@ -148,7 +149,7 @@ class Trainer:
     ==============  ================================================================
 
     Args:
-        cfg: the resolved run config (checked by :func:`gankit.validation.validate`).
+        cfg: the resolved run config (checked here with :func:`gankit.validation.validate`).
         run_dir: where logs, samples and checkpoints go (``None``: write nothing).
         G, D: prebuilt networks (default ``gankit.models.build(cfg.model)``).
         dataset: prebuilt data (default ``gankit.data.load_dataset(cfg.data, ...)``).
@@ -156,7 +157,8 @@ class Trainer:
         quiet: no progress bar.
 
     Raises:
-        GankitError: settings that need the world size (DDP), data that does not fit the model.
+        GankitError: a bad config (:func:`gankit.validation.validate`), settings that need the
+            world size (DDP), data that does not fit the model.
     """
 
     def __init__(
@@ -170,6 +172,7 @@ class Trainer:
         hooks: Sequence[Hook] = (),
         quiet: bool = False,
     ):
+        validate(cfg)  # as train/resume/bench do: a Trainer built directly is checked too
         t = cfg.train
         self.cfg, self.quiet, self.hooks = cfg, quiet, list(hooks)
         self.dist, self.device = distributed.setup(t.device)
