@@ -10,11 +10,13 @@ from torch.profiler import profile
 from gankit.config import ModelConfig
 from gankit.errors import GankitError, ParameterError
 from gankit.layers.attention import (
+    ATTENTION_NAMES,
     NONLOCAL_MODES,
     NonLocal,
     SelfAttention,
     attention,
     attention_reference,
+    build_attention,
 )
 from gankit.models.base import make_attention
 
@@ -265,6 +267,20 @@ def test_nonlocal_rejects_bad_arguments_and_shapes():
         NonLocal(8, "gaussian", dim=4)
     with pytest.raises(ValueError, match=r"expected \(B, 8\) \+ 2 spatial dims"):
         NonLocal(8, "gaussian")(torch.randn(2, 8, 5))
+
+
+def test_build_attention_by_name():
+    assert ATTENTION_NAMES == ("sagan", "biggan", *NONLOCAL_MODES)
+    sagan, biggan = build_attention("sagan", 32, k=4), build_attention("biggan", 32, sn=False)
+    assert isinstance(sagan, SelfAttention) and not sagan.pool and sagan.query.out_channels == 8
+    assert isinstance(biggan, SelfAttention) and biggan.pool
+    for mode in NONLOCAL_MODES:
+        m = build_attention(mode, 32, dim=1)
+        assert isinstance(m, NonLocal) and m.mode == mode and m.dim == 1
+    with pytest.raises(ValueError, match="^name: expected one of sagan, biggan, gaussian"):
+        build_attention("transformer", 32)
+    with pytest.raises(GankitError):
+        build_attention("transformer", 32)
 
 
 def test_make_attention_by_type():

@@ -35,15 +35,18 @@ from gankit.errors import ParameterError
 from gankit.layers.spectral_norm import sn_conv2d
 
 __all__ = [
+    "ATTENTION_NAMES",
     "NONLOCAL_MODES",
     "NonLocal",
     "SelfAttention",
     "attention",
     "attention_reference",
+    "build_attention",
     "double_backward_safe",
 ]
 
 NONLOCAL_MODES = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+ATTENTION_NAMES = ("sagan", "biggan", *NONLOCAL_MODES)
 
 
 def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -292,3 +295,17 @@ class NonLocal(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}, dim={self.dim}, subsample={self.subsample}, fused={self.fused}"
+
+
+def build_attention(name: str, channels: int, **kwargs) -> nn.Module:
+    """Attention layer by name (see :data:`ATTENTION_NAMES`) for ``channels`` input channels.
+
+    ``sagan`` / ``biggan``: :class:`SelfAttention` with ``pool=False`` / ``True``; the non-local
+    modes: :class:`NonLocal` with that ``mode``. ``kwargs`` go to the constructor. An unknown
+    name raises :class:`~gankit.errors.ParameterError` (a ``ValueError`` and ``GankitError``).
+    """
+    if name in ("sagan", "biggan"):
+        return SelfAttention(channels, pool=name == "biggan", **kwargs)
+    if name in NONLOCAL_MODES:
+        return NonLocal(channels, name, **kwargs)
+    raise ParameterError("name", f"expected one of {', '.join(ATTENTION_NAMES)}, got {name!r}")

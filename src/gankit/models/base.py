@@ -16,7 +16,7 @@ from torch import nn
 
 from gankit.config import ConfigError, ModelConfig
 from gankit.errors import GankitError
-from gankit.layers.attention import NonLocal, SelfAttention
+from gankit.layers.attention import build_attention
 from gankit.layers.cond_norm import ConditionalNorm2d
 from gankit.layers.spectral_norm import sn_embedding
 from gankit.models.style import D_STYLE, G_STYLE, NetStyle
@@ -46,16 +46,17 @@ def make_attention(
     cfg: ModelConfig, key: str, channels: int, attention: str, sn: bool
 ) -> nn.Module:
     """The attention block ``attention`` (a resolved ``model.attn_type``) over ``channels`` for
-    config key ``key`` (``model.G_attn``/``D_attn``), input and output ``(B, C, H, W)``.
+    config key ``key`` (``model.G_attn``/``D_attn``), input and output ``(B, C, H, W)``, built
+    by name (:func:`gankit.layers.attention.build_attention`):
 
-    - ``sagan`` / ``biggan``: :class:`SelfAttention` (``pool=False`` / ``True``) with
+    - ``sagan`` / ``biggan``: ``SelfAttention`` (``pool=False`` / ``True``) with
       ``model.attn_k``, spectrally normalised with ``sn``;
-    - ``nonlocal:<mode>``: :class:`NonLocal` (Wang et al. 2018) with that pairwise function,
+    - ``nonlocal:<mode>``: ``NonLocal`` (Wang et al. 2018) with that pairwise function,
       ``C/2`` inner channels, no BN, no spectral norm; its ``W_z`` starts at zero, so the block
       starts as the identity, like SAGAN's ``gamma = 0``.
     """
     if attention.startswith("nonlocal:"):
-        return NonLocal(channels, attention.split(":", 1)[1])
+        return build_attention(attention.split(":", 1)[1], channels)
     pool = attention == "biggan"
     if channels % cfg.attn_k or (pool and channels % 2):
         need = f"divisible by model.attn_k={cfg.attn_k}" + (" and by 2 (pooled)" if pool else "")
@@ -63,7 +64,7 @@ def make_attention(
             f"config key '{key}': the feature map there has {channels} channels, expected a "
             f"number {need}; raise model.G_ch/D_ch or choose another resolution"
         )
-    return SelfAttention(channels, k=cfg.attn_k, pool=pool, sn=sn, sn_eps=cfg.sn_eps)
+    return build_attention(attention, channels, k=cfg.attn_k, sn=sn, sn_eps=cfg.sn_eps)
 
 
 class ConditionalGenerator(nn.Module):
