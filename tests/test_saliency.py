@@ -14,11 +14,12 @@ from PIL import Image
 from safetensors.torch import load_file
 from training_fixtures import saved_run, settle, tiny_cfg, tiny_data
 
+from gankit.analysis.common import check_eval
 from gankit.analysis.saliency import analyze_saliency, saliency_maps
 from gankit.cli import main
 from gankit.data import to_float
 from gankit.errors import GankitError
-from gankit.models import build
+from gankit.models import ProjectionDiscriminator, build
 from gankit.run import load_discriminator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -188,6 +189,16 @@ def test_sample_count_is_bounded_in_the_library(tmp_path):
         GankitError, match=r"^samples: expected a number of samples in 1\.\.1000000, got 10000001$"
     ):
         analyze_saliency(tmp_path / "nope", tmp_path, samples=10_000_001)
+
+
+def test_quiet_is_checked_and_a_compiled_network_is_accepted(run, tmp_path):
+    with pytest.raises(GankitError, match="^quiet: expected True or False, got 'no'$"):
+        analyze_saliency(tmp_path / "nope", tmp_path, quiet="no")
+    D = load_discriminator(run)
+    compiled = torch.compile(D, backend="eager")  # not called: no tracing
+    check_eval(compiled, "D", ProjectionDiscriminator, "a discriminator")
+    with pytest.raises(GankitError, match="^D: expected a discriminator, got Sequential$"):
+        check_eval(torch.nn.Sequential(), "D", ProjectionDiscriminator, "a discriminator")
 
 
 def test_load_discriminator_matches_checkpoint(run):

@@ -48,8 +48,8 @@ def check_eval(module: object, param: str, kind: type[torch.nn.Module], what: st
     """ParameterError naming ``param`` unless ``module`` is a ``kind`` (``what``: the network
     expected, e.g. ``"a generator (gankit.load(RUN))"``); GankitError naming it if it is in
     training mode: batch norm would mix the images of a batch and spectral norm would update
-    its vectors during the analysis."""
-    if not isinstance(module, kind):  # a path, or G given for D: torch would fail inside
+    its vectors during the analysis. A ``torch.compile`` d network counts as the one it wraps."""
+    if not isinstance(getattr(module, "_orig_mod", module), kind):  # a path, or G given for D
         raise ParameterError(param, f"expected {what}, got {type(module).__name__}")
     if module.training:
         raise GankitError(f"{param}: expected a network in eval mode (call .eval() first)")

@@ -30,7 +30,7 @@ from torch import nn
 from gankit.analysis.common import check_eval, check_images, check_positive, run_data, tiles
 from gankit.config import Config
 from gankit.data import to_float
-from gankit.errors import GankitError, check_path, check_seed
+from gankit.errors import GankitError, check_bool, check_path, check_seed
 from gankit.generation import check_sample_count, sample, save_grid, save_npz
 from gankit.io_utils import atomic_write
 from gankit.models import ProjectionDiscriminator
@@ -108,11 +108,11 @@ def _grid(
 
 
 def _real_images(
-    data: str | None, cfg: Config, per_class: int, seed: int
+    data: str | None, cfg: Config, per_class: int, seed: int, quiet: bool
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """uint8 images, labels and source of ``per_class`` seeded images of every class of ``data``
     (all images of a smaller class)."""
-    ds = run_data(cfg, data)
+    ds = run_data(cfg, data, quiet)
     y = np.asarray(ds.y)
     rng = np.random.default_rng(seed)
     members = [np.flatnonzero(y == c) for c in range(ds.n_classes)]
@@ -133,6 +133,7 @@ def analyze_saliency(
     seed: int = 0,
     device: str = "auto",
     batch_size: int = 64,
+    quiet: bool = False,
 ) -> dict:
     """``gankit analyze saliency``: D's saliency maps of real or generated images.
 
@@ -145,6 +146,7 @@ def analyze_saliency(
         data: a data source (folder, .npz, ...; e.g. ``gankit sample --out x.npz``), fitted to
             the model's resolution and channels like training data; ``None``: the run's data.
         truncation, seed: of the samples' latents (``seed`` also picks the real images).
+        quiet: no progress bar while the real images are loaded.
 
     Returns:
         ``{"source", "n", "classes", "heads", "images" (what was analysed), "files"}``.
@@ -154,6 +156,7 @@ def analyze_saliency(
             labels outside the model's classes.
     """
     check_seed(seed)
+    check_bool("quiet", quiet)
     check_positive(per_class, "per_class")
     if samples is not None:
         check_sample_count(samples, seed, "samples")
@@ -161,7 +164,7 @@ def analyze_saliency(
     D = load_discriminator(source, device)
     cfg = D.config
     if samples is None:
-        x, y, what = _real_images(data, cfg, per_class, seed)
+        x, y, what = _real_images(data, cfg, per_class, seed, quiet)
     else:
         G = load(D.checkpoint, device)  # the same checkpoint as D, even if a newer one came
         x, y = sample(G, samples, None, truncation, seed, batch_size)  # as `gankit sample`

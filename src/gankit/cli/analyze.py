@@ -46,9 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--k", type=int, default=3, help="neighbours shown per sample")
     m.add_argument("--truncation", type=float, default=0.0)
     m.add_argument("--batch-size", type=int, default=256, help="samples per forward pass")
-    for a in (r, m):
-        a.add_argument("--quiet", action="store_true", help="no progress bar")
     for a in (q, r, m):
+        a.add_argument("--quiet", action="store_true", help="no progress bar")
         a.add_argument("source", help="run directory or checkpoint")
         a.add_argument("--out", required=True, help="output folder")
         a.add_argument("--seed", type=int, default=0)
@@ -57,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    common = dict(seed=args.seed, device=args.device, batch_size=args.batch_size)
+    common = dict(seed=args.seed, device=args.device, batch_size=args.batch_size, quiet=args.quiet)
     check_truncation_flag(getattr(args, "truncation", 0.0))  # saliency, neighbours
     if args.analysis == "saliency":
         from gankit.analysis.saliency import analyze_saliency
@@ -84,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
             lr=args.lr,
             search_class=args.search_class,
             feature_weight=args.feature_weight,
-            quiet=args.quiet,
             **common,
         )
     else:
@@ -97,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
             data=args.data,
             k=args.k,
             truncation=args.truncation,
-            quiet=args.quiet,
             **common,
         )
     print(json.dumps(result, indent=2))
