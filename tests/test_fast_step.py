@@ -42,7 +42,7 @@ from gankit.layers.spectral_norm import (
 )
 from gankit.models import build
 from gankit.models.base import ProjectionDiscriminator
-from gankit.training import optim, speed
+from gankit.training import compiled, optim, speed
 from gankit.training.loop import Trainer
 from gankit.training.opcount import OpCounter
 from gankit.training.saved_activations import SavedActivations
@@ -327,15 +327,15 @@ def test_compile_setting_rejects_unknown_mode_and_reads_old_bool_configs(tmp_pat
 def test_compile_cache_lives_under_gankit_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.setenv("GANKIT_CACHE", str(tmp_path))
-    speed.enable_compile_cache()
+    compiled.enable_compile_cache()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
     # importing torch._inductor.config writes its default folder into the environment, so
     # inductor's default counts as unset
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
-    speed.enable_compile_cache()
+    compiled.enable_compile_cache()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
-    speed.enable_compile_cache()  # a user's own setting wins
+    compiled.enable_compile_cache()  # a user's own setting wins
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
 
 
@@ -353,7 +353,7 @@ def test_compiled_power_iteration_is_one_graph_per_network(batched_fakes, monkey
         inputs.extend(example_inputs)
         return gm.forward
 
-    monkeypatch.setattr(speed, "compile_backend", lambda: recording_backend)
+    monkeypatch.setattr(compiled, "compile_backend", lambda: recording_backend)
     counters = torch._dynamo.utils.counters
     counters.clear()
     _, trainer = _run(
@@ -385,7 +385,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     torch.manual_seed(0)
     net, ref = sn_linear(3, 2), sn_linear(3, 2)
     ref.load_state_dict(net.state_dict())
-    call = speed.CompileOrEager(net, "D", "default")
+    call = compiled.CompileOrEager(net, "D", "default")
     assert call.is_compiled
 
     def broken(*args, **kwargs):
@@ -437,7 +437,7 @@ def test_compiled_calls_force_channels_last_graphs_with_train_channels_last(monk
             nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1)
         )
         net = net.to(memory_format=torch.channels_last)
-        call = speed.CompileOrEager(net, "G", "default", channels_last=channels_last)
+        call = compiled.CompileOrEager(net, "G", "default", channels_last=channels_last)
         with (
             torch.backends.mkldnn.flags(enabled=False),
             # no FX-graph or AOTAutograd cache hit: lower every graph
@@ -493,7 +493,7 @@ class _BreakingD(_SmallD):
         pytest.param(
             _BreakingD,
             marks=pytest.mark.skipif(
-                not speed.ISOLATES_RECOMPILES, reason="torch.compile has no isolate_recompiles"
+                not compiled.ISOLATES_RECOMPILES, reason="torch.compile has no isolate_recompiles"
             ),
         ),
     ],
@@ -508,7 +508,7 @@ def test_compiled_calls_keep_their_own_cache(net_class, monkeypatch):
     entries = torch._dynamo.eval_frame._debug_get_cache_entry_list
     n = torch._dynamo.config.recompile_limit + 2
     x, y = torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
-    calls = [speed.CompileOrEager(net_class(), "D", "default") for _ in range(n)]
+    calls = [compiled.CompileOrEager(net_class(), "D", "default") for _ in range(n)]
     with (
         torch._dynamo.config.patch(fail_on_recompile_limit_hit=True),
         warnings.catch_warnings(record=True) as caught,
@@ -552,9 +552,9 @@ def test_compiled_gan_step_matches_eager(backend, loss, monkeypatch):
             tr = Trainer(cfg, None, G=G, D=D, dataset=synthetic_dataset(cfg, 12), quiet=True)
             results[compile_] = [tr.train_iteration() for _ in range(2)]
     assert all(c.is_compiled for c in (tr.G_fn, tr.D_fn, tr.G_fake, tr.D_frozen))
-    for compiled, eager in zip(results["true"], results["false"]):
+    for graphs, eager in zip(results["true"], results["false"]):
         for key in eager:
-            torch.testing.assert_close(compiled[key], eager[key], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(graphs[key], eager[key], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -622,7 +622,7 @@ def test_cuda_graph_modes_return_owned_copies(mode, owned, monkeypatch):
     and D's logits for the log, so those modes hand back (differentiable) copies."""
     monkeypatch.setenv("GANKIT_COMPILE_BACKEND", "aot_eager")
     net = nn.Linear(3, 2)
-    call = speed.CompileOrEager(net, "D", mode)
+    call = compiled.CompileOrEager(net, "D", mode)
     x = torch.randn(4, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # aot_eager ignores the mode, with a warning

@@ -140,7 +140,7 @@ class Trainer:
     ``G``, ``D``    the networks themselves (unwrapped; optimizers, checkpoints)
     ``G_train``     G, DDP-wrapped under torchrun (else G itself)
     ``D_train``     D, DDP-wrapped under torchrun (else D itself)
-    ``G_fn``        ``G_train`` as called (``speed.CompileOrEager``: compiled with
+    ``G_fn``        ``G_train`` as called (``compiled.CompileOrEager``: compiled with
                     ``train.compile``, else eager): G's forward in the G step
     ``D_fn``        ``D_train`` as called: D's forward in the D steps
     ``G_fake``      unwrapped G as called: no-grad fakes for the D steps (no DDP hooks)
