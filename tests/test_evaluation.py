@@ -129,6 +129,8 @@ def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path, capsys, monkey
     np.savez(more, x=np.zeros((50, RES, RES, 1), np.uint8), y=np.arange(50) % (K + 1))
     with pytest.raises(GankitError, match=f"more.npz': has {K + 1} classes but the model of "):
         evaluate(str(run), ["swd"], n=40, data=str(more), device="cpu", quiet=True)
+    with pytest.raises(GankitError, match="classes but the model of "):  # said first
+        evaluate(str(run), ["ccoverage_class"], n=12, data=str(more), device="cpu", quiet=True)
 
     # a run directory that cannot be written: the result is still returned, with a warning
     def read_only(self, record):

@@ -168,16 +168,24 @@ def prepare(
     quiet: bool = True,
     resize: str = "legacy",
     n_param: str | None = None,
+    checkpoint: str | None = None,
+    model_classes: int | None = None,
 ) -> EvalContext:
     """Build the extractors the ``metrics`` need (each kind's registered factory: Inception
     weights, the cached/trained classifier, ...) and the reference features of ``data_cfg`` at
-    ``resolution``/``channels`` (``resize``: module docstring). ``n_param``: the name of the
-    parameter ``n`` came from when ``n`` generated samples will cycle over the data's classes
-    (checked by :func:`check_per_class` before any extractor is built); ``None`` for given
-    images."""
+    ``resolution``/``channels`` (``resize``: module docstring). Checked before any extractor is
+    built: with ``model_classes``, data of more classes than the generator of ``checkpoint`` has,
+    as training refuses them; with ``n_param`` (the name of the
+    parameter ``n`` came from, when ``n`` generated samples will cycle over the data's classes),
+    :func:`check_per_class`. ``None`` for given images."""
     kinds = sorted({get_metric(name).extractor for name in metrics})  # unknown names fail first
     ds = load_images(data_cfg, resolution, channels, NOT_MEASURED, resize=resize, quiet=quiet)
     _check_reference(len(ds), ds.source, any(get_extractor(k).offline for k in kinds))
+    if model_classes is not None and ds.n_classes > model_classes:
+        raise GankitError(
+            f"data '{ds.source}': has {ds.n_classes} classes but the model of {checkpoint} has "
+            f"{model_classes} (model.n_classes); evaluate against data of its classes"
+        )
     if n_param is not None:
         check_per_class(metrics, n, ds.n_classes, n_param)
     # caches (classifier, reference features) of clean-resized data are kept apart
@@ -430,12 +438,9 @@ def evaluate(
         quiet,
         resize,
         n_param="n",
+        checkpoint=str(ckpt),
+        model_classes=cfg.model.n_classes,
     )
-    if ctx.n_classes > cfg.model.n_classes:  # as training refuses: a reference of other classes
-        raise GankitError(
-            f"data '{ctx.info['data']}': has {ctx.n_classes} classes but the model of {ckpt} has "
-            f"{cfg.model.n_classes} (model.n_classes); evaluate against data of its classes"
-        )
     values = evaluate_generator(G, ctx, n, cfg.eval.batch_size, truncation, seed, quiet)
     values.update(_heldout_ceiling(ctx))
     step = checkpoint_step(ckpt)
