@@ -402,6 +402,8 @@ def test_explorer_caches_generators_and_reports_a_vanished_checkpoint(serve_run,
     assert explorer.generator("step_00000002")[1] is G  # cached
     assert explorer.generator(None)[0] == "step_00000004"
     assert [key[0] for key in explorer._generators] == ["step_00000004"]  # keep=1 evicted step 2
+    with pytest.raises(GankitError, match="^keep: expected a positive number of generators"):
+        RunExplorer(serve_run, device="cpu", keep=0)  # would evict the generator in use
 
     def vanished(path, device):
         raise FileNotFoundError(f"{path}/G_ema.safetensors")

@@ -24,7 +24,7 @@ from torch import nn
 from gankit.checkpoint import checkpoint_step, is_complete
 from gankit.config import Config, to_dict
 from gankit.data import load_dataset
-from gankit.errors import GankitError
+from gankit.errors import GankitError, check_int
 from gankit.generation import interpolate_images, sample
 from gankit.models import sample_z
 from gankit.run import BEST, RunDir, check_same_model, load_generator
@@ -47,10 +47,10 @@ class RunExplorer:
     Args:
         run_dir: a run directory with ``checkpoints/step_*/`` (and ``metrics.jsonl``).
         device: ``auto``, ``cpu`` or ``cuda``: where the generators run.
-        keep: how many loaded generators stay in memory.
+        keep: how many loaded generators stay in memory (at least 1: the one in use).
 
     Raises:
-        GankitError: ``run_dir`` is missing or holds no complete checkpoint.
+        GankitError: ``run_dir`` is missing or holds no complete checkpoint; ``keep`` < 1.
     """
 
     def __init__(self, run_dir: str | Path, device: str = "auto", keep: int = 2):
@@ -66,7 +66,7 @@ class RunExplorer:
                 f"(written by gankit train); found none{hint if is_complete(self.run_dir) else ''}"
             )
         self.device = device
-        self.keep = keep
+        self.keep = check_int("keep", keep, 1, None, "a positive number of generators")
         self._lock = threading.Lock()
         self._generators: OrderedDict[tuple[str, float], nn.Module] = OrderedDict()
         self.checkpoint, G = self.generator(None)  # load now: a bad run fails at start-up
