@@ -220,8 +220,8 @@ def test_inception_score_alone_extracts_no_reference(setup, monkeypatch):
     monkeypatch.setattr(
         evaluation,
         "_real_features",
-        lambda ds, source, idx, ext, subset, quiet: (
-            subsets.append(subset) or real_features(ds, source, idx, ext, subset, quiet)
+        lambda ds, source, content, idx, ext, subset, quiet: (
+            subsets.append(subset) or real_features(ds, source, content, idx, ext, subset, quiet)
         ),
     )
     tmp, run = setup

@@ -121,17 +121,17 @@ def _subset(indices: np.ndarray, n: int) -> np.ndarray:
 def _real_features(
     ds,
     source: str,
+    content: str,
     indices: np.ndarray,
     extractors: dict[str, Extractor],
     subset: str,
     quiet: bool,
 ) -> Features:
     """Features of ``ds.x[indices]``, per extractor cached under ``$GANKIT_CACHE/stats`` (keyed
-    by ``source``, the data's source and resize mode, and by the data's contents:
+    by ``source``, the data's source and resize mode, and by ``content``, the data's
     :func:`gankit.metrics.stats_cache.data_digest`)."""
     feats: Features = {"labels": np.asarray(ds.y)[indices].astype(np.int64)}
     missing = []
-    content = data_digest(ds.x, ds.y, ds.source)
     for kind, extractor in extractors.items():
         key = cache_key(
             source=source, content=content, subset=subset, n=len(indices),
@@ -200,18 +200,19 @@ def prepare(
         info.update(extra)
     reference: dict[bool, Features] = {}
     heldout = None
+    content = data_digest(ds.x, ds.y, ds.source)  # once for the subsets below
     online = {k: e for k, e in extractors.items() if not get_extractor(k).offline}
     if any(get_metric(m).needs_real and not get_metric(m).offline for m in metrics):  # not IS
         idx = _subset(np.arange(len(ds)), n)
-        reference[False] = _real_features(ds, source, idx, online, "all", quiet)
+        reference[False] = _real_features(ds, source, content, idx, online, "all", quiet)
         info["n_reference"] = len(idx)
         info["reference_split"]["inception"] = REFERENCE_SPLITS["inception"]
     offline = {k: e for k, e in extractors.items() if get_extractor(k).offline}
     if offline:
         train_idx, held_idx = heldout_split(len(ds))
         idx = _subset(train_idx, n)
-        reference[True] = _real_features(ds, source, idx, offline, "clf-train", quiet)
-        heldout = _real_features(ds, source, held_idx, offline, "clf-heldout", quiet)
+        reference[True] = _real_features(ds, source, content, idx, offline, "clf-train", quiet)
+        heldout = _real_features(ds, source, content, held_idx, offline, "clf-heldout", quiet)
         info["n_reference_offline"], info["n_real_heldout"] = len(idx), len(held_idx)
         info["reference_split"]["offline"] = REFERENCE_SPLITS["offline"]
     return EvalContext(
