@@ -10,6 +10,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -37,8 +38,11 @@ def train_tiny_run(tmp: Path) -> Path:
     return run
 
 
-def start_server(run: Path) -> tuple[subprocess.Popen, str]:
-    """``gankit serve RUN --port 0`` in a subprocess; returns it and the URL it printed.
+def start_server(
+    run: Path, on_line: Callable[[str], Any] | None = None
+) -> tuple[subprocess.Popen, str]:
+    """``gankit serve RUN --port 0`` in a subprocess; returns it and the URL it printed, after
+    calling ``on_line`` with each line printed before the URL.
 
     Single-threaded torch, like the tests (``one_thread``), so that images match bit for bit."""
     src = str(Path(gankit.__file__).resolve().parents[1])
@@ -60,6 +64,8 @@ def start_server(run: Path) -> tuple[subprocess.Popen, str]:
         seen.append(line)
         if line.startswith("gankit serve: http://"):
             return proc, line.split()[2]
+        if on_line is not None:
+            on_line(line)
         if proc.poll() is not None:
             raise RuntimeError(f"gankit serve exited: {''.join(seen)}")
 

@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import io
 import json
+import os
 import re
 import shutil
 import socket
@@ -24,7 +25,7 @@ import torch
 import uvicorn
 from PIL import Image
 from safetensors.torch import save_file
-from serve_fixtures import CLASS_NAMES, request
+from serve_fixtures import CLASS_NAMES, request, start_server, stop_server
 from starlette.applications import Starlette
 
 import gankit
@@ -36,7 +37,7 @@ from gankit.models import build, sample_z
 from gankit.run import RunDir, load_generator
 from gankit.serve import app as app_module
 from gankit.serve.curves import training_curves
-from gankit.serve.explorer import RunExplorer
+from gankit.serve.explorer import RunExplorer, wait_for_first_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -341,6 +342,62 @@ def test_explorer_rejects_a_directory_without_checkpoints(serve_run, tmp_path):
         RunExplorer(tmp_path)
     with pytest.raises(GankitError, match="found none; this is a checkpoint folder: pass its run"):
         RunExplorer(serve_run / "checkpoints" / "step_00000004")
+
+
+def _run_without_checkpoints(serve_run, path):
+    """A run directory as ``gankit train`` leaves it before its first checkpoint."""
+    (path / "checkpoints").mkdir(parents=True)
+    shutil.copy(serve_run / "config.toml", path)
+    return path
+
+
+def _add_checkpoint(serve_run, run, name="step_00000004"):
+    """Copy a checkpoint of ``serve_run`` into ``run`` as a trainer writes one: whole, by rename."""
+    shutil.copytree(serve_run / "checkpoints" / name, run / "checkpoints" / f".tmp-{name}")
+    os.rename(run / "checkpoints" / f".tmp-{name}", run / "checkpoints" / name)
+
+
+def test_serve_waits_while_training_has_not_written_the_first_checkpoint(serve_run, tmp_path):
+    """Started beside ``gankit train`` (the run's writer lock held, no checkpoint yet), the
+    server says so once and starts when the checkpoint lands; with nobody writing the run, or
+    once the writer has gone, it does not wait (and the explorer refuses the empty run)."""
+    run = _run_without_checkpoints(serve_run, tmp_path / "run")
+    said: list[str] = []
+    wait_for_first_checkpoint(run, say=said.append)  # nobody writes it: no wait
+    assert said == []
+    with RunDir(run).writer():
+        waiting = threading.Thread(target=wait_for_first_checkpoint, args=(run, 0.02, said.append))
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while not said and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert said == [
+            f"gankit serve: {run} has no checkpoint yet; waiting for the training process "
+            f"(pid {os.getpid()}) to write one; Ctrl+C stops"
+        ]
+        assert waiting.is_alive()
+    waiting.join(30)  # the writer went away without a checkpoint
+    assert not waiting.is_alive() and len(said) == 1
+    with pytest.raises(GankitError, match="found none$"):
+        RunExplorer(run)
+
+
+def test_gankit_serve_starts_once_training_writes_its_first_checkpoint(serve_run, tmp_path):
+    run = _run_without_checkpoints(serve_run, tmp_path / "run")
+    before_url: list[str] = []
+
+    def checkpoint_lands(line: str) -> None:
+        before_url.append(line)
+        _add_checkpoint(serve_run, run)
+
+    with RunDir(run).writer():
+        proc, url = start_server(run, on_line=checkpoint_lands)
+    try:
+        assert len(before_url) == 1 and "has no checkpoint yet; waiting for" in before_url[0]
+        status, _, data = request(f"{url}api/info")
+        assert status == 200 and json.loads(data)["latest"] == "step_00000004"
+    finally:
+        stop_server(proc)
 
 
 def test_explorer_answers_503_while_the_run_has_no_checkpoint(serve_run, tmp_path):

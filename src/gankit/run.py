@@ -160,6 +160,19 @@ class RunDir:
         finally:
             os.close(fd)  # releases the lock
 
+    def writer_pid(self) -> int | None:
+        """The pid of the process holding the run's writer lock (a ``train``/``resume`` at
+        work), read from ``/proc/locks`` without touching the lock; ``None`` when nobody holds
+        it, the directory is missing, or the system cannot tell (no ``/proc/locks``)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            return _flock_holder(fd)
+        finally:
+            os.close(fd)
+
     def ensure_writable(self, hint: str = "choose another run directory") -> RunDir:
         """Create the directory (and parents) and check it is writable, or raise one line
         ending with ``hint`` (what the user can do)."""

@@ -52,7 +52,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gankit.checkpoint import checkpoint_step
 from gankit.errors import GankitError
 from gankit.generation import grid_image, save_npz
-from gankit.serve.explorer import RunExplorer
+from gankit.serve.explorer import RunExplorer, wait_for_first_checkpoint
 from gankit.serve.params import (
     MAX_BODY_BYTES,
     check_body_size,
@@ -282,7 +282,9 @@ def serve(
 ) -> None:
     """Serve the explorer of ``run_dir`` on ``http://host:port/`` until interrupted.
 
-    Prints one line with the URL (the actual port when ``port`` is 0) once the socket is bound.
+    Prints one line with the URL (the actual port when ``port`` is 0) once the socket is bound
+    and the run has a checkpoint: a run whose training has not written its first one yet is
+    waited for (:func:`~gankit.serve.explorer.wait_for_first_checkpoint`).
 
     Raises:
         GankitError: ``port`` outside 0..65535, the address cannot be bound, or ``run_dir`` is
@@ -292,6 +294,7 @@ def serve(
         raise GankitError(f"--port: expected 0..65535, got {port}")
     sock = _bind(host, port)  # first: a busy port fails before the generator loads
     try:
+        wait_for_first_checkpoint(run_dir, say=lambda line: print(line, flush=True))
         explorer = RunExplorer(run_dir, device)
     except BaseException:
         sock.close()

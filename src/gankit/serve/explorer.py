@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,28 @@ from gankit.serve.params import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def wait_for_first_checkpoint(
+    run_dir: str | Path, poll_s: float = 1.0, say: Callable[[str], Any] = print
+) -> None:
+    """Return once ``run_dir`` has a complete ``step_*`` checkpoint or nobody is writing it.
+
+    A run whose training has started but not yet written its first checkpoint is waited for
+    (one line through ``say``, then a look every ``poll_s`` seconds), so the explorer can be
+    started beside ``gankit train``. Anything else returns at once: :class:`RunExplorer` then
+    serves the run or says what is wrong with it.
+    """
+    run = RunDir(run_dir)
+    said = False
+    while not run.list_checkpoints() and (pid := run.writer_pid()) is not None:
+        if not said:
+            say(
+                f"gankit serve: {run.path} has no checkpoint yet; waiting for the training "
+                f"process (pid {pid}) to write one; Ctrl+C stops"
+            )
+            said = True
+        time.sleep(poll_s)
 
 
 class RunExplorer:
