@@ -9,10 +9,12 @@ import sys
 import time
 
 import pytest
-from training_fixtures import TINY, tiny_data
+from training_fixtures import TINY, tiny_cfg, tiny_data
 
+import gankit.data.prefetch as prefetch
 from gankit.checkpoint import load_state
 from gankit.run import RunDir
+from gankit.training import Trainer
 from gankit.training.stop import StopSignals, TrainingStopped
 
 
@@ -200,3 +202,41 @@ def test_a_second_signal_while_the_program_exits_ends_it_at_once():
     out = subprocess.run([sys.executable, "-c", _EXITING], capture_output=True, text=True)
     assert out.returncode == 128 + signal.SIGTERM, out.stderr[-2000:]
     assert "after the first" in out.stdout and "after the second" not in out.stdout
+
+
+SIGNAL_AT_TEARDOWN = """
+import os, signal, time
+
+class SignalAtTeardown:  # collected while Python tears its modules down, after the exit callbacks
+    def __del__(self, kill=os.kill, pid=os.getpid(), sig=signal.SIGTERM, sleep=time.sleep):
+        kill(pid, sig)
+        sleep(0.2)  # the signal's default effect would end the process here
+
+teardown = SignalAtTeardown()
+"""
+
+
+def test_a_signal_while_python_tears_down_changes_nothing():
+    """Past the exit callbacks Python puts handled signals back to their default effect (death
+    by SIGTERM, in the second it takes to unload torch): the program ignores them there."""
+    rc, err = _gankit(SIGNAL_AT_TEARDOWN, "info", "--preset", "mnist-sagan")
+    assert (rc, err) == (0, "")
+
+
+def test_a_signal_while_the_prefetch_thread_stops_reaches_the_caller(tmp_path, monkeypatch):
+    """The trainer stops its prefetch thread when ``fit`` ends, so a stop signal raised while
+    the thread is joined reaches the command (one line, 128 + signal), rather than a
+    garbage-collection callback that printed it as an ignored exception and exited 0."""
+    stops = []
+
+    def interrupted_finish(stop, thread):
+        stops.append(thread)
+        prefetch_finish(stop, thread)
+        raise KeyboardInterrupt  # what the handler raises when the signal comes in the join
+
+    prefetch_finish = prefetch._finish
+    monkeypatch.setattr(prefetch, "_finish", interrupted_finish)
+    trainer = Trainer(tiny_cfg(tiny_data(tmp_path / "d.npz")), quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(1)
+    assert len(stops) == 1 and not stops[0].is_alive()

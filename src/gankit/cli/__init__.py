@@ -20,7 +20,8 @@ and exits with 130 / 143 (training instead stops at a step boundary by itself, s
 :mod:`gankit.training.stop`); the atomic writers remove their temp files on the way out. Once
 the command has returned or raised, its line and exit status stand: the ``gankit`` program
 (``main()`` without ``argv``) ignores a first later stop signal while it exits (a second ends
-it at once), and ``main(argv)`` hands a late one to the caller's handler when it returns.
+it at once, until its last exit callback; past it, while Python tears its modules down, every
+one is ignored), and ``main(argv)`` hands a late one to the caller's handler when it returns.
 ``import gankit.cli`` loads nothing heavy (the command modules load in :func:`main`): only a
 signal in the first few tens of milliseconds of the process, before :func:`main` runs, keeps
 Python's default effect.
@@ -29,6 +30,7 @@ Python's default effect.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import os
 import signal
@@ -98,6 +100,8 @@ class _CommandSignals:
             if hasattr(signal, "pthread_sigmask"):
                 self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, own)
             self._previous = {s: signal.signal(s, self._handle) for s in own}
+            if self.program:  # registered first, so it runs after every later exit callback
+                atexit.register(self._ignore_from_now_on)
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -127,6 +131,13 @@ class _CommandSignals:
         if self.late:
             os._exit(128 + signum)
         self.late = signum
+
+    def _ignore_from_now_on(self) -> None:
+        """The last exit callback: from here Python tears its modules down, after putting a
+        handled signal back to its default effect (death, for a process that took seconds to
+        exit with torch loaded), so a stop signal is ignored, in every thread, instead."""
+        for s in self._previous:
+            signal.signal(s, signal.SIG_IGN)
 
     def __exit__(self, *exc: object) -> None:
         for s, handler in self._previous.items():

@@ -446,6 +446,9 @@ class Trainer:
                             self._stop(signum, saved)
         finally:
             self.monitor.close()
+            # here, not when the trainer is collected: a stop signal while the prefetch thread
+            # is joined is raised to the caller, not swallowed by a garbage-collection callback
+            self.batches.close()
 
     def _stop(self, signum: int, saved: bool) -> None:
         """Write a checkpoint of this step (unless one was just written) and end training."""
