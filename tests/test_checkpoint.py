@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ from gankit.cli import main
 from gankit.config import Config, load_toml, save_toml
 from gankit.errors import GankitError, ParameterError
 from gankit.models import build
-from gankit.run import find_checkpoint
+from gankit.run import RunDir, find_checkpoint
 from gankit.training import resume, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,6 +46,40 @@ def test_resume_is_exact(tmp_path):
     assert sa["sampler"]["position"] == sb["sampler"]["position"]
     # metrics.jsonl continues where the first half stopped
     assert len((half / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def _eval_log(run):
+    """``(step, record)`` of every eval record and ``(step, loss_D, loss_G)`` of every other
+    record of ``run``'s log, in file order (timings left out)."""
+    return [
+        (r["step"], r["eval"]) if "eval" in r else (r["step"], r["loss_D"], r["loss_G"])
+        for r in RunDir(run).read_metrics()
+    ]
+
+
+def test_resume_evaluates_the_eval_step_a_kill_left_unlogged(tmp_path):
+    """A kill between step 2's checkpoint and its eval leaves that checkpoint with neither the
+    eval's record nor ``checkpoints/best``; the resumed run evaluates step 2 before going on,
+    so its log and ``best`` equal the uninterrupted run's."""
+    data = tiny_data(tmp_path / "d.npz", n=60)  # the classifier of cfid holds out 12
+    evals = ("eval.every=2", "eval.n=12", "eval.metrics=cfid,swd", "train.keep_last=0")
+    straight = train(tiny_cfg(data, *evals), tmp_path / "a", quiet=True)
+    killed = train(tiny_cfg(data, *evals, "train.steps=2"), tmp_path / "b", quiet=True)
+    log = killed / "metrics.jsonl"  # as the kill left it (state.pt is from before the eval)
+    log.write_text("".join(line for line in log.open() if '"eval"' not in line))
+    shutil.rmtree(killed / "checkpoints" / "best")
+    resume(killed, steps=4, quiet=True)
+    assert _eval_log(killed) == _eval_log(straight)
+    assert [r[0] for r in _eval_log(killed) if len(r) == 2] == [2, 4]
+    best_a, best_b = (ckpt_io.load_state(r / "checkpoints" / "best") for r in (straight, killed))
+    assert best_a["best"] == best_b["best"] and best_a["step"] == best_b["step"]
+    # killed in the last step's eval: resuming at that step adds it, then there is nothing left
+    log.write_text("".join(line for line in log.open() if '"step": 4, "eval"' not in line))
+    assert [r[0] for r in _eval_log(killed) if len(r) == 2] == [2]
+    resume(killed, quiet=True)
+    assert _eval_log(killed) == _eval_log(straight)
+    with pytest.raises(ParameterError, match="already at step 4"):
+        resume(killed, quiet=True)
 
 
 def test_crash_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):

@@ -184,6 +184,18 @@ def test_unusable_lines_are_skipped(tmp_path):
     assert len(path.read_text().splitlines()) == 11
 
 
+def test_a_resumed_log_whose_last_record_lost_its_line_break_gets_one(tmp_path):
+    """A last record cut off just before its line break is kept, and the resumed run's first
+    record goes on a line of its own instead of being glued to it (both then unreadable)."""
+    _log_run(tmp_path / "r", {})
+    path = tmp_path / "r" / "metrics.jsonl"
+    path.write_text(path.read_text().rstrip("\n"))
+    monitor = Monitor(RunDir(tmp_path / "r"), total_steps=12, start_step=10, quiet=True)
+    monitor.write({"step": 11, "loss_D": 1.0})
+    monitor.close()
+    assert [r["step"] for r in RunDir(tmp_path / "r").read_metrics()] == [*range(1, 12)]
+
+
 @pytest.mark.parametrize("kind", ["fifo", "directory"])
 def test_metrics_file_that_is_not_a_regular_file(tmp_path, kind):
     """``inspect`` and the training monitor refuse it in one line instead of blocking on a

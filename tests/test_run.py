@@ -85,9 +85,11 @@ def test_metrics_append_and_read_skip_a_truncated_line(run):
         f.write('{"step": 3, "lo')  # a writer killed mid-line
     assert run.read_metrics() == [{"step": 1, "loss_D": 0.5}, {"step": 2, "eval": {"fid": 3.0}}]
     assert json.loads(run.metrics_file.read_text().splitlines()[0])["step"] == 1
+    run.append_metrics({"step": 3, "eval": {"fid": 2.0}})  # a line of its own, not glued on
+    assert run.read_metrics()[2:] == [{"step": 3, "eval": {"fid": 2.0}}]
     with open(run.metrics_file, "ab") as f:
         f.write(b"\n\xa2\xff garbage \x80\n")  # bytes that are not UTF-8: skipped too
-    assert len(run.read_metrics()) == 2
+    assert len(run.read_metrics()) == 3
 
 
 def test_an_empty_path_is_a_parameter_error(tmp_path, capsys):

@@ -1,9 +1,11 @@
 """The whole `gankit train` → `gankit resume` → `gankit sample` under torchrun (2 gloo processes).
 
 Documented expectation: a multi-process run is exact across a resume — 4 steps straight equal
-2 steps + `resume` + 2 steps bitwise (G, D, G_ema), as for one process — and its samples are
-those of the checkpoint (same file twice). The logs carry no deprecation warning and no DDP
-warning about gradient strides (the batched spectral norm hands back row-major gradients).
+2 steps + `resume` + 2 steps bitwise (G, D, G_ema), as for one process, and an eval that a kill
+left out of the log is run once on resuming (the main rank's log decides for every rank) — and
+its samples are those of the checkpoint (same file twice). The logs carry no deprecation
+warning and no DDP warning about gradient strides (the batched spectral norm hands back
+row-major gradients).
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from training_fixtures import TINY, tiny_data
 from gankit.run import RunDir
 
 MODEL_AND_TRAIN = [o for o in TINY if not o.startswith(("train.steps", "train.device"))] + [
-    "train.sn_batched=true"  # the CUDA default: its gradients must suit DDP's buckets
+    "train.sn_batched=true",  # the CUDA default: its gradients must suit DDP's buckets
+    "eval.every=2",
+    "eval.n=12",
+    "eval.metrics=swd",
 ]
 
 
@@ -51,11 +56,19 @@ def _weights(run):
     return {w: load_file(str(ckpt / f"{w}.safetensors")) for w in ("G", "D", "G_ema")}
 
 
+def _eval_steps(run):
+    return [r["step"] for r in RunDir(run).read_metrics() if "eval" in r]
+
+
 def test_torchrun_train_resume_sample(tmp_path):
-    data = tiny_data(tmp_path / "d.npz")
+    data = tiny_data(tmp_path / "d.npz", n=60)  # swd needs 10 held-out images
     logs = _train(data, tmp_path / "straight", 4)
     logs += _train(data, tmp_path / "resumed", 2)
+    # as if killed in step 2's eval: on resuming, every rank follows the main rank's log
+    log = tmp_path / "resumed" / "metrics.jsonl"
+    log.write_text("".join(line for line in log.open() if '"eval"' not in line))
     logs += _torchrun("resume", str(tmp_path / "resumed"), "--steps", "4", "--quiet")
+    assert _eval_steps(tmp_path / "straight") == _eval_steps(tmp_path / "resumed") == [2, 4]
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
     for w in a:
         assert a[w].keys() == b[w].keys()

@@ -226,15 +226,17 @@ class RunDir:
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line to ``metrics.jsonl`` (for writers other than the training
-        monitor, which keeps the file open).
+        monitor, which keeps the file open), on a line of its own after a cut-off last line.
 
         Raises:
             OSError: it cannot be written, or it exists and is not a regular file.
         """
         if self.metrics_file.exists() and not self.metrics_file.is_file():
             raise OSError("not a regular file")  # opening a FIFO would block
-        with open(self.metrics_file, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        with open(self.metrics_file, "a+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            cut_off = end > 0 and f.seek(end - 1) >= 0 and f.read(1) != b"\n"
+            f.write(("\n" * cut_off + json.dumps(record) + "\n").encode())
 
     @staticmethod
     def parse_record(line: str) -> dict[str, Any] | None:

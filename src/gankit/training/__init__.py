@@ -33,7 +33,7 @@ from gankit.errors import (
 )
 from gankit.run import RunDir
 from gankit.training.distributed import cleanup, from_env
-from gankit.training.hooks import default_hooks
+from gankit.training.hooks import default_hooks, eval_pending
 from gankit.training.loop import Hook, Trainer
 from gankit.training.state import check_state
 from gankit.validation import validate
@@ -261,7 +261,8 @@ def _resume(run: RunDir, steps: int | None, device: str | None, quiet: bool) -> 
         cfg.train.device = device
     validate(cfg)
     hooks = default_hooks(cfg)
-    if cfg.train.steps <= state["step"]:
+    done = cfg.train.steps == state["step"] and not eval_pending(cfg, run, state["step"])
+    if cfg.train.steps < state["step"] or done:  # (at the step: only to add a missing eval)
         raise ParameterError(  # the CLI shows it under --steps
             "steps",
             f"{run.path} is already at step {state['step']}; expected a total number of G steps "

@@ -8,7 +8,9 @@ optimising and checkpointing, and everything that needs modules above ``training
 - :class:`PeriodicEval`: ``eval.metrics`` every ``eval.every`` steps
   (:func:`gankit.evaluation.periodic_eval`), logged like ``gankit eval``; keeps
   ``checkpoints/best`` by the lowest value of the first metric whose name contains ``fid``
-  (``fid`` first). Checks the metric names and Inception weights when built;
+  (``fid`` first); a run resumed at an eval step whose record its log lacks (killed between
+  the checkpoint and the eval) is evaluated first. Checks the metric names and Inception
+  weights when built;
 - :class:`SampleHealth`: collapse signals of what G produces
   (:mod:`~gankit.training.sample_signals`) on the snapshot grid's fixed latents, relative to
   real images measured once at start, in every log record (``diversity/pixel_std``,
@@ -39,6 +41,7 @@ from gankit.evaluation import check_per_class, periodic_eval
 from gankit.generation import eval_mode, save_grid
 from gankit.metrics import get_metric
 from gankit.metrics.inception import checked_weights_path
+from gankit.run import RunDir
 from gankit.training.loop import Hook, Trainer
 from gankit.training.sample_signals import class_spread, pairwise_distance, pixel_std
 
@@ -53,6 +56,7 @@ __all__ = [
     "SigmaTracker",
     "SnapshotGrid",
     "default_hooks",
+    "eval_pending",
 ]
 
 GRID_COLS = 8  # samples per class in snapshot grids
@@ -186,9 +190,22 @@ class PeriodicEval(Hook):
             e = trainer.cfg.eval
             check_per_class(e.metrics, e.n, trainer.dataset.n_classes, "eval.n")
 
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """A run resumed at an eval step whose result is not in its log (killed between the
+        step's checkpoint and its eval) is evaluated now, as the uninterrupted run was: the
+        same generator and seed, so the same record and ``checkpoints/best``."""
+        missing = [trainer.writes and eval_pending(trainer.cfg, trainer.run, trainer.step)]
+        if trainer.dist.enabled:  # the main rank's log decides for every rank
+            torch.distributed.broadcast_object_list(missing, src=0)
+        if missing[0]:
+            self._evaluate(trainer)
+
     def on_step(self, trainer: Trainer) -> None:
-        if self.every <= 0 or trainer.step % self.every:
-            return
+        if self.every > 0 and trainer.step % self.every == 0:
+            self._evaluate(trainer)
+
+    def _evaluate(self, trainer: Trainer) -> None:
+        """Evaluate the sampling generator, log the result, update ``checkpoints/best``."""
         state = trainer.state_dict()  # collective under DDP: every rank calls it
         if not trainer.writes:
             return
@@ -201,6 +218,15 @@ class PeriodicEval(Hook):
         if not trainer.best or value < trainer.best["value"]:
             trainer.best = {"key": key, "value": value, "step": trainer.step}
             trainer.save_checkpoint("best", trainer.weights(), {**state, "best": trainer.best})
+
+
+def eval_pending(cfg: Config, run: RunDir, step: int) -> bool:
+    """Whether ``step`` of run ``run`` (config ``cfg``) is an eval step whose record its log
+    lacks: a run killed between that step's checkpoint and its eval."""
+    if cfg.eval.every <= 0 or step == 0 or step % cfg.eval.every:
+        return False
+    records = run.read_metrics() if run.metrics_file.is_file() else []
+    return not any(r.get("step") == step and "eval" in r for r in records)
 
 
 class CollapseError(GankitError):

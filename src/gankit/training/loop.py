@@ -114,6 +114,10 @@ class Hook:
         """Main rank, at each snapshot, before the checkpoint is written: ``G`` is the sampling
         generator (EMA, standing statistics applied) in eval mode."""
 
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """At the start of :meth:`Trainer.fit`, with the log open, before the first iteration
+        (a resumed run's checkpoint is loaded by then: ``trainer.step`` is its step)."""
+
     def on_step(self, trainer: Trainer) -> None:
         """After every iteration (and its log/snapshot). The networks have no gradients here
         (each optimizer step frees its own), and a hook must leave none behind: the next
@@ -422,11 +426,14 @@ class Trainer:
 
     # -- the run -----------------------------------------------------------------------------
     def fit(self, steps: int) -> None:
-        """Train until G step ``steps``: iteration → log → snapshot → hooks' ``on_step``."""
+        """Train until G step ``steps``: hooks' ``on_fit_start``, then per step: iteration →
+        log → snapshot → hooks' ``on_step``."""
         t = self.cfg.train
         self.monitor = Monitor(self.run if self.writes else None, steps, self.step, self.quiet)
         self.meter.reset()
         try:
+            for hook in self.hooks:
+                hook.on_fit_start(self)
             with StopSignals() as stop:
                 while self.step < steps:
                     self.meter.add(self.train_iteration())

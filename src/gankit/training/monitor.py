@@ -41,7 +41,7 @@ def drop_records_after(path: Path, step: int) -> None:
     """Remove from ``metrics.jsonl`` the records of steps after ``step`` and any line that is
     not a record (a partial line, bytes that are not UTF-8): what a run killed after its last
     checkpoint logged (the resumed run logs those steps again; a new run in the same directory
-    starts from step 0). Rewritten atomically.
+    starts from step 0). Rewritten atomically, ending with a line break.
 
     Raises:
         GankitError: ``path`` exists and is not a regular file (a directory, a FIFO).
@@ -50,11 +50,12 @@ def drop_records_after(path: Path, step: int) -> None:
         if path.exists():  # opening a FIFO would block
             raise GankitError(f"{path}: not a regular file")
         return
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
     kept = [line for line in lines if (s := _step(line)) is not None and s <= step]
-    if len(kept) < len(lines):
-        text = "".join(line + "\n" for line in kept).encode()
-        atomic_write(path, lambda f: f.write(text))
+    if len(kept) < len(lines) or (text and not text.endswith("\n")):  # next record: own line
+        kept_text = "".join(line + "\n" for line in kept).encode()
+        atomic_write(path, lambda f: f.write(kept_text))
 
 
 def _leave_tensorboard_errors_to_main(previous: Any) -> Any:
