@@ -50,6 +50,35 @@ def test_a_failed_start_leaves_no_new_run_dir(tmp_path, capsys):
         assert out.is_dir() == existed
 
 
+def test_a_run_dir_inside_the_data_folder_is_refused(tmp_path, capsys):
+    """Its checkpoints, samples and logs would be read as images by the next run."""
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    for out in (tmp_path / "imgs", tmp_path / "imgs" / "a" / "run"):
+        assert main(["train", "--data", str(tmp_path / "imgs"), "--out", str(out)]) == 2
+        assert capsys.readouterr().err == (
+            f"gankit: error: --out: {out} is inside the data folder {tmp_path / 'imgs'} "
+            "(data.path), whose files are all read as data; choose a run directory outside it\n"
+        )
+    assert sorted(p.name for p in (tmp_path / "imgs").rglob("*")) == ["a"]
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("config.toml", '[tool]\nname = "mine"\n', "holds a config.toml that is not a gankit"),
+        ("metrics.jsonl", '{"mine": 1}\n', "holds a metrics.jsonl but no config.toml"),
+    ],
+)
+def test_another_tools_files_in_the_run_dir_are_left_alone(tmp_path, capsys, name, text, message):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / name).write_text(text)
+    assert main(["train", "--out", str(tmp_path / "r"), "--steps", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "choose another run directory or remove that file" in err
+    assert [p.name for p in (tmp_path / "r").iterdir()] == [name]
+    assert (tmp_path / "r" / name).read_text() == text
+
+
 def test_resume_missing_dir(tmp_path, capsys):
     assert main(["resume", str(tmp_path / "none")]) == 2
     assert "not a run directory" in capsys.readouterr().err

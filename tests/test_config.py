@@ -42,6 +42,7 @@ def test_overrides_are_typed():
             "train.betas_D=[0.5, 0.9]",
             "train.steps=1e3",
             "data.path=/x/y",
+            "data.limit=9007199254740993",  # 2**53 + 1: exact, not through a float
         ],
     )
     assert cfg.train.batch_size == 32 and isinstance(cfg.train.batch_size, int)
@@ -51,6 +52,7 @@ def test_overrides_are_typed():
     assert cfg.train.betas_D == [0.5, 0.9]
     assert cfg.train.steps == 1000
     assert cfg.data.path == "/x/y"
+    assert cfg.data.limit == 2**53 + 1
 
 
 @pytest.mark.parametrize(
@@ -100,6 +102,8 @@ def test_overrides_are_typed():
         ("model.channels=2", "'model.channels' must be 1 or 3, got 2 (1 = grey, 3 = RGB)"),
         ("model.channels=4", "'model.channels' must be 1 or 3"),
         ("train.steps=1e30", "'train.steps' must be in 1..10**9"),
+        # digits past float's 2**53 are echoed as given, not rounded
+        ("train.steps=99999999999999999999999", "got 99999999999999999999999 (a number of"),
         ("train.steps=inf", "'train.steps' expects an integer, got 'inf'"),
         ("train.seed=-1", "'train.seed' must be in 0..2**32-1, got -1"),
         ("model.G_attn=1e30", "'model.G_attn' must fit in 64 bits"),

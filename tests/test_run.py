@@ -312,6 +312,20 @@ def test_a_checkpoint_of_another_model_in_a_run_is_refused_by_readers(run):
     assert load_generator(foreign).config.model.G_ch == 16
 
 
+def test_a_run_config_cut_short_is_named_as_such_by_readers(run):
+    """A run ``config.toml`` that lost a model key reads as the default value, so the
+    checkpoint's model differs: readers name the missing key, not another run's checkpoint."""
+    text = run.config_file.read_text()
+    run.config_file.write_text(re.sub(r"(?m)^G_ch = 8\n", "", text))
+    latest = run.latest_checkpoint()
+    with pytest.raises(GankitError) as err:
+        load_generator(run.path)
+    assert str(err.value) == (
+        f"{run.config_file}: no model.G_ch (cut short?); restore it, e.g. from "
+        f"{latest / 'config.toml'}, and change settings by editing their values"
+    )
+
+
 def test_readers_warn_about_an_incomplete_newer_checkpoint(run, capsys):
     """A newer step folder that lost a file (writers rename only complete ones into place, so
     it was damaged) is skipped with one warning line naming it, not silently."""

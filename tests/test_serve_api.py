@@ -428,6 +428,13 @@ def test_broken_run_file_gives_500_and_unchecked_hosts_are_served(serve_run, tmp
         assert (status, kind) == (500, "application/json")
         assert "config.toml: not valid TOML" in json.loads(data)["error"]
         assert request(f"{url}/api/info", headers={"Host": "gan.example"})[0] == 200
+        (run / "metrics.jsonl").mkdir()  # not a log that is absent: one that does not load
+        status, _, data = request(f"{url}/api/metrics", headers={"Host": "gan.example"})
+        assert status == 500 and "metrics.jsonl: not a regular file" in json.loads(data)["error"]
+        (run / "config.toml").unlink()
+        (run / "config.toml").mkdir()
+        status, _, data = request(f"{url}/api/config", headers={"Host": "gan.example"})
+        assert status == 500 and "config.toml" in json.loads(data)["error"]
 
 
 def test_cli_errors_are_one_line(serve_run, tmp_path, capsys):

@@ -16,6 +16,7 @@ happen where that is known: :func:`gankit.models.build` and the trainer's start-
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -271,6 +272,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if tp is int:
         if isinstance(value, bool):
             raise ConfigError(f"config key '{key}' expects an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return int(value)  # exactly, digits past float's 2**53 too ("1e3" goes on)
         try:
             as_float = float(value)
         except (TypeError, ValueError):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from gankit import checkpoint as ckpt_io
-from gankit.config import Config, load_toml, model_differences
+from gankit.config import Config, keys_set_in, load_toml, model_differences
 from gankit.device import resolve_device
 from gankit.errors import GankitError, check_bool, check_path
 from gankit.models import build
@@ -103,8 +103,9 @@ class RunDir:
         """A new run at ``path``: created (with parents) and checked writable.
 
         Raises:
-            GankitError: it cannot be created or written, or it already holds checkpoints
-                (continue those with ``resume``).
+            GankitError: it cannot be created or written, it already holds checkpoints
+                (continue those with ``resume``), or another tool's ``config.toml`` or
+                ``metrics.jsonl``.
         """
         run = cls(path).ensure_writable()
         if run.list_checkpoints():
@@ -112,7 +113,26 @@ class RunDir:
                 f"run dir {run.path} already has checkpoints; continue it with `gankit resume "
                 f"{run.path}` (gankit.resume) or choose another run directory"
             )
+        run._check_no_foreign_files()
         return run
+
+    def _check_no_foreign_files(self) -> None:
+        """Refuse a ``config.toml`` that is not a gankit config, or a ``metrics.jsonl`` without
+        a ``config.toml`` (a run writes that first): another tool's files, which a new run
+        would overwrite."""
+        if self.config_file.exists():
+            try:
+                self.load_config()
+            except GankitError as err:
+                raise GankitError(
+                    f"run dir {self.path} holds a config.toml that is not a gankit config "
+                    f"({err}); choose another run directory or remove that file"
+                ) from None
+        elif self.metrics_file.exists():
+            raise GankitError(
+                f"run dir {self.path} holds a metrics.jsonl but no config.toml, so not a gankit "
+                "run's log; choose another run directory or remove that file"
+            )
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
@@ -335,8 +355,14 @@ def check_same_model(run: RunDir, ckpt: Path, cfg: Config) -> None:
     latest when the run's ``config.toml`` does not load (the commands that need it say so)."""
     try:
         differing = model_differences(cfg, run.load_config())
+        missing = [k for k in differing if k not in keys_set_in(run.config_file)]
     except GankitError:
         return
+    if missing:  # (the file's default fills the gap, so it reads as another model)
+        raise GankitError(
+            f"{run.config_file}: no {', '.join(missing)} (cut short?); restore it, e.g. from "
+            f"{ckpt / ckpt_io.CONFIG_FILE}, and change settings by editing their values"
+        )
     if differing:
         raise GankitError(
             f"{ckpt}: its model differs from the run's {run.config_file} ({', '.join(differing)});"

@@ -168,11 +168,11 @@ def _run(args: argparse.Namespace, signals: _CommandSignals) -> int:
         finally:
             signals.finished()
     except ParameterError as err:
-        print(f"gankit: error: {flag_name(err.param, command)}: {err.message}", file=sys.stderr)
+        _error_line(f"gankit: error: {flag_name(err.param, command)}: {err.message}")
         return 2
     except GankitError as err:
         code = getattr(err, "exit_code", 2)  # e.g. a graceful stop on SIGTERM: 143
-        print(f"gankit: {'error: ' if code == 2 else ''}{err}", file=sys.stderr)
+        _error_line(f"gankit: {'error: ' if code == 2 else ''}{err}")
         return code
     except KeyboardInterrupt:
         print("gankit: interrupted", file=sys.stderr)
@@ -186,5 +186,11 @@ def _run(args: argparse.Namespace, signals: _CommandSignals) -> int:
         reason = err.strerror or str(err)
         if isinstance(err, FileExistsError) and path and not os.path.isdir(path):  # a file
             reason = "exists and is not a directory"
-        print(f"gankit: error: {where}{reason}", file=sys.stderr)
+        _error_line(f"gankit: error: {where}{reason}")
         return 2
+
+
+def _error_line(text: str) -> None:
+    """``text`` on stderr as one line: a line break inside it (a path that holds one) is
+    written as ``\\n``."""
+    print(text.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)

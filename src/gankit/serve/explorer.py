@@ -203,13 +203,15 @@ class RunExplorer:
         }
 
     def config(self) -> dict[str, Any]:
-        """The run's ``config.toml`` (the latest checkpoint's if the run has none)."""
-        cfg = self.run.load_config() if self.run.config_file.is_file() else self.model_config
+        """The run's ``config.toml`` (the latest checkpoint's if the run has none; one that is
+        there but does not load, e.g. a directory, is an error)."""
+        cfg = self.run.load_config() if self.run.config_file.exists() else self.model_config
         return to_dict(cfg)
 
     def curves(self) -> dict[str, Any]:
-        """:func:`~gankit.serve.curves.training_curves` of ``metrics.jsonl`` (empty without)."""
-        has_metrics = self.run.metrics_file.is_file()
+        """:func:`~gankit.serve.curves.training_curves` of ``metrics.jsonl`` (empty without;
+        one that is there but not a regular file is an error)."""
+        has_metrics = self.run.metrics_file.exists()
         return training_curves(self.run.read_metrics() if has_metrics else [])
 
     # --- generation -----------------------------------------------------------------------

@@ -51,8 +51,8 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
     checkpoint's) weights (:mod:`gankit.training.transfer`; what was re-initialised is printed).
 
     Raises:
-        ParameterError: ``cfg`` not a Config, ``out_dir`` not a path or under a file,
-            ``quiet`` not a bool.
+        ParameterError: ``cfg`` not a Config, ``out_dir`` not a path, under a file or inside
+            the data folder, ``quiet`` not a bool.
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
             :func:`resume`) or that another process is writing, data that does not fit the
             model, bad config values, an ``init_from`` source that is missing or holds a
@@ -64,6 +64,7 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
     out = _check_out_dir(out_dir)
     check_bool("quiet", quiet)
     validate(cfg)
+    _check_out_of_data(out, cfg.data.path)
     hooks = default_hooks(cfg)  # checks the eval setup before anything is written
     new = not out.exists()
     run = RunDir(out).ensure_writable()
@@ -86,6 +87,17 @@ def _check_out_dir(out_dir: object) -> Path:
             "out_dir", f"expected a directory for the run, but {blocker} is not a directory"
         )
     return out
+
+
+def _check_out_of_data(out: Path, data_path: str) -> None:
+    """Refuse a run directory inside the data folder: its files would be read as data."""
+    data = Path(data_path).resolve() if data_path else None
+    if data is not None and data.is_dir() and out.resolve().is_relative_to(data):
+        raise ParameterError(
+            "out_dir",
+            f"{out} is inside the data folder {data_path} (data.path), whose files are all read "
+            "as data; choose a run directory outside it",
+        )
 
 
 def _remove_if_no_files(path: Path) -> None:
