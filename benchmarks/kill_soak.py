@@ -6,7 +6,8 @@ script checks that every listed checkpoint loads (weights and state), that the n
 checkpoint's step never goes back, and how many kills hit a write in progress (a ``.tmp-*``
 directory left behind); then it resumes with ``gankit resume``. Finally it lets the run finish
 and compares G, D and G_ema with an uninterrupted run of the same config (bitwise on CPU), and
-its training log (every step logged once, with the same losses).
+its training log (every step logged once, with the same losses). With ``--eval-every N`` the
+run evaluates every N steps, and the eval records and ``checkpoints/best`` are compared too.
 Prints one JSON report:
 
     python benchmarks/kill_soak.py --kills 20 --steps 40 --work /tmp/soak
@@ -31,6 +32,7 @@ import torch
 
 from gankit.checkpoint import WEIGHT_FILES, load_state, load_weights
 from gankit.run import RunDir
+from gankit.training.hooks import eval_pending
 
 TINY = [
     "model.arch=sagan",
@@ -51,6 +53,11 @@ TINY = [
 ]
 
 
+def _eval_overrides(every: int) -> tuple[str, ...]:
+    """The overrides of a soak with evaluations every ``every`` steps."""
+    return (f"eval.every={every}", "eval.n=400", "eval.metrics=swd,cfid")
+
+
 def _tiny_data(path: Path) -> Path:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(48, 32, 32), dtype=np.uint8)
@@ -62,8 +69,8 @@ def _gankit(*args: str) -> list[str]:
     return [sys.executable, "-m", "gankit.cli", *args]
 
 
-def _train_args(data: Path, run: Path, steps: int) -> list[str]:
-    sets = [a for item in TINY for a in ("--set", item)]
+def _train_args(data: Path, run: Path, steps: int, extra: tuple[str, ...]) -> list[str]:
+    sets = [a for item in (*TINY, *extra) for a in ("--set", item)]
     return _gankit("train", "--data", str(data), "--out", str(run), "--steps", str(steps),
                    "--quiet", *sets)  # fmt: skip
 
@@ -75,6 +82,14 @@ def _env() -> dict[str, str]:
 def _latest_step(run: Path) -> int:
     ckpts = RunDir(run).list_checkpoints()
     return int(load_state(ckpts[-1])["step"]) if ckpts else 0
+
+
+def _finished(run: Path, steps: int) -> bool:
+    """The run has its last checkpoint and, with evaluations, that step's eval record (a kill
+    during the last eval leaves it to ``gankit resume``)."""
+    if _latest_step(run) < steps:
+        return False
+    return not eval_pending(RunDir(run).load_config(), RunDir(run), steps)
 
 
 def _check_readable(run: Path) -> int:
@@ -95,11 +110,11 @@ def _weights(run: Path) -> dict[str, dict[str, torch.Tensor]]:
     return {w: load_weights(ckpt, w) for w in WEIGHT_FILES}
 
 
-def _command(data: Path, run: Path, steps: int) -> list[str]:
+def _command(data: Path, run: Path, steps: int, extra: tuple[str, ...]) -> list[str]:
     """``gankit resume`` once the run has a checkpoint, else ``gankit train`` again."""
     if RunDir(run).list_checkpoints():
         return _gankit("resume", str(run), "--steps", str(steps), "--quiet")
-    return _train_args(data, run, steps)
+    return _train_args(data, run, steps, extra)
 
 
 def _log_lines(run: Path) -> int:
@@ -107,37 +122,57 @@ def _log_lines(run: Path) -> int:
     return len(path.read_bytes().splitlines()) if path.is_file() else 0
 
 
-def _log(run: Path) -> list[tuple[int, float, float]]:
-    """``(step, loss_D, loss_G)`` of each training record of ``metrics.jsonl``."""
+def _log(run: Path) -> list[tuple]:
+    """``(step, loss_D, loss_G)`` of each training record of ``metrics.jsonl`` and ``(step,
+    results)`` of each eval record, in file order."""
     return [
-        (r["step"], r["loss_D"], r["loss_G"]) for r in RunDir(run).read_metrics() if "loss_D" in r
+        (r["step"], r["loss_D"], r["loss_G"]) if "loss_D" in r else (r["step"], r["eval"])
+        for r in RunDir(run).read_metrics()
+        if "loss_D" in r or "eval" in r
     ]
 
 
-def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 2.0) -> dict:
+def _best(run: Path) -> dict | None:
+    """What ``checkpoints/best`` records (metric, value, step), or ``None`` without one."""
+    best = RunDir(run).best_checkpoint()
+    return load_state(best)["best"] if best is not None else None
+
+
+def soak(
+    work: Path,
+    kills: int,
+    steps: int,
+    seed: int = 0,
+    max_delay: float = 2.0,
+    eval_every: int = 0,
+) -> dict:
     """Run the soak in ``work`` and return the report (see the module docstring).
 
     Each life of the process is killed ``uniform(0, max_delay)`` seconds after it logged its
-    first step (so kills land in training and checkpoint writes, not in start-up)."""
+    first step (so kills land in training and checkpoint writes, not in start-up). With
+    ``eval_every`` the run also evaluates (swd and cfid on 400 samples) every that many steps,
+    so kills land in evaluations and ``best`` writes too."""
+    extra = _eval_overrides(eval_every) if eval_every else ()
     rng = random.Random(seed)
     work.mkdir(parents=True, exist_ok=True)
     data = _tiny_data(work / "data.npz")
     ref, run = work / "reference", work / "killed"
     for d in (ref, run):
         shutil.rmtree(d, ignore_errors=True)
-    subprocess.run(_train_args(data, ref, steps), check=True, env=_env(), capture_output=True)
+    reference = _train_args(data, ref, steps, extra)
+    subprocess.run(reference, check=True, env=_env(), capture_output=True)
 
     report = {"kills": 0, "kills_during_write": 0, "resumes": 0, "resume_failures": 0,
               "unreadable_checkpoints": 0, "step_went_back": 0, "steps": steps}  # fmt: skip
     last_step = 0
     while report["kills"] < kills:
-        if _latest_step(run) >= steps:  # complete (a kill can land after the last checkpoint)
+        if _finished(run, steps):  # (a kill can land after the last checkpoint and eval)
             shutil.rmtree(run)
             last_step = 0
         report["resumes"] += bool(RunDir(run).list_checkpoints())
         lines = _log_lines(run)
         proc = subprocess.Popen(
-            _command(data, run, steps), env=_env(), stdout=subprocess.DEVNULL,
+            _command(data, run, steps, extra), env=_env(), stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )  # fmt: skip
         while proc.poll() is None and _log_lines(run) <= lines:
@@ -154,21 +189,22 @@ def soak(work: Path, kills: int, steps: int, seed: int = 0, max_delay: float = 2
             if proc.returncode != 0:
                 report["resume_failures"] += 1
                 report["last_error"] = proc.stderr.read().decode()[-500:]
-            if _latest_step(run) >= steps:  # finished before the kill: the loop starts over
+            if _finished(run, steps):  # finished before the kill: the loop starts over
                 continue
         report["unreadable_checkpoints"] += _check_readable(run)
         step = _latest_step(run)
         report["step_went_back"] += step < last_step
         last_step = step
-    if _latest_step(run) < steps:
+    if not _finished(run, steps):
         report["resumes"] += bool(RunDir(run).list_checkpoints())
-        done = subprocess.run(_command(data, run, steps), env=_env(), capture_output=True)
+        done = subprocess.run(_command(data, run, steps, extra), env=_env(), capture_output=True)
         report["resume_failures"] += done.returncode != 0
     a, b = _weights(ref), _weights(run)
     report["final_bitwise_equal"] = all(
         a[w].keys() == b[w].keys() and all(torch.equal(a[w][k], b[w][k]) for k in a[w]) for w in a
     )
     report["log_equal"] = _log(run) == _log(ref)
+    report["best_equal"] = _best(run) == _best(ref)
     return report
 
 
@@ -180,11 +216,12 @@ def main() -> None:
     p.add_argument(
         "--max-delay", type=float, default=2.0, help="seconds after the first logged step"
     )
+    p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: off)")
     p.add_argument("--work", default=None, help="work folder (default: a temp dir)")
     args = p.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="gankit-soak-"))
     start = time.perf_counter()
-    report = soak(work, args.kills, args.steps, args.seed, args.max_delay)
+    report = soak(work, args.kills, args.steps, args.seed, args.max_delay, args.eval_every)
     report["wall_s"] = round(time.perf_counter() - start, 1)
     print(json.dumps(report))
 

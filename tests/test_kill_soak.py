@@ -17,3 +17,12 @@ def test_short_kill_soak(tmp_path):
     assert report["kills"] == 3 and report["resume_failures"] == 0
     assert report["unreadable_checkpoints"] == 0 and report["step_went_back"] == 0
     assert report["final_bitwise_equal"] and report["log_equal"], report
+
+
+def test_short_kill_soak_with_evaluations(tmp_path):
+    """Evaluations every 2 steps: kills land in evaluations too, and the eval records and
+    ``checkpoints/best`` end as the uninterrupted run's."""
+    report = soak(tmp_path, kills=3, steps=8, seed=2, max_delay=1.0, eval_every=2)
+    assert report["kills"] == 3 and report["resume_failures"] == 0
+    assert report["unreadable_checkpoints"] == 0 and report["step_went_back"] == 0
+    assert report["final_bitwise_equal"] and report["log_equal"] and report["best_equal"], report
