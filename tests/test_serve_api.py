@@ -440,7 +440,8 @@ def test_broken_run_file_gives_500_and_unchecked_hosts_are_served(serve_run, tmp
 def test_cli_errors_are_one_line(serve_run, tmp_path, capsys):
     assert main(["serve", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"gankit: error: {tmp_path / 'missing'}: no such run directory (expected a run directory)"
+        f"gankit: error: {tmp_path / 'missing'}: no such run directory (expected a run "
+        "directory; a `gankit train` just started creates it within seconds)"
     )
     assert main(["serve", str(serve_run / "config.toml")]) == 2
     assert "config.toml: not a directory (expected a run directory)" in capsys.readouterr().err

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from serve_fixtures import CLASS_NAMES, request, start_server, stop_server
@@ -226,12 +227,22 @@ def test_bad_fields_are_refused_and_the_newest_strips_win(browser, serve_url):
     _wait("first strips", lambda: _strips(d).get("strip-class", {}).get("steps") == 8)
     banner = d.find_element(By.ID, "error")
 
-    _type(d, "seed", "-5")
-    _wait("seed error", lambda: banner.is_displayed())
-    assert banner.text == "seed: expected an integer in 0..9007199254740991, got -5"
+    seed = d.find_element(By.ID, "seed")
+    refused = {  # typed → quoted; a number that rounds to an integer is not taken for it
+        "-5": "-5",
+        "4.0000000000000001": "4.0000000000000001",
+        "12e": "text that is not a number",
+    }
+    for typed, quoted in refused.items():
+        _type(d, "seed", typed)
+        _wait("seed error", lambda q=quoted: banner.text.endswith(f"got {q}"))
+        assert banner.text == f"seed: expected an integer in 0..9007199254740991, got {quoted}"
+        assert seed.get_attribute("aria-invalid") == "true"  # marked while the value stays
+    assert json.loads(d.find_element(By.ID, "grid").get_attribute("data-params"))["seed"] == 0
     _type(d, "seed", "7")
     _grid_for(d, seed=7)
     _wait("banner cleared", lambda: not banner.is_displayed())
+    assert seed.get_attribute("aria-invalid") == "false"
 
     _type(d, "interp-steps", "2.5")
     d.find_element(By.ID, "interp-run").click()
@@ -291,6 +302,20 @@ def test_refresh_follows_new_checkpoints_unless_one_was_picked(browser, serve_ru
         shutil.copytree(ckpts / "step_00000004", ckpts / "step_00000010")
         d.find_element(By.ID, "refresh").click()
         _grid_for(d, checkpoint="step_00000010", seed=3)
+
+        # the .npz of a picked checkpoint pruned meanwhile: taken from the newest instead
+        Select(d.find_element(By.ID, "checkpoint")).select_by_value("step_00000008")
+        _grid_for(d, checkpoint="step_00000008", seed=3)
+        shutil.rmtree(ckpts / "step_00000008")
+        d.find_element(By.ID, "download-npz").click()
+        name = "run-step_00000010-seed3.npz"
+        _wait("npz of the newest checkpoint", lambda: (d.downloads / name).is_file())
+        _wait("download to finish", lambda: not list(d.downloads.glob("*.crdownload")))
+        with np.load(d.downloads / name) as f:
+            assert (
+                f["x"].shape[0]
+                == json.loads(d.find_element(By.ID, "grid").get_attribute("data-params"))["n"]
+            )
     finally:
         stop_server(proc)
 
@@ -327,7 +352,11 @@ def test_page_fits_a_phone_names_its_controls_and_adapts_to_the_run(browser, ser
     d = browser
     _console_errors(d)  # only this test's messages from here on
     names = [f"a very long class name number {i} of this run" for i in range(20)]
-    extreme = {"losses": {"loss_D": [[1, 1e308], [2, -1e308], [3, 0.5]]}}
+    extreme = {
+        "losses": {"loss_D": [[1, 1e308], [2, -1e308], [3, 0.5]]},
+        "eval": {"kid": [[1, 1.2e-6], [2, 3.4e-6], [3, 2.1e-6]], "fid": [[1, 1e12], [2, 3e12]]},
+        "warnings": [{"step": 2, "warning": "x" * 3000}],  # one long word
+    }
     with _patched_answers(d, {"/api/info": {"n_classes": 20, "class_names": names},
                               "/api/metrics": extreme}):  # fmt: skip
         d.get(serve_url + "/")
@@ -342,6 +371,14 @@ def test_page_fits_a_phone_names_its_controls_and_adapts_to_the_run(browser, ser
         ".filter((v) => /NaN|Infinity/.test(v))"
     )
     assert d.find_element(By.ID, "chart-losses") and odd == []
+    ticks = d.execute_script(  # every y tick label whole inside its chart, and told apart
+        "return [...document.querySelectorAll('#charts svg')].map((svg) =>"
+        " [...svg.querySelectorAll('text.y-tick')].map((t) => [t.textContent, t.getBBox().x]))"
+    )
+    assert all(labels and all(x >= 0 for _, x in labels) for labels in ticks), ticks
+    assert all(len({text for text, _ in labels}) == len(labels) for labels in ticks), ticks
+    kid = [t for t, _ in ticks[[i for i, labels in enumerate(ticks) if "e-6" in str(labels)][0]]]
+    assert {"1.5e-6", "2.0e-6", "3.0e-6"} <= set(kid), kid
     assert _console_errors(d) == []
 
     banner = d.find_element(By.ID, "error")

@@ -81,8 +81,13 @@ class RunExplorer:
         self.run = RunDir(run_dir)
         self.run_dir = self.run.path
         if not self.run_dir.is_dir():
-            what = "not a directory" if self.run_dir.exists() else "no such run directory"
-            raise GankitError(f"{run_dir}: {what} (expected a run directory)")
+            what = (
+                "not a directory (expected a run directory)"
+                if self.run_dir.exists()
+                else "no such run directory (expected a run directory; a `gankit train` just "
+                "started creates it within seconds)"
+            )
+            raise GankitError(f"{run_dir}: {what}")
         if not any(checkpoint_step(p) >= 0 for p in self.checkpoints().values()):
             hint = "; this is a checkpoint folder: pass its run directory"
             raise GankitError(

@@ -63,13 +63,19 @@ function clearError(source) {
   }
 }
 
-// The integer typed in field `id`; an Error naming `label` unless it is one in lo..hi (a bad
-// value is refused here rather than silently replaced by another one).
+// The integer typed in field `id` (digits only: "4.0000000000000001" or "1e3" would round to
+// another number); an Error naming `label` unless it is one in lo..hi (0 <= lo), so a bad value
+// is refused rather than silently replaced. The field stays marked invalid until it is read fine.
 function intField(id, label, lo, hi) {
-  const text = $(id).value.trim();
+  const field = $(id);
+  const text = field.value.trim();
   const v = Number(text);
-  if (text === "" || !Number.isInteger(v) || v < lo || v > hi) {
-    throw new Error(`${label}: expected an integer in ${lo}..${hi}, got ${text || "nothing"}`);
+  const ok = /^\d+$/.test(text) && v >= lo && v <= hi && Number.isSafeInteger(v);
+  field.setAttribute("aria-invalid", String(!ok));
+  if (!ok) {
+    // a number field hands over "" for text that is not a number (it still shows that text)
+    const got = field.validity.badInput ? "text that is not a number" : text || "nothing";
+    throw new Error(`${label}: expected an integer in ${lo}..${hi}, got ${got}`);
   }
   return v;
 }
@@ -130,13 +136,13 @@ async function refreshNames() {
 }
 
 // Re-read the run after a request named a checkpoint that is gone; at most one at a time, so
-// that the requests of this refresh cannot start another one.
-let relisting = false;
-async function relist() {
-  if (relisting) return;
-  relisting = true;
-  try { await refresh(); } finally { relisting = false; }
+// that the requests of this refresh cannot start another one (a caller gets the running one).
+let relisting = null;
+function relist() {
+  if (!relisting) relisting = refresh().finally(() => { relisting = null; });
+  return relisting;
 }
+const prunedCheckpoint = (err) => String(err.message || err).startsWith("checkpoint:");
 
 // ---- sample grid ---------------------------------------------------------------------------
 
@@ -199,7 +205,7 @@ function showGrid(request, data) {
 function gridClasses(request, data) {
   const n = state.info.n_classes;
   if (n === 1) return "";
-  if (request.classes) return className(request.classes[0]);
+  if (request.classes) return `class ${className(request.classes[0])}`;
   return data.n >= n ? "all classes" : `first ${data.n} of ${n} classes`;
 }
 
@@ -216,7 +222,9 @@ function renderGridColumns() {
   }
 }
 
-async function downloadNpz() {
+// The grid's samples as a download; a checkpoint pruned since the listing is retried once on
+// the re-read listing, and a failure stays on the banner as the download's own.
+async function downloadNpz(retry = true) {
   try {
     const request = gridRequest();
     const blob = await (await api("/api/generate", { ...request, format: "npz" })).blob();
@@ -228,7 +236,14 @@ async function downloadNpz() {
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
-  } catch (err) { showError(err, "grid"); }
+  } catch (err) {
+    if (retry && prunedCheckpoint(err)) {
+      await relist();
+      await downloadNpz(false);
+    } else {
+      showError(err, "download");
+    }
+  }
 }
 
 // ---- interpolation -------------------------------------------------------------------------
@@ -314,6 +329,18 @@ function niceTicks(lo, hi, count = 5) {
   return ticks;
 }
 
+// Y tick labels that fit the chart's left margin: past 7 characters, exponent notation with
+// the fewest digits that keep the labels apart.
+function tickLabels(ticks) {
+  if (ticks.every((t) => t.label.length <= 7)) return ticks.map((t) => t.label);
+  const exp = (t, digits) => (t.value === 0 ? "0" : t.value.toExponential(digits));
+  for (let digits = 0; digits < 4; digits++) {
+    const labels = ticks.map((t) => exp(t, digits));
+    if (new Set(labels).size === labels.length) return labels;
+  }
+  return ticks.map((t) => exp(t, 4));
+}
+
 function svgEl(name, attrs, parent) {
   const el = document.createElementNS(SVG_NS, name);
   for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
@@ -351,17 +378,19 @@ function lineChart(id, title, series, { log = false } = {}) {
     ? niceTicks(Math.ceil(y0), Math.floor(y1)).filter((t) => Number.isInteger(t.value))
       .map((t) => ({ value: 10 ** t.value, label: fmt(10 ** t.value) }))
     : niceTicks(log ? 10 ** y0 : y0, log ? 10 ** y1 : y1).filter((t) => !log || t.value > 0);
-  for (const t of yTicks) {
-    const y = sy(t.value);
-    if (y < box.y - 0.5 || y > box.y + box.h + 0.5) continue;
+  const shown = yTicks.filter((t) => Math.abs(sy(t.value) - (box.y + box.h / 2)) <= box.h / 2 + 0.5);
+  tickLabels(shown).forEach((label, i) => {
+    const y = sy(shown[i].value);
     svgEl("line", { x1: box.x, x2: box.x + box.w, y1: y, y2: y, class: "grid" }, axes);
-    svgEl("text", { x: box.x - 6, y: y + 4, "text-anchor": "end" }, axes).textContent = t.label;
-  }
+    svgEl("text", { x: box.x - 6, y: y + 4, "text-anchor": "end", class: "y-tick" }, axes)
+      .textContent = label;
+  });
   for (const t of niceTicks(x0, x1, 6).filter((t) => Number.isInteger(t.value))) {
     const x = sx(t.value);
     svgEl("line", { x1: x, x2: x, y1: box.y + box.h, y2: box.y + box.h + 4, class: "tick" }, axes);
     svgEl("text", { x, y: H - 10, "text-anchor": "middle" }, axes).textContent = String(t.value);
   }
+  svgEl("text", { x: 4, y: H - 10, class: "axis-title" }, axes).textContent = "step";
   svgEl("rect", { x: box.x, y: box.y, width: box.w, height: box.h, class: "plot" }, axes);
 
   const legend = document.createElement("div");
