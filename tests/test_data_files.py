@@ -20,6 +20,7 @@ from PIL import Image
 
 from gankit.config import DataConfig
 from gankit.data import build_cache, load_dataset, read_images, read_measured, write_measured
+from gankit.data.folder import list_image_folder
 from gankit.data.measured import MeasuredDataset
 from gankit.errors import GankitError
 
@@ -82,6 +83,87 @@ def test_cache_that_is_a_folder_names_data_cache(tmp_path):
         load(make_folder(tmp_path / "imgs"), cache=str(tmp_path / "c.npy"))
 
 
+def visible_tree(root: Path) -> list[str]:
+    """Every visible file and folder under ``root`` (hidden ones, such as lock files, left out)."""
+    return sorted(
+        os.path.relpath(os.path.join(d, n), root)
+        for d, dirs, files in os.walk(root)
+        for n in dirs + files
+        if not n.startswith(".")
+    )
+
+
+def test_cache_inside_the_image_folder_is_refused_before_anything_is_written(tmp_path):
+    src = make_folder(tmp_path / "imgs")
+    more = tmp_path / "more"
+    more.mkdir()
+    Image.new("L", (9, 9), 200).save(more / "m.png")
+    (src / "c1" / "linked").symlink_to(more)  # read as part of class c1
+    (tmp_path / "alias").symlink_to(src)
+    before = visible_tree(tmp_path)
+    inside = [src / "c0" / "c.npy", src / "new" / "c.npy", tmp_path / "alias" / "c.npy"]
+    for out in inside:
+        with pytest.raises(GankitError) as err:
+            build_cache(src, 8, 1, out, workers=1, quiet=True)
+        assert re.fullmatch(
+            r"\S*c\.npy: its files would be read as images of \S*imgs \(it lies in \S*imgs\); "
+            r"a data cache must lie outside the image folder it is built from",
+            str(err.value),
+        )
+    with pytest.raises(GankitError, match=r"more[/\\]c\.npy: .* \(it lies in \S*more\)"):
+        load(src, cache=str(more / "c.npy"))
+    assert visible_tree(tmp_path) == before
+    assert load(src).y.tolist() == [0, 0, 1, 1, 1, 1]
+
+
+def test_only_a_file_gankit_wrote_is_replaced_at_the_cache_path(tmp_path, monkeypatch):
+    src, out = make_folder(tmp_path / "imgs"), tmp_path / "c.npy"
+    for foreign in (np.ones((5, 8, 8), np.float32), np.zeros((5, 1, 8, 8), np.uint8)):
+        np.save(out, foreign)
+        with pytest.raises(GankitError) as err:
+            load(src, cache=str(out))
+        assert re.fullmatch(
+            r"\S*c\.npy: exists and is not a gankit data cache; choose another path or remove it",
+            str(err.value),
+        )
+        assert np.array_equal(np.load(out), foreign)
+        assert sorted(os.listdir(tmp_path)) == [".c.npy.lock", "c.npy", "imgs"]
+    out.unlink()
+    arrays = tmp_path / "d.npz"
+    np.savez(arrays, x=np.zeros((3, 8, 8), np.uint8), y=np.array([0, 1, 1]))
+    replace, calls = os.replace, []
+
+    def stop_after(steps: int, *args):  # a build killed after its labels, after its images
+        replace(*args)
+        calls.append(args)
+        if len(calls) == steps:
+            raise KeyboardInterrupt
+
+    for steps in (1, 2):
+        calls.clear()
+        monkeypatch.setattr(os, "replace", lambda *args, n=steps: stop_after(n, *args))
+        with pytest.raises(KeyboardInterrupt):
+            build_cache(arrays, 8, 1, out, quiet=True)
+        monkeypatch.undo()
+        assert build_cache(arrays, 8, 1, out, quiet=True).y.tolist() == [0, 1, 1]
+        out.unlink()  # the next step starts without a cache
+
+
+def test_only_an_h5_file_gankit_wrote_is_replaced_at_the_cache_path(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    src, out = make_folder(tmp_path / "imgs"), tmp_path / "c.h5"
+    with h5py.File(out, "w") as f:
+        f["x"], f["y"] = np.zeros((5, 1, 8, 8), np.uint8), np.array([0, 0, 1, 1, 1])
+    with pytest.raises(GankitError, match=r"c\.h5: exists and is not a gankit data cache"):
+        load(src, cache=str(out))
+    with h5py.File(out, "r") as f:
+        assert sorted(f) == ["x", "y"] and dict(f.attrs) == {}
+    out.unlink()
+    build_cache(src, 8, 1, out, workers=1, quiet=True)
+    ds = build_cache(src, 12, 1, out, workers=1, quiet=True)  # made for 8×8: rebuilt
+    assert ds.x.shape == (5, 1, 12, 12)
+
+
 # --- image folders ---------------------------------------------------------------------------
 
 
@@ -107,8 +189,43 @@ def test_fifo_in_image_folder_is_named_and_skipped(tmp_path, no_hang):
 def test_class_folder_linking_to_the_root_is_refused(tmp_path):
     src = make_folder(tmp_path / "imgs")
     (src / "loop").symlink_to(".")
-    with pytest.raises(GankitError, match=r"loop: class folder links to .*imgs"):
+    with pytest.raises(GankitError, match=r"loop: folder links to \S*imgs, which holds it"):
         load(src)
+
+
+def test_folder_links_inside_class_folders_are_followed_in_sorted_order(tmp_path):
+    src, more = make_folder(tmp_path / "imgs"), tmp_path / "more"
+    (more / "deeper").mkdir(parents=True)
+    for name in ("b.png", "a.png", "deeper/c.png"):
+        Image.new("L", (9, 9), 200).save(more / name)
+    (src / "c0" / "sub").symlink_to(more)
+    (src / "c0" / "0.png").unlink()
+    (src / "c0" / "0.png").symlink_to(src / "c0" / "1.png")
+    listing = list_image_folder(src)
+    assert [listing.relative_name(i) for i in range(len(listing.files))] == [
+        "c0/0.png", "c0/1.png", "c0/sub/a.png", "c0/sub/b.png", "c0/sub/deeper/c.png",
+        "c1/0.png", "c1/1.png", "c1/2.png",
+    ]  # fmt: skip
+    ds = load(src)
+    assert ds.y.tolist() == [0] * 5 + [1] * 3 and ds.x[2:5].min() == 200
+
+
+@pytest.mark.parametrize(
+    "link, target, named",
+    [("c0/up", "..", "c0/up"), ("c0/self", ".", "c0/self"), ("c1/out", "../../ext", "c1/out/in")],
+)
+def test_folder_link_loops_inside_class_folders_are_named(tmp_path, link, target, named):
+    src = make_folder(tmp_path / "imgs")
+    (tmp_path / "ext").mkdir()
+    (tmp_path / "ext" / "in").symlink_to(src / "c1")  # a loop through ext when c1/out links there
+    (src / link).symlink_to(target)
+    with pytest.raises(GankitError) as err:
+        load(src)
+    at = re.escape(named.replace("/", os.sep))
+    assert re.fullmatch(
+        rf"\S*{at}: folder links to \S*, which holds it \(expected a folder of images\)",
+        str(err.value),
+    )
 
 
 def test_nan_float_image_is_a_bad_file(tmp_path):
@@ -160,6 +277,10 @@ Y = np.array([0, 1, 0, 1])
         ({"x": X, "y": Y, "class_names": np.array("ab")}, "'class_names' must be a non-empty list"),
         ({"x": X, "y": Y, "class_names": np.array(["a", "a"])}, "'class_names' repeats 'a'"),
         ({"x": np.zeros((4, 0, 0), np.uint8), "y": Y}, "images 'x' have zero size"),
+        (
+            {"x": X, "y": np.array([0, 1, 0, 2**63 + 5], np.uint64)},
+            r"labels 'y' must be class indices below 100,000 \(.*\), found 9223372036854775813$",
+        ),
     ],
 )
 def test_bad_npz_is_named(tmp_path, arrays, message):

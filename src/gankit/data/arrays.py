@@ -66,11 +66,17 @@ def to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
 
 
 def check_y(y: np.ndarray, n: int, path: Path, key: str = "y") -> np.ndarray:
-    """Labels ``key`` must be integer ``(n,)``; returned as int64."""
+    """Labels ``key`` must be integer ``(n,)`` below ``MAX_CLASSES``; returned as int64."""
     if not np.issubdtype(y.dtype, np.integer):
         raise GankitError(f"{path}: labels '{key}' must be integers, got {y.dtype}")
     if y.shape != (n,):
         raise GankitError(f"{path}: labels '{key}' must have shape ({n},), got {y.shape}")
+    top = int(y.max()) if y.size else 0  # before the cast: a uint64 label may not fit int64
+    if top >= MAX_CLASSES:
+        raise GankitError(
+            f"{path}: labels '{key}' must be class indices below {MAX_CLASSES:,} (the most "
+            f"classes a model takes), found {top}"
+        )
     return y.astype(np.int64, copy=False)
 
 
@@ -231,7 +237,7 @@ def to_dataset(
     the set is unconditional (one class).
 
     Raises:
-        GankitError: the arrays hold no image, or a label of ``MAX_CLASSES`` or more.
+        GankitError: the arrays hold no image.
     """
     if stored.x.shape[0] == 0:
         raise GankitError(f"{path}: holds no images (expected at least one)")
@@ -239,11 +245,6 @@ def to_dataset(
     names = stored.meta.get("class_names") or None
     if names is None:
         top = int(y.max()) if y.size and stored.y is not None else 0
-        if top >= MAX_CLASSES:
-            raise GankitError(
-                f"{path}: labels 'y' must be class indices below {MAX_CLASSES:,} (the most "
-                f"classes a model takes), found {top}"
-            )
         names = [str(i) for i in range(max(top, 0) + 1)]
     return ImageDataset(
         x=fit_array(stored.x, resolution, channels, resize),

@@ -4,7 +4,8 @@
 ``PATH.meta.json``, written last) or ``PATH.h5``/``PATH.hdf5`` (needs h5py; read into memory).
 The metadata records the resolution, channel count, source, class names, image count and the
 skipped files; a cache whose metadata is missing (an unfinished write) or differs from the
-request, or that cannot be read, is rebuilt (with a log message) instead of being trusted.
+request, or that cannot be read, is rebuilt (with a log message) instead of being trusted. A
+file at the cache path that gankit did not write is never replaced: an error names it.
 Builds of one cache file are serialised by a lock file ``.PATH.lock`` (POSIX ``flock``), so
 processes that start together (``torchrun``) build it once and the others wait for it.
 """
@@ -17,8 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gankit.data.arrays import StoredArrays, read_h5, read_npy, to_dataset
-from gankit.data.cache_writer import create_writer, partial_path, remove_cache
+from gankit.data.arrays import (
+    StoredArrays,
+    import_h5py,
+    npy_siblings,
+    read_h5,
+    read_npy,
+    to_dataset,
+)
+from gankit.data.cache_writer import create_writer, partial_path, progress_path, remove_cache
 from gankit.data.dataset import ImageDataset
 from gankit.errors import GankitError
 
@@ -48,15 +56,39 @@ def _read(path: Path) -> StoredArrays:
     return read_npy(path) if path.suffix.lower() == ".npy" else read_h5(path)
 
 
+def _written_by_gankit(path: Path, stored: StoredArrays | None) -> bool:
+    """Whether the file ``path`` (read as ``stored``, ``None`` if unreadable) is a cache gankit
+    wrote, complete or not: an unfinished build lies beside it, a ``.npy`` has its labels or
+    metadata beside it (:mod:`gankit.data.cache_writer` writes the labels before the images), an
+    HDF5 file holds the metadata of a build."""
+    beside = [partial_path(path), progress_path(path)]
+    if path.suffix.lower() == ".npy":
+        labels_npy, _, meta_json = npy_siblings(path)
+        beside += [labels_npy, meta_json]
+    return any(p.exists() for p in beside) or (stored is not None and "images" in stored.meta)
+
+
 def load_cache(path: Path, resolution: int, channels: int, source: str) -> ImageDataset | None:
-    """The cached dataset if ``path`` is complete and matches the request, else ``None``."""
+    """The cached dataset if ``path`` is complete and matches the request, else ``None``.
+
+    Raises:
+        GankitError: ``path`` is a file gankit did not write (it is never replaced).
+    """
     check_cache_path(path)
     if not path.is_file():
         return None
+    if path.suffix.lower() != ".npy":
+        import_h5py(path)  # without h5py the file cannot be told from a foreign one
     try:
-        stored = _read(path)
+        stored, problem = _read(path), None
     except GankitError as err:
-        log.warning("data.cache: %s; rebuilding it", err)
+        stored, problem = None, err
+    if not _written_by_gankit(path, stored):
+        raise GankitError(
+            f"{path}: exists and is not a gankit data cache; choose another path or remove it"
+        )
+    if stored is None:
+        log.warning("data.cache: %s; rebuilding it", problem)
         return None
     wanted = {"resolution": resolution, "channels": channels, "source": source}
     found = {key: stored.meta.get(key) for key in wanted}

@@ -42,17 +42,20 @@ from gankit.data.cache_writer import (
     Shape,
     create_writer,
     partial_path,
+    progress_path,
     remove_cache,
 )
 from gankit.data.dataset import ImageDataset
 from gankit.data.folder import (
     PROGRESS_MIN_FILES,
+    FolderId,
     FolderListing,
     bad_file_error,
     check_decoded,
     chunk_size,
     decode_chunks,
     default_workers,
+    folder_id,
     list_image_folder,
     report_skipped,
     split_chunks,
@@ -68,11 +71,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 5.0  # seconds between progress records of a resumable build
 _FINGERPRINT_VERSION = 1
-
-
-def progress_path(path: Path) -> Path:
-    """``OUT`` → ``OUT.partial.json``, the progress record of an unfinished build."""
-    return path.with_name(path.name + ".partial.json")
 
 
 @dataclass
@@ -116,6 +114,17 @@ def fingerprint(
             continue
         digest.update(os.fsencode(name) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def _check_outside(out: Path, src: Path, folders: set[FolderId]) -> None:
+    """Refuse a cache ``out`` inside one of the ``folders`` read for the images of ``src``: its
+    own files would be read as images."""
+    for d in out.parents:
+        if d.exists() and folder_id(d) in folders:
+            raise GankitError(
+                f"{out}: its files would be read as images of {src} (it lies in {d}); a data "
+                "cache must lie outside the image folder it is built from"
+            )
 
 
 def _discard_partial(out: Path) -> None:
@@ -243,7 +252,8 @@ def build_cache(
             MNIST digits — anything ``data.path`` accepts.
         resolution: side length of the cached images (8..1024).
         channels: 1 (grey) or 3 (RGB).
-        out: the cache file, ``.npy`` (memory-mapped, resumable) or ``.h5``/``.hdf5``.
+        out: the cache file, ``.npy`` (memory-mapped, resumable) or ``.h5``/``.hdf5``; not
+            inside the image folder ``src``, and not a file that gankit did not write.
         skip_bad: skip unreadable files (counted in ``dataset.skipped`` and the metadata)
             instead of stopping with an error naming the first one.
         workers: decoding processes (default: the usable CPU cores).
@@ -267,6 +277,8 @@ def build_cache(
             f"src = '{path}': holds measurements (gankit measure), which are read directly, not "
             "cached (leave data.cache empty)"
         )
+    if is_image_folder(path):
+        _check_outside(out, path, {folder_id(path)})
     source = str(path) if path is not None else MNIST_SOURCE
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -280,6 +292,7 @@ def build_cache(
         try:
             if is_image_folder(path):
                 listing = list_image_folder(path)
+                _check_outside(out, path, listing.folders)  # also those reached through links
                 n_workers = workers or default_workers()
                 _stream_folder(listing, out, resolution, channels, skip_bad, n_workers, quiet)
             else:

@@ -6,10 +6,13 @@ is written first for the full file count and whose data area is pre-allocated; b
 written with plain file writes at their offsets (pages written through a memory map would count
 in the process's resident set until evicted). :meth:`~NpyWriter.finish` rewrites the header for
 the images actually written (fewer when bad files were skipped; numpy pads the header so the
-first dimension can change in place), truncates, fsyncs and renames ``OUT.partial`` → ``OUT``,
-then writes ``OUT.labels.npy`` and, last, ``OUT.meta.json``. The metadata file is the
-completion marker: a cache without it is incomplete and is never used. An ``OUT.partial`` can be
-reopened at the count already written (:meth:`NpyWriter.open`) to resume an interrupted build.
+first dimension can change in place), truncates and fsyncs it, writes ``OUT.labels.npy``,
+renames ``OUT.partial`` → ``OUT`` and, last, writes ``OUT.meta.json``. The metadata file is the
+completion marker: a cache without it is incomplete and is never used. The labels come before
+the images, so an ``OUT`` never lies there without one of them: that is how a cache is told
+from a file gankit did not write (:func:`gankit.data.cache.load_cache`). An ``OUT.partial``
+can be reopened at the count already written (:meth:`NpyWriter.open`) to resume an interrupted
+build.
 
 HDF5 (:class:`H5Writer`): datasets ``x`` (chunked, resized at the end) and ``y`` and the
 metadata as JSON attributes, in ``OUT.partial`` renamed to ``OUT`` when complete. An HDF5 file
@@ -36,6 +39,11 @@ Shape = tuple[int, int, int, int]
 def partial_path(path: Path) -> Path:
     """``OUT`` → ``OUT.partial``, where the images are written until the cache is complete."""
     return path.with_name(path.name + ".partial")
+
+
+def progress_path(path: Path) -> Path:
+    """``OUT`` → ``OUT.partial.json``, the progress record of an unfinished build."""
+    return path.with_name(path.name + ".partial.json")
 
 
 def _npy_header(shape: Shape) -> dict[str, Any]:
@@ -103,7 +111,7 @@ class NpyWriter:
         os.fsync(self.file.fileno())
 
     def finish(self, y: np.ndarray, meta: dict[str, Any]) -> None:
-        """Shrink to the images written, rename to ``OUT``, write labels ``y`` and ``meta``."""
+        """Shrink to the images written, write labels ``y``, rename to ``OUT``, write ``meta``."""
         shape = (self.written, *self.shape[1:])
         self.file.seek(0)
         npy_format.write_array_header_1_0(self.file, _npy_header(shape))
@@ -113,8 +121,8 @@ class NpyWriter:
         self.sync()
         self.close()
         labels_npy, _, meta_json = npy_siblings(self.path)
-        os.replace(self.partial, self.path)
         atomic_write(labels_npy, lambda f: np.save(f, np.asarray(y, dtype=np.int64)))
+        os.replace(self.partial, self.path)
         atomic_write(meta_json, lambda f: f.write(json.dumps(meta).encode()))
 
     def close(self) -> None:

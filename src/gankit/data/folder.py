@@ -2,7 +2,8 @@
 
 A root with sub-folders is class-conditional: each direct sub-folder is one class (its images may
 sit in nested folders), labelled by the sorted folder names. A root with images and no
-sub-folders is unconditional (one class). Hidden files and folders are ignored. Files of any
+sub-folders is unconditional (one class). Hidden files and folders are ignored; links to files
+and folders are followed (a link to a folder that holds it is an error). Files of any
 size and mode are decoded with PIL and brought to the model's resolution/channels by
 :mod:`gankit.data.preprocess`.
 
@@ -65,12 +66,36 @@ def _visible(name: str) -> bool:
     return not name.startswith(".") and name.lower() not in _IGNORED_NAMES
 
 
-def _list_files(folder: Path) -> list[str]:
-    """Visible files under ``folder`` in sorted walk order, as ``str`` paths (a ``Path`` costs
-    several times the memory of a ``str``: it matters for millions of files)."""
+FolderId = tuple[int, int]
+"""``(device, inode)`` of a folder: the same through every link to it."""
+
+
+def folder_id(path: str | Path) -> FolderId:
+    """The :data:`FolderId` of the folder ``path`` (following links)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _list_files(folder: Path, holding: frozenset[FolderId], read: set[FolderId]) -> list[str]:
+    """Visible files under ``folder`` in sorted walk order, following folder links, as ``str``
+    paths (a ``Path`` costs several times the memory of a ``str``: it matters for millions of
+    files). The id of every folder walked is added to ``read``.
+
+    A folder that is (through a link) one of the folders holding it, ``holding`` (those above
+    ``folder``) included, would be walked forever: an error naming it.
+    """
     files = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    above = {str(folder): holding}  # walked folder → the ids of the folders holding it
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        chain, own = above.pop(dirpath), folder_id(dirpath)
+        if own in chain:
+            raise GankitError(
+                f"{dirpath}: folder links to {os.path.realpath(dirpath)}, which holds it "
+                "(expected a folder of images)"
+            )
+        read.add(own)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        above.update((os.path.join(dirpath, d), chain | {own}) for d in dirnames)
         files.extend(os.path.join(dirpath, f) for f in sorted(filenames) if _visible(f))
     return files
 
@@ -86,6 +111,7 @@ class FolderListing:
         labels: int64 ``(len(files),)`` class index of each file.
         class_names: the sorted class folder names (or the root's name if unconditional).
         class_dirs: the folder of each class (for error messages).
+        folders: the id of every folder read (links followed).
     """
 
     root: Path
@@ -93,6 +119,7 @@ class FolderListing:
     labels: np.ndarray
     class_names: list[str]
     class_dirs: list[Path]
+    folders: set[FolderId]
 
     def relative_name(self, index: int) -> str:
         """``files[index]`` relative to ``root``, with ``/`` separators."""
@@ -101,15 +128,9 @@ class FolderListing:
 
 
 def list_image_folder(root: Path) -> FolderListing:
-    """List ``root`` as described in the module docstring; an empty class folder is an error."""
+    """List ``root`` as described in the module docstring; an empty class folder, or a folder
+    link to a folder holding it, is an error."""
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p.name))
-    holding_root = {root.resolve(), *root.resolve().parents}
-    for d in subdirs:
-        if d.resolve() in holding_root:
-            raise GankitError(
-                f"{d}: class folder links to {d.resolve()}, which holds the data folder itself "
-                "(expected a folder of images)"
-            )
     if subdirs:
         loose = [p for p in root.iterdir() if p.is_file() and _visible(p.name)]
         if loose:
@@ -117,13 +138,17 @@ def list_image_folder(root: Path) -> FolderListing:
         dirs = subdirs
     else:
         dirs = [root]
-    groups = [_list_files(d) for d in dirs]
+    above = root.resolve().parents if dirs == [root] else [root, *root.resolve().parents]
+    holding = frozenset(map(folder_id, above))
+    folders: set[FolderId] = set()
+    groups = [_list_files(d, holding, folders) for d in dirs]
     for where, files in zip(dirs, groups):
         if not files:
             raise GankitError(f"{where}: folder has no files (expected images)")
     names = [d.name for d in subdirs] if subdirs else [root.name or "images"]
     labels = np.repeat(np.arange(len(groups), dtype=np.int64), [len(fs) for fs in groups])
-    return FolderListing(root, [f for fs in groups for f in fs], labels, names, dirs)
+    files = [f for fs in groups for f in fs]
+    return FolderListing(root, files, labels, names, dirs, folders)
 
 
 def check_classes_left(listing: FolderListing, keep: np.ndarray) -> None:
