@@ -236,6 +236,19 @@ def test_nan_float_image_is_a_bad_file(tmp_path):
     assert load(src, skip_bad=True).skipped == 1
 
 
+def test_float_image_scaled_to_unit_range_is_a_bad_file(tmp_path):
+    """Float pixels are read on the 0..255 scale: an image scaled to [0, 1] would come out
+    black (clipped, never rescaled), so it is named instead; one on 0..255 is read as it is."""
+    src = make_folder(tmp_path / "imgs")
+    ramp = np.linspace(0, 1, 81, dtype=np.float32).reshape(9, 9)
+    Image.fromarray(ramp).save(src / "c0" / "unit.tif")
+    with pytest.raises(GankitError, match=r"unit\.tif: .*float pixel values all in \[0, 1\]"):
+        load(src)
+    assert load(src, skip_bad=True).skipped == 1
+    Image.fromarray(ramp * 255).save(src / "c0" / "unit.tif")
+    assert load(src).skipped == 0
+
+
 def test_decodable_images_print_no_pil_warnings(tmp_path, monkeypatch):
     src = make_folder(tmp_path / "imgs")
     jpeg = io.BytesIO()

@@ -81,7 +81,9 @@ def to_grey_or_rgb(img: Image.Image) -> Image.Image:
     """Any PIL mode → mode ``L`` (grey modes) or ``RGB`` (colour modes), 8 bits per channel.
 
     16-bit and 32-bit integer grey (``I;16*``, ``I``) are scaled from ``0..65535`` to ``0..255``;
-    float grey (``F``) is clipped to ``0..255`` (NaN pixels: ``ValueError``); palette images go
+    float grey (``F``) is clipped to ``0..255`` (``ValueError`` for NaN pixels, and for values
+    all within ``(0, 1]``: an image scaled to ``[0, 1]``, which would come out black); palette
+    images go
     through RGBA so a transparency entry is honoured before the alpha is dropped; CMYK, YCbCr,
     LAB, HSV convert to RGB.
     """
@@ -90,6 +92,11 @@ def to_grey_or_rgb(img: Image.Image) -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         if np.isnan(arr).any():
             raise ValueError("NaN pixel values")
+        if mode == "F" and arr.size and arr.min() >= 0 and 0 < arr.max() <= 1:
+            raise ValueError(
+                "float pixel values all in [0, 1]; float images are read on the 0..255 scale "
+                "(save it scaled to 0..255, or as an 8-bit image)"
+            )
         arr = arr / 257.0 if mode.startswith("I") else arr
         return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
     if mode in ("L", "1", "LA", "La"):
