@@ -253,11 +253,12 @@ def test_snapshot_without_ema_leaves_training_G_untouched(tmp_path):
 
 def test_eval_setup_is_checked_at_start(tmp_path, monkeypatch):
     monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "d.npz"  # not read yet: the eval setup fails first
     with pytest.raises(GankitError, match="Inception weights not found"):
-        train(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=fid"), tmp_path / "r", quiet=True)
+        train(tiny_cfg(data, "eval.every=10", "eval.metrics=fid"), tmp_path / "r", quiet=True)
     with pytest.raises(GankitError, match="unknown metric 'fdi'"):
-        train(tiny_cfg(tmp_path, "eval.every=10", "eval.metrics=fdi"), tmp_path / "r", quiet=True)
-    data = tiny_data(tmp_path / "d.npz")  # 3 classes: 17 samples leave a class with 5
+        train(tiny_cfg(data, "eval.every=10", "eval.metrics=fdi"), tmp_path / "r", quiet=True)
+    tiny_data(data)  # 3 classes: 17 samples leave a class with 5
     short = tiny_cfg(data, "eval.every=10", "eval.metrics=swd,ccoverage_class", "eval.n=17")
     with pytest.raises(ParameterError, match="^eval.n: ccoverage_class needs 6 .* of the 3 "):
         train(short, tmp_path / "r", quiet=True)
