@@ -52,17 +52,25 @@ def wait_for_first_checkpoint(
     (one line through ``say``, then a look every ``poll_s`` seconds), so the explorer can be
     started beside ``gankit train``. Anything else returns at once: :class:`RunExplorer` then
     serves the run or says what is wrong with it.
+
+    Raises:
+        GankitError: the training process waited for ended without writing a checkpoint.
     """
     run = RunDir(run_dir)
-    said = False
+    waited_for = None
     while not run.list_checkpoints() and (pid := run.writer_pid()) is not None:
-        if not said:
+        if waited_for is None:
             say(
                 f"gankit serve: {run.path} has no checkpoint yet; waiting for the training "
                 f"process (pid {pid}) to write one; Ctrl+C stops"
             )
-            said = True
+            waited_for = pid
         time.sleep(poll_s)
+    if waited_for is not None and not run.list_checkpoints():
+        raise GankitError(
+            f"{run.path}: the training process (pid {waited_for}) ended without writing a "
+            "checkpoint; nothing to serve"
+        )
 
 
 class RunExplorer:
