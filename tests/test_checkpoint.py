@@ -57,22 +57,27 @@ def _eval_log(run):
     ]
 
 
-def test_resume_evaluates_the_eval_step_a_kill_left_unlogged(tmp_path):
-    """A kill between step 2's checkpoint and its eval leaves that checkpoint with neither the
-    eval's record nor ``checkpoints/best``; the resumed run evaluates step 2 before going on,
-    so its log and ``best`` equal the uninterrupted run's."""
+@pytest.mark.parametrize("best_written", [False, True])
+def test_resume_evaluates_the_eval_step_a_kill_left_unlogged(tmp_path, best_written):
+    """A kill between step 2's checkpoint and its eval's record (before or after the eval
+    wrote ``checkpoints/best``, which comes first) leaves that checkpoint without the record;
+    the resumed run evaluates step 2 before going on, so its log and ``best`` equal the
+    uninterrupted run's."""
     data = tiny_data(tmp_path / "d.npz", n=60)  # the classifier of cfid holds out 12
     evals = ("eval.every=2", "eval.n=12", "eval.metrics=cfid,swd", "train.keep_last=0")
     straight = train(tiny_cfg(data, *evals), tmp_path / "a", quiet=True)
     killed = train(tiny_cfg(data, *evals, "train.steps=2"), tmp_path / "b", quiet=True)
     log = killed / "metrics.jsonl"  # as the kill left it (state.pt is from before the eval)
     log.write_text("".join(line for line in log.open() if '"eval"' not in line))
-    shutil.rmtree(killed / "checkpoints" / "best")
+    if not best_written:
+        shutil.rmtree(killed / "checkpoints" / "best")
     resume(killed, steps=4, quiet=True)
     assert _eval_log(killed) == _eval_log(straight)
     assert [r[0] for r in _eval_log(killed) if len(r) == 2] == [2, 4]
     best_a, best_b = (ckpt_io.load_state(r / "checkpoints" / "best") for r in (straight, killed))
     assert best_a["best"] == best_b["best"] and best_a["step"] == best_b["step"]
+    wa, wb = (ckpt_io.load_weights(r / "checkpoints" / "best", "G_ema") for r in (straight, killed))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
     # killed in the last step's eval: resuming at that step adds it, then there is nothing left
     log.write_text("".join(line for line in log.open() if '"step": 4, "eval"' not in line))
     assert [r[0] for r in _eval_log(killed) if len(r) == 2] == [2]

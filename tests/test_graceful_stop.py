@@ -12,9 +12,10 @@ import pytest
 from training_fixtures import TINY, tiny_cfg, tiny_data
 
 import gankit.data.prefetch as prefetch
+import gankit.training.hooks as hooks
 from gankit.checkpoint import load_state
 from gankit.run import RunDir
-from gankit.training import Trainer
+from gankit.training import Trainer, resume, train
 from gankit.training.stop import StopSignals, TrainingStopped
 
 
@@ -240,3 +241,24 @@ def test_a_signal_while_the_prefetch_thread_stops_reaches_the_caller(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(1)
     assert len(stops) == 1 and not stops[0].is_alive()
+
+
+def test_a_stop_signal_during_a_resumed_runs_pending_eval_stops_at_that_step(tmp_path, monkeypatch):
+    """The eval a resumed run owes (killed before its record) runs under the training's stop
+    handling: a SIGTERM meanwhile lets it finish and log, then stops with the usual line."""
+    data = tiny_data(tmp_path / "d.npz", n=60)
+    cfg = tiny_cfg(data, "train.steps=2", "eval.every=2", "eval.n=12", "eval.metrics=swd")
+    run = train(cfg, tmp_path / "r", quiet=True)
+    log = run / "metrics.jsonl"
+    log.write_text("".join(line for line in log.open() if '"eval"' not in line))
+    real_eval = hooks.periodic_eval
+
+    def signalled_eval(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_eval(*args)
+
+    monkeypatch.setattr(hooks, "periodic_eval", signalled_eval)
+    with pytest.raises(TrainingStopped, match="^stopped by SIGTERM at step 2 \\(checkpoint "):
+        resume(run, steps=4, quiet=True)
+    assert [r["step"] for r in RunDir(run).read_metrics() if "eval" in r] == [2]
+    assert RunDir(run).latest_checkpoint().name == "step_00000002"

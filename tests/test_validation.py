@@ -19,6 +19,8 @@ from gankit.config import (
     from_dict,
     list_presets,
     load_preset,
+    load_toml,
+    save_toml,
     to_dict,
     validate,
     validate_section,
@@ -269,3 +271,15 @@ def test_component_grammars_fail_in_validate_and_at_start_up(
     assert fragment in str(err.value) and "\n" not in str(err.value)
     line = _start_up_error(tmp_path, capsys, command, override)
     assert line.startswith("gankit: error: ") and fragment in line
+
+
+@pytest.mark.parametrize("key", ["ema_decay", "lecam_decay"])
+def test_a_decay_of_one_is_refused_for_training_but_a_stored_one_still_reads(tmp_path, key):
+    """At 1 the average never leaves its start (G_ema stays the initial G): refused by every
+    command that validates a config to train, while a run that stored it stays readable."""
+    cfg = apply_overrides(Config(), [f"train.{key}=1"])
+    with pytest.raises(ConfigError, match=rf"^config key 'train.{key}' must be below 1 to train"):
+        gankit.validate(cfg)
+    validate(cfg)  # the fields' own check (what reading a stored config runs) takes it
+    save_toml(cfg, tmp_path / "config.toml")
+    assert getattr(load_toml(tmp_path / "config.toml").train, key) == 1.0

@@ -26,12 +26,19 @@ def validate(cfg: Config) -> Config:
 
     Raises:
         ConfigError: a bad field, range, choice or rule (:func:`gankit.config.validate`).
-        GankitError: a bad policy, measurement spec or metric name, naming its key; an
+        GankitError: a bad policy, measurement spec or metric name, naming its key; an EMA or
+            LeCam decay of 1; an
             ``eval.n`` outside 10..1,000,000 (or ``eval.batch_size`` over 1,000,000) with
             ``eval.every > 0``.
     """
     validate_fields(cfg)
     t, m = cfg.train, cfg.model
+    for key in ("ema_decay", "lecam_decay"):  # (a stored config of 1 still loads, to read it)
+        if getattr(t, key) == 1:
+            raise ConfigError(
+                f"config key 'train.{key}' must be below 1 to train, got 1.0 (an average's "
+                "decay: at 1 the average never leaves its start)"
+            )
     augment.parse_policy(t.diffaug, "train.diffaug")
     augment.parse_policy(t.cr_augment, "train.cr_augment")
     for key in ("measurement", "d_measurement"):

@@ -205,19 +205,21 @@ class PeriodicEval(Hook):
             self._evaluate(trainer)
 
     def _evaluate(self, trainer: Trainer) -> None:
-        """Evaluate the sampling generator, log the result, update ``checkpoints/best``."""
+        """Evaluate the sampling generator, update ``checkpoints/best``, then log the result
+        (in that order: a run killed before the record evaluates the step again when resumed,
+        and rewriting ``best`` from the same state gives the same ``best``)."""
         state = trainer.state_dict()  # collective under DDP: every rank calls it
         if not trainer.writes:
             return
         results = periodic_eval(trainer.sampling_G, trainer.cfg, trainer.device)
-        trainer.monitor.write({"step": trainer.step, "eval": results})  # as `gankit eval`
         keys = sorted((k for k in results if "fid" in k), key=lambda k: (k != "fid", k))
-        if not keys:
-            return
-        key, value = keys[0], float(results[keys[0]])
-        if not trainer.best or value < trainer.best["value"]:
-            trainer.best = {"key": key, "value": value, "step": trainer.step}
-            trainer.save_checkpoint("best", trainer.weights(), {**state, "best": trainer.best})
+        if keys:
+            key, value = keys[0], float(results[keys[0]])
+            if not trainer.best or value < trainer.best["value"]:
+                trainer.best = {"key": key, "value": value, "step": trainer.step}
+                best = {**state, "best": trainer.best}
+                trainer.save_checkpoint("best", trainer.weights(), best)
+        trainer.monitor.write({"step": trainer.step, "eval": results})  # as `gankit eval`
 
 
 def eval_pending(cfg: Config, run: RunDir, step: int) -> bool:

@@ -432,9 +432,13 @@ class Trainer:
         self.monitor = Monitor(self.run if self.writes else None, steps, self.step, self.quiet)
         self.meter.reset()
         try:
-            for hook in self.hooks:
-                hook.on_fit_start(self)
             with StopSignals() as stop:
+                for hook in self.hooks:
+                    hook.on_fit_start(self)
+                # a signal during a resumed run's pending eval: its checkpoint is there
+                signum = self.step > 0 and stop.requested(self.dist.enabled)  # (collective)
+                if signum:
+                    self._stop(signum, saved=True)
                 while self.step < steps:
                     self.meter.add(self.train_iteration())
                     logged = self.step % t.log_every == 0 or self.step == steps
@@ -452,10 +456,12 @@ class Trainer:
                         if signum:
                             self._stop(signum, saved)
         finally:
-            self.monitor.close()
-            # here, not when the trainer is collected: a stop signal while the prefetch thread
-            # is joined is raised to the caller, not swallowed by a garbage-collection callback
-            self.batches.close()
+            try:
+                self.monitor.close()
+            finally:
+                # here, not when the trainer is collected: a stop signal while the prefetch
+                # thread is joined reaches the caller, not a garbage-collection callback
+                self.batches.close()
 
     def _stop(self, signum: int, saved: bool) -> None:
         """Write a checkpoint of this step (unless one was just written) and end training."""
