@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from PIL import Image
 from training_fixtures import TINY, tiny_data
 
 from gankit.cli import main
+from gankit.config import Config, apply_overrides
+from gankit.errors import ParameterError
+from gankit.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,16 +54,23 @@ def test_a_failed_start_leaves_no_new_run_dir(tmp_path, capsys):
         assert out.is_dir() == existed
 
 
-def test_a_run_dir_inside_the_data_folder_is_refused(tmp_path, capsys):
-    """Its checkpoints, samples and logs would be read as images by the next run."""
-    (tmp_path / "imgs" / "a").mkdir(parents=True)
-    for out in (tmp_path / "imgs", tmp_path / "imgs" / "a" / "run"):
-        assert main(["train", "--data", str(tmp_path / "imgs"), "--out", str(out)]) == 2
-        assert capsys.readouterr().err == (
-            f"gankit: error: --out: {out} is inside the data folder {tmp_path / 'imgs'} "
-            "(data.path), whose files are all read as data; choose a run directory outside it\n"
+def test_a_run_dir_inside_the_image_folder_is_refused(tmp_path, capsys, monkeypatch):
+    """Its checkpoints, samples and logs would be read as images by the next run (a hidden
+    run dir there is not read; a ``~`` in data.path counts as the shell would expand it)."""
+    imgs = tmp_path / "imgs"
+    (imgs / "a").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(imgs / "a" / "0.png")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for data, out in ((str(imgs), imgs), (str(imgs), imgs / "a" / "run"), ("~/imgs", imgs / "r")):
+        assert main(["train", "--data", data, "--out", str(out)]) == 2
+        assert capsys.readouterr().err == (  # (the CLI stores data.path absolute)
+            f"gankit: error: --out: {out} is inside the image folder {imgs} (data.path), whose "
+            "files are all read as images; choose a run directory outside it\n"
         )
-    assert sorted(p.name for p in (tmp_path / "imgs").rglob("*")) == ["a"]
+    cfg = apply_overrides(Config(), ["data.path=~/imgs"])  # as the library is given it
+    with pytest.raises(ParameterError, match=r"^out_dir: .* is inside the image folder ~/imgs"):
+        train(cfg, imgs / "r", quiet=True)
+    assert sorted(p.name for p in imgs.rglob("*")) == ["0.png", "a"]
 
 
 @pytest.mark.parametrize(

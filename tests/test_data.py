@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import os
 import pickle
@@ -410,11 +411,15 @@ def test_cache_round_trip_and_invalidation(tmp_path, suffix, caplog):
 def test_cache_bad_suffix_and_stale_metadata(tmp_path):
     with pytest.raises(GankitError, match=r"data.cache.*\.npy, \.h5, \.hdf5"):
         load_dataset(DataConfig(cache=str(tmp_path / "c.zip")), 28, 1)
-    cache = tmp_path / "m.npy"
+    cache, meta = tmp_path / "m.npy", tmp_path / "m.meta.json"
     load_dataset(DataConfig(cache=str(cache)), 28, 1)
-    (tmp_path / "m.meta.json").unlink()  # as after a crash mid-write: rebuilt, not trusted
+    stale = {**json.loads(meta.read_text()), "resolution": 32}  # made for another request
+    meta.write_text(json.dumps(stale))
     ds = load_dataset(DataConfig(cache=str(cache)), 28, 1)
-    assert len(ds) == 5000 and (tmp_path / "m.meta.json").is_file()
+    assert len(ds) == 5000 and json.loads(meta.read_text())["resolution"] == 28
+    meta.unlink()  # never left by a build (written before the images): not taken for one
+    with pytest.raises(GankitError, match=r"m\.npy: exists and is not a gankit data cache"):
+        load_dataset(DataConfig(cache=str(cache)), 28, 1)
 
 
 def test_cache_in_a_folder_it_cannot_write_names_the_cache(tmp_path, monkeypatch):

@@ -114,6 +114,16 @@ def test_cache_inside_the_image_folder_is_refused_before_anything_is_written(tmp
         load(src, cache=str(more / "c.npy"))
     assert visible_tree(tmp_path) == before
     assert load(src).y.tolist() == [0, 0, 1, 1, 1, 1]
+    for hidden in (src / ".cache" / "c.npy", src / "c0" / ".c.npy"):  # never read: allowed
+        assert build_cache(src, 8, 1, hidden, workers=1, quiet=True).y.tolist() == [
+            0,
+            0,
+            1,
+            1,
+            1,
+            1,
+        ]
+    assert load(src).y.tolist() == [0, 0, 1, 1, 1, 1]
 
 
 def test_only_a_file_gankit_wrote_is_replaced_at_the_cache_path(tmp_path, monkeypatch):
@@ -128,12 +138,19 @@ def test_only_a_file_gankit_wrote_is_replaced_at_the_cache_path(tmp_path, monkey
         )
         assert np.array_equal(np.load(out), foreign)
         assert sorted(os.listdir(tmp_path)) == [".c.npy.lock", "c.npy", "imgs"]
-    out.unlink()
+    labels, meta = tmp_path / "c.labels.npy", tmp_path / "c.meta.json"  # a user's own layout
+    np.save(labels, np.array([0, 1, 0, 1, 0]))
+    meta.write_text('{"class_names": ["a", "b"]}')
+    with pytest.raises(GankitError, match=r"c\.npy: exists and is not a gankit data cache"):
+        load(src, cache=str(out))
+    assert np.array_equal(np.load(out), foreign) and np.load(labels).tolist() == [0, 1, 0, 1, 0]
+    for path in (out, labels, meta):
+        path.unlink()
     arrays = tmp_path / "d.npz"
     np.savez(arrays, x=np.zeros((3, 8, 8), np.uint8), y=np.array([0, 1, 1]))
     replace, calls = os.replace, []
 
-    def stop_after(steps: int, *args):  # a build killed after its labels, after its images
+    def stop_after(steps: int, *args):  # a build killed after its labels, after its metadata
         replace(*args)
         calls.append(args)
         if len(calls) == steps:

@@ -1,11 +1,12 @@
 """``data.cache``: the preprocessed uint8 arrays written once and reused on the next run.
 
 ``PATH.npy`` (memory-mapped on reuse; labels in ``PATH.labels.npy``, metadata in
-``PATH.meta.json``, written last) or ``PATH.h5``/``PATH.hdf5`` (needs h5py; read into memory).
-The metadata records the resolution, channel count, source, class names, image count and the
-skipped files; a cache whose metadata is missing (an unfinished write) or differs from the
-request, or that cannot be read, is rebuilt (with a log message) instead of being trusted. A
-file at the cache path that gankit did not write is never replaced: an error names it.
+``PATH.meta.json``, both written before ``PATH`` itself) or ``PATH.h5``/``PATH.hdf5`` (needs
+h5py; read into memory; metadata inside). The metadata records the resolution, channel count,
+source, class names, image count and the skipped files; a cache made for another request, or
+whose files do not read back, is rebuilt (with a log message) instead of being trusted. A file
+at the cache path without gankit's metadata (and without an unfinished build beside it) is not
+gankit's and is never replaced: an error names it.
 Builds of one cache file are serialised by a lock file ``.PATH.lock`` (POSIX ``flock``), so
 processes that start together (``torchrun``) build it once and the others wait for it.
 """
@@ -13,6 +14,7 @@ processes that start together (``torchrun``) build it once and the others wait f
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,16 +58,24 @@ def _read(path: Path) -> StoredArrays:
     return read_npy(path) if path.suffix.lower() == ".npy" else read_h5(path)
 
 
+_META_KEYS = frozenset(("resolution", "channels", "source", "images"))
+"""Keys of :func:`cache_meta` that data stored by other means does not hold together."""
+
+
 def _written_by_gankit(path: Path, stored: StoredArrays | None) -> bool:
     """Whether the file ``path`` (read as ``stored``, ``None`` if unreadable) is a cache gankit
-    wrote, complete or not: an unfinished build lies beside it, a ``.npy`` has its labels or
-    metadata beside it (:mod:`gankit.data.cache_writer` writes the labels before the images), an
-    HDF5 file holds the metadata of a build."""
-    beside = [partial_path(path), progress_path(path)]
-    if path.suffix.lower() == ".npy":
-        labels_npy, _, meta_json = npy_siblings(path)
-        beside += [labels_npy, meta_json]
-    return any(p.exists() for p in beside) or (stored is not None and "images" in stored.meta)
+    wrote: an unfinished build lies beside it, or its metadata (a ``.npy``'s ``meta.json``,
+    written before the ``.npy`` is renamed into place; an HDF5 file's attributes) is a build's.
+    A user's own ``X.npy`` with ``X.labels.npy`` and a ``meta.json`` of class names is not."""
+    if partial_path(path).exists() or progress_path(path).exists():
+        return True
+    if path.suffix.lower() != ".npy":
+        return stored is not None and _META_KEYS <= stored.meta.keys()
+    try:
+        meta = json.loads(npy_siblings(path)[2].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and _META_KEYS <= meta.keys()
 
 
 def load_cache(path: Path, resolution: int, channels: int, source: str) -> ImageDataset | None:

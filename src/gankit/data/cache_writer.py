@@ -6,13 +6,11 @@ is written first for the full file count and whose data area is pre-allocated; b
 written with plain file writes at their offsets (pages written through a memory map would count
 in the process's resident set until evicted). :meth:`~NpyWriter.finish` rewrites the header for
 the images actually written (fewer when bad files were skipped; numpy pads the header so the
-first dimension can change in place), truncates and fsyncs it, writes ``OUT.labels.npy``,
-renames ``OUT.partial`` → ``OUT`` and, last, writes ``OUT.meta.json``. The metadata file is the
-completion marker: a cache without it is incomplete and is never used. The labels come before
-the images, so an ``OUT`` never lies there without one of them: that is how a cache is told
-from a file gankit did not write (:func:`gankit.data.cache.load_cache`). An ``OUT.partial``
-can be reopened at the count already written (:meth:`NpyWriter.open`) to resume an interrupted
-build.
+first dimension can change in place), truncates and fsyncs it, writes ``OUT.labels.npy`` and
+``OUT.meta.json`` and, last, renames ``OUT.partial`` → ``OUT``: the rename completes the cache,
+so an ``OUT`` never lies there without its metadata, which is how a cache is told from a file
+gankit did not write (:func:`gankit.data.cache.load_cache`). An ``OUT.partial`` can be reopened
+at the count already written (:meth:`NpyWriter.open`) to resume an interrupted build.
 
 HDF5 (:class:`H5Writer`): datasets ``x`` (chunked, resized at the end) and ``y`` and the
 metadata as JSON attributes, in ``OUT.partial`` renamed to ``OUT`` when complete. An HDF5 file
@@ -111,7 +109,7 @@ class NpyWriter:
         os.fsync(self.file.fileno())
 
     def finish(self, y: np.ndarray, meta: dict[str, Any]) -> None:
-        """Shrink to the images written, write labels ``y``, rename to ``OUT``, write ``meta``."""
+        """Shrink to the images written, write labels ``y`` and ``meta``, rename to ``OUT``."""
         shape = (self.written, *self.shape[1:])
         self.file.seek(0)
         npy_format.write_array_header_1_0(self.file, _npy_header(shape))
@@ -122,8 +120,8 @@ class NpyWriter:
         self.close()
         labels_npy, _, meta_json = npy_siblings(self.path)
         atomic_write(labels_npy, lambda f: np.save(f, np.asarray(y, dtype=np.int64)))
-        os.replace(self.partial, self.path)
         atomic_write(meta_json, lambda f: f.write(json.dumps(meta).encode()))
+        os.replace(self.partial, self.path)
 
     def close(self) -> None:
         self.file.close()
@@ -172,7 +170,8 @@ def create_writer(path: Path, shape: Shape) -> CacheWriter:
 
 
 def remove_cache(path: Path) -> None:
-    """Delete the cache at ``path``: its metadata (the completion marker) first, then the data."""
+    """Delete the cache at ``path``: the data first (what completes a cache), then its side
+    files."""
     labels_npy, _, meta_json = npy_siblings(path)
-    for file in (meta_json, path, labels_npy) if path.suffix.lower() == ".npy" else (path,):
+    for file in (path, meta_json, labels_npy) if path.suffix.lower() == ".npy" else (path,):
         file.unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from gankit.config import (
     model_differences,
     save_toml,
 )
+from gankit.data.sources import is_image_folder
 from gankit.device import resolve_device
 from gankit.errors import (
     GankitError,
@@ -90,13 +91,16 @@ def _check_out_dir(out_dir: object) -> Path:
 
 
 def _check_out_of_data(out: Path, data_path: str) -> None:
-    """Refuse a run directory inside the data folder: its files would be read as data."""
-    data = Path(data_path).resolve() if data_path else None
-    if data is not None and data.is_dir() and out.resolve().is_relative_to(data):
+    """Refuse a run directory inside the image folder it trains on, where its files would be
+    read as images (a hidden run directory there is not read: allowed)."""
+    data = Path(data_path).expanduser().resolve() if data_path else None
+    if not is_image_folder(data) or not out.resolve().is_relative_to(data):
+        return
+    if not any(part.startswith(".") for part in out.resolve().relative_to(data).parts):
         raise ParameterError(
             "out_dir",
-            f"{out} is inside the data folder {data_path} (data.path), whose files are all read "
-            "as data; choose a run directory outside it",
+            f"{out} is inside the image folder {data_path} (data.path), whose files are all "
+            "read as images; choose a run directory outside it",
         )
 
 
