@@ -57,6 +57,7 @@ def _npz(data: bytes) -> dict[str, np.ndarray]:
 def _serving(app: Starlette) -> Iterator[str]:
     """``app`` served by uvicorn in a thread on a free port of 127.0.0.1; yields its URL."""
     sock = app_module._bind("127.0.0.1", 0)
+    sock.listen()  # as serve() does before it prints the URL
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -190,7 +190,10 @@ def _run(args: argparse.Namespace, signals: _CommandSignals) -> int:
         return 2
 
 
+_LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits at
+
+
 def _error_line(text: str) -> None:
     """``text`` on stderr as one line: a line break inside it (a path that holds one) is
-    written as ``\\n``."""
-    print(text.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
+    written as its escape (``\\n``, ``\\u2028``, ...)."""
+    print("".join(repr(c)[1:-1] if c in _LINE_BREAKS else c for c in text), file=sys.stderr)

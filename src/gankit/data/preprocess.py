@@ -82,7 +82,8 @@ def to_grey_or_rgb(img: Image.Image) -> Image.Image:
 
     16-bit and 32-bit integer grey (``I;16*``, ``I``) are scaled from ``0..65535`` to ``0..255``;
     float grey (``F``) is clipped to ``0..255`` (``ValueError`` for NaN pixels, and for values
-    all within ``(0, 1]``: an image scaled to ``[0, 1]``, which would come out black); palette
+    all within ``[0, 1]``, not all 0: an image scaled to ``[0, 1]``, which would come out
+    black); palette
     images go
     through RGBA so a transparency entry is honoured before the alpha is dropped; CMYK, YCbCr,
     LAB, HSV convert to RGB.

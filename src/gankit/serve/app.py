@@ -255,8 +255,8 @@ def create_app(explorer: RunExplorer, check_host: bool = True) -> Starlette:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: a free one): connections queue from now
-    on, so the URL can be printed before the server loop starts."""
+    """A TCP socket bound to ``host:port`` (port 0: a free one), not listening yet: a busy port
+    fails here, while nothing connects before the server can answer."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -264,7 +264,6 @@ def _bind(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
     except OSError as err:
         raise GankitError(f"--host/--port: cannot listen on {host}:{port} ({err})") from None
     return sock
@@ -287,12 +286,12 @@ def serve(
     waited for (:func:`~gankit.serve.explorer.wait_for_first_checkpoint`).
 
     Raises:
-        GankitError: ``port`` outside 0..65535, the address cannot be bound, or ``run_dir`` is
-            not a run with checkpoints.
+        GankitError: ``port`` outside 0..65535, the address cannot be bound, ``run_dir`` is
+            not a run with checkpoints, or the training waited for ended without one.
     """
     if not 0 <= port <= 65535:
         raise GankitError(f"--port: expected 0..65535, got {port}")
-    sock = _bind(host, port)  # first: a busy port fails before the generator loads
+    sock = _bind(host, port)  # first: a busy port fails before the wait and the generator
     try:
         wait_for_first_checkpoint(run_dir, say=lambda line: print(line, flush=True))
         explorer = RunExplorer(run_dir, device)
@@ -300,6 +299,7 @@ def serve(
         sock.close()
         raise
     app = create_app(explorer, check_host=_is_loopback(host))
+    sock.listen(128)  # connections queue from now on, so the URL can be printed before the loop
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
     print(

@@ -35,14 +35,16 @@ async function api(path, body) {
   if (!res.ok) {
     let message = `${res.status} ${res.statusText}`;
     try { message = (await res.json()).error || message; } catch (_) { /* not JSON */ }
-    if (res.status === 404 && message.startsWith("checkpoint:")) relist();
-    throw new Error(message);
+    const err = new Error(message);
+    err.status = res.status;
+    if (prunedCheckpoint(err)) relist();
+    throw err;
   }
   return res;
 }
 
 // The banner shows the latest failure of one part of the page (`source`: "page", "grid",
-// "interp"); that part's next success, or 8 s, hides it. While the server is down it says so
+// "interp", "download"); that part's next success, or 8 s, hides it. While the server is down it says so
 // instead, until a request gets an answer.
 let errorTimer = null;
 function showError(err, source = "page") {
@@ -142,7 +144,8 @@ function relist() {
   if (!relisting) relisting = refresh().finally(() => { relisting = null; });
   return relisting;
 }
-const prunedCheckpoint = (err) => String(err.message || err).startsWith("checkpoint:");
+// An API error naming a checkpoint that is not in the run's listing (pruned since it was read).
+const prunedCheckpoint = (err) => err.status === 404 && err.message.startsWith("checkpoint:");
 
 // ---- sample grid ---------------------------------------------------------------------------
 
