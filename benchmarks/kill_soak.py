@@ -132,10 +132,15 @@ def _log(run: Path) -> list[tuple]:
     ]
 
 
-def _best(run: Path) -> dict | None:
-    """What ``checkpoints/best`` records (metric, value, step), or ``None`` without one."""
-    best = RunDir(run).best_checkpoint()
-    return load_state(best)["best"] if best is not None else None
+def _same_best(a: Path, b: Path) -> bool:
+    """Whether the two runs' ``checkpoints/best`` record the same metric, value and step and
+    hold the same G_ema (or neither run has one)."""
+    best_a, best_b = RunDir(a).best_checkpoint(), RunDir(b).best_checkpoint()
+    if best_a is None or best_b is None:
+        return best_a is best_b
+    wa, wb = load_weights(best_a, "G_ema"), load_weights(best_b, "G_ema")
+    same_weights = wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    return load_state(best_a)["best"] == load_state(best_b)["best"] and same_weights
 
 
 def soak(
@@ -204,7 +209,7 @@ def soak(
         a[w].keys() == b[w].keys() and all(torch.equal(a[w][k], b[w][k]) for k in a[w]) for w in a
     )
     report["log_equal"] = _log(run) == _log(ref)
-    report["best_equal"] = _best(run) == _best(ref)
+    report["best_equal"] = _same_best(run, ref)
     return report
 
 
