@@ -467,8 +467,14 @@ class Trainer:
         """Write a checkpoint of this step (unless one was just written) and end training."""
         if not saved:
             self.snapshot()
-        where = f"checkpoint {self.run.latest_checkpoint()}" if self.run else "no run directory"
-        resume = f"; continue with `gankit resume {self.run.path}`" if self.run else ""
+        # this step's checkpoint, by name: under DDP rank 0 may still be writing it
+        where = (
+            f"checkpoint {self.run.checkpoints / ckpt_io.step_dir_name(self.step)}"
+            if self.run
+            else "no run directory"
+        )
+        command = "torchrun ... -m gankit.cli resume" if self.dist.enabled else "gankit resume"
+        resume = f"; continue with `{command} {self.run.path}`" if self.run else ""
         raise TrainingStopped(
             f"stopped by {StopSignals.name(signum)} at step {self.step} ({where}){resume}", signum
         )
