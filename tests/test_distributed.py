@@ -153,3 +153,31 @@ def test_nan_on_one_rank_stops_every_rank(tmp_path):
     out = str(tmp_path / "result")
     _spawn_with_deadline(_nan_worker, (_free_port(), str(data), out), nprocs=2, seconds=400)
     assert [open(f"{out}.{r}").read() for r in (0, 1)] == ["stopped", "stopped"]
+
+
+def test_a_collective_whose_peer_died_is_one_line(tmp_path, monkeypatch, capsys):
+    """A process of the job killed: the others' next collective fails inside gloo (a plain
+    RuntimeError) or NCCL; each survivor says so in one line, not a torch traceback."""
+    import gankit.training as training
+    from gankit.cli import main
+
+    gloo = (
+        "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error "
+        "[127.0.0.1]:55941: Connection reset by peer. This is typically caused by a remote "
+        "worker hanging or bugs in the application.\nmore lines"
+    )
+
+    class PeerGone:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError(gloo)
+
+    monkeypatch.setattr(training, "from_env", lambda: distributed.DistInfo(rank=1, world_size=2))
+    monkeypatch.setattr(training, "Trainer", PeerGone)
+    sets = [a for item in TINY for a in ("--set", item)]
+    data = tiny_data(tmp_path / "d.npz")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), *sets]) == 2
+    assert capsys.readouterr().err == (
+        f"gankit: error: rank 1: a collective with the job's other processes failed "
+        f"({gloo.splitlines()[0][:160]}); one of them stopped or failed: see its output, then "
+        "resume the run\n"
+    )

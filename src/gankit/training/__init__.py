@@ -11,6 +11,8 @@ import sys
 import traceback
 from pathlib import Path
 
+import torch
+
 from gankit import checkpoint as ckpt_io
 from gankit.config import (
     DEVICES,
@@ -130,11 +132,30 @@ def _fit(
     except BaseException as err:
         if from_env().enabled:  # the failed frames' locals hold the trainer too
             traceback.clear_frames(err.__traceback__)
+            if _peer_lost(err):
+                rank = from_env().rank
+                raise GankitError(
+                    f"rank {rank}: a collective with the job's other processes failed "
+                    f"({str(err).splitlines()[0][:160]}); one of them stopped or failed: see its "
+                    "output, then resume the run"
+                ) from None
         raise
     finally:
         del trainer  # its DDP wrappers go before the process group they use (see cleanup)
         cleanup()
     return run.path
+
+
+_PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "NCCL error", "gloo/")
+"""What the messages of a collective whose peer process died hold (gloo's are plain
+RuntimeErrors, NCCL's ``DistBackendError``)."""
+
+
+def _peer_lost(err: BaseException) -> bool:
+    """Whether ``err`` is a collective that failed because another process of the job went."""
+    return isinstance(err, torch.distributed.DistError) or (
+        isinstance(err, RuntimeError) and any(s in str(err) for s in _PEER_LOST)
+    )
 
 
 def _check_loadable(ckpt: Path) -> dict:
