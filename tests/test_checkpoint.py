@@ -49,11 +49,13 @@ def test_resume_is_exact(tmp_path):
 
 
 def _eval_log(run):
-    """``(step, record)`` of every eval record and ``(step, loss_D, loss_G)`` of every other
-    record of ``run``'s log, in file order (timings left out)."""
+    """``(step, record)`` of every eval record of the training and ``(step, loss_D, loss_G)``
+    of every other record of ``run``'s log, in file order (timings and `gankit eval` records
+    left out)."""
     return [
         (r["step"], r["eval"]) if "eval" in r else (r["step"], r["loss_D"], r["loss_G"])
         for r in RunDir(run).read_metrics()
+        if r.get("source") != "gankit eval"
     ]
 
 
@@ -69,6 +71,8 @@ def test_resume_evaluates_the_eval_step_a_kill_left_unlogged(tmp_path, best_writ
     killed = train(tiny_cfg(data, *evals, "train.steps=2"), tmp_path / "b", quiet=True)
     log = killed / "metrics.jsonl"  # as the kill left it (state.pt is from before the eval)
     log.write_text("".join(line for line in log.open() if '"eval"' not in line))
+    with log.open("a") as f:  # and a `gankit eval` of that step since: not the eval it owes
+        f.write(json.dumps({"step": 2, "eval": {"swd": 1.0}, "source": "gankit eval"}) + "\n")
     if not best_written:
         shutil.rmtree(killed / "checkpoints" / "best")
     resume(killed, steps=4, quiet=True)

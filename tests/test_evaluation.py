@@ -106,7 +106,7 @@ def test_evaluate_writes_json_and_metrics_row(data_cfg, tmp_path, capsys, monkey
     # an untrained G covers little of the real digits; held-out reals cover them well
     assert out["eval"]["ccoverage"] < 0.5 < out["eval"]["ccoverage_real_heldout"]
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    assert row == {"step": 7, "eval": out["eval"]}
+    assert row == {"step": 7, "eval": out["eval"], "source": "gankit eval"}
     with pytest.raises(GankitError, match="unknown metric 'fdi'"):
         evaluate(str(run), ["fdi"], n=40, device="cpu")
     with pytest.raises(GankitError, match="Inception weights not found"):

@@ -394,7 +394,8 @@ def evaluate(
 ) -> dict:
     """Evaluate the EMA generator of a run/checkpoint (``gankit eval``); a JSON-able result.
 
-    Also appends ``{"step", "eval": {...}}`` to the run's ``metrics.jsonl`` (when ``source``
+    Also appends ``{"step", "eval": {...}, "source": "gankit eval"}`` to the run's
+    ``metrics.jsonl`` (when ``source``
     belongs to a run; if that file cannot be written, a warning on stderr says so).
 
     Args:
@@ -449,7 +450,7 @@ def evaluate(
     run = RunDir.of_checkpoint(ckpt)
     if run is not None:
         try:
-            run.append_metrics({"step": step, "eval": values})
+            run.append_metrics({"step": step, "eval": values, "source": EVAL_SOURCE})
         except OSError as err:  # e.g. a read-only run: the result is still returned
             print(
                 f"gankit: warning: the result was not added to {run.metrics_file} "
@@ -534,6 +535,11 @@ def _reference_labels(y: np.ndarray, names: list[str], ctx: EvalContext) -> np.n
 
 
 _CONTEXTS: dict[tuple, EvalContext] = {}
+
+
+EVAL_SOURCE = "gankit eval"
+"""The ``source`` of the records :func:`evaluate` appends to a run's log (the training's own
+evaluations carry none), so a resumed run does not take one for the eval it owes."""
 
 
 def periodic_eval(G: nn.Module, cfg: Config, device: torch.device) -> dict[str, float]:

@@ -37,7 +37,7 @@ from gankit.analysis.spectrum import pick_layers, spectrum_report
 from gankit.config import Config
 from gankit.data import ImageDataset, to_float, to_uint8
 from gankit.errors import GankitError
-from gankit.evaluation import check_per_class, periodic_eval
+from gankit.evaluation import EVAL_SOURCE, check_per_class, periodic_eval
 from gankit.generation import eval_mode, save_grid
 from gankit.metrics import get_metric
 from gankit.metrics.inception import checked_weights_path
@@ -224,11 +224,14 @@ class PeriodicEval(Hook):
 
 def eval_pending(cfg: Config, run: RunDir, step: int) -> bool:
     """Whether ``step`` of run ``run`` (config ``cfg``) is an eval step whose record its log
-    lacks: a run killed between that step's checkpoint and its eval."""
+    lacks: a run killed between that step's checkpoint and its eval (a ``gankit eval`` record
+    of that step does not count)."""
     if cfg.eval.every <= 0 or step == 0 or step % cfg.eval.every:
         return False
     records = run.read_metrics() if run.metrics_file.is_file() else []
-    return not any(r.get("step") == step and "eval" in r for r in records)
+    return not any(
+        r.get("step") == step and "eval" in r and r.get("source") != EVAL_SOURCE for r in records
+    )
 
 
 class CollapseError(GankitError):
