@@ -278,6 +278,45 @@ def test_one_writer_per_run_and_no_stale_lock(run):
         pass
 
 
+HOLD = """import sys; from gankit.run import RunDir
+with RunDir(sys.argv[1]).writer(): print('held', flush=True); sys.stdin.read()"""
+CHECK = """import sys; from gankit.run import RunDir
+with RunDir(sys.argv[1]).writer(enabled=False): print('not refused', flush=True)"""
+
+
+def test_a_rank_that_does_not_write_refuses_a_run_another_job_writes(run, tmp_path):
+    """A rank that takes no lock (not the main rank of a DDP job) refuses a run whose lock a
+    process of another job holds, so it does not wait for a main rank that has already stopped;
+    the main rank of its own job (same parent, or the same launcher variables) is no obstacle."""
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run.path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(GankitError, match=rf"being written by .* \(pid {holder.pid}\)"):
+            with run.writer(enabled=False):  # this process: another parent, no such variables
+                pass
+        check = [sys.executable, "-c", CHECK, str(run.path)]
+        runs = [  # siblings: one job whatever the variables; a grandchild: by the variables
+            (check, env),
+            (check, {**env, "MASTER_PORT": "29512"}),
+            (["sh", "-c", '"$@"; exit $?', "sh", *check], env),  # not exec'd: sh is its parent
+        ]
+        for argv, job in runs:
+            done = subprocess.run(argv, env=job, capture_output=True, text=True, timeout=120)
+            assert done.stdout == "not refused\n", done.stderr[-500:]
+        other = subprocess.run(
+            ["sh", "-c", '"$@"; exit $?', "sh", *check], capture_output=True, text=True,
+            env={**env, "MASTER_PORT": "29512"}, timeout=120,
+        )  # fmt: skip
+        assert "being written by another gankit process" in other.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_non_finite_weights_are_a_damaged_file(run):
     """Damage inside a weight file's data (its header intact; safetensors has no checksum) that
     makes values NaN/Inf: one line naming the file and the tensors, never black samples."""

@@ -154,13 +154,18 @@ class RunDir:
         """Hold the run's writer lock for the block: an exclusive ``flock`` on the directory
         itself, taken at once or not at all, so that two ``train``/``resume`` never write one
         run. The kernel drops it when the holder exits, even on SIGKILL (no stale lock).
-        ``enabled=False`` (the ranks of a DDP run that do not write) takes nothing, nor does
-        a system or file system without ``flock`` (Windows, some network mounts).
+        ``enabled=False`` (the ranks of a DDP run that do not write) takes nothing, but refuses
+        a run whose lock a process of another job holds (:func:`_same_job`; else such a rank
+        would wait for a main rank that has already stopped); a system or file system without
+        ``flock`` (Windows, some network mounts) takes nothing.
 
         Raises:
             GankitError: another process holds it (the message names its pid where known).
         """
         if not enabled or fcntl is None:
+            holder = self.writer_pid() if not enabled else None
+            if holder is not None and not _same_job(holder):
+                raise self._busy(holder)
             yield self
             return
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
@@ -168,17 +173,19 @@ class RunDir:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _flock_holder(fd)
-                raise GankitError(
-                    f"run dir {self.path} is being written by another gankit process"
-                    f"{f' (pid {holder})' if holder else ''}; wait for it to end or stop it, "
-                    "or choose another run directory"
-                ) from None
+                raise self._busy(_flock_holder(fd)) from None
             except OSError:  # a file system without flock (some network mounts): no lock
                 pass
             yield self
         finally:
             os.close(fd)  # releases the lock
+
+    def _busy(self, holder: int | None) -> GankitError:
+        return GankitError(
+            f"run dir {self.path} is being written by another gankit process"
+            f"{f' (pid {holder})' if holder else ''}; wait for it to end or stop it, "
+            "or choose another run directory"
+        )
 
     def writer_pid(self) -> int | None:
         """The pid of the process holding the run's writer lock (a ``train``/``resume`` at
@@ -283,6 +290,27 @@ class RunDir:
         if ckpt.parent.name != CHECKPOINTS:
             return None
         return cls(ckpt.parent.parent)
+
+
+_JOB_VARIABLES = (b"MASTER_ADDR", b"MASTER_PORT", b"TORCHELASTIC_RUN_ID")
+"""What the launcher (torchrun) gives every process of one job alike."""
+
+
+def _same_job(pid: int) -> bool:
+    """Whether process ``pid`` is of this process's multi-process job: started by the same
+    parent, or with the same launcher variables in its start-up environment (another node's
+    launcher). True where that cannot be read: only a process known to be another's counts."""
+
+    def start_up(which: int | str) -> dict[bytes, bytes]:
+        items = Path(f"/proc/{which}/environ").read_bytes().split(b"\0")
+        return dict(item.split(b"=", 1) for item in items if b"=" in item)
+
+    try:
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        theirs, ours = start_up(pid), start_up("self")
+    except (OSError, ValueError, IndexError):
+        return True
+    return parent == os.getppid() or all(theirs.get(k) == ours.get(k) for k in _JOB_VARIABLES)
 
 
 def _flock_holder(fd: int) -> int | None:
