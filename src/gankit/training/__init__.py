@@ -55,7 +55,7 @@ def train(cfg: Config, out_dir: str | Path = "runs/default", quiet: bool = False
 
     Raises:
         ParameterError: ``cfg`` not a Config, ``out_dir`` not a path, under a file or inside
-            the data folder, ``quiet`` not a bool.
+            the image folder trained on (unless hidden there), ``quiet`` not a bool.
         GankitError: unwritable ``out_dir``, a run dir that already has checkpoints (use
             :func:`resume`) or that another process is writing, data that does not fit the
             model, bad config values, an ``init_from`` source that is missing or holds a

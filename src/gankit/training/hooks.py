@@ -219,7 +219,7 @@ class PeriodicEval(Hook):
                 trainer.best = {"key": key, "value": value, "step": trainer.step}
                 best = {**state, "best": trainer.best}
                 trainer.save_checkpoint("best", trainer.weights(), best)
-        trainer.monitor.write({"step": trainer.step, "eval": results})  # as `gankit eval`
+        trainer.monitor.write({"step": trainer.step, "eval": results})  # gankit eval's, unsourced
 
 
 def eval_pending(cfg: Config, run: RunDir, step: int) -> bool:
