@@ -57,6 +57,7 @@ from gankit.data.folder import (
     default_workers,
     folder_id,
     list_image_folder,
+    reading_folder,
     report_skipped,
     split_chunks,
 )
@@ -118,15 +119,13 @@ def fingerprint(
 
 def _check_outside(out: Path, src: Path, folders: set[FolderId]) -> None:
     """Refuse a cache ``out`` inside one of the ``folders`` read for the images of ``src``: its
-    own files would be read as images (unless it is hidden there, by its name or a folder's:
-    hidden files and folders are not read, and a cache's side files share its name)."""
-    for d in out.parents:
-        hidden = any(part.startswith(".") for part in out.relative_to(d).parts)
-        if not hidden and d.exists() and folder_id(d) in folders:
-            raise GankitError(
-                f"{out}: its files would be read as images of {src} (it lies in {d}); a data "
-                "cache must lie outside the image folder it is built from"
-            )
+    own files would be read as images (unless it is hidden there: a cache's side files share
+    its name)."""
+    if (d := reading_folder(out, folders)) is not None:
+        raise GankitError(
+            f"{out}: its files would be read as images of {src} (it lies in {d}); a data "
+            "cache must lie outside the image folder it is built from"
+        )
 
 
 def _discard_partial(out: Path) -> None:

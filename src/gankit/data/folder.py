@@ -76,6 +76,17 @@ def folder_id(path: str | Path) -> FolderId:
     return st.st_dev, st.st_ino
 
 
+def reading_folder(path: Path, folders: set[FolderId]) -> Path | None:
+    """The folder among ``folders`` (the ids of the folders a listing reads) that a file written
+    at the absolute ``path`` would be listed from, or ``None``: a file in one of them, or below,
+    is read unless its name or a folder on the way is hidden."""
+    for d in path.parents:
+        hidden = any(part.startswith(".") for part in path.relative_to(d).parts)
+        if not hidden and d.exists() and folder_id(d) in folders:
+            return d
+    return None
+
+
 def _list_files(folder: Path, holding: frozenset[FolderId], read: set[FolderId]) -> list[str]:
     """Visible files under ``folder`` in sorted walk order, following folder links, as ``str``
     paths (a ``Path`` costs several times the memory of a ``str``: it matters for millions of

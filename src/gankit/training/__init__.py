@@ -24,6 +24,7 @@ from gankit.config import (
     model_differences,
     save_toml,
 )
+from gankit.data.folder import folder_id, reading_folder
 from gankit.data.sources import is_image_folder
 from gankit.device import resolve_device
 from gankit.errors import (
@@ -96,9 +97,8 @@ def _check_out_of_data(out: Path, data_path: str) -> None:
     """Refuse a run directory inside the image folder it trains on, where its files would be
     read as images (a hidden run directory there is not read: allowed)."""
     data = Path(data_path).expanduser().resolve() if data_path else None
-    if not is_image_folder(data) or not out.resolve().is_relative_to(data):
-        return
-    if not any(part.startswith(".") for part in out.resolve().relative_to(data).parts):
+    run_file = out.resolve() / ckpt_io.CONFIG_FILE  # as every file the run writes
+    if is_image_folder(data) and reading_folder(run_file, {folder_id(data)}) is not None:
         raise ParameterError(
             "out_dir",
             f"{out} is inside the image folder {data_path} (data.path), whose files are all "
