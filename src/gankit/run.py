@@ -162,10 +162,10 @@ class RunDir:
         Raises:
             GankitError: another process holds it (the message names its pid where known).
         """
+        holder = None if enabled else self.writer_pid()
+        if holder is not None and not _same_job(holder):
+            raise self._busy(holder)
         if not enabled or fcntl is None:
-            holder = self.writer_pid() if not enabled else None
-            if holder is not None and not _same_job(holder):
-                raise self._busy(holder)
             yield self
             return
         fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
